@@ -1,0 +1,82 @@
+# custodian - build, run, test, bench, install.
+#   make            build build/release/custodian
+#   make run        build and run the agent on a demo configuration (demo/)
+#   make test       install test dependencies, build with ASan+UBSan, run unit and e2e tests
+#   make bench      benchmark against rclone, restic and borg
+#   make install    PREFIX=/usr/local DESTDIR=
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+CC ?= cc
+PYTHON := /usr/bin/python3
+
+PKGS := libsodium libzstd sqlite3 libcrypto inih libcurl
+WARN := -std=c17 -Wall -Wextra -Wpedantic -Werror -Wno-format-truncation -D_GNU_SOURCE
+CFLAGS_COMMON = $(WARN) -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lpthread -lm
+
+SRC := $(wildcard common/*.c catalog/*.c watcher/*.c shipper/*.c agent/*.c)
+LIB_SRC := $(filter-out agent/main.c,$(SRC))
+UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
+
+RELEASE := build/release
+ASAN := build/asan
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+.PHONY: all run test unit e2e bench install clean deps deps-test format check-format
+all: deps $(RELEASE)/custodian
+
+deps:
+	@scripts/install-deps.sh build
+
+$(RELEASE)/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -O2 -g -c $< -o $@
+
+$(ASAN)/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -O1 -g $(SAN) -c $< -o $@
+
+$(RELEASE)/custodian: $(patsubst %.c,$(RELEASE)/%.o,$(SRC))
+	$(CC) -o $@ $^ $(LIBS)
+
+$(ASAN)/custodian: $(patsubst %.c,$(ASAN)/%.o,$(SRC))
+	$(CC) $(SAN) -o $@ $^ $(LIBS)
+
+$(ASAN)/test_%: $(ASAN)/tests/unit/test_%.o $(patsubst %.c,$(ASAN)/%.o,$(LIB_SRC))
+	$(CC) $(SAN) -o $@ $^ $(LIBS) $(shell pkg-config --libs cmocka)
+
+run: all
+	@test -f demo/custodian.conf || $(RELEASE)/custodian init --demo demo
+	$(RELEASE)/custodian -c demo/custodian.conf agent
+
+deps-test:
+	@scripts/install-deps.sh test
+
+test: deps-test
+	$(MAKE) unit e2e
+
+unit: $(addprefix $(ASAN)/,$(UNIT_TESTS))
+	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $(ASAN)/$$t; done
+
+e2e: $(ASAN)/custodian $(RELEASE)/custodian
+	CUSTODIAN_BIN=$(CURDIR)/$(ASAN)/custodian CUSTODIAN_PLAIN_BIN=$(CURDIR)/$(RELEASE)/custodian \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+
+bench: all
+	@scripts/install-deps.sh bench
+	$(PYTHON) bench/bench.py --bin $(CURDIR)/$(RELEASE)/custodian
+
+install: all
+	install -D -m 0755 $(RELEASE)/custodian $(DESTDIR)$(PREFIX)/bin/custodian
+	install -D -m 0644 packaging/custodian.service $(DESTDIR)$(PREFIX)/lib/systemd/system/custodian.service
+	install -D -m 0644 packaging/custodian.conf.example $(DESTDIR)$(PREFIX)/share/doc/custodian/custodian.conf.example
+
+format:
+	clang-format -i $(SRC) $(wildcard */*.h tests/unit/*.c)
+
+check-format:
+	clang-format --dry-run -Werror $(SRC) $(wildcard */*.h tests/unit/*.c)
+
+clean:
+	rm -rf build

@@ -1,0 +1,429 @@
+/*
+ * agent.c - the service: one libev loop, the watcher feeding the catalog's
+ * queue, the shipper draining it.
+ *
+ * Watcher callbacks write to the catalog inside one transaction per burst of
+ * events, committed at batch_end (before the loop sleeps again), so an event
+ * costs a row, not an fsync. Anything the watcher could have missed while the
+ * agent was down is found by the start-up reconciliation.
+ */
+#include "agent.h"
+
+#include <dirent.h>
+#include <ev.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/dests.h"
+#include "agent/keys.h"
+#include "agent/reconcile.h"
+#include "common/log.h"
+#include "common/pathenc.h"
+#include "common/util.h"
+#include "shipper/shipper.h"
+#include "watcher/watcher.h"
+
+struct agent {
+    struct cli *cli;
+    const struct agent_options *opts;
+    struct ev_loop *loop;
+    struct catalog *cat;
+    struct shipper *shipper;
+    struct watcher *watcher;
+    struct dest **dests;
+    size_t n_dests;
+    unsigned char public_key[32];
+    unsigned char *naming_key;
+    int in_tx;
+    int tx_failed;
+    int stopping;
+    int status;
+    int64_t started_mono;
+    int64_t shipped_files;
+    ev_signal sig_term, sig_int;
+    ev_timer poll;
+    ev_timer stop_check;
+};
+
+/* --- catalog writes from watcher events --- */
+
+static int tx(struct agent *a)
+{
+    struct cst_err err;
+
+    if (a->in_tx)
+        return 0;
+    if (catalog_begin(a->cat, &err) < 0) {
+        log_error("%s", err.msg);
+        return -1;
+    }
+    a->in_tx = 1;
+    return 0;
+}
+
+static void tx_error(struct agent *a, const char *what, const char *path, struct cst_err *err)
+{
+    char *shown = pathenc_escape(path, strlen(path));
+
+    log_error("cannot record %s path=%s: %s", what, shown, err->msg);
+    free(shown);
+    a->tx_failed = 1;
+}
+
+static void on_changed(void *arg, const char *path, int closed)
+{
+    struct agent *a = arg;
+    struct cst_err err;
+    int64_t now = util_now_ms();
+
+    if (tx(a) < 0)
+        return;
+    if (catalog_queue_path(a->cat, path, closed ? "closed" : "modified",
+                           closed ? now : now + a->cli->cfg->settle_ms, &err) < 0)
+        tx_error(a, "change", path, &err);
+}
+
+static void on_removed(void *arg, const char *path)
+{
+    struct agent *a = arg;
+    struct cst_err err;
+    int n;
+
+    if (tx(a) < 0)
+        return;
+    n = catalog_record_delete(a->cat, path, util_now_ms(), &err);
+    if (n < 0) {
+        tx_error(a, "deletion", path, &err);
+    } else if (n > 0) {
+        char *shown = pathenc_escape(path, strlen(path));
+        log_info("deleted path=%s versions_kept=%d", shown, n);
+        free(shown);
+    }
+}
+
+static void on_moved(void *arg, const char *from, const char *to)
+{
+    struct agent *a = arg;
+    struct cst_err err;
+
+    if (tx(a) < 0)
+        return;
+    if (catalog_record_move(a->cat, from, to, util_now_ms(), &err) < 0) {
+        tx_error(a, "rename", to, &err);
+    } else {
+        char *f = pathenc_escape(from, strlen(from)), *t = pathenc_escape(to, strlen(to));
+        log_info("renamed from=%s to=%s", f, t);
+        free(f);
+        free(t);
+    }
+}
+
+static void rescan(struct agent *a, const char *root, const char *why)
+{
+    struct reconcile_counts c = {0, 0, 0};
+    struct cst_err err;
+
+    if (tx(a) < 0)
+        return;
+    if (reconcile_tree(a->cat, root, a->cli->cfg->excludes, a->cli->cfg->n_excludes, &c, &err) <
+        0) {
+        tx_error(a, "rescan", root, &err);
+        return;
+    }
+    if (c.queued || c.tombstoned || strcmp(why, "folder") != 0)
+        log_info("rescanned %s (%s): files=%lld queued=%lld deleted=%lld", root, why,
+                 (long long)c.seen, (long long)c.queued, (long long)c.tombstoned);
+}
+
+static void on_rescan(void *arg, const char *path)
+{
+    struct agent *a = arg;
+    int64_t overflows = a->watcher ? watcher_overflow_count(a->watcher) : 0;
+    struct cst_err err;
+
+    rescan(a, path, "folder");
+    if (a->in_tx && overflows > 0)
+        catalog_state_set_int(a->cat, "inotify_overflows", overflows, &err);
+}
+
+static void on_batch_end(void *arg)
+{
+    struct agent *a = arg;
+    struct cst_err err;
+
+    if (!a->in_tx)
+        return;
+    a->in_tx = 0;
+    if (a->tx_failed) {
+        /* Lost events are found again by a rescan; nothing here is the only record. */
+        catalog_rollback(a->cat);
+        a->tx_failed = 0;
+        log_warn("events were not recorded; a rescan of every folder will follow");
+        for (size_t i = 0; i < a->cli->cfg->n_watch_paths; i++)
+            rescan(a, a->cli->cfg->watch_paths[i], "recovery");
+        if (a->in_tx) {
+            a->in_tx = 0;
+            if (a->tx_failed || catalog_commit(a->cat, &err) < 0)
+                catalog_rollback(a->cat);
+            a->tx_failed = 0;
+        }
+    } else if (catalog_commit(a->cat, &err) < 0) {
+        log_error("%s", err.msg);
+    }
+    shipper_kick(a->shipper);
+}
+
+static const struct watcher_callbacks watcher_cb = {
+    .changed = on_changed,
+    .removed = on_removed,
+    .moved = on_moved,
+    .rescan = on_rescan,
+    .batch_end = on_batch_end,
+};
+
+/* --- lifecycle --- */
+
+static void on_batch(void *arg, size_t files, uint64_t bytes)
+{
+    struct agent *a = arg;
+
+    (void)bytes;
+    a->shipped_files += (int64_t)files;
+}
+
+static void begin_stop(struct agent *a)
+{
+    if (a->stopping)
+        return;
+    a->stopping = 1;
+    watcher_free(a->watcher);
+    a->watcher = NULL;
+    shipper_stop(a->shipper);
+    ev_timer_stop(a->loop, &a->poll);
+    ev_timer_set(&a->stop_check, 0.0, 0.05);
+    ev_timer_again(a->loop, &a->stop_check);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct agent *a = w->data;
+
+    (void)loop;
+    (void)revents;
+    log_info("stopping: finishing what is in flight signal=%d in_flight=%zu", w->signum,
+             shipper_in_flight(a->shipper));
+    begin_stop(a);
+}
+
+static int queue_empty(struct agent *a)
+{
+    int64_t depth, oldest;
+
+    catalog_queue_stats(a->cat, &depth, &oldest);
+    return depth == 0;
+}
+
+static void on_stop_check(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct agent *a = t->data;
+
+    (void)revents;
+    if (a->stopping) {
+        if (shipper_in_flight(a->shipper) == 0) {
+            ev_timer_stop(loop, t);
+            ev_break(loop, EVBREAK_ALL);
+        }
+        return;
+    }
+    /* `ship`: done when nothing is left to do. */
+    if (a->opts->until_idle && shipper_idle(a->shipper) &&
+        (!a->opts->until_empty || queue_empty(a))) {
+        begin_stop(a);
+        return;
+    }
+    if (a->opts->timeout_ms > 0 && util_mono_ms() - a->started_mono > a->opts->timeout_ms) {
+        int64_t depth, oldest;
+
+        catalog_queue_stats(a->cat, &depth, &oldest);
+        log_error("gave up waiting: %lld queued entries remain (see `custodian status`)",
+                  (long long)depth);
+        a->status = EXIT_FAILED;
+        begin_stop(a);
+    }
+}
+
+static void on_poll(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct agent *a = t->data;
+
+    (void)loop;
+    (void)revents;
+    /* Entries queued by other processes (`custodian scan`) are seen here. */
+    shipper_kick(a->shipper);
+}
+
+/* Spool files of a previous run (killed mid-ship) are worthless: the queue redoes them. */
+static void clean_spool(const char *spool)
+{
+    DIR *d = opendir(spool);
+    struct dirent *de;
+
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char *p = util_join(spool, de->d_name);
+        unlink(p);
+        free(p);
+    }
+    closedir(d);
+}
+
+static int load_keys(struct agent *a)
+{
+    struct cst_err err;
+    const struct cfg *cfg = a->cli->cfg;
+
+    if (keys_load_public(cfg->public_key, a->public_key, &err) < 0)
+        return cli_fail(EXIT_USAGE, "%s", err.msg);
+    a->naming_key = sodium_malloc(32);
+    if (a->naming_key == NULL)
+        return cli_fail(EXIT_FAILED, "out of memory");
+    if (keys_load_secret(cfg->naming_key, "naming-key", a->naming_key, 32, &err) < 0)
+        return cli_fail(EXIT_USAGE, "%s", err.msg);
+    return EXIT_OK;
+}
+
+static void audit(struct agent *a, const char *action, const char *detail)
+{
+    struct cst_err err;
+
+    if (catalog_audit(a->cat, "agent", action, detail, &err) < 0)
+        log_error("%s", err.msg);
+}
+
+int agent_run(struct cli *cli, const struct agent_options *opts)
+{
+    struct agent a;
+    struct cst_err err;
+    struct shipper_params sp;
+    char *spool = NULL;
+    int lock_fd = -1, rc;
+
+    memset(&a, 0, sizeof(a));
+    a.cli = cli;
+    a.opts = opts;
+    a.status = EXIT_OK;
+    a.started_mono = util_mono_ms();
+    if ((rc = cli_load_config(cli)) != EXIT_OK)
+        return rc;
+    if (opts->watch && cfg_check_watch_paths(cli->cfg, &err) < 0)
+        return cli_fail(EXIT_USAGE, "%s", err.msg);
+    if (sodium_init() < 0)
+        return cli_fail(EXIT_FAILED, "libsodium failed to initialise");
+    if ((rc = load_keys(&a)) != EXIT_OK)
+        goto out;
+    lock_fd = cli_lock_agent(cli, &err);
+    if (lock_fd < 0) {
+        rc = cli_fail(EXIT_FAILED, "%s", err.msg);
+        goto out;
+    }
+    if ((rc = cli_open_catalog(cli, 0)) != EXIT_OK)
+        goto out;
+    a.cat = cli->cat;
+    if (dests_open(cli->cfg, &a.dests, &a.n_dests, &err) < 0) {
+        rc = cli_fail(EXIT_FAILED, "%s", err.msg);
+        goto out;
+    }
+    spool = cli_state_path(cli, "spool");
+    if (util_mkdir_p(spool, 0700, &err) < 0) {
+        rc = cli_fail(EXIT_FAILED, "%s", err.msg);
+        goto out;
+    }
+    clean_spool(spool);
+    signal(SIGPIPE, SIG_IGN);
+    a.loop = ev_default_loop(EVFLAG_AUTO);
+    memset(&sp, 0, sizeof(sp));
+    sp.loop = a.loop;
+    sp.catalog = a.cat;
+    sp.public_key = a.public_key;
+    sp.naming_key = a.naming_key;
+    sp.spool_dir = spool;
+    sp.dests = a.dests;
+    sp.n_dests = a.n_dests;
+    sp.workers = cli->cfg->workers;
+    sp.settle_ms = cli->cfg->settle_ms;
+    sp.on_batch = on_batch;
+    sp.arg = &a;
+    a.shipper = shipper_new(&sp, &err);
+    if (a.shipper == NULL) {
+        rc = cli_fail(EXIT_FAILED, "%s", err.msg);
+        goto out;
+    }
+    if (opts->watch) {
+        a.watcher = watcher_new(a.loop, cli->cfg->watch_paths, cli->cfg->n_watch_paths,
+                                cli->cfg->excludes, cli->cfg->n_excludes, &watcher_cb, &a, &err);
+        if (a.watcher == NULL) {
+            rc = cli_fail(EXIT_FAILED, "%s", err.msg);
+            goto out;
+        }
+        /* Watches are in place first; the scan then finds whatever changed while down. */
+        for (size_t i = 0; i < cli->cfg->n_watch_paths; i++)
+            rescan(&a, cli->cfg->watch_paths[i], "start-up");
+        on_batch_end(&a);
+        audit(&a, "agent_start", "{}");
+        log_info("agent started: watching %zu folders (%zu watches), %zu destination(s), "
+                 "settle_ms=%d",
+                 cli->cfg->n_watch_paths, watcher_watch_count(a.watcher), a.n_dests,
+                 cli->cfg->settle_ms);
+    }
+    ev_signal_init(&a.sig_term, on_signal, SIGTERM);
+    a.sig_term.data = &a;
+    ev_signal_start(a.loop, &a.sig_term);
+    ev_signal_init(&a.sig_int, on_signal, SIGINT);
+    a.sig_int.data = &a;
+    ev_signal_start(a.loop, &a.sig_int);
+    ev_timer_init(&a.poll, on_poll, 2.0, 2.0);
+    a.poll.data = &a;
+    ev_timer_start(a.loop, &a.poll);
+    ev_init(&a.stop_check, on_stop_check);
+    a.stop_check.data = &a;
+    a.stop_check.repeat = 0.1;
+    if (opts->until_idle)
+        ev_timer_again(a.loop, &a.stop_check);
+    shipper_kick(a.shipper);
+
+    ev_run(a.loop, 0);
+
+    if (opts->watch) {
+        char *detail = util_printf("{\"shipped_files\":%lld}", (long long)a.shipped_files);
+        audit(&a, "agent_stop", detail);
+        free(detail);
+        log_info("agent stopped shipped_files=%lld", (long long)a.shipped_files);
+    }
+    rc = a.status;
+out:
+    if (a.in_tx)
+        catalog_rollback(a.cat);
+    watcher_free(a.watcher);
+    shipper_free(a.shipper);
+    if (a.loop) {
+        ev_signal_stop(a.loop, &a.sig_term);
+        ev_signal_stop(a.loop, &a.sig_int);
+        ev_timer_stop(a.loop, &a.poll);
+        ev_timer_stop(a.loop, &a.stop_check);
+        ev_loop_destroy(a.loop);
+    }
+    dests_free(a.dests, a.n_dests);
+    if (a.naming_key)
+        sodium_free(a.naming_key);
+    free(spool);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    return rc;
+}

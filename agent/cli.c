@@ -1,0 +1,196 @@
+/*
+ * cli.c - shared plumbing for commands (see cli.h).
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+int cli_fail(int status, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("custodian: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return status;
+}
+
+int cli_load_config(struct cli *cli)
+{
+    struct cst_err err;
+
+    if (cli->cfg)
+        return EXIT_OK;
+    cli->cfg = cfg_load(cli->config_path, &err);
+    if (cli->cfg == NULL)
+        return cli_fail(EXIT_USAGE, "%s", err.msg);
+    log_set_level((enum log_level)cli->cfg->log_level);
+    return EXIT_OK;
+}
+
+char *cli_state_path(const struct cli *cli, const char *name)
+{
+    return util_join(cli->cfg->state_dir, name);
+}
+
+int cli_open_catalog(struct cli *cli, int readonly)
+{
+    struct cst_err err;
+    char *path;
+
+    if (cli->cat)
+        return EXIT_OK;
+    if (!readonly && util_mkdir_p(cli->cfg->state_dir, 0700, &err) < 0)
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
+    path = cli_state_path(cli, "catalog.db");
+    if (readonly && access(path, F_OK) < 0) {
+        cli_fail(EXIT_FAILED, "no catalog at %s: run `custodian init` first", path);
+        free(path);
+        return EXIT_FAILED;
+    }
+    cli->cat = readonly ? catalog_open_readonly(path, &err) : catalog_open(path, &err);
+    free(path);
+    if (cli->cat == NULL)
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
+    return EXIT_OK;
+}
+
+void cli_close(struct cli *cli)
+{
+    catalog_close(cli->cat);
+    cli->cat = NULL;
+    cfg_free(cli->cfg);
+    cli->cfg = NULL;
+}
+
+int cli_lock_agent(const struct cli *cli, struct cst_err *err)
+{
+    char *path = cli_state_path(cli, "agent.lock");
+    int fd;
+
+    if (util_mkdir_p(cli->cfg->state_dir, 0700, err) < 0) {
+        free(path);
+        return -1;
+    }
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        cst_err_sys(err, "cannot open lock file %s", path);
+        free(path);
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        cst_err_set(err, "another custodian agent or ship is running on %s (lock %s is held)",
+                    cli->cfg->state_dir, path);
+        close(fd);
+        free(path);
+        return -1;
+    }
+    free(path);
+    return fd; /* held until exit */
+}
+
+int cli_agent_running(const struct cli *cli)
+{
+    char *path = cli_state_path(cli, "agent.lock");
+    int fd = open(path, O_RDONLY | O_CLOEXEC), running = 0;
+
+    free(path);
+    if (fd < 0)
+        return 0;
+    if (flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK)
+        running = 1;
+    close(fd);
+    return running;
+}
+
+/* Seconds since the epoch of a broken-down local time in zone tz. */
+static time_t mktime_in(struct tm *tm, const char *tz)
+{
+    char *old = getenv("TZ") ? util_xstrdup(getenv("TZ")) : NULL;
+    time_t t;
+
+    setenv("TZ", tz, 1);
+    tzset();
+    tm->tm_isdst = -1;
+    t = mktime(tm);
+    if (old) {
+        setenv("TZ", old, 1);
+        free(old);
+    } else {
+        unsetenv("TZ");
+    }
+    tzset();
+    return t;
+}
+
+int cli_parse_time(const char *s, const char *tz, int64_t *ms)
+{
+    struct tm tm;
+    const char *rest;
+    int64_t frac_ms = 0;
+
+    memset(&tm, 0, sizeof(tm));
+    rest = strptime(s, "%Y-%m-%d", &tm);
+    if (rest == NULL)
+        return -1;
+    if (*rest == '\0') {
+        /* A date: the end of that day where the clinic is. */
+        tm.tm_hour = 23;
+        tm.tm_min = 59;
+        tm.tm_sec = 59;
+        *ms = (int64_t)mktime_in(&tm, tz) * 1000 + 999;
+        return 0;
+    }
+    if (*rest != 'T' && *rest != 't' && *rest != ' ')
+        return -1;
+    rest = strptime(rest + 1, "%H:%M:%S", &tm);
+    if (rest == NULL)
+        return -1;
+    if (*rest == '.') {
+        int digits = 0;
+
+        rest++;
+        while (*rest >= '0' && *rest <= '9') {
+            if (digits < 3)
+                frac_ms = frac_ms * 10 + (*rest - '0');
+            digits++;
+            rest++;
+        }
+        while (digits > 0 && digits < 3) {
+            frac_ms *= 10;
+            digits++;
+        }
+    }
+    int64_t secs;
+    if (*rest == 'Z' || *rest == 'z') {
+        secs = (int64_t)timegm(&tm);
+        rest++;
+    } else if ((*rest == '+' || *rest == '-') && strlen(rest) == 6 && rest[3] == ':') {
+        int sign = *rest == '-' ? -1 : 1;
+        int hh = atoi(rest + 1), mm = atoi(rest + 4);
+
+        secs = (int64_t)timegm(&tm) - sign * (hh * 3600 + mm * 60);
+        rest += 6;
+    } else if (*rest == '\0') {
+        secs = (int64_t)mktime_in(&tm, tz);
+    } else {
+        return -1;
+    }
+    if (*rest != '\0')
+        return -1;
+    *ms = secs * 1000 + frac_ms;
+    return 0;
+}

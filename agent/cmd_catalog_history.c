@@ -1,0 +1,126 @@
+/*
+ * cmd_catalog_history.c - `custodian catalog history PATH`: every version of
+ * one path, oldest first, with the copies that hold it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/cli.h"
+#include "common/json.h"
+#include "common/pathenc.h"
+#include "common/util.h"
+
+void cmd_version_json(struct json *j, const struct catalog_version *v);
+
+struct history {
+    struct cli *cli;
+    struct json j;
+    int64_t count;
+};
+
+static int print_copy(void *arg, const char *dest, const char *key, int64_t verified_at)
+{
+    struct history *h = arg;
+    char when[40];
+
+    if (h->cli->json) {
+        json_obj_begin(&h->j);
+        json_key(&h->j, "dest");
+        json_str(&h->j, dest);
+        json_key(&h->j, "key");
+        json_str(&h->j, key);
+        json_key(&h->j, "verified_at");
+        json_time(&h->j, verified_at);
+        json_obj_end(&h->j);
+    } else {
+        util_format_ms(verified_at, when, sizeof(when));
+        printf("    copy on %s: %s (verified %s)\n", dest, key, when);
+    }
+    return 0;
+}
+
+static int each(void *arg, const struct catalog_version *v)
+{
+    struct history *h = arg;
+    struct cst_err err;
+
+    h->count++;
+    if (h->cli->json) {
+        /* The version object, then its copies as a sibling array entry. */
+        json_obj_begin(&h->j);
+        json_key(&h->j, "version");
+        cmd_version_json(&h->j, v);
+        json_key(&h->j, "copies");
+        json_arr_begin(&h->j);
+        if (v->kind == CATALOG_FILE)
+            catalog_each_copy(h->cli->cat, v->object_id, print_copy, h, &err);
+        json_arr_end(&h->j);
+        json_obj_end(&h->j);
+    } else {
+        char seen[40], shipped[40], deleted[40], sha[65];
+
+        util_format_ms(v->first_seen, seen, sizeof(seen));
+        util_format_ms(v->shipped_at, shipped, sizeof(shipped));
+        util_hex(v->sha256, 32, sha);
+        printf("version %lld: seen %s, shipped %s, %lld bytes, sha256 %s\n", (long long)v->id,
+               seen, shipped, (long long)v->size,
+               v->kind == CATALOG_SYMLINK ? "(symlink)" : sha);
+        if (v->deleted_at) {
+            util_format_ms(v->deleted_at, deleted, sizeof(deleted));
+            printf("    deleted %s\n", deleted);
+        }
+        if (v->kind == CATALOG_FILE)
+            catalog_each_copy(h->cli->cat, v->object_id, print_copy, h, &err);
+    }
+    return 0;
+}
+
+static int cmd_catalog_history_exec(struct cli *cli, int argc, char **argv)
+{
+    struct history h = {cli, {0}, 0};
+    struct cst_err err;
+    char *path, cwd[4096];
+    int rc;
+
+    if (argc != 2)
+        return cli_fail(EXIT_USAGE, "usage: custodian catalog history PATH");
+    if ((rc = cli_load_config(cli)) != EXIT_OK || (rc = cli_open_catalog(cli, 1)) != EXIT_OK)
+        return rc;
+    path = argv[1][0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL ? util_xstrdup(argv[1])
+                                                                  : util_join(cwd, argv[1]);
+    if (cli->json) {
+        json_init(&h.j);
+        json_arr_begin(&h.j);
+    }
+    rc = catalog_each_version_of(cli->cat, path, each, &h, &err);
+    if (rc == 0 && h.count == 0 && strchr(argv[1], '\\')) {
+        size_t len;
+        char *raw = pathenc_unescape(argv[1], &len);
+
+        if (raw) {
+            rc = catalog_each_version_of(cli->cat, raw, each, &h, &err);
+            free(raw);
+        }
+    }
+    free(path);
+    if (cli->json) {
+        json_arr_end(&h.j);
+        if (rc == 0)
+            json_print(&h.j, stdout);
+        json_free(&h.j);
+    }
+    if (rc < 0)
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
+    if (h.count == 0 && !cli->json)
+        return cli_fail(EXIT_FAILED, "no versions of %s are recorded", argv[1]);
+    return EXIT_OK;
+}
+
+const struct cmd_entry cmd_catalog_history_entry = {
+    .name = "catalog history",
+    .usage = "PATH",
+    .help = "every version of one path, with its copies",
+    .exec = cmd_catalog_history_exec,
+};

@@ -1,0 +1,136 @@
+/*
+ * cmd_status.c - `custodian status`: is the agent running, how far behind
+ * is it (queue depth and the oldest unshipped change: the live RPO), and
+ * where does each destination stand.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "agent/cli.h"
+#include "common/json.h"
+#include "common/util.h"
+
+static void print_time(const char *label, int64_t ms)
+{
+    char buf[40];
+
+    if (ms <= 0) {
+        printf("%-22s never\n", label);
+        return;
+    }
+    util_format_ms(ms, buf, sizeof(buf));
+    printf("%-22s %s\n", label, buf);
+}
+
+static int cmd_status_exec(struct cli *cli, int argc, char **argv)
+{
+    struct catalog_stats st;
+    struct cst_err err;
+    int64_t depth, oldest, failing, now = util_now_ms(), overflows;
+    char *last_error = NULL;
+    int rc, running;
+
+    (void)argv;
+    if (argc > 1)
+        return cli_fail(EXIT_USAGE, "usage: custodian status [--json]");
+    if ((rc = cli_load_config(cli)) != EXIT_OK || (rc = cli_open_catalog(cli, 1)) != EXIT_OK)
+        return rc;
+    running = cli_agent_running(cli);
+    if (catalog_stats(cli->cat, &st, &err) < 0)
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
+    catalog_queue_stats(cli->cat, &depth, &oldest);
+    catalog_queue_failing(cli->cat, &failing, &last_error);
+    overflows = catalog_state_get_int(cli->cat, "inotify_overflows", 0);
+
+    if (cli->json) {
+        struct json j;
+
+        json_init(&j);
+        json_obj_begin(&j);
+        json_key(&j, "agent_running");
+        json_bool(&j, running);
+        json_key(&j, "queue_depth");
+        json_int(&j, depth);
+        json_key(&j, "oldest_queued_at");
+        json_time(&j, depth ? oldest : 0);
+        json_key(&j, "oldest_queued_age_s");
+        json_int(&j, depth ? (now - oldest) / 1000 : 0);
+        json_key(&j, "failing");
+        json_int(&j, failing);
+        json_key(&j, "last_error");
+        json_str(&j, last_error);
+        json_key(&j, "live_files");
+        json_int(&j, st.live_files);
+        json_key(&j, "versions");
+        json_int(&j, st.versions);
+        json_key(&j, "objects");
+        json_int(&j, st.objects);
+        json_key(&j, "stored_bytes");
+        json_int(&j, st.stored_bytes);
+        json_key(&j, "last_shipped_at");
+        json_time(&j, st.last_shipped_at);
+        json_key(&j, "inotify_overflows");
+        json_int(&j, overflows);
+        json_key(&j, "destinations");
+        json_arr_begin(&j);
+        for (size_t i = 0; i < cli->cfg->n_dests; i++) {
+            int64_t copies, missing, verified;
+
+            catalog_dest_stats(cli->cat, cli->cfg->dests[i].name, &copies, &missing, &verified);
+            json_obj_begin(&j);
+            json_key(&j, "name");
+            json_str(&j, cli->cfg->dests[i].name);
+            json_key(&j, "copies");
+            json_int(&j, copies);
+            json_key(&j, "backlog_objects");
+            json_int(&j, missing);
+            json_key(&j, "last_verified_at");
+            json_time(&j, verified);
+            json_obj_end(&j);
+        }
+        json_arr_end(&j);
+        json_key(&j, "last_daily_run");
+        json_null(&j);
+        json_key(&j, "last_snapshot");
+        json_null(&j);
+        json_key(&j, "last_restore_test");
+        json_null(&j);
+        json_obj_end(&j);
+        json_print(&j, stdout);
+        json_free(&j);
+    } else {
+        printf("%-22s %s\n", "agent", running ? "running" : "not running");
+        printf("%-22s %lld\n", "queued", (long long)depth);
+        if (depth)
+            printf("%-22s %lld s (live RPO)\n", "oldest unshipped", (long long)(now - oldest) / 1000);
+        if (failing)
+            printf("%-22s %lld, last error: %s\n", "failing", (long long)failing,
+                   last_error ? last_error : "?");
+        printf("%-22s %lld (%lld versions, %lld objects, %lld bytes stored)\n", "live files",
+               (long long)st.live_files, (long long)st.versions, (long long)st.objects,
+               (long long)st.stored_bytes);
+        print_time("last shipped", st.last_shipped_at);
+        if (overflows)
+            printf("%-22s %lld (each followed by a full rescan)\n", "inotify overflows",
+                   (long long)overflows);
+        for (size_t i = 0; i < cli->cfg->n_dests; i++) {
+            int64_t copies, missing, verified;
+            char label[64];
+
+            catalog_dest_stats(cli->cat, cli->cfg->dests[i].name, &copies, &missing, &verified);
+            snprintf(label, sizeof(label), "destination %s", cli->cfg->dests[i].name);
+            printf("%-22s %lld copies, %lld objects missing\n", label, (long long)copies,
+                   (long long)missing);
+        }
+        printf("%-22s not implemented yet\n", "last daily run");
+    }
+    free(last_error);
+    return EXIT_OK;
+}
+
+const struct cmd_entry cmd_status_entry = {
+    .name = "status",
+    .usage = "",
+    .help = "queue depth, live RPO, destinations",
+    .exec = cmd_status_exec,
+};

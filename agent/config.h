@@ -1,0 +1,80 @@
+/*
+ * config.h - the agent's INI configuration, loaded once into a struct cfg.
+ *
+ * Every key the agent understands is described in one table in config.c
+ * (section, key, type, bounds, default, help); loading, validation and the
+ * operator reference (cfg_print_reference) are all driven by it. Errors name
+ * the file, the line and the key, so `custodian doctor` and start-up can say
+ * exactly what to fix. Relative paths are resolved against the directory
+ * holding the config file and stored absolute.
+ */
+#ifndef CST_CONFIG_H
+#define CST_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "../common/err.h"
+
+enum cfg_dest_type { CFG_DEST_LOCAL, CFG_DEST_S3, CFG_DEST_SFTP };
+enum cfg_dest_role { CFG_ROLE_PRIMARY, CFG_ROLE_REPLICA, CFG_ROLE_ARCHIVE };
+
+struct cfg_dest {
+    char *name; /* from [destination NAME] */
+    enum cfg_dest_type type;
+    enum cfg_dest_role role; /* default primary */
+    char *path;              /* local */
+    char *endpoint, *bucket, *region, *access_key_file, *secret_key_file, *ca_file, *hot_class,
+        *archive_class;  /* s3; region defaults to us-east-1, the rest may be NULL */
+    int path_style;      /* s3 boolean (0/1), default 0 */
+    int object_lock;     /* s3 boolean (0/1), default 0 */
+    char *url;           /* sftp: sftp://user@host:port/base */
+    char *identity;      /* sftp, may be NULL */
+    char *known_hosts;   /* sftp, may be NULL */
+    int max_inflight;    /* 1..64, default 4 */
+    long bandwidth_kbps; /* 0 = unlimited (default) */
+};
+
+struct cfg {
+    char *file;                   /* the config file's path as given */
+    char *state_dir;              /* default /var/lib/custodian */
+    char *timezone;               /* default America/New_York; exists as /usr/share/zoneinfo/<tz> */
+    int daily_hour, daily_minute; /* from daily_at "HH:MM", default 02:00 */
+    int settle_ms;                /* 0..600000, default 1500 */
+    int log_level;                /* enum log_level from common/log.h; default info */
+    int workers;                  /* 1..64, default 2: hashing/compression threads */
+    char **watch_paths;           /* [watch] path: absolute, no trailing slash; at least one */
+    size_t n_watch_paths;
+    int *watch_path_lines; /* config line of each watch path (for messages); may be NULL */
+    char **excludes;       /* [watch] exclude: fnmatch(3) globs */
+    size_t n_excludes;
+    char *public_key, *naming_key, *signing_key; /* [keys], required */
+    char *secret_key;                            /* [keys], optional (only where restores run) */
+    struct cfg_dest *dests;                      /* at least one */
+    size_t n_dests;
+    char *mongodb_uri, *dump_command; /* [mongodb], both optional (NULL) */
+    int hot_months;                   /* 1..1200, default 24 */
+    int delete_after_months;          /* 1..1200 and > hot_months, default 84 */
+    int keep_daily;                   /* 1..10000, default 35 */
+};
+
+/* Read and validate the config file at path. NULL and err filled on any problem. */
+struct cfg *cfg_load(const char *path, struct cst_err *err);
+
+/* cfg_free(NULL) does nothing. */
+void cfg_free(struct cfg *cfg);
+
+/*
+ * Each watch path must exist and be a directory. A separate step from
+ * cfg_load so that commands that never watch (restore on another host,
+ * keygen) work without the data folders. -1 and err naming the config line.
+ */
+int cfg_check_watch_paths(const struct cfg *cfg, struct cst_err *err);
+
+/*
+ * Every key of the table as tab-separated lines "section key type default help",
+ * after one header line: the source for docs/configuration.md and the man page.
+ */
+void cfg_print_reference(FILE *out);
+
+#endif

@@ -1,0 +1,17 @@
+/*
+ * dests.h - building the configured destinations (shipper/dest.h) from the
+ * config, by `type`.
+ */
+#ifndef CST_DESTS_H
+#define CST_DESTS_H
+
+#include <stddef.h>
+
+#include "agent/config.h"
+#include "shipper/dest.h"
+
+/* All destinations of cfg, or -1 with err naming the one that failed. */
+int dests_open(const struct cfg *cfg, struct dest ***out, size_t *n, struct cst_err *err);
+void dests_free(struct dest **dests, size_t n);
+
+#endif

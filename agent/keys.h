@@ -1,0 +1,49 @@
+/*
+ * keys.h - custodian's key files: generating a key set and loading keys.
+ *
+ * A key file is two lines of text, so that an operator can still read it in
+ * 2033 without this program:
+ *
+ *     custodian <kind> v1
+ *     <key bytes as lowercase hex>
+ *
+ * Kinds: backup-public-key (X25519, 32 bytes), backup-secret-key (X25519,
+ * 32), naming-key (BLAKE2b key, 32), signing-secret-key (Ed25519, 64),
+ * signing-public-key (Ed25519, 32). Secret key files must be mode 0600 (or
+ * stricter), as ssh insists for a private key.
+ */
+#ifndef CST_KEYS_H
+#define CST_KEYS_H
+
+#include <stddef.h>
+
+#include "../common/err.h"
+
+#define KEYS_PUBLIC_BYTES 32         /* backup-public-key, signing-public-key */
+#define KEYS_BACKUP_SECRET_BYTES 32  /* backup-secret-key */
+#define KEYS_NAMING_BYTES 32         /* naming-key */
+#define KEYS_SIGNING_SECRET_BYTES 64 /* signing-secret-key */
+
+/*
+ * Write a new key set into out_dir: backup.pub, backup.key, naming.key,
+ * signing.key, signing.pub. out_dir is created 0700 if missing. Refuses to
+ * overwrite any existing key file; on failure no file of the set is left.
+ */
+int keys_generate(const char *out_dir, struct cst_err *err);
+
+/* Load a backup-public-key file into pk. */
+int keys_load_public(const char *path, unsigned char pk[32], struct cst_err *err);
+
+/* Load a signing-public-key file into pk (to verify manifest signatures). */
+int keys_load_signing_public(const char *path, unsigned char pk[32], struct cst_err *err);
+
+/*
+ * Load a secret key of the given kind ("backup-secret-key", "naming-key",
+ * "signing-secret-key") into out, which the caller allocates with
+ * sodium_malloc; len must be that kind's size. Refuses a file that group or
+ * other users may read or write, and a file of another kind.
+ */
+int keys_load_secret(const char *path, const char *kind, unsigned char *out, size_t len,
+                     struct cst_err *err);
+
+#endif

@@ -1,0 +1,265 @@
+/*
+ * restore.c - fetch, open, verify, place (see restore.h).
+ *
+ * Nothing is written where the operator will look until it has verified:
+ * the plaintext goes to a temporary file beside the target, is checked
+ * against the catalog's SHA-256 and size, and only then renamed into place
+ * (renameat2 RENAME_NOREPLACE without --force, so a file that appeared
+ * meanwhile is not clobbered either).
+ */
+#include "restore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <linux/fs.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/dests.h"
+#include "agent/keys.h"
+#include "common/util.h"
+#include "shipper/container.h"
+
+struct restorer {
+    struct cli *cli;
+    unsigned char public_key[32];
+    unsigned char *secret_key;
+    struct dest **dests;
+    size_t n_dests;
+    const char *from_dest;
+    char *spool;
+};
+
+struct restorer *restorer_new(struct cli *cli, const char *from_dest, int *status)
+{
+    struct restorer *r;
+    struct cst_err err;
+    const struct cfg *cfg = cli->cfg;
+
+    *status = EXIT_USAGE;
+    if (cfg->secret_key == NULL) {
+        cli_fail(EXIT_USAGE,
+                 "%s: [keys] secret_key is not set; restores need the backup secret key "
+                 "(backup.key), which should live only where restores run",
+                 cli->config_path);
+        return NULL;
+    }
+    if (sodium_init() < 0) {
+        *status = cli_fail(EXIT_FAILED, "libsodium failed to initialise");
+        return NULL;
+    }
+    r = util_xcalloc(1, sizeof(*r));
+    r->cli = cli;
+    r->from_dest = from_dest;
+    r->secret_key = sodium_malloc(32);
+    if (r->secret_key == NULL ||
+        keys_load_public(cfg->public_key, r->public_key, &err) < 0 ||
+        keys_load_secret(cfg->secret_key, "backup-secret-key", r->secret_key, 32, &err) < 0) {
+        cli_fail(EXIT_USAGE, "%s", r->secret_key ? err.msg : "out of memory");
+        restorer_free(r);
+        return NULL;
+    }
+    if (from_dest) {
+        size_t i;
+
+        for (i = 0; i < cfg->n_dests && strcmp(cfg->dests[i].name, from_dest) != 0; i++)
+            ;
+        if (i == cfg->n_dests) {
+            cli_fail(EXIT_USAGE, "no destination named %s in %s", from_dest, cli->config_path);
+            restorer_free(r);
+            return NULL;
+        }
+    }
+    if (dests_open(cfg, &r->dests, &r->n_dests, &err) < 0) {
+        *status = cli_fail(EXIT_FAILED, "%s", err.msg);
+        restorer_free(r);
+        return NULL;
+    }
+    r->spool = cli_state_path(cli, "spool");
+    if (util_mkdir_p(r->spool, 0700, &err) < 0) {
+        *status = cli_fail(EXIT_FAILED, "%s", err.msg);
+        restorer_free(r);
+        return NULL;
+    }
+    *status = EXIT_OK;
+    return r;
+}
+
+void restorer_free(struct restorer *r)
+{
+    if (r == NULL)
+        return;
+    if (r->secret_key)
+        sodium_free(r->secret_key);
+    dests_free(r->dests, r->n_dests);
+    free(r->spool);
+    free(r);
+}
+
+/* Decrypt v's object into out_fd (from offset 0, truncated first) and check it. */
+static int fetch_verified(struct restorer *r, const struct catalog_version *v, int out_fd,
+                          struct cst_err *err)
+{
+    int tried = 0, rc = -1;
+
+    for (size_t d = 0; d < r->n_dests; d++) {
+        struct dest *dest = r->dests[d];
+        char *key, *obj_path;
+        unsigned char sha[32];
+        uint64_t size;
+        int obj_fd;
+
+        if (r->from_dest && strcmp(dest->name, r->from_dest) != 0)
+            continue;
+        key = catalog_copy_key(r->cli->cat, v->object_id, dest->name);
+        if (key == NULL)
+            continue;
+        tried++;
+        obj_path = util_join(r->spool, "fetch.XXXXXX");
+        obj_fd = mkostemp(obj_path, O_CLOEXEC);
+        if (obj_fd < 0) {
+            cst_err_sys(err, "cannot create a temporary file in %s", r->spool);
+            free(obj_path);
+            free(key);
+            return -1;
+        }
+        unlink(obj_path);
+        free(obj_path);
+        if (dest->ops->get(dest, key, obj_fd, err) == 0 && lseek(obj_fd, 0, SEEK_SET) == 0 &&
+            ftruncate(out_fd, 0) == 0 && lseek(out_fd, 0, SEEK_SET) == 0) {
+            if (crypt_open_fd(obj_fd, out_fd, r->public_key, r->secret_key, sha, &size, err) ==
+                0) {
+                if (memcmp(sha, v->sha256, 32) == 0 && (int64_t)size == v->size)
+                    rc = 0;
+                else
+                    cst_err_set(err,
+                                "integrity error: object %s from destination %s decrypts, "
+                                "but not to the content the catalog recorded",
+                                v->object_id, dest->name);
+            } else {
+                cst_err_wrap(err, "object %s on destination %s", v->object_id, dest->name);
+            }
+        }
+        close(obj_fd);
+        free(key);
+        if (rc == 0)
+            return 0;
+        if (r->from_dest == NULL && d + 1 < r->n_dests)
+            fprintf(stderr, "custodian: %s; trying the next destination\n", err->msg);
+    }
+    if (tried == 0)
+        return cst_err_set(err, "no %scopy of object %s is recorded",
+                           r->from_dest ? "such " : "", v->object_id);
+    return rc;
+}
+
+int restorer_to_fd(struct restorer *r, const struct catalog_version *v, int out_fd,
+                   struct cst_err *err)
+{
+    char *tmp = util_join(r->spool, "restore.XXXXXX");
+    int fd = mkostemp(tmp, O_CLOEXEC), rc = -1;
+    char buf[1 << 16];
+
+    if (fd < 0) {
+        cst_err_sys(err, "cannot create a temporary file in %s", r->spool);
+        free(tmp);
+        return -1;
+    }
+    unlink(tmp);
+    free(tmp);
+    if (v->kind == CATALOG_SYMLINK) {
+        close(fd);
+        return cst_err_set(err, "%s is a symlink (to %s); restore it with --to", v->path,
+                           v->link_target);
+    }
+    if (fetch_verified(r, v, fd, err) < 0 || lseek(fd, 0, SEEK_SET) != 0)
+        goto out;
+    for (;;) {
+        ssize_t n = util_read_full(fd, buf, sizeof(buf));
+
+        if (n < 0) {
+            cst_err_sys(err, "read of temporary file failed");
+            goto out;
+        }
+        if (n == 0)
+            break;
+        if (util_write_all(out_fd, buf, (size_t)n) < 0) {
+            cst_err_sys(err, "write to output failed");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    close(fd);
+    return rc;
+}
+
+int restorer_to_path(struct restorer *r, const struct catalog_version *v, const char *out_path,
+                     int force, struct cst_err *err)
+{
+    char *copy = util_xstrdup(out_path), *dir = dirname(copy);
+    char *base_copy = util_xstrdup(out_path), *base = basename(base_copy);
+    char *tmp = NULL;
+    int fd = -1, rc = -1;
+
+    if (!force && access(out_path, F_OK) == 0) {
+        cst_err_set(err, "%s exists; restore elsewhere with --to DIR, or replace it with --force",
+                    out_path);
+        goto out;
+    }
+    if (util_mkdir_p(dir, 0700, err) < 0)
+        goto out;
+    tmp = util_printf("%s/.%s.custodian-restore.%d", dir, base, (int)getpid());
+    if (v->kind == CATALOG_SYMLINK) {
+        unlink(tmp);
+        if (symlink(v->link_target, tmp) < 0) {
+            cst_err_sys(err, "cannot create symlink %s", tmp);
+            goto out;
+        }
+    } else {
+        struct timespec times[2];
+
+        fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0) {
+            cst_err_sys(err, "cannot create %s", tmp);
+            goto out;
+        }
+        if (fetch_verified(r, v, fd, err) < 0)
+            goto fail;
+        times[0].tv_sec = times[1].tv_sec = (time_t)(v->mtime_ns / 1000000000);
+        times[0].tv_nsec = times[1].tv_nsec = (long)(v->mtime_ns % 1000000000);
+        futimens(fd, times);
+        if (fsync(fd) < 0) {
+            cst_err_sys(err, "fsync of %s failed", tmp);
+            goto fail;
+        }
+        if (close(fd) < 0) {
+            fd = -1;
+            cst_err_sys(err, "write of %s failed", tmp);
+            goto fail;
+        }
+        fd = -1;
+    }
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out_path, force ? 0 : RENAME_NOREPLACE) < 0) {
+        cst_err_sys(err, "cannot move the restored file into place at %s", out_path);
+        goto fail;
+    }
+    if (util_fsync_dir(dir, err) < 0)
+        goto out;
+    rc = 0;
+    goto out;
+fail:
+    unlink(tmp);
+out:
+    if (fd >= 0)
+        close(fd);
+    free(tmp);
+    free(copy);
+    free(base_copy);
+    return rc;
+}

@@ -1,0 +1,28 @@
+/*
+ * restore.h - turning a catalog version back into a file: fetch the object
+ * from a destination that holds it, open the container with the secret key,
+ * check the SHA-256 the catalog recorded, then put it in place atomically.
+ */
+#ifndef CST_RESTORE_H
+#define CST_RESTORE_H
+
+#include "agent/cli.h"
+#include "catalog/catalog.h"
+
+struct restorer;
+
+/* Loads the public and secret keys and opens the destinations (only from_dest if
+ * set). NULL with *status EXIT_USAGE (config/keys) or EXIT_FAILED, message printed. */
+struct restorer *restorer_new(struct cli *cli, const char *from_dest, int *status);
+void restorer_free(struct restorer *r);
+
+/* Restore v to out_path (temporary name, fsync, rename, fsync folder). Without
+ * force an existing out_path is never replaced. -1 and err on failure, and then
+ * nothing is left at out_path or beside it. */
+int restorer_to_path(struct restorer *r, const struct catalog_version *v, const char *out_path,
+                     int force, struct cst_err *err);
+/* Restore v's content to out_fd, only after it verified in full. */
+int restorer_to_fd(struct restorer *r, const struct catalog_version *v, int out_fd,
+                   struct cst_err *err);
+
+#endif

@@ -1,0 +1,137 @@
+/*
+ * audit.c - the tamper-evident audit log.
+ *
+ * Each row's hash is SHA-256 over the previous row's hash and this row's
+ * fields, so editing or deleting a row in the middle breaks every hash after
+ * it, and `audit verify` finds the first broken row. (Someone who can write
+ * the catalog can rewrite the whole chain; the signed daily manifests, which
+ * leave the host, are what pins it.)
+ */
+#include "catalog_int.h"
+
+#include <openssl/evp.h>
+#include <string.h>
+
+#include "common/util.h"
+
+static void le64(unsigned char out[8], int64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (unsigned char)((uint64_t)v >> (8 * i));
+}
+
+static void row_hash(const unsigned char prev[32], int64_t id, int64_t at, const char *actor,
+                     const char *action, const char *detail, unsigned char out[32])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char num[8];
+    unsigned int len = 32;
+
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, prev, 32);
+    le64(num, id);
+    EVP_DigestUpdate(ctx, num, 8);
+    le64(num, at);
+    EVP_DigestUpdate(ctx, num, 8);
+    /* NUL separators keep ("ab","c") and ("a","bc") apart. */
+    EVP_DigestUpdate(ctx, actor, strlen(actor) + 1);
+    EVP_DigestUpdate(ctx, action, strlen(action) + 1);
+    EVP_DigestUpdate(ctx, detail, strlen(detail) + 1);
+    EVP_DigestFinal_ex(ctx, out, &len);
+    EVP_MD_CTX_free(ctx);
+}
+
+int catalog_audit(struct catalog *cat, const char *actor, const char *action,
+                  const char *detail_json, struct cst_err *err)
+{
+    static const char q_last[] = "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1";
+    static const char q_ins[] = "INSERT INTO audit (id, at, actor, action, detail, prev_hash, "
+                                "hash) VALUES (?,?,?,?,?,?,?)";
+    unsigned char prev[32] = {0}, hash[32];
+    int64_t id = 1, at = util_now_ms();
+    sqlite3_stmt *st = catalog_stmt(cat, q_last, err);
+
+    if (st == NULL)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        id = sqlite3_column_int64(st, 0) + 1;
+        if (sqlite3_column_bytes(st, 1) == 32)
+            memcpy(prev, sqlite3_column_blob(st, 1), 32);
+    }
+    sqlite3_reset(st);
+    row_hash(prev, id, at, actor, action, detail_json, hash);
+    st = catalog_stmt(cat, q_ins, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, at);
+    sqlite3_bind_text(st, 3, actor, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, action, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, detail_json, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 6, prev, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 7, hash, 32, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        sqlite3_reset(st);
+        return catalog_sql_err(cat, err, "append audit row");
+    }
+    sqlite3_reset(st);
+    return 0;
+}
+
+int catalog_audit_verify(struct catalog *cat, int64_t *rows, struct cst_err *err)
+{
+    static const char q[] =
+        "SELECT id, at, actor, action, detail, prev_hash, hash FROM audit ORDER BY id";
+    unsigned char prev[32] = {0}, hash[32];
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int64_t count = 0, expect_id = 1;
+    int rc = 0;
+
+    if (st == NULL)
+        return -1;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+
+        row_hash(prev, id, sqlite3_column_int64(st, 1), (const char *)sqlite3_column_text(st, 2),
+                 (const char *)sqlite3_column_text(st, 3),
+                 (const char *)sqlite3_column_text(st, 4), hash);
+        if (id != expect_id) {
+            rc = cst_err_set(err, "audit log: row %lld is missing (next row is %lld)",
+                             (long long)expect_id, (long long)id);
+            break;
+        }
+        if (sqlite3_column_bytes(st, 5) != 32 || memcmp(sqlite3_column_blob(st, 5), prev, 32) ||
+            sqlite3_column_bytes(st, 6) != 32 || memcmp(sqlite3_column_blob(st, 6), hash, 32)) {
+            rc = cst_err_set(err, "audit log: row %lld was altered (its hash does not match)",
+                             (long long)id);
+            break;
+        }
+        memcpy(prev, hash, 32);
+        expect_id++;
+        count++;
+    }
+    sqlite3_reset(st);
+    *rows = count;
+    return rc;
+}
+
+int catalog_each_audit(struct catalog *cat, int64_t since,
+                       int (*cb)(void *arg, int64_t id, int64_t at, const char *actor,
+                                 const char *action, const char *detail),
+                       void *arg, struct cst_err *err)
+{
+    static const char q[] =
+        "SELECT id, at, actor, action, detail FROM audit WHERE at >= ? ORDER BY id";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int rc = 0;
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, since);
+    while (rc == 0 && sqlite3_step(st) == SQLITE_ROW)
+        rc = cb(arg, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3),
+                (const char *)sqlite3_column_text(st, 4));
+    sqlite3_reset(st);
+    return rc;
+}

@@ -1,0 +1,289 @@
+/*
+ * catalog.c - opening the catalog, migrations, transactions, the statement
+ * cache and small key/value state.
+ *
+ * WAL mode with synchronous=FULL: a commit is durable when it returns, which
+ * is what lets the shipper delete a spool file or a queue entry right after.
+ */
+#include "catalog_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+int catalog_sql_err(struct catalog *cat, struct cst_err *err, const char *what)
+{
+    return cst_err_set(err, "catalog %s: %s: %s", cat->path, what, sqlite3_errmsg(cat->db));
+}
+
+sqlite3_stmt *catalog_stmt(struct catalog *cat, const char *sql, struct cst_err *err)
+{
+    int free_slot = -1;
+
+    for (int i = 0; i < CATALOG_STMT_CACHE; i++) {
+        if (cat->cache[i].sql == sql) {
+            sqlite3_reset(cat->cache[i].stmt);
+            sqlite3_clear_bindings(cat->cache[i].stmt);
+            return cat->cache[i].stmt;
+        }
+        if (cat->cache[i].sql == NULL && free_slot < 0)
+            free_slot = i;
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(cat->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        catalog_sql_err(cat, err, "prepare");
+        return NULL;
+    }
+    if (free_slot >= 0) {
+        cat->cache[free_slot].sql = sql;
+        cat->cache[free_slot].stmt = st;
+    } else {
+        /* Cache full: a programming error (more literals than slots); still work. */
+        sqlite3_finalize(cat->cache[CATALOG_STMT_CACHE - 1].stmt);
+        cat->cache[CATALOG_STMT_CACHE - 1].sql = sql;
+        cat->cache[CATALOG_STMT_CACHE - 1].stmt = st;
+    }
+    return st;
+}
+
+int catalog_bind_path(sqlite3_stmt *st, int idx, const char *path)
+{
+    return sqlite3_bind_blob(st, idx, path, (int)strlen(path), SQLITE_TRANSIENT);
+}
+
+char *catalog_column_dup(sqlite3_stmt *st, int col)
+{
+    const void *p;
+    int n;
+    char *s;
+
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return NULL;
+    p = sqlite3_column_blob(st, col);
+    n = sqlite3_column_bytes(st, col);
+    s = util_xmalloc((size_t)n + 1);
+    if (n > 0)
+        memcpy(s, p, (size_t)n);
+    s[n] = '\0';
+    return s;
+}
+
+static int exec(struct catalog *cat, const char *sql, struct cst_err *err)
+{
+    char *msg = NULL;
+
+    if (sqlite3_exec(cat->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        cst_err_set(err, "catalog %s: %s", cat->path, msg ? msg : sqlite3_errmsg(cat->db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+int catalog_user_version(struct catalog *cat)
+{
+    sqlite3_stmt *st;
+    int v = -1;
+
+    if (sqlite3_prepare_v2(cat->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int migrate(struct catalog *cat, struct cst_err *err)
+{
+    int have = catalog_user_version(cat), latest = catalog_schema_latest();
+
+    if (have < 0)
+        return catalog_sql_err(cat, err, "reading user_version");
+    if (have > latest)
+        return cst_err_set(err,
+                           "catalog %s has schema version %d, newer than this custodian "
+                           "understands (%d); upgrade custodian",
+                           cat->path, have, latest);
+    for (int v = have + 1; v <= latest; v++) {
+        char bump[64];
+
+        if (exec(cat, "BEGIN IMMEDIATE", err) < 0)
+            return -1;
+        snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v);
+        if (exec(cat, catalog_migration_sql(v), err) < 0 || exec(cat, bump, err) < 0) {
+            cst_err_wrap(err, "migration to schema version %d failed", v);
+            exec(cat, "ROLLBACK", NULL);
+            return -1;
+        }
+        if (exec(cat, "COMMIT", err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static struct catalog *open_common(const char *path, int flags, struct cst_err *err)
+{
+    struct catalog *cat = util_xcalloc(1, sizeof(*cat));
+
+    cat->path = util_xstrdup(path);
+    if (sqlite3_open_v2(path, &cat->db, flags, NULL) != SQLITE_OK) {
+        cst_err_set(err, "cannot open catalog %s: %s", path,
+                    cat->db ? sqlite3_errmsg(cat->db) : "out of memory");
+        catalog_close(cat);
+        return NULL;
+    }
+    /* The agent and CLI commands share the file; wait for each other's short
+     * transactions rather than failing. */
+    sqlite3_busy_timeout(cat->db, 10000);
+    return cat;
+}
+
+struct catalog *catalog_open(const char *path, struct cst_err *err)
+{
+    struct catalog *cat =
+        open_common(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, err);
+
+    if (cat == NULL)
+        return NULL;
+    if (exec(cat, "PRAGMA journal_mode = WAL", err) < 0 ||
+        exec(cat, "PRAGMA synchronous = FULL", err) < 0 ||
+        exec(cat, "PRAGMA foreign_keys = ON", err) < 0 || migrate(cat, err) < 0) {
+        catalog_close(cat);
+        return NULL;
+    }
+    return cat;
+}
+
+struct catalog *catalog_open_readonly(const char *path, struct cst_err *err)
+{
+    struct catalog *cat = open_common(path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, err);
+    int v;
+
+    if (cat == NULL)
+        return NULL;
+    v = catalog_user_version(cat);
+    if (v < 1 || v > catalog_schema_latest()) {
+        cst_err_set(err, "catalog %s: %s", path,
+                    v < 1 ? "not a custodian catalog (run custodian init)"
+                          : "schema is newer than this custodian; upgrade custodian");
+        catalog_close(cat);
+        return NULL;
+    }
+    return cat;
+}
+
+void catalog_close(struct catalog *cat)
+{
+    if (cat == NULL)
+        return;
+    for (int i = 0; i < CATALOG_STMT_CACHE; i++)
+        if (cat->cache[i].stmt)
+            sqlite3_finalize(cat->cache[i].stmt);
+    if (cat->db)
+        sqlite3_close(cat->db);
+    free(cat->path);
+    free(cat);
+}
+
+int catalog_begin(struct catalog *cat, struct cst_err *err)
+{
+    if (exec(cat, "BEGIN IMMEDIATE", err) < 0)
+        return -1;
+    cat->in_tx = 1;
+    return 0;
+}
+
+int catalog_commit(struct catalog *cat, struct cst_err *err)
+{
+    if (exec(cat, "COMMIT", err) < 0) {
+        catalog_rollback(cat);
+        return -1;
+    }
+    cat->in_tx = 0;
+    return 0;
+}
+
+void catalog_rollback(struct catalog *cat)
+{
+    if (cat->in_tx || !sqlite3_get_autocommit(cat->db))
+        exec(cat, "ROLLBACK", NULL);
+    cat->in_tx = 0;
+}
+
+int catalog_integrity_check(struct catalog *cat, struct cst_err *err)
+{
+    sqlite3_stmt *st;
+    int rc = -1;
+
+    if (sqlite3_prepare_v2(cat->db, "PRAGMA integrity_check", -1, &st, NULL) != SQLITE_OK)
+        return catalog_sql_err(cat, err, "integrity_check");
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *r = (const char *)sqlite3_column_text(st, 0);
+
+        if (r && strcmp(r, "ok") == 0)
+            rc = 0;
+        else
+            cst_err_set(err, "catalog %s fails integrity_check: %s", cat->path, r ? r : "?");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int64_t catalog_path_id(struct catalog *cat, const char *path, int create, struct cst_err *err)
+{
+    static const char q_sel[] = "SELECT id FROM paths WHERE path = ?";
+    static const char q_ins[] = "INSERT INTO paths (path) VALUES (?)";
+    sqlite3_stmt *st = catalog_stmt(cat, q_sel, err);
+    int64_t id = 0;
+
+    if (st == NULL)
+        return -1;
+    catalog_bind_path(st, 1, path);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        id = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (id || !create)
+        return id;
+    st = catalog_stmt(cat, q_ins, err);
+    if (st == NULL)
+        return -1;
+    catalog_bind_path(st, 1, path);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return catalog_sql_err(cat, err, "insert path");
+    sqlite3_reset(st);
+    return sqlite3_last_insert_rowid(cat->db);
+}
+
+int catalog_state_set_int(struct catalog *cat, const char *key, int64_t value,
+                          struct cst_err *err)
+{
+    static const char q[] = "INSERT INTO agent_state (key, value) VALUES (?, ?) "
+                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, value);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return catalog_sql_err(cat, err, "set state");
+    sqlite3_reset(st);
+    return 0;
+}
+
+int64_t catalog_state_get_int(struct catalog *cat, const char *key, int64_t dflt)
+{
+    static const char q[] = "SELECT value FROM agent_state WHERE key = ?";
+    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
+    int64_t v = dflt;
+
+    if (st == NULL)
+        return dflt;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return v;
+}

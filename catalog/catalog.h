@@ -1,0 +1,165 @@
+/*
+ * catalog.h - the SQLite catalog: what was seen, what was shipped where,
+ * the durable work queue, and the hash-chained audit log.
+ *
+ * Only the event-loop thread (or a CLI command) touches a struct catalog.
+ * Paths are raw bytes (Linux paths cannot hold NUL, so they are passed as C
+ * strings) and stored as BLOBs. Times are UTC milliseconds since the epoch.
+ */
+#ifndef CST_CATALOG_H
+#define CST_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+struct catalog;
+
+enum catalog_kind { CATALOG_FILE = 0, CATALOG_SYMLINK = 1 };
+
+struct catalog_version {
+    int64_t id;
+    int64_t path_id;
+    char *path; /* malloc'd; freed by catalog_version_clear */
+    int kind;
+    int64_t size, mtime_ns, inode;
+    unsigned char sha256[32];
+    char object_id[65]; /* "" for a symlink */
+    char *link_target;  /* malloc'd, symlinks only */
+    int64_t first_seen, shipped_at, deleted_at;
+};
+
+struct catalog_object {
+    char id[65];
+    unsigned char sha256[32];
+    unsigned char stored_sha256[32];
+    int64_t plain_size, stored_size;
+    int compressed;
+};
+
+struct catalog_queue_item {
+    int64_t path_id;
+    int64_t gen;
+    int64_t queued_at;
+    int attempts;
+    char reason[24];
+    char *path; /* malloc'd */
+};
+
+/* The newest schema version this build knows (PRAGMA user_version). */
+int catalog_schema_latest(void);
+
+/* Open (creating if needed) in WAL mode and migrate forward. A catalog newer
+ * than this build is refused, never touched. */
+struct catalog *catalog_open(const char *path, struct cst_err *err);
+/* Open an existing catalog for reading only (reports, audits); no migration. */
+struct catalog *catalog_open_readonly(const char *path, struct cst_err *err);
+void catalog_close(struct catalog *cat);
+int catalog_user_version(struct catalog *cat);
+
+int catalog_begin(struct catalog *cat, struct cst_err *err);
+int catalog_commit(struct catalog *cat, struct cst_err *err);
+void catalog_rollback(struct catalog *cat);
+
+/* --- the work queue --- */
+
+/* Queue path (insert or refresh) so it ships once ready_at has passed. Bumps the
+ * entry's generation, so a ship already in flight cannot remove it. */
+int catalog_queue_path(struct catalog *cat, const char *path, const char *reason,
+                       int64_t ready_at, struct cst_err *err);
+/* Up to limit entries ready at now, oldest first, skipping those skip() claims. */
+int catalog_queue_ready(struct catalog *cat, int64_t now, size_t limit,
+                        int (*skip)(void *arg, int64_t path_id), void *arg,
+                        struct catalog_queue_item **items, size_t *n, struct cst_err *err);
+void catalog_queue_items_free(struct catalog_queue_item *items, size_t n);
+/* Earliest ready_at later than `after`, or INT64_MAX when there is none. */
+int64_t catalog_queue_next_ready(struct catalog *cat, int64_t after);
+/* Remove the entry if it is still at generation gen (nothing re-queued it meanwhile). */
+int catalog_queue_done(struct catalog *cat, int64_t path_id, int64_t gen, struct cst_err *err);
+/* Push the entry back by delay_ms and note why. */
+int catalog_queue_retry(struct catalog *cat, int64_t path_id, int64_t gen, int64_t delay_ms,
+                        const char *why, struct cst_err *err);
+int catalog_queue_stats(struct catalog *cat, int64_t *depth, int64_t *oldest_queued_at);
+/* Entries that failed at least once, and the newest error among them (malloc'd or NULL). */
+int catalog_queue_failing(struct catalog *cat, int64_t *count, char **last_error);
+
+/* --- versions, objects, copies --- */
+
+/* The newest version of path: 1 and *v filled if it exists and is not deleted, 0 if
+ * none is live, -1 on error. */
+int catalog_live_version(struct catalog *cat, const char *path, struct catalog_version *v,
+                         struct cst_err *err);
+/* The version of path that stood at time at (INT64_MAX: newest, even if deleted). */
+int catalog_version_at(struct catalog *cat, const char *path, int64_t at,
+                       struct catalog_version *v, struct cst_err *err);
+void catalog_version_clear(struct catalog_version *v);
+
+int catalog_object_get(struct catalog *cat, const char *object_id, struct catalog_object *o);
+/* 1 if dest holds a verified copy of object_id, 0 if not, -1 on error. */
+int catalog_copy_exists(struct catalog *cat, const char *object_id, const char *dest);
+/* Remote key of a verified copy on dest (malloc'd) or NULL. */
+char *catalog_copy_key(struct catalog *cat, const char *object_id, const char *dest);
+
+int catalog_record_object(struct catalog *cat, const struct catalog_object *o, int64_t now,
+                          struct cst_err *err);
+int catalog_record_copy(struct catalog *cat, const char *object_id, const char *dest,
+                        const char *remote_key, int64_t verified_at, struct cst_err *err);
+/* Record a shipped version (v->path, kind, stat, sha256, object_id, link_target,
+ * first_seen, shipped_at). */
+int catalog_record_version(struct catalog *cat, const struct catalog_version *v,
+                           struct cst_err *err);
+/* Tombstone: mark the live version of path, and of every path below it when it
+ * was a folder, deleted at `at`. Returns how many versions were marked. */
+int catalog_record_delete(struct catalog *cat, const char *path, int64_t at,
+                          struct cst_err *err);
+/* A rename: every live version at or under `from` gets a new version at the
+ * matching place under `to` with the same content, when the file there still
+ * has the recorded inode and size (else it is queued); `from` is tombstoned. */
+int catalog_record_move(struct catalog *cat, const char *from, const char *to, int64_t at,
+                        struct cst_err *err);
+
+/* Visit each live path at or below prefix (prefix "" = all) as it stood at `at`. */
+int catalog_each_version_at(struct catalog *cat, const char *prefix, int64_t at,
+                            int (*cb)(void *arg, const struct catalog_version *v), void *arg,
+                            struct cst_err *err);
+/* Visit every version of path, oldest first. */
+int catalog_each_version_of(struct catalog *cat, const char *path,
+                            int (*cb)(void *arg, const struct catalog_version *v), void *arg,
+                            struct cst_err *err);
+/* Visit the copies of an object. */
+int catalog_each_copy(struct catalog *cat, const char *object_id,
+                      int (*cb)(void *arg, const char *dest, const char *remote_key,
+                                int64_t verified_at),
+                      void *arg, struct cst_err *err);
+
+struct catalog_stats {
+    int64_t paths, live_files, versions, objects, stored_bytes, plain_bytes, copies;
+    int64_t last_shipped_at;
+};
+int catalog_stats(struct catalog *cat, struct catalog_stats *st, struct cst_err *err);
+/* Copies on dest, objects lacking one there, and the newest verification time. */
+int catalog_dest_stats(struct catalog *cat, const char *dest, int64_t *copies, int64_t *missing,
+                       int64_t *last_verified_at);
+
+/* --- agent state (small key/value facts: rescans, last start) --- */
+int catalog_state_set_int(struct catalog *cat, const char *key, int64_t value,
+                          struct cst_err *err);
+int64_t catalog_state_get_int(struct catalog *cat, const char *key, int64_t dflt);
+
+/* --- audit log --- */
+
+/* Append a hash-chained row: who, what, and a JSON detail document. */
+int catalog_audit(struct catalog *cat, const char *actor, const char *action,
+                  const char *detail_json, struct cst_err *err);
+/* Recompute the chain: 0 if intact (*rows set), -1 with the first bad row in err. */
+int catalog_audit_verify(struct catalog *cat, int64_t *rows, struct cst_err *err);
+int catalog_each_audit(struct catalog *cat, int64_t since,
+                       int (*cb)(void *arg, int64_t id, int64_t at, const char *actor,
+                                 const char *action, const char *detail),
+                       void *arg, struct cst_err *err);
+
+/* PRAGMA integrity_check: 0 if "ok". */
+int catalog_integrity_check(struct catalog *cat, struct cst_err *err);
+
+#endif

@@ -1,0 +1,97 @@
+/*
+ * schema.c - the catalog's schema as a list of forward migrations.
+ *
+ * Migration N takes a catalog from user_version N-1 to N. Released
+ * migrations are never edited: a change is a new entry at the end. Each one
+ * runs in the same transaction as the user_version bump, so a crash leaves
+ * the catalog at N-1 or N, never in between.
+ */
+#include "catalog_int.h"
+
+static const char *const migrations[] = {
+    /* 1: the foundation. */
+    "CREATE TABLE paths ("
+    "  id INTEGER PRIMARY KEY,"
+    "  path BLOB NOT NULL UNIQUE"
+    ");"
+    "CREATE TABLE objects ("
+    "  id TEXT PRIMARY KEY,"            /* keyed BLAKE2b-256 of sha256, hex */
+    "  sha256 BLOB NOT NULL,"           /* of the plaintext */
+    "  plain_size INTEGER NOT NULL,"
+    "  stored_size INTEGER NOT NULL,"   /* of the sealed container */
+    "  stored_sha256 BLOB NOT NULL,"    /* of the sealed container */
+    "  compressed INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE copies ("
+    "  object_id TEXT NOT NULL REFERENCES objects(id),"
+    "  dest TEXT NOT NULL,"
+    "  remote_key TEXT NOT NULL,"
+    "  storage_class TEXT,"
+    "  verified_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (object_id, dest)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE versions ("
+    "  id INTEGER PRIMARY KEY,"
+    "  path_id INTEGER NOT NULL REFERENCES paths(id),"
+    "  kind TEXT NOT NULL CHECK (kind IN ('file', 'symlink')),"
+    "  size INTEGER NOT NULL,"
+    "  mtime_ns INTEGER NOT NULL,"
+    "  inode INTEGER NOT NULL,"
+    "  sha256 BLOB,"
+    "  object_id TEXT REFERENCES objects(id),"
+    "  link_target BLOB,"
+    "  first_seen INTEGER NOT NULL,"
+    "  shipped_at INTEGER NOT NULL,"
+    "  deleted_at INTEGER,"
+    "  CHECK (kind = 'symlink' OR object_id IS NOT NULL)"
+    ");"
+    "CREATE INDEX versions_by_path ON versions (path_id, first_seen);"
+    "CREATE INDEX versions_by_object ON versions (object_id);"
+    "CREATE TABLE queue ("
+    "  path_id INTEGER PRIMARY KEY REFERENCES paths(id),"
+    "  reason TEXT NOT NULL,"
+    "  queued_at INTEGER NOT NULL,"
+    "  ready_at INTEGER NOT NULL,"
+    "  gen INTEGER NOT NULL DEFAULT 1,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT"
+    ");"
+    "CREATE INDEX queue_by_ready ON queue (ready_at);"
+    "CREATE TABLE audit ("
+    "  id INTEGER PRIMARY KEY,"
+    "  at INTEGER NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  detail TEXT NOT NULL,"
+    "  prev_hash BLOB NOT NULL,"
+    "  hash BLOB NOT NULL"
+    ");"
+    "CREATE TABLE agent_state ("
+    "  key TEXT PRIMARY KEY,"
+    "  value"
+    ") WITHOUT ROWID;"
+    /* Views for auditors using the sqlite3 shell: readable paths and times. */
+    "CREATE VIEW file_versions AS"
+    "  SELECT CAST(p.path AS TEXT) AS path, v.kind, v.size, hex(v.sha256) AS sha256,"
+    "         v.object_id,"
+    "         strftime('%Y-%m-%dT%H:%M:%fZ', v.first_seen / 1000.0, 'unixepoch') AS first_seen,"
+    "         strftime('%Y-%m-%dT%H:%M:%fZ', v.shipped_at / 1000.0, 'unixepoch') AS shipped,"
+    "         strftime('%Y-%m-%dT%H:%M:%fZ', v.deleted_at / 1000.0, 'unixepoch') AS deleted"
+    "  FROM versions v JOIN paths p ON p.id = v.path_id;"
+    "CREATE VIEW audit_trail AS"
+    "  SELECT id, strftime('%Y-%m-%dT%H:%M:%fZ', at / 1000.0, 'unixepoch') AS at,"
+    "         actor, action, detail FROM audit;",
+};
+
+int catalog_schema_latest(void)
+{
+    return (int)(sizeof(migrations) / sizeof(migrations[0]));
+}
+
+const char *catalog_migration_sql(int version)
+{
+    if (version < 1 || version > catalog_schema_latest())
+        return NULL;
+    return migrations[version - 1];
+}

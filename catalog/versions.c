@@ -1,0 +1,494 @@
+/*
+ * versions.c - versions of paths, the objects that hold their content, and
+ * the copies of those objects on each destination.
+ *
+ * A version row is only ever written together with the verified copies of
+ * its object (see the shipper), so "a version exists" means "it can be
+ * restored". Deletion is a tombstone (deleted_at); nothing is removed.
+ */
+#include "catalog_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/util.h"
+
+#define VERSION_COLS                                                                               \
+    "v.id, v.path_id, p.path, v.kind, v.size, v.mtime_ns, v.inode, v.sha256, v.object_id, "        \
+    "v.link_target, v.first_seen, v.shipped_at, v.deleted_at"
+
+static void read_version(sqlite3_stmt *st, struct catalog_version *v)
+{
+    const void *sha;
+
+    memset(v, 0, sizeof(*v));
+    v->id = sqlite3_column_int64(st, 0);
+    v->path_id = sqlite3_column_int64(st, 1);
+    v->path = catalog_column_dup(st, 2);
+    v->kind = strcmp((const char *)sqlite3_column_text(st, 3), "symlink") == 0 ? CATALOG_SYMLINK
+                                                                                : CATALOG_FILE;
+    v->size = sqlite3_column_int64(st, 4);
+    v->mtime_ns = sqlite3_column_int64(st, 5);
+    v->inode = sqlite3_column_int64(st, 6);
+    sha = sqlite3_column_blob(st, 7);
+    if (sha && sqlite3_column_bytes(st, 7) == 32)
+        memcpy(v->sha256, sha, 32);
+    if (sqlite3_column_type(st, 8) != SQLITE_NULL)
+        snprintf(v->object_id, sizeof(v->object_id), "%s",
+                 (const char *)sqlite3_column_text(st, 8));
+    v->link_target = catalog_column_dup(st, 9);
+    v->first_seen = sqlite3_column_int64(st, 10);
+    v->shipped_at = sqlite3_column_int64(st, 11);
+    v->deleted_at = sqlite3_column_int64(st, 12);
+}
+
+void catalog_version_clear(struct catalog_version *v)
+{
+    free(v->path);
+    free(v->link_target);
+    memset(v, 0, sizeof(*v));
+}
+
+int catalog_version_at(struct catalog *cat, const char *path, int64_t at,
+                       struct catalog_version *v, struct cst_err *err)
+{
+    static const char q[] = "SELECT " VERSION_COLS " FROM versions v JOIN paths p ON "
+                            "p.id = v.path_id WHERE p.path = ?1 AND v.first_seen <= ?2 "
+                            "ORDER BY v.first_seen DESC, v.id DESC LIMIT 1";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int rc;
+
+    if (st == NULL)
+        return -1;
+    catalog_bind_path(st, 1, path);
+    sqlite3_bind_int64(st, 2, at);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        read_version(st, v);
+        sqlite3_reset(st);
+        if (at != INT64_MAX && v->deleted_at && v->deleted_at <= at) {
+            catalog_version_clear(v);
+            return 0;
+        }
+        return 1;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return catalog_sql_err(cat, err, "version lookup");
+    return 0;
+}
+
+int catalog_live_version(struct catalog *cat, const char *path, struct catalog_version *v,
+                         struct cst_err *err)
+{
+    int rc = catalog_version_at(cat, path, INT64_MAX, v, err);
+
+    if (rc == 1 && v->deleted_at) {
+        catalog_version_clear(v);
+        return 0;
+    }
+    return rc;
+}
+
+int catalog_object_get(struct catalog *cat, const char *object_id, struct catalog_object *o)
+{
+    static const char q[] = "SELECT sha256, plain_size, stored_size, stored_sha256, compressed "
+                            "FROM objects WHERE id = ?";
+    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
+    int found = 0;
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        memset(o, 0, sizeof(*o));
+        snprintf(o->id, sizeof(o->id), "%s", object_id);
+        if (sqlite3_column_bytes(st, 0) == 32)
+            memcpy(o->sha256, sqlite3_column_blob(st, 0), 32);
+        o->plain_size = sqlite3_column_int64(st, 1);
+        o->stored_size = sqlite3_column_int64(st, 2);
+        if (sqlite3_column_bytes(st, 3) == 32)
+            memcpy(o->stored_sha256, sqlite3_column_blob(st, 3), 32);
+        o->compressed = sqlite3_column_int(st, 4);
+        found = 1;
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+int catalog_copy_exists(struct catalog *cat, const char *object_id, const char *dest)
+{
+    static const char q[] = "SELECT 1 FROM copies WHERE object_id = ? AND dest = ?";
+    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
+    int found;
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, dest, -1, SQLITE_STATIC);
+    found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    return found;
+}
+
+char *catalog_copy_key(struct catalog *cat, const char *object_id, const char *dest)
+{
+    static const char q[] = "SELECT remote_key FROM copies WHERE object_id = ? AND dest = ?";
+    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
+    char *key = NULL;
+
+    if (st == NULL)
+        return NULL;
+    sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, dest, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        key = catalog_column_dup(st, 0);
+    sqlite3_reset(st);
+    return key;
+}
+
+int catalog_record_object(struct catalog *cat, const struct catalog_object *o, int64_t now,
+                          struct cst_err *err)
+{
+    static const char q[] = "INSERT OR IGNORE INTO objects (id, sha256, plain_size, stored_size, "
+                            "stored_sha256, compressed, created_at) VALUES (?,?,?,?,?,?,?)";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, o->id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, o->sha256, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, o->plain_size);
+    sqlite3_bind_int64(st, 4, o->stored_size);
+    sqlite3_bind_blob(st, 5, o->stored_sha256, 32, SQLITE_STATIC);
+    sqlite3_bind_int(st, 6, o->compressed);
+    sqlite3_bind_int64(st, 7, now);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return catalog_sql_err(cat, err, "record object");
+    sqlite3_reset(st);
+    return 0;
+}
+
+int catalog_record_copy(struct catalog *cat, const char *object_id, const char *dest,
+                        const char *remote_key, int64_t verified_at, struct cst_err *err)
+{
+    static const char q[] = "INSERT INTO copies (object_id, dest, remote_key, verified_at) "
+                            "VALUES (?,?,?,?) ON CONFLICT (object_id, dest) DO UPDATE SET "
+                            "remote_key = excluded.remote_key, verified_at = excluded.verified_at";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, dest, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, remote_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, verified_at);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return catalog_sql_err(cat, err, "record copy");
+    sqlite3_reset(st);
+    return 0;
+}
+
+int catalog_record_version(struct catalog *cat, const struct catalog_version *v,
+                           struct cst_err *err)
+{
+    static const char q[] =
+        "INSERT INTO versions (path_id, kind, size, mtime_ns, inode, sha256, object_id, "
+        "link_target, first_seen, shipped_at) VALUES (?,?,?,?,?,?,?,?,?,?)";
+    int64_t path_id = catalog_path_id(cat, v->path, 1, err);
+    sqlite3_stmt *st;
+
+    if (path_id < 0)
+        return -1;
+    st = catalog_stmt(cat, q, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, path_id);
+    sqlite3_bind_text(st, 2, v->kind == CATALOG_SYMLINK ? "symlink" : "file", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, v->size);
+    sqlite3_bind_int64(st, 4, v->mtime_ns);
+    sqlite3_bind_int64(st, 5, v->inode);
+    if (v->kind == CATALOG_FILE) {
+        sqlite3_bind_blob(st, 6, v->sha256, 32, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, v->object_id, -1, SQLITE_STATIC);
+    }
+    if (v->link_target)
+        catalog_bind_path(st, 8, v->link_target);
+    sqlite3_bind_int64(st, 9, v->first_seen);
+    sqlite3_bind_int64(st, 10, v->shipped_at);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return catalog_sql_err(cat, err, "record version");
+    sqlite3_reset(st);
+    return 0;
+}
+
+/* Bind the [lo, hi) range of paths strictly below folder `prefix`. */
+static void bind_below(sqlite3_stmt *st, int lo_idx, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    char *lo = util_xmalloc(n + 2), *hi = util_xmalloc(n + 2);
+
+    memcpy(lo, prefix, n);
+    memcpy(hi, prefix, n);
+    lo[n] = '/';
+    hi[n] = '/' + 1;
+    sqlite3_bind_blob(st, lo_idx, lo, (int)n + 1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, lo_idx + 1, hi, (int)n + 1, SQLITE_TRANSIENT);
+    free(lo);
+    free(hi);
+}
+
+int catalog_record_delete(struct catalog *cat, const char *path, int64_t at,
+                          struct cst_err *err)
+{
+    static const char q[] =
+        "UPDATE versions SET deleted_at = ?4 WHERE deleted_at IS NULL AND id IN ("
+        " SELECT max(v.id) FROM versions v JOIN paths p ON p.id = v.path_id"
+        " WHERE p.path = ?1 OR (p.path >= ?2 AND p.path < ?3) GROUP BY v.path_id)";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int changed;
+
+    if (st == NULL)
+        return -1;
+    catalog_bind_path(st, 1, path);
+    bind_below(st, 2, path);
+    sqlite3_bind_int64(st, 4, at);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return catalog_sql_err(cat, err, "record delete");
+    changed = sqlite3_changes(cat->db);
+    sqlite3_reset(st);
+    return changed;
+}
+
+int catalog_record_move(struct catalog *cat, const char *from, const char *to, int64_t at,
+                        struct cst_err *err)
+{
+    static const char q_live[] =
+        "SELECT " VERSION_COLS " FROM versions v JOIN paths p ON p.id = v.path_id"
+        " WHERE v.id IN (SELECT max(v2.id) FROM versions v2 JOIN paths p2 ON p2.id = v2.path_id"
+        "  WHERE p2.path = ?1 OR (p2.path >= ?2 AND p2.path < ?3) GROUP BY v2.path_id)"
+        " AND v.deleted_at IS NULL";
+    static const char q_queued[] =
+        "SELECT p.path FROM queue q JOIN paths p ON p.id = q.path_id"
+        " WHERE p.path = ?1 OR (p.path >= ?2 AND p.path < ?3)";
+    size_t from_len = strlen(from), n = 0, cap = 16;
+    struct catalog_version *rows = util_xcalloc(cap, sizeof(*rows));
+    char **queued = NULL;
+    size_t nq = 0;
+    sqlite3_stmt *st = catalog_stmt(cat, q_live, err);
+    int rc = -1;
+
+    if (st == NULL)
+        goto out;
+    catalog_bind_path(st, 1, from);
+    bind_below(st, 2, from);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (n == cap) {
+            cap *= 2;
+            rows = util_xrealloc(rows, cap * sizeof(*rows));
+        }
+        read_version(st, &rows[n++]);
+    }
+    sqlite3_reset(st);
+    st = catalog_stmt(cat, q_queued, err);
+    if (st == NULL)
+        goto out;
+    catalog_bind_path(st, 1, from);
+    bind_below(st, 2, from);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        queued = util_xrealloc(queued, (nq + 1) * sizeof(*queued));
+        queued[nq++] = catalog_column_dup(st, 0);
+    }
+    sqlite3_reset(st);
+
+    if (catalog_record_delete(cat, from, at, err) < 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        struct catalog_version *v = &rows[i];
+        char *dest = util_printf("%s%s", to, v->path + from_len);
+        struct stat sb;
+
+        /* The content is known only if the file there is still the one we shipped. */
+        if (lstat(dest, &sb) == 0 && (int64_t)sb.st_ino == v->inode &&
+            (int64_t)sb.st_size == v->size &&
+            (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec == v->mtime_ns &&
+            (v->kind == CATALOG_SYMLINK) == (S_ISLNK(sb.st_mode) != 0)) {
+            free(v->path);
+            v->path = dest;
+            v->first_seen = at;
+            v->shipped_at = at;
+            if (catalog_record_version(cat, v, err) < 0)
+                goto out;
+        } else {
+            if (catalog_queue_path(cat, dest, "moved", at, err) < 0) {
+                free(dest);
+                goto out;
+            }
+            free(dest);
+        }
+    }
+    for (size_t i = 0; i < nq; i++) {
+        char *dest = util_printf("%s%s", to, queued[i] + from_len);
+
+        rc = catalog_queue_path(cat, dest, "moved", at, err);
+        free(dest);
+        if (rc < 0)
+            goto out;
+    }
+    rc = (int)n;
+out:
+    for (size_t i = 0; i < n; i++)
+        catalog_version_clear(&rows[i]);
+    free(rows);
+    for (size_t i = 0; i < nq; i++)
+        free(queued[i]);
+    free(queued);
+    return rc;
+}
+
+int catalog_each_version_at(struct catalog *cat, const char *prefix, int64_t at,
+                            int (*cb)(void *arg, const struct catalog_version *v), void *arg,
+                            struct cst_err *err)
+{
+    static const char q[] =
+        "SELECT " VERSION_COLS " FROM versions v JOIN paths p ON p.id = v.path_id"
+        " WHERE v.id = (SELECT v2.id FROM versions v2 WHERE v2.path_id = v.path_id"
+        "   AND v2.first_seen <= ?4 ORDER BY v2.first_seen DESC, v2.id DESC LIMIT 1)"
+        " AND (v.deleted_at IS NULL OR v.deleted_at > ?4)"
+        " AND (?5 OR p.path = ?1 OR (p.path >= ?2 AND p.path < ?3))"
+        " ORDER BY p.path";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int rc = 0, step;
+
+    if (st == NULL)
+        return -1;
+    size_t n = strlen(prefix);
+    char *trimmed = util_xstrdup(prefix);
+    if (n > 1 && trimmed[n - 1] == '/')
+        trimmed[n - 1] = '\0';
+    catalog_bind_path(st, 1, trimmed);
+    bind_below(st, 2, trimmed);
+    sqlite3_bind_int64(st, 4, at);
+    sqlite3_bind_int(st, 5, prefix[0] == '\0');
+    free(trimmed);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct catalog_version v;
+
+        read_version(st, &v);
+        rc = cb(arg, &v);
+        catalog_version_clear(&v);
+        if (rc != 0)
+            break;
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = catalog_sql_err(cat, err, "listing versions");
+    sqlite3_reset(st);
+    return rc;
+}
+
+int catalog_each_version_of(struct catalog *cat, const char *path,
+                            int (*cb)(void *arg, const struct catalog_version *v), void *arg,
+                            struct cst_err *err)
+{
+    static const char q[] = "SELECT " VERSION_COLS " FROM versions v JOIN paths p ON "
+                            "p.id = v.path_id WHERE p.path = ? ORDER BY v.first_seen, v.id";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int rc = 0, step;
+    struct catalog_version *all = NULL;
+    size_t n = 0;
+
+    if (st == NULL)
+        return -1;
+    catalog_bind_path(st, 1, path);
+    /* Collect first: the callback may run other catalog queries (copies). */
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        all = util_xrealloc(all, (n + 1) * sizeof(*all));
+        read_version(st, &all[n++]);
+    }
+    if (step != SQLITE_DONE)
+        rc = catalog_sql_err(cat, err, "listing history");
+    sqlite3_reset(st);
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0)
+            rc = cb(arg, &all[i]);
+        catalog_version_clear(&all[i]);
+    }
+    free(all);
+    return rc;
+}
+
+int catalog_each_copy(struct catalog *cat, const char *object_id,
+                      int (*cb)(void *arg, const char *dest, const char *remote_key,
+                                int64_t verified_at),
+                      void *arg, struct cst_err *err)
+{
+    static const char q[] =
+        "SELECT dest, remote_key, verified_at FROM copies WHERE object_id = ? ORDER BY dest";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int rc = 0;
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, object_id, -1, SQLITE_TRANSIENT);
+    while (rc == 0 && sqlite3_step(st) == SQLITE_ROW)
+        rc = cb(arg, (const char *)sqlite3_column_text(st, 0),
+                (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2));
+    sqlite3_reset(st);
+    return rc;
+}
+
+int catalog_stats(struct catalog *cat, struct catalog_stats *s, struct cst_err *err)
+{
+    static const char q[] =
+        "SELECT (SELECT count(*) FROM paths),"
+        " (SELECT count(*) FROM versions v WHERE v.deleted_at IS NULL AND v.id ="
+        "   (SELECT max(id) FROM versions WHERE path_id = v.path_id)),"
+        " (SELECT count(*) FROM versions), (SELECT count(*) FROM objects),"
+        " (SELECT coalesce(sum(stored_size), 0) FROM objects),"
+        " (SELECT coalesce(sum(plain_size), 0) FROM objects), (SELECT count(*) FROM copies),"
+        " (SELECT coalesce(max(shipped_at), 0) FROM versions)";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+
+    memset(s, 0, sizeof(*s));
+    if (st == NULL)
+        return -1;
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return catalog_sql_err(cat, err, "stats");
+    }
+    s->paths = sqlite3_column_int64(st, 0);
+    s->live_files = sqlite3_column_int64(st, 1);
+    s->versions = sqlite3_column_int64(st, 2);
+    s->objects = sqlite3_column_int64(st, 3);
+    s->stored_bytes = sqlite3_column_int64(st, 4);
+    s->plain_bytes = sqlite3_column_int64(st, 5);
+    s->copies = sqlite3_column_int64(st, 6);
+    s->last_shipped_at = sqlite3_column_int64(st, 7);
+    sqlite3_reset(st);
+    return 0;
+}
+
+int catalog_dest_stats(struct catalog *cat, const char *dest, int64_t *copies, int64_t *missing,
+                       int64_t *last_verified_at)
+{
+    static const char q[] =
+        "SELECT (SELECT count(*) FROM copies WHERE dest = ?1),"
+        " (SELECT count(*) FROM objects o WHERE NOT EXISTS"
+        "   (SELECT 1 FROM copies c WHERE c.object_id = o.id AND c.dest = ?1)),"
+        " (SELECT coalesce(max(verified_at), 0) FROM copies WHERE dest = ?1)";
+    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
+
+    *copies = *missing = *last_verified_at = 0;
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, dest, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *copies = sqlite3_column_int64(st, 0);
+        *missing = sqlite3_column_int64(st, 1);
+        *last_verified_at = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_reset(st);
+    return 0;
+}

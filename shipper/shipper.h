@@ -1,0 +1,54 @@
+/*
+ * shipper.h - the pipeline from the catalog's queue to verified copies.
+ *
+ * For each ready queue entry, a worker reads the file once: SHA-256, zstd
+ * and encryption into a spool file (container.h). Back on the loop the
+ * object id (keyed BLAKE2b of the SHA-256) is checked against the catalog:
+ * a destination that already holds the object gets nothing. The rest go to
+ * every destination in one batch (dest.h), and one catalog transaction
+ * records objects, copies and versions and removes the queue entries.
+ */
+#ifndef CST_SHIPPER_H
+#define CST_SHIPPER_H
+
+#include <ev.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog/catalog.h"
+#include "common/err.h"
+#include "shipper/dest.h"
+
+struct shipper;
+
+struct shipper_params {
+    struct ev_loop *loop;
+    struct catalog *catalog;
+    const unsigned char *public_key; /* 32 bytes */
+    const unsigned char *naming_key; /* 32 bytes, sodium_malloc'd by the caller */
+    const char *spool_dir;
+    struct dest **dests;
+    size_t n_dests;
+    int workers;
+    int settle_ms; /* how long to wait before re-reading a file that changed while read */
+    /* Called on the loop after each committed batch (may be NULL). */
+    void (*on_batch)(void *arg, size_t files, uint64_t bytes);
+    void *arg;
+};
+
+struct shipper *shipper_new(const struct shipper_params *p, struct cst_err *err);
+/* Look at the queue now (after something was queued). */
+void shipper_kick(struct shipper *s);
+/* Stop taking new work; what is in flight still finishes. */
+void shipper_stop(struct shipper *s);
+/* Entries being worked on right now. */
+size_t shipper_in_flight(const struct shipper *s);
+/* Nothing in flight and nothing ready in the queue. */
+int shipper_idle(struct shipper *s);
+void shipper_free(struct shipper *s);
+
+/* Keyed BLAKE2b-256 of a SHA-256 digest, as 64 hex chars (out[65]). */
+void shipper_object_id(const unsigned char naming_key[32], const unsigned char sha256[32],
+                       char out[65]);
+
+#endif
