@@ -89,16 +89,17 @@ static int cmd_restore_file_exec(struct cli *cli, int argc, char **argv)
                         at_arg);
     if ((rc = cli_open_catalog(cli, 0)) != EXIT_OK)
         return rc;
+    /* Key and destination problems first: they are what the operator must fix. */
+    r = restorer_new(cli, from, &rc);
+    if (r == NULL)
+        return rc;
     found = find_version(cli, path, at, &v, &err);
-    if (found < 0)
-        return cli_fail(EXIT_FAILED, "%s", err.msg);
-    if (found == 0)
+    if (found <= 0) {
+        restorer_free(r);
+        if (found < 0)
+            return cli_fail(EXIT_FAILED, "%s", err.msg);
         return cli_fail(EXIT_FAILED, "no version of %s is recorded%s%s", path,
                         at_arg ? " at " : "", at_arg ? at_arg : "");
-    r = restorer_new(cli, from, &rc);
-    if (r == NULL) {
-        catalog_version_clear(&v);
-        return rc;
     }
     if (to_stdout) {
         rc = restorer_to_fd(r, &v, STDOUT_FILENO, &err);

@@ -167,6 +167,7 @@ static int read_full(int fd, unsigned char *buf, size_t len, size_t *got, struct
 {
     size_t done = 0;
 
+    *got = 0;
     while (done < len) {
         ssize_t n = read(fd, buf + done, len - done);
 

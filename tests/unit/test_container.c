@@ -195,7 +195,7 @@ static int open_to_buffer(int in_fd, const unsigned char *pk, const unsigned cha
 
     assert_int_equal(lseek(in_fd, 0, SEEK_SET), 0);
     rc = crypt_open_fd(in_fd, out_fd, pk, sk, sha, size, err);
-    if (out != NULL)
+    if (out != NULL && out_len != NULL)
         *out = slurp_fd(out_fd, out_len);
     close(out_fd);
     return rc;
@@ -613,7 +613,7 @@ static void test_truncation(void **state)
     unsigned char *data = make_data(150000, 0);
     struct crypt_sealed_info info;
     unsigned char *object;
-    size_t object_len, i;
+    size_t object_len;
     int fd = seal_buffer(test_pk, 0, data, 150000, 150000, &info);
     size_t first_chunk_end = HEADER + 4 + CHUNK + ABYTES;
 
@@ -640,7 +640,7 @@ static void test_truncation(void **state)
                                object_len - ABYTES,
                                object_len - 1};
 
-        for (i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+        for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
             fd = fd_holding(object, cuts[i]);
             assert_refused_as_damaged(fd, "truncation", cuts[i]);
             close(fd);

@@ -1,0 +1,123 @@
+"""
+Renames, deletes, new folders with files already inside, hostile names, and
+files created while the agent was stopped.
+"""
+import os
+import shutil
+
+from conftest import sha256_file, wait_for, write_file
+
+
+def object_count(demo):
+    return demo.query("SELECT count(*) FROM objects")[0][0]
+
+
+def test_rename_is_known_content_not_reupload(demo, tmp_path):
+    demo.start_agent()
+    a = os.path.join(demo.invoices, "draft.pdf")
+    b = os.path.join(demo.invoices, "INV-7.pdf")
+    sha = write_file(a, os.urandom(50_000))
+    demo.wait_shipped({a: sha})
+    objects = object_count(demo)
+    os.rename(a, b)
+    demo.wait_shipped({b: sha})
+    wait_for(lambda: demo.live_version(a) is None, 10, "old name tombstoned")
+    assert object_count(demo) == objects
+    assert "renamed from=" + a in demo.log_text()
+    # a folder rename moves every file below it
+    d1 = os.path.join(demo.images, "2026-11")
+    os.mkdir(d1)
+    files = {os.path.join(d1, f"ts-{i}.jpg"): None for i in range(5)}
+    for p in files:
+        files[p] = write_file(p, os.urandom(20_000))
+    demo.wait_shipped(files)
+    d2 = os.path.join(demo.images, "2026-11-final")
+    os.rename(d1, d2)
+    moved = {p.replace(d1, d2): s for p, s in files.items()}
+    demo.wait_shipped(moved)
+    # and the watch follows the renamed folder
+    newer = os.path.join(d2, "late.jpg")
+    demo.wait_shipped({newer: write_file(newer, os.urandom(1000))})
+    demo.stop_agent()
+    demo.restore(b, str(tmp_path / "r"))
+    assert sha256_file(tmp_path / "r" / "INV-7.pdf") == sha
+
+
+def test_delete_keeps_versions_and_restores(demo, tmp_path):
+    demo.start_agent()
+    path = os.path.join(demo.invoices, "INV-9.pdf")
+    sha = write_file(path, os.urandom(30_000))
+    demo.wait_shipped({path: sha})
+    _, object_id, _ = demo.live_version(path)
+    os.unlink(path)
+    wait_for(lambda: demo.query(
+        "SELECT v.deleted_at FROM versions v JOIN paths p ON p.id = v.path_id WHERE p.path = ?",
+        os.fsencode(path))[0][0] is not None, 10, "tombstone")
+    assert os.path.exists(demo.object_path(object_id)), "nothing remote is removed"
+    demo.stop_agent()
+    # "someone deleted an invoice": it comes back to where it was
+    demo.run("restore", "file", path, check=0)
+    assert sha256_file(path) == sha
+
+
+def test_new_nested_folder_with_files_already_inside(demo, tmp_path):
+    demo.start_agent()
+    staging = tmp_path / "staging"
+    files = {}
+    for sub in ["a", "a/b", "a/b/c"]:
+        (staging / sub).mkdir(parents=True)
+        for i in range(3):
+            p = staging / sub / f"f{i}.json"
+            files[str(p)] = write_file(str(p), os.urandom(500))
+    target = os.path.join(demo.bug_reports, "batch")
+    shutil.move(str(staging / "a"), target)  # rename(2): the files exist before any watch
+    expected = {p.replace(str(staging / "a"), target): s for p, s in files.items()}
+    demo.wait_shipped(expected)
+    # mkdir -p then files, as fast as possible: none missed between mkdir and watch
+    deep = os.path.join(demo.bug_reports, "x", "y", "z")
+    os.makedirs(deep)
+    quick = {os.path.join(deep, f"q{i}"): None for i in range(20)}
+    for p in quick:
+        quick[p] = write_file(p, os.urandom(100))
+    demo.wait_shipped(quick)
+    demo.stop_agent()
+
+
+def test_names_with_newline_and_invalid_utf8(demo, tmp_path):
+    demo.start_agent()
+    names = [b"line\nbreak.pdf", b"caf\xe9-latin1.pdf", b"sp ace & \\back.pdf",
+             "日本語.pdf".encode()]
+    expected = {}
+    for name in names:
+        path = os.path.join(os.fsencode(demo.invoices), name)
+        expected[os.fsdecode(path)] = write_file(path, os.urandom(1000) + name)
+    demo.wait_shipped(expected)
+    demo.stop_agent()
+    for path, sha in expected.items():
+        out = tmp_path / "r"
+        demo.run("restore", "file", os.fsencode(path), "--to", str(out), check=0)
+        assert sha256_file(os.path.join(os.fsencode(str(out)),
+                                        os.path.basename(os.fsencode(path)))) == sha
+    # catalog ls shows them escaped, and the escaped form restores too
+    ls = demo.run("catalog", "ls", check=0).stdout
+    assert b"line\\x0abreak.pdf" in ls and b"caf\\xe9-latin1.pdf" in ls
+    assert all(line.count(b"/") >= 2 for line in ls.splitlines()), "one file per line"
+    escaped = demo.invoices + "/caf\\xe9-latin1.pdf"
+    p = demo.run("restore", "file", escaped, "--stdout", check=0)
+    assert p.stdout.endswith(b"caf\xe9-latin1.pdf")
+
+
+def test_files_created_while_stopped_ship_at_start(demo):
+    demo.start_agent()
+    first = os.path.join(demo.images, "before.jpg")
+    demo.wait_shipped({first: write_file(first, os.urandom(10_000))})
+    demo.stop_agent()
+    later = {}
+    for i in range(25):
+        p = os.path.join(demo.images, f"while-down-{i}.jpg")
+        later[p] = write_file(p, os.urandom(5000))
+    changed_sha = write_file(first, b"edited while down")
+    demo.start_agent()
+    demo.wait_shipped({**later, first: changed_sha})
+    demo.stop_agent()
+    assert len(demo.query("SELECT id FROM versions")) == 27

@@ -1,0 +1,118 @@
+"""
+kill -9 mid-ship, a forced inotify overflow, and the agent under valgrind.
+"""
+import hashlib
+import os
+import re
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from conftest import PLAIN_BIN, sha256_file, wait_for, write_file
+
+
+def verify_every_version_has_its_copy(demo):
+    """No version recorded without its verified copy at the destination."""
+    rows = demo.query(
+        "SELECT v.object_id, o.stored_size, lower(hex(o.stored_sha256)) FROM versions v "
+        "JOIN objects o ON o.id = v.object_id JOIN copies c ON c.object_id = o.id "
+        "WHERE c.dest = 'local'")
+    all_versions = demo.query("SELECT count(*) FROM versions WHERE kind = 'file'")[0][0]
+    assert len(rows) == all_versions, "a version without a recorded copy"
+    for object_id, size, stored_sha in rows:
+        path = demo.object_path(object_id)
+        assert os.path.getsize(path) == size, path
+        assert sha256_file(path) == stored_sha, path
+    return len(rows)
+
+
+def test_kill9_while_shipping_1000_files(demo, tmp_path):
+    demo.start_agent()
+    expected = {}
+    folders = [demo.images, demo.invoices, demo.bug_reports]
+    for i in range(1000):
+        p = os.path.join(folders[i % 3], f"k-{i:04d}.dat")
+        expected[p] = write_file(p, os.urandom(1000 + (i * 37) % 60_000))
+    # Kill it in the middle: some shipped, not all.
+    wait_for(lambda: demo.query("SELECT count(*) FROM versions")[0][0] >= 50, 120,
+             "first ships")
+    demo.kill_agent()
+    shipped_before = demo.query("SELECT count(*) FROM versions")[0][0]
+    assert shipped_before < 1000, "agent finished before the kill; the test proves nothing"
+
+    con = sqlite3.connect(demo.catalog_path)
+    assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    con.close()
+    verify_every_version_has_its_copy(demo)
+
+    demo.start_agent()
+    demo.wait_shipped(expected, timeout=300)
+    demo.stop_agent()
+    assert demo.query("SELECT count(*) FROM queue")[0][0] == 0
+    assert verify_every_version_has_its_copy(demo) == 1000
+    assert not [f for f in os.listdir(os.path.join(demo.root, "state", "spool"))]
+    # every file restorable, byte-identical
+    out = tmp_path / "r"
+    for path, sha in expected.items():
+        demo.restore(path, str(out), binary=PLAIN_BIN)
+        assert sha256_file(out / os.path.basename(path)) == sha
+    leftovers = [f for d, _, fs in os.walk(demo.dest) for f in fs if ".tmp." in f]
+    assert leftovers == []
+
+
+@pytest.fixture
+def tiny_inotify_queue():
+    knob = "/proc/sys/fs/inotify/max_queued_events"
+    old = open(knob).read().strip()
+    try:
+        with open(knob, "w") as f:
+            f.write("16")
+    except OSError as e:
+        pytest.fail(f"cannot lower {knob} (tests run as root): {e}")
+    try:
+        yield
+    finally:
+        with open(knob, "w") as f:
+            f.write(old)
+
+
+def test_inotify_overflow_loses_no_file(demo, tiny_inotify_queue):
+    # The limit applies to inotify instances created after it is set.
+    demo.start_agent()
+    expected = {}
+    for i in range(400):
+        p = os.path.join(demo.invoices, f"burst-{i:03d}.pdf")
+        expected[p] = write_file(p, os.urandom(2000))
+    demo.wait_shipped(expected, timeout=180)
+    assert "inotify queue overflowed" in demo.log_text()
+    status = demo.run("--json", "status", check=0).stdout
+    assert re.search(rb'"inotify_overflows":[1-9]', status), status
+    demo.stop_agent()
+
+
+def test_agent_under_valgrind_no_definite_leaks(demo, tmp_path):
+    vlog = str(tmp_path / "valgrind.log")
+    demo.start_agent(binary=PLAIN_BIN, wrapper=[
+        "valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
+        "--error-exitcode=99", f"--log-file={vlog}"])
+    expected = {}
+    for i in range(10):
+        p = os.path.join(demo.images, f"v-{i}.jpg")
+        expected[p] = write_file(p, os.urandom(50_000 * (i + 1)))
+    os.rename(os.path.join(demo.images, "v-0.jpg"), os.path.join(demo.images, "w-0.jpg"))
+    expected[os.path.join(demo.images, "w-0.jpg")] = expected.pop(
+        os.path.join(demo.images, "v-0.jpg"))
+    os.unlink(os.path.join(demo.images, "v-1.jpg"))
+    expected.pop(os.path.join(demo.images, "v-1.jpg"))
+    demo.wait_shipped(expected, timeout=240)
+    rc = demo.stop_agent(expect=None, timeout=120)
+    report = open(vlog).read()
+    assert rc == 0, report[-3000:]
+    assert "definitely lost: 0 bytes" in report or "no leaks are possible" in report, \
+        report[-3000:]
+    out = tmp_path / "r"
+    demo.run("restore", "file", os.path.join(demo.images, "w-0.jpg"), "--to", str(out),
+             binary=PLAIN_BIN, check=0)
+    assert sha256_file(out / "w-0.jpg") == expected[os.path.join(demo.images, "w-0.jpg")]
