@@ -23,6 +23,9 @@ RELEASE := build/release
 ASAN := build/asan
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
+# Keep unit test objects between runs.
+.SECONDARY:
+
 .PHONY: all run test unit e2e bench install clean deps deps-test format check-format
 all: deps $(RELEASE)/custodian
 
@@ -48,6 +51,12 @@ $(ASAN)/test_%: $(ASAN)/tests/unit/test_%.o $(patsubst %.c,$(ASAN)/%.o,$(LIB_SRC
 
 run: all
 	@test -f demo/custodian.conf || $(RELEASE)/custodian init --demo demo
+	@echo
+	@echo "custodian is watching demo/app/data/{images,invoices,bug-reports}."
+	@echo "Drop a file there (another terminal: cp some.pdf demo/app/data/invoices/);"
+	@echo "each one is logged below as it is shipped to demo/destination/. Ctrl-C stops."
+	@echo "Restore: $(RELEASE)/custodian -c demo/custodian.conf restore file PATH --to /tmp/r"
+	@echo
 	$(RELEASE)/custodian -c demo/custodian.conf agent
 
 deps-test:
@@ -71,6 +80,8 @@ install: all
 	install -D -m 0755 $(RELEASE)/custodian $(DESTDIR)$(PREFIX)/bin/custodian
 	install -D -m 0644 packaging/custodian.service $(DESTDIR)$(PREFIX)/lib/systemd/system/custodian.service
 	install -D -m 0644 packaging/custodian.conf.example $(DESTDIR)$(PREFIX)/share/doc/custodian/custodian.conf.example
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/custodian/README.md
+	for f in docs/*.md; do install -D -m 0644 $$f $(DESTDIR)$(PREFIX)/share/doc/custodian/$$f; done
 
 format:
 	clang-format -i $(SRC) $(wildcard */*.h tests/unit/*.c)

@@ -121,3 +121,28 @@ def test_files_created_while_stopped_ship_at_start(demo):
     demo.wait_shipped({**later, first: changed_sha})
     demo.stop_agent()
     assert len(demo.query("SELECT id FROM versions")) == 27
+
+
+def test_symlinks_recorded_not_followed_and_excludes(demo, tmp_path):
+    secret = tmp_path / "outside.txt"
+    secret.write_bytes(b"not to be backed up through a link")
+    demo.start_agent()
+    link = os.path.join(demo.images, "link.jpg")
+    os.symlink(str(secret), link)
+    skipped = os.path.join(demo.images, "upload.tmp")
+    write_file(skipped, b"partial upload")
+    kept = os.path.join(demo.images, "kept.jpg")
+    kept_sha = write_file(kept, b"kept")
+    demo.wait_shipped({kept: kept_sha})
+    wait_for(lambda: demo.query(
+        "SELECT v.kind, v.link_target, v.object_id FROM versions v JOIN paths p ON "
+        "p.id = v.path_id WHERE p.path = ?", os.fsencode(link)), 20, "symlink recorded")
+    kind, target, object_id = demo.query(
+        "SELECT v.kind, v.link_target, v.object_id FROM versions v JOIN paths p ON "
+        "p.id = v.path_id WHERE p.path = ?", os.fsencode(link))[0]
+    assert (kind, bytes(target), object_id) == ("symlink", os.fsencode(str(secret)), None)
+    assert demo.query("SELECT count(*) FROM paths WHERE path = ?", os.fsencode(skipped)) == [(0,)]
+    demo.stop_agent()
+    out = tmp_path / "r"
+    demo.run("restore", "file", link, "--to", str(out), check=0)
+    assert os.readlink(out / "link.jpg") == str(secret)

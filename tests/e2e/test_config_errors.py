@@ -52,3 +52,21 @@ def test_restore_without_secret_key_is_a_config_error(demo):
     open(demo.conf, "w").write(text)
     p = demo.run("restore", "file", os.path.join(demo.invoices, "x.pdf"), check=2)
     assert b"secret_key" in p.stderr, p.stderr
+
+
+def test_configuration_doc_matches_key_table():
+    """docs/configuration.md is generated from the key table; they must agree."""
+    rows = subprocess.run([BIN, "config", "reference"], capture_output=True, text=True,
+                          check=True).stdout.splitlines()[1:]
+    doc = open("docs/configuration.md").read()
+    for row in rows:
+        section, key = row.split("\t")[:2]
+        assert f"## [{section}]" in doc and f"| `{key}` |" in doc, \
+            f"[{section}] {key} missing from docs/configuration.md: run scripts/gen-config-doc.py"
+
+
+def test_example_config_parses():
+    q = subprocess.run([BIN, "-c", "packaging/custodian.conf.example", "scan"],
+                       capture_output=True)
+    # parsing passed: the first complaint is the (absent) data folder
+    assert q.returncode == 2 and b"/app/data/images does not exist" in q.stderr, q.stderr
