@@ -28,7 +28,7 @@
     (IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_CREATE | IN_DELETE | IN_MOVED_FROM |             \
      IN_MOVED_TO | IN_DELETE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
 #define PAIR_WAIT 0.05      /* seconds to wait for the MOVED_TO of a MOVED_FROM */
-#define UNWATCHED_RESCAN 30 /* seconds between rescans of folders without a watch */
+#define UNWATCHED_RESCAN 10 /* seconds between rescans of folders without a watch */
 
 struct watcher {
     struct ev_loop *loop;

@@ -116,3 +116,46 @@ def test_agent_under_valgrind_no_definite_leaks(demo, tmp_path):
     demo.run("restore", "file", os.path.join(demo.images, "w-0.jpg"), "--to", str(out),
              binary=PLAIN_BIN, check=0)
     assert sha256_file(out / "w-0.jpg") == expected[os.path.join(demo.images, "w-0.jpg")]
+
+
+def inotify_watches_in_use():
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                    total += sum(1 for line in f if line.startswith("inotify wd:"))
+        except OSError:
+            continue
+    return total
+
+
+@pytest.fixture
+def few_inotify_watches():
+    knob = "/proc/sys/fs/inotify/max_user_watches"
+    old = open(knob).read().strip()
+
+    def limit(extra):
+        with open(knob, "w") as f:
+            f.write(str(inotify_watches_in_use() + extra))
+    try:
+        yield limit
+    finally:
+        with open(knob, "w") as f:
+            f.write(old)
+
+
+def test_out_of_inotify_watches_warns_and_still_ships(demo, few_inotify_watches):
+    # Room for two of the three folders' watches only.
+    few_inotify_watches(2)
+    demo.start_agent()
+    assert "out of inotify watches" in demo.log_text()
+    assert "max_user_watches" in demo.log_text()
+    expected = {}
+    for folder in (demo.images, demo.invoices, demo.bug_reports):
+        p = os.path.join(folder, "during-shortage.dat")
+        expected[p] = write_file(p, os.urandom(3000))
+    demo.wait_shipped(expected, timeout=60)
+    demo.stop_agent()
