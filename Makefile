@@ -63,7 +63,7 @@ deps-test:
 	@scripts/install-deps.sh test
 
 test: deps-test
-	$(MAKE) unit e2e
+	$(MAKE) check-format unit e2e
 
 unit: $(addprefix $(ASAN)/,$(UNIT_TESTS))
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $(ASAN)/$$t; done

@@ -64,9 +64,8 @@ static int each(void *arg, const struct catalog_version *v)
         util_format_ms(v->first_seen, seen, sizeof(seen));
         util_format_ms(v->shipped_at, shipped, sizeof(shipped));
         util_hex(v->sha256, 32, sha);
-        printf("version %lld: seen %s, shipped %s, %lld bytes, sha256 %s\n", (long long)v->id,
-               seen, shipped, (long long)v->size,
-               v->kind == CATALOG_SYMLINK ? "(symlink)" : sha);
+        printf("version %lld: seen %s, shipped %s, %lld bytes, sha256 %s\n", (long long)v->id, seen,
+               shipped, (long long)v->size, v->kind == CATALOG_SYMLINK ? "(symlink)" : sha);
         if (v->deleted_at) {
             util_format_ms(v->deleted_at, deleted, sizeof(deleted));
             printf("    deleted %s\n", deleted);
@@ -89,7 +88,7 @@ static int cmd_catalog_history_exec(struct cli *cli, int argc, char **argv)
     if ((rc = cli_load_config(cli)) != EXIT_OK || (rc = cli_open_catalog(cli, 1)) != EXIT_OK)
         return rc;
     path = argv[1][0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL ? util_xstrdup(argv[1])
-                                                                  : util_join(cwd, argv[1]);
+                                                                 : util_join(cwd, argv[1]);
     if (cli->json) {
         json_init(&h.j);
         json_arr_begin(&h.j);

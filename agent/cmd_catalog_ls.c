@@ -100,8 +100,8 @@ static int cmd_catalog_ls_exec(struct cli *cli, int argc, char **argv)
         json_init(&ls.j);
         json_arr_begin(&ls.j);
     }
-    rc = catalog_each_version_at(cli->cat, prefix, at == INT64_MAX ? util_now_ms() + 1 : at,
-                                 each, &ls, &err);
+    rc = catalog_each_version_at(cli->cat, prefix, at == INT64_MAX ? util_now_ms() + 1 : at, each,
+                                 &ls, &err);
     if (cli->json) {
         json_arr_end(&ls.j);
         if (rc == 0)

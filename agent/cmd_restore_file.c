@@ -98,8 +98,8 @@ static int cmd_restore_file_exec(struct cli *cli, int argc, char **argv)
         restorer_free(r);
         if (found < 0)
             return cli_fail(EXIT_FAILED, "%s", err.msg);
-        return cli_fail(EXIT_FAILED, "no version of %s is recorded%s%s", path,
-                        at_arg ? " at " : "", at_arg ? at_arg : "");
+        return cli_fail(EXIT_FAILED, "no version of %s is recorded%s%s", path, at_arg ? " at " : "",
+                        at_arg ? at_arg : "");
     }
     if (to_stdout) {
         rc = restorer_to_fd(r, &v, STDOUT_FILENO, &err);

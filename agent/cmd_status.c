@@ -102,7 +102,8 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         printf("%-22s %s\n", "agent", running ? "running" : "not running");
         printf("%-22s %lld\n", "queued", (long long)depth);
         if (depth)
-            printf("%-22s %lld s (live RPO)\n", "oldest unshipped", (long long)(now - oldest) / 1000);
+            printf("%-22s %lld s (live RPO)\n", "oldest unshipped",
+                   (long long)(now - oldest) / 1000);
         if (failing)
             printf("%-22s %lld, last error: %s\n", "failing", (long long)failing,
                    last_error ? last_error : "?");

@@ -57,8 +57,7 @@ struct restorer *restorer_new(struct cli *cli, const char *from_dest, int *statu
     r->cli = cli;
     r->from_dest = from_dest;
     r->secret_key = sodium_malloc(32);
-    if (r->secret_key == NULL ||
-        keys_load_public(cfg->public_key, r->public_key, &err) < 0 ||
+    if (r->secret_key == NULL || keys_load_public(cfg->public_key, r->public_key, &err) < 0 ||
         keys_load_secret(cfg->secret_key, "backup-secret-key", r->secret_key, 32, &err) < 0) {
         cli_fail(EXIT_USAGE, "%s", r->secret_key ? err.msg : "out of memory");
         restorer_free(r);
@@ -132,8 +131,7 @@ static int fetch_verified(struct restorer *r, const struct catalog_version *v, i
         free(obj_path);
         if (dest->ops->get(dest, key, obj_fd, err) == 0 && lseek(obj_fd, 0, SEEK_SET) == 0 &&
             ftruncate(out_fd, 0) == 0 && lseek(out_fd, 0, SEEK_SET) == 0) {
-            if (crypt_open_fd(obj_fd, out_fd, r->public_key, r->secret_key, sha, &size, err) ==
-                0) {
+            if (crypt_open_fd(obj_fd, out_fd, r->public_key, r->secret_key, sha, &size, err) == 0) {
                 if (memcmp(sha, v->sha256, 32) == 0 && (int64_t)size == v->size)
                     rc = 0;
                 else
@@ -153,8 +151,8 @@ static int fetch_verified(struct restorer *r, const struct catalog_version *v, i
             fprintf(stderr, "custodian: %s; trying the next destination\n", err->msg);
     }
     if (tried == 0)
-        return cst_err_set(err, "no %scopy of object %s is recorded",
-                           r->from_dest ? "such " : "", v->object_id);
+        return cst_err_set(err, "no %scopy of object %s is recorded", r->from_dest ? "such " : "",
+                           v->object_id);
     return rc;
 }
 

@@ -93,8 +93,8 @@ int catalog_audit_verify(struct catalog *cat, int64_t *rows, struct cst_err *err
         int64_t id = sqlite3_column_int64(st, 0);
 
         row_hash(prev, id, sqlite3_column_int64(st, 1), (const char *)sqlite3_column_text(st, 2),
-                 (const char *)sqlite3_column_text(st, 3),
-                 (const char *)sqlite3_column_text(st, 4), hash);
+                 (const char *)sqlite3_column_text(st, 3), (const char *)sqlite3_column_text(st, 4),
+                 hash);
         if (id != expect_id) {
             rc = cst_err_set(err, "audit log: row %lld is missing (next row is %lld)",
                              (long long)expect_id, (long long)id);

@@ -256,8 +256,7 @@ int64_t catalog_path_id(struct catalog *cat, const char *path, int create, struc
     return sqlite3_last_insert_rowid(cat->db);
 }
 
-int catalog_state_set_int(struct catalog *cat, const char *key, int64_t value,
-                          struct cst_err *err)
+int catalog_state_set_int(struct catalog *cat, const char *key, int64_t value, struct cst_err *err)
 {
     static const char q[] = "INSERT INTO agent_state (key, value) VALUES (?, ?) "
                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value";

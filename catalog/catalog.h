@@ -66,8 +66,8 @@ void catalog_rollback(struct catalog *cat);
 
 /* Queue path (insert or refresh) so it ships once ready_at has passed. Bumps the
  * entry's generation, so a ship already in flight cannot remove it. */
-int catalog_queue_path(struct catalog *cat, const char *path, const char *reason,
-                       int64_t ready_at, struct cst_err *err);
+int catalog_queue_path(struct catalog *cat, const char *path, const char *reason, int64_t ready_at,
+                       struct cst_err *err);
 /* Up to limit entries ready at now, oldest first, skipping those skip() claims. */
 int catalog_queue_ready(struct catalog *cat, int64_t now, size_t limit,
                         int (*skip)(void *arg, int64_t path_id), void *arg,
@@ -91,8 +91,8 @@ int catalog_queue_failing(struct catalog *cat, int64_t *count, char **last_error
 int catalog_live_version(struct catalog *cat, const char *path, struct catalog_version *v,
                          struct cst_err *err);
 /* The version of path that stood at time at (INT64_MAX: newest, even if deleted). */
-int catalog_version_at(struct catalog *cat, const char *path, int64_t at,
-                       struct catalog_version *v, struct cst_err *err);
+int catalog_version_at(struct catalog *cat, const char *path, int64_t at, struct catalog_version *v,
+                       struct cst_err *err);
 void catalog_version_clear(struct catalog_version *v);
 
 int catalog_object_get(struct catalog *cat, const char *object_id, struct catalog_object *o);
@@ -111,8 +111,7 @@ int catalog_record_version(struct catalog *cat, const struct catalog_version *v,
                            struct cst_err *err);
 /* Tombstone: mark the live version of path, and of every path below it when it
  * was a folder, deleted at `at`. Returns how many versions were marked. */
-int catalog_record_delete(struct catalog *cat, const char *path, int64_t at,
-                          struct cst_err *err);
+int catalog_record_delete(struct catalog *cat, const char *path, int64_t at, struct cst_err *err);
 /* A rename: every live version at or under `from` gets a new version at the
  * matching place under `to` with the same content, when the file there still
  * has the recorded inode and size (else it is queued); `from` is tombstoned. */
@@ -143,8 +142,7 @@ int catalog_dest_stats(struct catalog *cat, const char *dest, int64_t *copies, i
                        int64_t *last_verified_at);
 
 /* --- agent state (small key/value facts: rescans, last start) --- */
-int catalog_state_set_int(struct catalog *cat, const char *key, int64_t value,
-                          struct cst_err *err);
+int catalog_state_set_int(struct catalog *cat, const char *key, int64_t value, struct cst_err *err);
 int64_t catalog_state_get_int(struct catalog *cat, const char *key, int64_t dflt);
 
 /* --- audit log --- */

@@ -15,8 +15,8 @@
 
 #include "common/util.h"
 
-int catalog_queue_path(struct catalog *cat, const char *path, const char *reason,
-                       int64_t ready_at, struct cst_err *err)
+int catalog_queue_path(struct catalog *cat, const char *path, const char *reason, int64_t ready_at,
+                       struct cst_err *err)
 {
     static const char q[] =
         "INSERT INTO queue (path_id, reason, queued_at, ready_at) VALUES (?1, ?2, ?3, ?4) "

@@ -15,11 +15,11 @@ static const char *const migrations[] = {
     "  path BLOB NOT NULL UNIQUE"
     ");"
     "CREATE TABLE objects ("
-    "  id TEXT PRIMARY KEY,"            /* keyed BLAKE2b-256 of sha256, hex */
-    "  sha256 BLOB NOT NULL,"           /* of the plaintext */
+    "  id TEXT PRIMARY KEY,"  /* keyed BLAKE2b-256 of sha256, hex */
+    "  sha256 BLOB NOT NULL," /* of the plaintext */
     "  plain_size INTEGER NOT NULL,"
-    "  stored_size INTEGER NOT NULL,"   /* of the sealed container */
-    "  stored_sha256 BLOB NOT NULL,"    /* of the sealed container */
+    "  stored_size INTEGER NOT NULL," /* of the sealed container */
+    "  stored_sha256 BLOB NOT NULL,"  /* of the sealed container */
     "  compressed INTEGER NOT NULL,"
     "  created_at INTEGER NOT NULL"
     ");"

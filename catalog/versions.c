@@ -28,7 +28,7 @@ static void read_version(sqlite3_stmt *st, struct catalog_version *v)
     v->path_id = sqlite3_column_int64(st, 1);
     v->path = catalog_column_dup(st, 2);
     v->kind = strcmp((const char *)sqlite3_column_text(st, 3), "symlink") == 0 ? CATALOG_SYMLINK
-                                                                                : CATALOG_FILE;
+                                                                               : CATALOG_FILE;
     v->size = sqlite3_column_int64(st, 4);
     v->mtime_ns = sqlite3_column_int64(st, 5);
     v->inode = sqlite3_column_int64(st, 6);
@@ -51,8 +51,8 @@ void catalog_version_clear(struct catalog_version *v)
     memset(v, 0, sizeof(*v));
 }
 
-int catalog_version_at(struct catalog *cat, const char *path, int64_t at,
-                       struct catalog_version *v, struct cst_err *err)
+int catalog_version_at(struct catalog *cat, const char *path, int64_t at, struct catalog_version *v,
+                       struct cst_err *err)
 {
     static const char q[] = "SELECT " VERSION_COLS " FROM versions v JOIN paths p ON "
                             "p.id = v.path_id WHERE p.path = ?1 AND v.first_seen <= ?2 "
@@ -240,8 +240,7 @@ static void bind_below(sqlite3_stmt *st, int lo_idx, const char *prefix)
     free(hi);
 }
 
-int catalog_record_delete(struct catalog *cat, const char *path, int64_t at,
-                          struct cst_err *err)
+int catalog_record_delete(struct catalog *cat, const char *path, int64_t at, struct cst_err *err)
 {
     static const char q[] =
         "UPDATE versions SET deleted_at = ?4 WHERE deleted_at IS NULL AND id IN ("
@@ -270,9 +269,8 @@ int catalog_record_move(struct catalog *cat, const char *from, const char *to, i
         " WHERE v.id IN (SELECT max(v2.id) FROM versions v2 JOIN paths p2 ON p2.id = v2.path_id"
         "  WHERE p2.path = ?1 OR (p2.path >= ?2 AND p2.path < ?3) GROUP BY v2.path_id)"
         " AND v.deleted_at IS NULL";
-    static const char q_queued[] =
-        "SELECT p.path FROM queue q JOIN paths p ON p.id = q.path_id"
-        " WHERE p.path = ?1 OR (p.path >= ?2 AND p.path < ?3)";
+    static const char q_queued[] = "SELECT p.path FROM queue q JOIN paths p ON p.id = q.path_id"
+                                   " WHERE p.path = ?1 OR (p.path >= ?2 AND p.path < ?3)";
     size_t from_len = strlen(from), n = 0, cap = 16;
     struct catalog_version *rows = util_xcalloc(cap, sizeof(*rows));
     char **queued = NULL;
@@ -473,11 +471,10 @@ int catalog_stats(struct catalog *cat, struct catalog_stats *s, struct cst_err *
 int catalog_dest_stats(struct catalog *cat, const char *dest, int64_t *copies, int64_t *missing,
                        int64_t *last_verified_at)
 {
-    static const char q[] =
-        "SELECT (SELECT count(*) FROM copies WHERE dest = ?1),"
-        " (SELECT count(*) FROM objects o WHERE NOT EXISTS"
-        "   (SELECT 1 FROM copies c WHERE c.object_id = o.id AND c.dest = ?1)),"
-        " (SELECT coalesce(max(verified_at), 0) FROM copies WHERE dest = ?1)";
+    static const char q[] = "SELECT (SELECT count(*) FROM copies WHERE dest = ?1),"
+                            " (SELECT count(*) FROM objects o WHERE NOT EXISTS"
+                            "   (SELECT 1 FROM copies c WHERE c.object_id = o.id AND c.dest = ?1)),"
+                            " (SELECT coalesce(max(verified_at), 0) FROM copies WHERE dest = ?1)";
     sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
 
     *copies = *missing = *last_verified_at = 0;

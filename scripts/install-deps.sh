@@ -8,7 +8,7 @@ set -eu
 
 build="gcc make pkg-config libev-dev libcurl4-openssl-dev libsodium-dev libzstd-dev
 libsqlite3-dev libssl-dev libinih-dev libarchive-dev"
-test="$build libcmocka-dev python3 python3-pytest valgrind sqlite3"
+test="$build libcmocka-dev python3 python3-pytest valgrind sqlite3 clang-format"
 bench="$test rclone restic borgbackup time"
 
 case "${1:-build}" in

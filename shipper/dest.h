@@ -18,12 +18,12 @@
 struct dest;
 
 struct dest_item {
-    const char *spool_path;         /* the sealed object, locally */
-    const char *remote_key;         /* "objects/ab/abcd…" */
-    uint64_t stored_size;           /* expected size at the destination */
+    const char *spool_path;          /* the sealed object, locally */
+    const char *remote_key;          /* "objects/ab/abcd…" */
+    uint64_t stored_size;            /* expected size at the destination */
     unsigned char stored_sha256[32]; /* expected SHA-256 at the destination */
-    int ok;                         /* out: stored and verified */
-    char error[CST_ERR_SIZE];       /* out: why not */
+    int ok;                          /* out: stored and verified */
+    char error[CST_ERR_SIZE];        /* out: why not */
 };
 
 struct dest_ops {

@@ -91,8 +91,7 @@ out:
     return rc;
 }
 
-static int local_put_batch(struct dest *d, struct dest_item *items, size_t n,
-                           struct cst_err *err)
+static int local_put_batch(struct dest *d, struct dest_item *items, size_t n, struct cst_err *err)
 {
     struct local *l = d->impl;
     char **tmp = util_xcalloc(n, sizeof(char *));
@@ -127,14 +126,13 @@ static int local_put_batch(struct dest *d, struct dest_item *items, size_t n,
         tmp[i] = util_printf("%s.tmp.%d.%zu", final[i], (int)getpid(), i);
         in = open(it->spool_path, O_RDONLY | O_CLOEXEC);
         if (in < 0) {
-            snprintf(it->error, sizeof(it->error), "cannot open spool file %s: %s",
-                     it->spool_path, strerror(errno));
+            snprintf(it->error, sizeof(it->error), "cannot open spool file %s: %s", it->spool_path,
+                     strerror(errno));
             goto next;
         }
         out = open(tmp[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (out < 0 || copy_fd(in, out) < 0) {
-            snprintf(it->error, sizeof(it->error), "cannot write %s: %s", tmp[i],
-                     strerror(errno));
+            snprintf(it->error, sizeof(it->error), "cannot write %s: %s", tmp[i], strerror(errno));
             if (out >= 0)
                 close(out);
             out = -1;
@@ -143,8 +141,7 @@ static int local_put_batch(struct dest *d, struct dest_item *items, size_t n,
         }
         if (close(out) < 0) {
             out = -1;
-            snprintf(it->error, sizeof(it->error), "cannot write %s: %s", tmp[i],
-                     strerror(errno));
+            snprintf(it->error, sizeof(it->error), "cannot write %s: %s", tmp[i], strerror(errno));
             unlink(tmp[i]);
             goto next;
         }
@@ -184,8 +181,7 @@ static int local_put_batch(struct dest *d, struct dest_item *items, size_t n,
             /* Renames in that folder may not survive a power cut: not verified. */
             size_t len = strlen(dirs[k]);
             for (size_t i = 0; i < n; i++)
-                if (items[i].ok && strncmp(final[i], dirs[k], len) == 0 &&
-                    final[i][len] == '/') {
+                if (items[i].ok && strncmp(final[i], dirs[k], len) == 0 && final[i][len] == '/') {
                     items[i].ok = 0;
                     snprintf(items[i].error, sizeof(items[i].error), "%s", derr.msg);
                 }
@@ -237,8 +233,7 @@ static int local_get(struct dest *d, const char *remote_key, int out_fd, struct 
     return rc;
 }
 
-static int local_exists(struct dest *d, const char *remote_key, uint64_t *size,
-                        struct cst_err *err)
+static int local_exists(struct dest *d, const char *remote_key, uint64_t *size, struct cst_err *err)
 {
     struct local *l = d->impl;
     char *path = util_join(l->root, remote_key);

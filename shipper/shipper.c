@@ -47,9 +47,9 @@ struct job {
     char object_id[65];
     struct stat st;
     char *link_target;
-    unsigned need; /* bit per destination: an upload is needed */
-    unsigned ok;   /* bit per destination: verified copy now present */
-    char *key;     /* remote key */
+    unsigned need;           /* bit per destination: an upload is needed */
+    unsigned ok;             /* bit per destination: verified copy now present */
+    char *key;               /* remote key */
     struct job *same_object; /* an earlier job in the batch uploading this object */
     struct job *next;
 };
@@ -200,8 +200,8 @@ static void seal_run(struct work *w)
     spool_fd = mkostemp(j->spool_path, O_CLOEXEC);
     if (spool_fd < 0) {
         j->outcome = SEAL_ERROR;
-        snprintf(j->error, sizeof(j->error), "cannot create spool file in %s: %s",
-                 s->p.spool_dir, strerror(errno));
+        snprintf(j->error, sizeof(j->error), "cannot create spool file in %s: %s", s->p.spool_dir,
+                 strerror(errno));
         free(j->spool_path);
         j->spool_path = NULL;
         goto out;
@@ -597,8 +597,8 @@ static void fill(struct shipper *s)
     if (s->sealing >= s->max_sealing || s->pending_count >= MAX_STORE_BATCH)
         return;
     now = util_now_ms();
-    if (catalog_queue_ready(s->p.catalog, now, s->max_sealing - s->sealing, inflight_has, s,
-                            &items, &n, &err) < 0) {
+    if (catalog_queue_ready(s->p.catalog, now, s->max_sealing - s->sealing, inflight_has, s, &items,
+                            &n, &err) < 0) {
         log_error("cannot read the queue: %s", err.msg);
         n = 0;
         items = NULL;

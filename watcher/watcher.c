@@ -25,7 +25,7 @@
 #include "common/util.h"
 
 #define WATCH_MASK                                                                                 \
-    (IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_CREATE | IN_DELETE | IN_MOVED_FROM |             \
+    (IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_CREATE | IN_DELETE | IN_MOVED_FROM |              \
      IN_MOVED_TO | IN_DELETE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
 #define PAIR_WAIT 0.05      /* seconds to wait for the MOVED_TO of a MOVED_FROM */
 #define UNWATCHED_RESCAN 10 /* seconds between rescans of folders without a watch */
@@ -54,8 +54,7 @@ struct watcher {
     int from_is_dir;
 };
 
-int watcher_excluded(char *const *excludes, size_t n_excludes, const char *path,
-                     const char *name)
+int watcher_excluded(char *const *excludes, size_t n_excludes, const char *path, const char *name)
 {
     for (size_t i = 0; i < n_excludes; i++) {
         /* A glob with a slash matches the whole path, else the name alone. */

@@ -38,8 +38,7 @@ struct watcher *watcher_new(struct ev_loop *loop, char *const *roots, size_t n_r
 void watcher_free(struct watcher *w);
 
 /* Is this path excluded by the configured globs? (name is its last component) */
-int watcher_excluded(char *const *excludes, size_t n_excludes, const char *path,
-                     const char *name);
+int watcher_excluded(char *const *excludes, size_t n_excludes, const char *path, const char *name);
 
 size_t watcher_watch_count(const struct watcher *w);
 int64_t watcher_overflow_count(const struct watcher *w);
