@@ -9,7 +9,6 @@
  */
 #include "agent.h"
 
-#include <dirent.h>
 #include <ev.h>
 #include <signal.h>
 #include <sodium.h>
@@ -24,7 +23,9 @@
 #include "common/log.h"
 #include "common/pathenc.h"
 #include "common/util.h"
+#include "shipper/curl_ev.h"
 #include "shipper/shipper.h"
+#include "shipper/workpool.h"
 #include "watcher/watcher.h"
 
 struct agent {
@@ -34,6 +35,8 @@ struct agent {
     struct catalog *cat;
     struct shipper *shipper;
     struct watcher *watcher;
+    struct workpool *pool;
+    struct curl_ev *curl;
     struct dest **dests;
     size_t n_dests;
     unsigned char public_key[32];
@@ -219,14 +222,6 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     begin_stop(a);
 }
 
-static int queue_empty(struct agent *a)
-{
-    int64_t depth, oldest;
-
-    catalog_queue_stats(a->cat, &depth, &oldest);
-    return depth == 0;
-}
-
 static void on_stop_check(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct agent *a = t->data;
@@ -240,8 +235,8 @@ static void on_stop_check(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     }
     /* `ship`: done when nothing is left to do. */
-    if (a->opts->until_idle && shipper_idle(a->shipper) &&
-        (!a->opts->until_empty || queue_empty(a))) {
+    if (a->opts->until_idle &&
+        (a->opts->until_empty ? shipper_drained(a->shipper) : shipper_idle(a->shipper))) {
         begin_stop(a);
         return;
     }
@@ -264,24 +259,6 @@ static void on_poll(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     /* Entries queued by other processes (`custodian scan`) are seen here. */
     shipper_kick(a->shipper);
-}
-
-/* Spool files of a previous run (killed mid-ship) are worthless: the queue redoes them. */
-static void clean_spool(const char *spool)
-{
-    DIR *d = opendir(spool);
-    struct dirent *de;
-
-    if (d == NULL)
-        return;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
-        char *p = util_join(spool, de->d_name);
-        unlink(p);
-        free(p);
-    }
-    closedir(d);
 }
 
 static int load_keys(struct agent *a)
@@ -336,7 +313,13 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
     if ((rc = cli_open_catalog(cli, 0)) != EXIT_OK)
         goto out;
     a.cat = cli->cat;
-    if (dests_open(cli->cfg, &a.dests, &a.n_dests, &err) < 0) {
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    a.loop = ev_default_loop(EVFLAG_AUTO);
+    a.pool = workpool_new(a.loop, cli->cfg->workers);
+    a.curl = curl_ev_new(a.loop);
+    struct dest_env env = {a.loop, a.pool, a.curl};
+    if (dests_open(cli->cfg, &env, &a.dests, &a.n_dests, &err) < 0) {
         rc = cli_fail(EXIT_FAILED, "%s", err.msg);
         goto out;
     }
@@ -345,9 +328,6 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
         rc = cli_fail(EXIT_FAILED, "%s", err.msg);
         goto out;
     }
-    clean_spool(spool);
-    signal(SIGPIPE, SIG_IGN);
-    a.loop = ev_default_loop(EVFLAG_AUTO);
     memset(&sp, 0, sizeof(sp));
     sp.loop = a.loop;
     sp.catalog = a.cat;
@@ -356,6 +336,7 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
     sp.spool_dir = spool;
     sp.dests = a.dests;
     sp.n_dests = a.n_dests;
+    sp.pool = a.pool;
     sp.workers = cli->cfg->workers;
     sp.settle_ms = cli->cfg->settle_ms;
     sp.on_batch = on_batch;
@@ -411,15 +392,20 @@ out:
     if (a.in_tx)
         catalog_rollback(a.cat);
     watcher_free(a.watcher);
+    /* Worker threads first: nothing may call back into what is freed next. */
+    workpool_free(a.pool);
     shipper_free(a.shipper);
+    dests_free(a.dests, a.n_dests);
+    a.dests = NULL;
+    curl_ev_free(a.curl);
     if (a.loop) {
         ev_signal_stop(a.loop, &a.sig_term);
         ev_signal_stop(a.loop, &a.sig_int);
         ev_timer_stop(a.loop, &a.poll);
         ev_timer_stop(a.loop, &a.stop_check);
         ev_loop_destroy(a.loop);
+        curl_global_cleanup();
     }
-    dests_free(a.dests, a.n_dests);
     if (a.naming_key)
         sodium_free(a.naming_key);
     free(spool);

@@ -17,7 +17,19 @@ static int wait_for_agent(struct cli *cli, int64_t timeout_ms)
     if ((rc = cli_open_catalog(cli, 1)) != EXIT_OK)
         return rc;
     for (;;) {
+        int64_t pending, copies = 0;
+
         catalog_queue_stats(cli->cat, &depth, &oldest);
+        catalog_pending_stats(cli->cat, &pending, &oldest);
+        for (size_t d = 0; d < cli->cfg->n_dests; d++) {
+            int64_t n;
+            char *last_error = NULL;
+
+            catalog_copy_queue_stats(cli->cat, cli->cfg->dests[d].name, &n, &oldest, &last_error);
+            free(last_error);
+            copies += n;
+        }
+        depth += pending + copies;
         if (depth == 0)
             return EXIT_OK;
         if (!cli_agent_running(cli))
@@ -60,7 +72,7 @@ static int cmd_ship_exec(struct cli *cli, int argc, char **argv)
         return rc;
     catalog_queue_stats(cli->cat, &depth, &oldest);
     if (depth > 0 && wait)
-        return cli_fail(EXIT_FAILED, "%lld entries could not be shipped; see `custodian status`",
+        return cli_fail(EXIT_FAILED, "%lld files could not be shipped; see `custodian status`",
                         (long long)depth);
     return EXIT_OK;
 }

@@ -26,7 +26,7 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
 {
     struct catalog_stats st;
     struct cst_err err;
-    int64_t depth, oldest, failing, now = util_now_ms(), overflows;
+    int64_t depth, oldest, failing, now = util_now_ms(), overflows, pending, pending_oldest;
     char *last_error = NULL;
     int rc, running;
 
@@ -40,6 +40,11 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         return cli_fail(EXIT_FAILED, "%s", err.msg);
     catalog_queue_stats(cli->cat, &depth, &oldest);
     catalog_queue_failing(cli->cat, &failing, &last_error);
+    /* Versions sealed but not yet on any destination are unshipped changes too. */
+    catalog_pending_stats(cli->cat, &pending, &pending_oldest);
+    if (pending && (depth == 0 || pending_oldest < oldest))
+        oldest = pending_oldest;
+    depth += pending;
     overflows = catalog_state_get_int(cli->cat, "inotify_overflows", 0);
 
     if (cli->json) {
@@ -74,19 +79,29 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         json_key(&j, "destinations");
         json_arr_begin(&j);
         for (size_t i = 0; i < cli->cfg->n_dests; i++) {
-            int64_t copies, missing, verified;
+            int64_t copies, missing, verified, backlog, backlog_oldest;
+            char *dest_error = NULL;
 
             catalog_dest_stats(cli->cat, cli->cfg->dests[i].name, &copies, &missing, &verified);
+            catalog_copy_queue_stats(cli->cat, cli->cfg->dests[i].name, &backlog, &backlog_oldest,
+                                     &dest_error);
             json_obj_begin(&j);
             json_key(&j, "name");
             json_str(&j, cli->cfg->dests[i].name);
             json_key(&j, "copies");
             json_int(&j, copies);
-            json_key(&j, "backlog_objects");
+            json_key(&j, "backlog");
+            json_int(&j, backlog);
+            json_key(&j, "oldest_pending_age_s");
+            json_int(&j, backlog ? (now - backlog_oldest) / 1000 : 0);
+            json_key(&j, "objects_missing");
             json_int(&j, missing);
             json_key(&j, "last_verified_at");
             json_time(&j, verified);
+            json_key(&j, "last_error");
+            json_str(&j, backlog ? dest_error : NULL);
             json_obj_end(&j);
+            free(dest_error);
         }
         json_arr_end(&j);
         json_key(&j, "last_daily_run");
@@ -115,13 +130,20 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
             printf("%-22s %lld (each followed by a full rescan)\n", "inotify overflows",
                    (long long)overflows);
         for (size_t i = 0; i < cli->cfg->n_dests; i++) {
-            int64_t copies, missing, verified;
-            char label[64];
+            int64_t copies, missing, verified, backlog, backlog_oldest;
+            char label[64], *dest_error = NULL;
 
             catalog_dest_stats(cli->cat, cli->cfg->dests[i].name, &copies, &missing, &verified);
+            catalog_copy_queue_stats(cli->cat, cli->cfg->dests[i].name, &backlog, &backlog_oldest,
+                                     &dest_error);
             snprintf(label, sizeof(label), "destination %s", cli->cfg->dests[i].name);
-            printf("%-22s %lld copies, %lld objects missing\n", label, (long long)copies,
-                   (long long)missing);
+            printf("%-22s %lld copies, backlog %lld", label, (long long)copies, (long long)backlog);
+            if (backlog)
+                printf(" (oldest %lld s)", (long long)(now - backlog_oldest) / 1000);
+            printf("\n");
+            if (backlog && dest_error)
+                printf("%-22s %s\n", "", dest_error);
+            free(dest_error);
         }
         printf("%-22s not implemented yet\n", "last daily run");
     }

@@ -335,6 +335,16 @@ static const struct cfg_key cfg_dest_keys[] = {
      .dest_types = DT_ALL,
      DEST_FIELD(bandwidth_kbps),
      .help = "Upload limit in kilobits per second; 0 means unlimited."},
+    {.section = "destination",
+     .name = "part_size_mb",
+     .type = KT_INT,
+     .min = 5,
+     .max = 5120,
+     .default_value = "64",
+     .dest_types = DT_S3,
+     DEST_FIELD(part_size_mb),
+     .help = "Objects larger than this many MiB are uploaded in parts of this size (multipart "
+             "upload), several at once."},
 };
 
 #define CFG_N_MAIN_KEYS (sizeof(cfg_main_keys) / sizeof(cfg_main_keys[0]))

@@ -33,6 +33,7 @@ struct cfg_dest {
     char *known_hosts;   /* sftp, may be NULL */
     int max_inflight;    /* 1..64, default 4 */
     long bandwidth_kbps; /* 0 = unlimited (default) */
+    int part_size_mb;    /* s3: multipart above this, 5..5120, default 64 */
 };
 
 struct cfg {

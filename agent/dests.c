@@ -7,28 +7,57 @@
 
 #include "common/util.h"
 
-int dests_open(const struct cfg *cfg, struct dest ***out, size_t *n, struct cst_err *err)
+static struct dest *open_one(const struct cfg_dest *c, const struct dest_env *env,
+                             struct cst_err *err)
+{
+    switch (c->type) {
+    case CFG_DEST_LOCAL:
+        return dest_local_new(c->name, c->path, env, err);
+    case CFG_DEST_S3: {
+        struct dest_s3_config s3 = {
+            .name = c->name,
+            .endpoint = c->endpoint,
+            .bucket = c->bucket,
+            .region = c->region,
+            .access_key_file = c->access_key_file,
+            .secret_key_file = c->secret_key_file,
+            .ca_file = c->ca_file,
+            .hot_class = c->hot_class,
+            .path_style = c->path_style,
+            .max_inflight = c->max_inflight,
+            .bandwidth_kbps = c->bandwidth_kbps,
+            .part_size = (uint64_t)c->part_size_mb << 20,
+        };
+        return dest_s3_new(&s3, env, err);
+    }
+    case CFG_DEST_SFTP: {
+        struct dest_sftp_config sftp = {
+            .name = c->name,
+            .url = c->url,
+            .identity = c->identity,
+            .known_hosts = c->known_hosts,
+            .max_inflight = c->max_inflight,
+            .bandwidth_kbps = c->bandwidth_kbps,
+        };
+        return dest_sftp_new(&sftp, env, err);
+    }
+    }
+    cst_err_set(err, "destination %s: unknown type", c->name);
+    return NULL;
+}
+
+int dests_open(const struct cfg *cfg, const struct dest_env *env, struct dest ***out, size_t *n,
+               struct cst_err *err)
 {
     struct dest **d = util_xcalloc(cfg->n_dests, sizeof(*d));
 
     for (size_t i = 0; i < cfg->n_dests; i++) {
-        const struct cfg_dest *c = &cfg->dests[i];
-
-        switch (c->type) {
-        case CFG_DEST_LOCAL:
-            d[i] = dest_local_new(c->name, c->path, err);
-            break;
-        case CFG_DEST_S3:
-        case CFG_DEST_SFTP:
-            cst_err_set(err, "destination %s: type %s is not supported by this version yet",
-                        c->name, c->type == CFG_DEST_S3 ? "s3" : "sftp");
-            break;
-        }
+        d[i] = open_one(&cfg->dests[i], env, err);
         if (d[i] == NULL) {
             dests_free(d, i);
             return -1;
         }
-        d[i]->role = (int)c->role;
+        d[i]->role = (int)cfg->dests[i].role;
     }
     *out = d;
     *n = cfg->n_dests;

@@ -10,8 +10,10 @@
 #include "agent/config.h"
 #include "shipper/dest.h"
 
-/* All destinations of cfg, or -1 with err naming the one that failed. */
-int dests_open(const struct cfg *cfg, struct dest ***out, size_t *n, struct cst_err *err);
+/* All destinations of cfg, or -1 with err naming the one that failed. env may be
+ * NULL for command-line use (blocking operations only). */
+int dests_open(const struct cfg *cfg, const struct dest_env *env, struct dest ***out, size_t *n,
+               struct cst_err *err);
 void dests_free(struct dest **dests, size_t n);
 
 #endif

@@ -74,7 +74,7 @@ struct restorer *restorer_new(struct cli *cli, const char *from_dest, int *statu
             return NULL;
         }
     }
-    if (dests_open(cfg, &r->dests, &r->n_dests, &err) < 0) {
+    if (dests_open(cfg, NULL, &r->dests, &r->n_dests, &err) < 0) {
         *status = cli_fail(EXIT_FAILED, "%s", err.msg);
         restorer_free(r);
         return NULL;

@@ -147,6 +147,12 @@ struct catalog *catalog_open(const char *path, struct cst_err *err)
 
     if (cat == NULL)
         return NULL;
+    /* A catalog newer than this build is refused before anything is written to it. */
+    if (catalog_user_version(cat) > catalog_schema_latest()) {
+        migrate(cat, err);
+        catalog_close(cat);
+        return NULL;
+    }
     if (exec(cat, "PRAGMA journal_mode = WAL", err) < 0 ||
         exec(cat, "PRAGMA synchronous = FULL", err) < 0 ||
         exec(cat, "PRAGMA foreign_keys = ON", err) < 0 || migrate(cat, err) < 0) {

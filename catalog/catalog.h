@@ -104,7 +104,9 @@ char *catalog_copy_key(struct catalog *cat, const char *object_id, const char *d
 int catalog_record_object(struct catalog *cat, const struct catalog_object *o, int64_t now,
                           struct cst_err *err);
 int catalog_record_copy(struct catalog *cat, const char *object_id, const char *dest,
-                        const char *remote_key, int64_t verified_at, struct cst_err *err);
+                        const char *remote_key, int64_t stored_size,
+                        const unsigned char stored_sha256[32], int64_t verified_at,
+                        struct cst_err *err);
 /* Record a shipped version (v->path, kind, stat, sha256, object_id, link_target,
  * first_seen, shipped_at). */
 int catalog_record_version(struct catalog *cat, const struct catalog_version *v,
@@ -140,6 +142,68 @@ int catalog_stats(struct catalog *cat, struct catalog_stats *st, struct cst_err 
 /* Copies on dest, objects lacking one there, and the newest verification time. */
 int catalog_dest_stats(struct catalog *cat, const char *dest, int64_t *copies, int64_t *missing,
                        int64_t *last_verified_at);
+
+/* --- replication: one queue entry per copy, versions waiting for a first copy --- */
+
+struct catalog_copy_item {
+    char object_id[65];
+    char *spool; /* file name under the spool folder (malloc'd) */
+    int64_t stored_size;
+    unsigned char stored_sha256[32];
+    int64_t plain_size;
+    unsigned char plain_sha256[32];
+    int64_t queued_at;
+    int attempts;
+};
+
+/* Queue a copy of object_id to dest (nothing if already queued). */
+int catalog_copy_queue_add(struct catalog *cat, const char *object_id, const char *dest,
+                           const char *spool, int64_t stored_size,
+                           const unsigned char stored_sha256[32], int64_t now, struct cst_err *err);
+/* 1 and the spool file and seal of a queued copy of object_id (any destination), 0 if none. */
+int catalog_copy_queue_find(struct catalog *cat, const char *object_id, char **spool,
+                            int64_t *stored_size, unsigned char stored_sha256[32]);
+/* 1 if a copy of object_id to dest is queued. */
+int catalog_copy_queue_has(struct catalog *cat, const char *object_id, const char *dest);
+/* Up to limit copies to dest ready at now, oldest first, skipping what skip() claims. */
+int catalog_copy_queue_ready(struct catalog *cat, const char *dest, int64_t now, size_t limit,
+                             int (*skip)(void *arg, const char *object_id), void *arg,
+                             struct catalog_copy_item **items, size_t *n, struct cst_err *err);
+void catalog_copy_items_free(struct catalog_copy_item *items, size_t n);
+int catalog_copy_queue_done(struct catalog *cat, const char *object_id, const char *dest,
+                            struct cst_err *err);
+int catalog_copy_queue_retry(struct catalog *cat, const char *object_id, const char *dest,
+                             int64_t delay_ms, const char *kind, const char *why,
+                             struct cst_err *err);
+/* Copies of object_id still queued (to any destination). */
+int64_t catalog_copy_queue_count(struct catalog *cat, const char *object_id);
+/* Earliest ready_at later than `after` for dest (NULL: any), or INT64_MAX. */
+int64_t catalog_copy_queue_next_ready(struct catalog *cat, const char *dest, int64_t after);
+/* Backlog of dest: queued copies, the oldest one's queued_at, the newest error (malloc'd). */
+int catalog_copy_queue_stats(struct catalog *cat, const char *dest, int64_t *depth, int64_t *oldest,
+                             char **last_error);
+/* Visit each distinct spool file the copy queue refers to. */
+int catalog_each_spool_file(struct catalog *cat, int (*cb)(void *arg, const char *spool), void *arg,
+                            struct cst_err *err);
+/* The spool file of object_id is lost: forget its queued copies and queue again every
+ * path whose content it is (pending or live), so that it is sealed anew. */
+int catalog_reseal_object(struct catalog *cat, const char *object_id, int64_t now,
+                          struct cst_err *err);
+
+/* A version whose object has no verified copy yet (path, stat, sha256, object_id,
+ * first_seen of v are used). */
+int catalog_pending_add(struct catalog *cat, const struct catalog_version *v, struct cst_err *err);
+/* object_id now has a verified copy: its pending versions become versions, each
+ * reported to cb (may be NULL). Returns how many. */
+int catalog_pending_promote(struct catalog *cat, const char *object_id, int64_t shipped_at,
+                            void (*cb)(void *arg, const char *path, int64_t size,
+                                       int64_t first_seen),
+                            void *arg, struct cst_err *err);
+int catalog_pending_stats(struct catalog *cat, int64_t *count, int64_t *oldest_first_seen);
+/* 1 if a version of path with this stat (and object_id, unless NULL) is waiting for
+ * its first copy: it needs no second sealing. */
+int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, int64_t mtime_ns,
+                          int64_t inode, const char *object_id);
 
 /* --- agent state (small key/value facts: rescans, last start) --- */
 int catalog_state_set_int(struct catalog *cat, const char *key, int64_t value, struct cst_err *err);

@@ -82,6 +82,41 @@ static const char *const migrations[] = {
     "CREATE VIEW audit_trail AS"
     "  SELECT id, strftime('%Y-%m-%dT%H:%M:%fZ', at / 1000.0, 'unixepoch') AS at,"
     "         actor, action, detail FROM audit;",
+
+    /* 2: replication. Each copy of an object to a destination is its own queue
+     * entry, so a destination that is down holds up no other; a version waits
+     * in pending_versions until its object has a first verified copy. */
+    "CREATE TABLE copy_queue ("
+    "  object_id TEXT NOT NULL REFERENCES objects(id),"
+    "  dest TEXT NOT NULL,"
+    "  spool TEXT NOT NULL," /* file name under state_dir/spool */
+    "  stored_size INTEGER NOT NULL,"
+    "  stored_sha256 BLOB NOT NULL,"
+    "  queued_at INTEGER NOT NULL,"
+    "  ready_at INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  error_kind TEXT,"
+    "  last_error TEXT,"
+    "  PRIMARY KEY (object_id, dest)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX copy_queue_by_dest ON copy_queue (dest, ready_at);"
+    "CREATE TABLE pending_versions ("
+    "  id INTEGER PRIMARY KEY,"
+    "  path_id INTEGER NOT NULL REFERENCES paths(id),"
+    "  size INTEGER NOT NULL,"
+    "  mtime_ns INTEGER NOT NULL,"
+    "  inode INTEGER NOT NULL,"
+    "  sha256 BLOB NOT NULL,"
+    "  object_id TEXT NOT NULL REFERENCES objects(id),"
+    "  first_seen INTEGER NOT NULL,"
+    "  deleted_at INTEGER" /* deleted before its first copy landed */
+    ");"
+    "CREATE INDEX pending_by_object ON pending_versions (object_id);"
+    /* Each copy remembers the exact bytes stored (a re-sealed object differs). */
+    "ALTER TABLE copies ADD COLUMN stored_size INTEGER;"
+    "ALTER TABLE copies ADD COLUMN stored_sha256 BLOB;"
+    "UPDATE copies SET stored_size = (SELECT stored_size FROM objects o WHERE o.id = object_id),"
+    "  stored_sha256 = (SELECT stored_sha256 FROM objects o WHERE o.id = object_id);",
 };
 
 int catalog_schema_latest(void)

@@ -15,6 +15,11 @@
 
 #include "common/util.h"
 
+/* The one rule for "the newest version of a path": latest first_seen, then latest id. */
+#define NEWEST_OF(path_id)                                                                         \
+    "(SELECT nv.id FROM versions nv WHERE nv.path_id = " path_id                                   \
+    " ORDER BY nv.first_seen DESC, nv.id DESC LIMIT 1)"
+
 #define VERSION_COLS                                                                               \
     "v.id, v.path_id, p.path, v.kind, v.size, v.mtime_ns, v.inode, v.sha256, v.object_id, "        \
     "v.link_target, v.first_seen, v.shipped_at, v.deleted_at"
@@ -172,11 +177,15 @@ int catalog_record_object(struct catalog *cat, const struct catalog_object *o, i
 }
 
 int catalog_record_copy(struct catalog *cat, const char *object_id, const char *dest,
-                        const char *remote_key, int64_t verified_at, struct cst_err *err)
+                        const char *remote_key, int64_t stored_size,
+                        const unsigned char stored_sha256[32], int64_t verified_at,
+                        struct cst_err *err)
 {
-    static const char q[] = "INSERT INTO copies (object_id, dest, remote_key, verified_at) "
-                            "VALUES (?,?,?,?) ON CONFLICT (object_id, dest) DO UPDATE SET "
-                            "remote_key = excluded.remote_key, verified_at = excluded.verified_at";
+    static const char q[] =
+        "INSERT INTO copies (object_id, dest, remote_key, verified_at, stored_size, stored_sha256) "
+        "VALUES (?,?,?,?,?,?) ON CONFLICT (object_id, dest) DO UPDATE SET "
+        "remote_key = excluded.remote_key, verified_at = excluded.verified_at, "
+        "stored_size = excluded.stored_size, stored_sha256 = excluded.stored_sha256";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
 
     if (st == NULL)
@@ -185,6 +194,8 @@ int catalog_record_copy(struct catalog *cat, const char *object_id, const char *
     sqlite3_bind_text(st, 2, dest, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, remote_key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, verified_at);
+    sqlite3_bind_int64(st, 5, stored_size);
+    sqlite3_bind_blob(st, 6, stored_sha256, 32, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
         return catalog_sql_err(cat, err, "record copy");
     sqlite3_reset(st);
@@ -224,12 +235,16 @@ int catalog_record_version(struct catalog *cat, const struct catalog_version *v,
     return 0;
 }
 
-/* Bind the [lo, hi) range of paths strictly below folder `prefix`. */
+/* Bind the [lo, hi) range of paths strictly below folder `prefix` ("/" is the root). */
 static void bind_below(sqlite3_stmt *st, int lo_idx, const char *prefix)
 {
     size_t n = strlen(prefix);
-    char *lo = util_xmalloc(n + 2), *hi = util_xmalloc(n + 2);
+    char *lo, *hi;
 
+    while (n > 0 && prefix[n - 1] == '/')
+        n--;
+    lo = util_xmalloc(n + 2);
+    hi = util_xmalloc(n + 2);
     memcpy(lo, prefix, n);
     memcpy(hi, prefix, n);
     lo[n] = '/';
@@ -244,8 +259,11 @@ int catalog_record_delete(struct catalog *cat, const char *path, int64_t at, str
 {
     static const char q[] =
         "UPDATE versions SET deleted_at = ?4 WHERE deleted_at IS NULL AND id IN ("
-        " SELECT max(v.id) FROM versions v JOIN paths p ON p.id = v.path_id"
-        " WHERE p.path = ?1 OR (p.path >= ?2 AND p.path < ?3) GROUP BY v.path_id)";
+        " SELECT " NEWEST_OF("p.id") " FROM paths p"
+                                     " WHERE p.path = ?1 OR (p.path >= ?2 AND p.path < ?3))";
+    static const char q_pending[] =
+        "UPDATE pending_versions SET deleted_at = ?4 WHERE deleted_at IS NULL AND path_id IN ("
+        " SELECT id FROM paths WHERE path = ?1 OR (path >= ?2 AND path < ?3))";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
     int changed;
 
@@ -258,6 +276,17 @@ int catalog_record_delete(struct catalog *cat, const char *path, int64_t at, str
         return catalog_sql_err(cat, err, "record delete");
     changed = sqlite3_changes(cat->db);
     sqlite3_reset(st);
+    /* Versions still waiting for their first copy carry the tombstone with them. */
+    st = catalog_stmt(cat, q_pending, err);
+    if (st == NULL)
+        return -1;
+    catalog_bind_path(st, 1, path);
+    bind_below(st, 2, path);
+    sqlite3_bind_int64(st, 4, at);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return catalog_sql_err(cat, err, "record delete");
+    changed += sqlite3_changes(cat->db);
+    sqlite3_reset(st);
     return changed;
 }
 
@@ -266,11 +295,18 @@ int catalog_record_move(struct catalog *cat, const char *from, const char *to, i
 {
     static const char q_live[] =
         "SELECT " VERSION_COLS " FROM versions v JOIN paths p ON p.id = v.path_id"
-        " WHERE v.id IN (SELECT max(v2.id) FROM versions v2 JOIN paths p2 ON p2.id = v2.path_id"
-        "  WHERE p2.path = ?1 OR (p2.path >= ?2 AND p2.path < ?3) GROUP BY v2.path_id)"
-        " AND v.deleted_at IS NULL";
-    static const char q_queued[] = "SELECT p.path FROM queue q JOIN paths p ON p.id = q.path_id"
-                                   " WHERE p.path = ?1 OR (p.path >= ?2 AND p.path < ?3)";
+        " WHERE v.id IN (SELECT " NEWEST_OF(
+            "p2.id") " FROM paths p2"
+                     "  WHERE p2.path = ?1 OR (p2.path >= ?2 AND p2.path < ?3))"
+                     " AND v.deleted_at IS NULL";
+    /* Paths still to ship, or sealed and waiting for a first copy, ship again at `to`. */
+    static const char q_queued[] =
+        "SELECT p.path FROM queue q JOIN paths p ON p.id = q.path_id"
+        " WHERE p.path = ?1 OR (p.path >= ?2 AND p.path < ?3) UNION"
+        " SELECT p.path FROM pending_versions pv JOIN paths p ON p.id = pv.path_id"
+        " WHERE pv.deleted_at IS NULL AND (p.path = ?1 OR (p.path >= ?2 AND p.path < ?3))";
+    static const char q_unqueue[] = "DELETE FROM queue WHERE path_id IN (SELECT id FROM paths"
+                                    " WHERE path = ?1 OR (path >= ?2 AND path < ?3))";
     size_t from_len = strlen(from), n = 0, cap = 16;
     struct catalog_version *rows = util_xcalloc(cap, sizeof(*rows));
     char **queued = NULL;
@@ -335,6 +371,18 @@ int catalog_record_move(struct catalog *cat, const char *from, const char *to, i
         if (rc < 0)
             goto out;
     }
+    /* The old names have nothing left to ship. */
+    st = catalog_stmt(cat, q_unqueue, err);
+    if (st == NULL)
+        goto out;
+    catalog_bind_path(st, 1, from);
+    bind_below(st, 2, from);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        sqlite3_reset(st);
+        rc = catalog_sql_err(cat, err, "unqueue moved paths");
+        goto out;
+    }
+    sqlite3_reset(st);
     rc = (int)n;
 out:
     for (size_t i = 0; i < n; i++)
@@ -442,11 +490,13 @@ int catalog_stats(struct catalog *cat, struct catalog_stats *s, struct cst_err *
     static const char q[] =
         "SELECT (SELECT count(*) FROM paths),"
         " (SELECT count(*) FROM versions v WHERE v.deleted_at IS NULL AND v.id ="
-        "   (SELECT max(id) FROM versions WHERE path_id = v.path_id)),"
-        " (SELECT count(*) FROM versions), (SELECT count(*) FROM objects),"
-        " (SELECT coalesce(sum(stored_size), 0) FROM objects),"
-        " (SELECT coalesce(sum(plain_size), 0) FROM objects), (SELECT count(*) FROM copies),"
-        " (SELECT coalesce(max(shipped_at), 0) FROM versions)";
+        "   " NEWEST_OF(
+            "v.path_id") "),"
+                         " (SELECT count(*) FROM versions), (SELECT count(*) FROM objects),"
+                         " (SELECT coalesce(sum(stored_size), 0) FROM objects),"
+                         " (SELECT coalesce(sum(plain_size), 0) FROM objects), (SELECT count(*) "
+                         "FROM copies),"
+                         " (SELECT coalesce(max(shipped_at), 0) FROM versions)";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
 
     memset(s, 0, sizeof(*s));

@@ -51,14 +51,20 @@ char *pathenc_escape(const char *raw, size_t len)
 
     for (size_t i = 0; i < len;) {
         size_t seq = utf8_seq_len(p + i, len - i);
+        /* C0 controls, DEL, C1 controls (U+0080..U+009F) and invalid UTF-8: raw bytes. */
+        int as_bytes = seq == 0 || p[i] < 0x20 || p[i] == 0x7f ||
+                       (seq == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0);
 
         if (p[i] == '\\') {
             out[o++] = '\\';
             out[o++] = '\\';
             i++;
-        } else if (seq == 0 || p[i] < 0x20 || p[i] == 0x7f) {
-            o += (size_t)sprintf(out + o, "\\x%02x", p[i]);
-            i++;
+        } else if (as_bytes) {
+            size_t n = seq ? seq : 1;
+
+            for (size_t k = 0; k < n; k++)
+                o += (size_t)sprintf(out + o, "\\x%02x", p[i + k]);
+            i += n;
         } else {
             memcpy(out + o, p + i, seq);
             o += seq;

@@ -3,8 +3,8 @@
  *
  * Linux paths are bytes: a name may hold a newline or invalid UTF-8. The
  * catalog stores them raw; anything printed uses this reversible escape:
- * backslash becomes "\\", control bytes and bytes that are not part of valid
- * UTF-8 become "\xNN". The result is valid UTF-8 with no control characters,
+ * backslash becomes "\\", control bytes (C0, DEL, C1) and bytes that are
+ * not part of valid UTF-8 become "\xNN". The result is valid UTF-8 with no control characters,
  * and an operator can paste it back into `custodian restore file`.
  */
 #ifndef CST_PATHENC_H

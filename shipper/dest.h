@@ -3,37 +3,77 @@
  *
  * Every backend fills a const struct dest_ops (required operations first,
  * then optional ones, NULL when absent), the way pgBackRest's
- * StorageInterface does. put_batch() runs on a worker thread and may block;
- * it returns only after each item is durable at the destination and read
- * back (verified), item by item.
+ * StorageInterface does. Uploads are asynchronous: put_batch() returns at
+ * once and calls done() later on the loop thread, after each item is
+ * durable at the destination and verified there (or has failed, with a
+ * kind that says whether retrying soon can help). The blocking operations
+ * (get, exists, remove, probe) are for the command-line tools.
  */
 #ifndef CST_DEST_H
 #define CST_DEST_H
 
+#include <ev.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "common/err.h"
 
 struct dest;
+struct workpool;
+struct curl_ev;
 
-struct dest_item {
+enum dest_error {
+    DEST_OK = 0,
+    DEST_ERR_TRANSIENT, /* timeout, connection refused, 5xx, 429: retry with backoff */
+    DEST_ERR_CONFIG,    /* credentials, TLS, missing bucket, host key: retry slowly, tell */
+    DEST_ERR_SOURCE,    /* the spool file is missing or not what was sealed: re-seal */
+};
+
+struct dest_put {
+    /* in */
     const char *spool_path;          /* the sealed object, locally */
     const char *remote_key;          /* "objects/ab/abcd…" */
-    uint64_t stored_size;            /* expected size at the destination */
-    unsigned char stored_sha256[32]; /* expected SHA-256 at the destination */
-    int ok;                          /* out: stored and verified */
-    char error[CST_ERR_SIZE];        /* out: why not */
+    uint64_t stored_size;            /* size of the sealed object */
+    unsigned char stored_sha256[32]; /* SHA-256 of the sealed object */
+    uint64_t plain_size;             /* of the content, for metadata */
+    unsigned char plain_sha256[32];  /* of the content, for metadata */
+    void *owner;                     /* the caller's */
+    /* out */
+    int ok;               /* stored and verified */
+    enum dest_error kind; /* why not */
+    char error[CST_ERR_SIZE];
+};
+
+typedef void (*dest_done_fn)(void *arg, struct dest_put *puts, size_t n);
+
+struct dest_check {
+    char name[64]; /* "reachable", "authenticated", "write probe", … */
+    int ok;
+    char detail[512]; /* what was seen; what to do when not ok */
+};
+
+struct dest_probe {
+    struct dest_check checks[16];
+    size_t n;
 };
 
 struct dest_ops {
     const char *type;
     /* required */
-    int (*put_batch)(struct dest *d, struct dest_item *items, size_t n, struct cst_err *err);
+    void (*put_batch)(struct dest *d, struct dest_put *puts, size_t n, dest_done_fn done,
+                      void *arg);
     int (*get)(struct dest *d, const char *remote_key, int out_fd, struct cst_err *err);
     void (*free)(struct dest *d);
     /* optional */
     int (*exists)(struct dest *d, const char *remote_key, uint64_t *size, struct cst_err *err);
+    int (*remove)(struct dest *d, const char *remote_key, struct cst_err *err);
+    /* Every key under prefix, with its size; cb returning non-zero stops. */
+    int (*list)(struct dest *d, const char *prefix,
+                int (*cb)(void *arg, const char *key, uint64_t size), void *arg,
+                struct cst_err *err);
+    /* doctor: reach, authenticate, write/read/delete a probe object, backend-specific
+     * checks. Fills out; returns 0 when every check passed, -1 otherwise. */
+    int (*probe)(struct dest *d, struct dest_probe *out);
 };
 
 enum dest_role { DEST_ROLE_PRIMARY = 0, DEST_ROLE_REPLICA, DEST_ROLE_ARCHIVE };
@@ -42,13 +82,51 @@ struct dest {
     const struct dest_ops *ops;
     char *name;
     int role;
+    size_t max_batch;      /* items per put_batch call */
+    size_t max_concurrent; /* put_batch calls outstanding at once */
     void *impl;
 };
 
+/* What asynchronous backends run on. loop NULL: command-line use, blocking ops only. */
+struct dest_env {
+    struct ev_loop *loop;
+    struct workpool *pool; /* for backends whose I/O blocks (local) */
+    struct curl_ev *curl;  /* for libcurl backends (s3, sftp) */
+};
+
+struct dest_s3_config {
+    const char *name;
+    const char *endpoint; /* https://host[:port] (http:// only for loopback) */
+    const char *bucket;
+    const char *region;
+    const char *access_key_file, *secret_key_file; /* mode 0600, one line each */
+    const char *ca_file;                           /* NULL: the system's CAs */
+    const char *hot_class;                         /* x-amz-storage-class, NULL: bucket default */
+    int path_style;
+    int max_inflight;
+    long bandwidth_kbps; /* 0: unlimited */
+    uint64_t part_size;  /* multipart above this size; >= 5 MiB */
+};
+
+struct dest_sftp_config {
+    const char *name;
+    const char *url;         /* sftp://user@host:port/base */
+    const char *identity;    /* private key file */
+    const char *known_hosts; /* must hold the server's key */
+    int max_inflight;
+    long bandwidth_kbps;
+};
+
 /* A folder on a mounted disk or NAS; created if missing. */
-struct dest *dest_local_new(const char *name, const char *root, struct cst_err *err);
+struct dest *dest_local_new(const char *name, const char *root, const struct dest_env *env,
+                            struct cst_err *err);
+struct dest *dest_s3_new(const struct dest_s3_config *c, const struct dest_env *env,
+                         struct cst_err *err);
+struct dest *dest_sftp_new(const struct dest_sftp_config *c, const struct dest_env *env,
+                           struct cst_err *err);
 /* "objects/<2 hex>/<id>" (malloc'd). */
 char *dest_object_key(const char *object_id);
+const char *dest_error_name(enum dest_error kind);
 void dest_free(struct dest *d);
 
 #endif

@@ -20,15 +20,21 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "shipper/workpool.h"
 
 struct local {
     char *root;
+    struct workpool *pool;
 };
 
-char *dest_object_key(const char *object_id)
-{
-    return util_printf("objects/%.2s/%s", object_id, object_id);
-}
+struct local_batch {
+    struct work work;
+    struct dest *d;
+    struct dest_put *puts;
+    size_t n;
+    dest_done_fn done;
+    void *arg;
+};
 
 static int copy_fd(int in, int out)
 {
@@ -91,21 +97,25 @@ out:
     return rc;
 }
 
-static int local_put_batch(struct dest *d, struct dest_item *items, size_t n, struct cst_err *err)
+static void store_batch(struct dest *d, struct dest_put *items, size_t n)
 {
+    struct cst_err cerr;
+    struct cst_err *err = &cerr;
     struct local *l = d->impl;
     char **tmp = util_xcalloc(n, sizeof(char *));
     char **final = util_xcalloc(n, sizeof(char *));
     char **dirs = util_xcalloc(n, sizeof(char *));
     size_t ndirs = 0;
-    int rootfd = -1, rc = 0;
+    int rootfd = -1;
 
     for (size_t i = 0; i < n; i++) {
-        struct dest_item *it = &items[i];
+        struct dest_put *it = &items[i];
         char *dir, *slash;
         int in = -1, out = -1;
+        struct stat sb;
 
         it->ok = 0;
+        it->kind = DEST_ERR_TRANSIENT;
         final[i] = util_join(l->root, it->remote_key);
         dir = util_xstrdup(final[i]);
         slash = strrchr(dir, '/');
@@ -125,9 +135,10 @@ static int local_put_batch(struct dest *d, struct dest_item *items, size_t n, st
             free(dir);
         tmp[i] = util_printf("%s.tmp.%d.%zu", final[i], (int)getpid(), i);
         in = open(it->spool_path, O_RDONLY | O_CLOEXEC);
-        if (in < 0) {
-            snprintf(it->error, sizeof(it->error), "cannot open spool file %s: %s", it->spool_path,
-                     strerror(errno));
+        if (in < 0 || fstat(in, &sb) < 0 || (uint64_t)sb.st_size != it->stored_size) {
+            it->kind = DEST_ERR_SOURCE;
+            snprintf(it->error, sizeof(it->error), "spool file %s is missing or truncated",
+                     it->spool_path);
             goto next;
         }
         out = open(tmp[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -155,7 +166,7 @@ static int local_put_batch(struct dest *d, struct dest_item *items, size_t n, st
     /* One sync for the whole batch: concurrent writeback shares the journal commit. */
     rootfd = open(l->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0 || syncfs(rootfd) < 0) {
-        rc = cst_err_sys(err, "cannot sync destination %s (%s)", d->name, l->root);
+        cst_err_sys(err, "cannot sync destination %s (%s)", d->name, l->root);
         for (size_t i = 0; i < n; i++)
             if (items[i].ok) {
                 items[i].ok = 0;
@@ -196,8 +207,12 @@ static int local_put_batch(struct dest *d, struct dest_item *items, size_t n, st
         if (hash_file(final[i], sha, &size) < 0 || size != items[i].stored_size ||
             memcmp(sha, items[i].stored_sha256, 32) != 0) {
             items[i].ok = 0;
+            /* Was the copy bad, or the spool file it came from? */
+            if (hash_file(items[i].spool_path, sha, &size) == 0 &&
+                (size != items[i].stored_size || memcmp(sha, items[i].stored_sha256, 32) != 0))
+                items[i].kind = DEST_ERR_SOURCE;
             snprintf(items[i].error, sizeof(items[i].error),
-                     "verification of %s failed: the stored copy differs from what was sent",
+                     "verification of %s failed: the stored copy differs from what was sealed",
                      final[i]);
         }
     }
@@ -213,7 +228,42 @@ out:
     free(tmp);
     free(final);
     free(dirs);
-    return rc;
+}
+
+static void batch_run(struct work *w)
+{
+    struct local_batch *b = (struct local_batch *)w;
+
+    store_batch(b->d, b->puts, b->n);
+}
+
+static void batch_done(struct work *w)
+{
+    struct local_batch *b = (struct local_batch *)w;
+
+    b->done(b->arg, b->puts, b->n);
+    free(b);
+}
+
+static void local_put_batch(struct dest *d, struct dest_put *puts, size_t n, dest_done_fn done,
+                            void *arg)
+{
+    struct local *l = d->impl;
+    struct local_batch *b = util_xcalloc(1, sizeof(*b));
+
+    b->d = d;
+    b->puts = puts;
+    b->n = n;
+    b->done = done;
+    b->arg = arg;
+    b->work.run = batch_run;
+    b->work.done = batch_done;
+    if (l->pool) {
+        workpool_submit(l->pool, &b->work);
+    } else {
+        batch_run(&b->work);
+        batch_done(&b->work);
+    }
 }
 
 static int local_get(struct dest *d, const char *remote_key, int out_fd, struct cst_err *err)
@@ -301,7 +351,8 @@ static void remove_stale_temps(const char *root)
     free(objects);
 }
 
-struct dest *dest_local_new(const char *name, const char *root, struct cst_err *err)
+struct dest *dest_local_new(const char *name, const char *root, const struct dest_env *env,
+                            struct cst_err *err)
 {
     struct dest *d;
     struct local *l;
@@ -318,17 +369,12 @@ struct dest *dest_local_new(const char *name, const char *root, struct cst_err *
     d = util_xcalloc(1, sizeof(*d));
     l = util_xcalloc(1, sizeof(*l));
     l->root = util_xstrdup(root);
+    l->pool = env ? env->pool : NULL;
     d->ops = &dest_local_ops;
+    /* Durability is paid per batch (one syncfs), so batches are large and one at a time. */
+    d->max_batch = 256;
+    d->max_concurrent = 1;
     d->name = util_xstrdup(name);
     d->impl = l;
     return d;
-}
-
-void dest_free(struct dest *d)
-{
-    if (d == NULL)
-        return;
-    d->ops->free(d);
-    free(d->name);
-    free(d);
 }

@@ -2,17 +2,22 @@
  * shipper.c - the pipeline (see shipper.h).
  *
  * Stages and where they run:
- *   fill      loop    take ready queue entries not already in flight
- *   seal      worker  read once: SHA-256 + zstd + encrypt into a spool file;
- *                     discard if the file changed while it was read
- *   sealed    loop    object id, dedupe against the catalog
- *   store     worker  one put_batch per destination (durable + verified)
- *   stored    loop    one transaction records the batch, then spool removed
- * A batch is whatever is sealed when the previous store finishes, so a
- * quiet host ships one file at once and a burst ships in large batches.
+ *   fill_paths   loop    ready path-queue entries not already in flight
+ *   seal         worker  read once: SHA-256 + zstd + encrypt into a spool file;
+ *                        discard if the file changed while it was read
+ *   flush        loop    one transaction for every result since the last one:
+ *                        dedupe by object id, queue one copy per destination
+ *                        lacking it, park the version until a copy exists
+ *   fill_copies  loop    per destination, ready copy-queue entries
+ *   put_batch    dest    store durably and verify (dest.h)
+ *   copies_done  loop    one transaction: copies recorded, waiting versions
+ *                        promoted, spool removed when no copy needs it
+ * Batches are whatever is ready when the previous step ends, so a quiet host
+ * ships one file at once and a burst ships in large batches.
  */
 #include "shipper.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
@@ -22,17 +27,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/json.h"
 #include "common/log.h"
 #include "common/pathenc.h"
 #include "common/util.h"
 #include "shipper/container.h"
-#include "shipper/workpool.h"
 
-#define MAX_DESTS 16
 #define READ_BUF (256 * 1024)
-#define MAX_STORE_BATCH 512
 #define INFLIGHT_BUCKETS 1024
+#define MAX_FLUSH 1024
 
 enum seal_outcome { SEAL_OK, SEAL_GONE, SEAL_CHANGED, SEAL_SYMLINK, SEAL_SKIP, SEAL_ERROR };
 
@@ -42,23 +44,12 @@ struct job {
     struct catalog_queue_item item;
     enum seal_outcome outcome;
     char error[CST_ERR_SIZE];
-    char *spool_path;
+    char *spool_path; /* the sealed temporary file, until flush */
     struct crypt_sealed_info info;
     char object_id[65];
     struct stat st;
     char *link_target;
-    unsigned need;           /* bit per destination: an upload is needed */
-    unsigned ok;             /* bit per destination: verified copy now present */
-    char *key;               /* remote key */
-    struct job *same_object; /* an earlier job in the batch uploading this object */
     struct job *next;
-};
-
-struct store {
-    struct work work;
-    struct shipper *s;
-    struct job **jobs;
-    size_t n;
 };
 
 struct inflight_node {
@@ -66,25 +57,44 @@ struct inflight_node {
     struct inflight_node *next;
 };
 
+/* One destination's side of the copy stage. */
+struct lane {
+    struct shipper *s;
+    struct dest *d;
+    size_t batches;
+    char **busy; /* object ids in flight to this destination */
+    size_t n_busy;
+    int64_t down_until; /* backing off after failures */
+    int failures;       /* consecutive failed batches */
+};
+
+struct copy_batch {
+    struct lane *lane;
+    struct dest_put *puts;
+    struct catalog_copy_item *items;
+    size_t n;
+    int64_t started;
+};
+
 struct shipper {
     struct shipper_params p;
-    struct workpool *pool;
     ev_timer next_timer;
     ev_idle kick_idle;
+    ev_idle flush_idle;
     size_t sealing;
     size_t max_sealing;
-    size_t pending_count;
-    struct job *pending_head, *pending_tail;
-    int storing;
-    size_t storing_count;
+    struct job *done_head, *done_tail;
+    size_t done_count;
     int stopping;
+    int64_t catalog_backoff_until;
     struct inflight_node *inflight[INFLIGHT_BUCKETS];
     size_t inflight_count;
+    struct lane *lanes;
 };
 
 static void fill(struct shipper *s);
 
-/* --- the in-flight set: queue entries being worked on --- */
+/* --- paths being sealed --- */
 
 static int inflight_has(void *arg, int64_t id)
 {
@@ -134,6 +144,16 @@ static int64_t stat_mtime_ns(const struct stat *st)
     return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
+static int64_t backoff_ms(int attempts)
+{
+    int shift = attempts < 8 ? attempts : 8;
+    int64_t d = (int64_t)1000 << shift;
+
+    if (d > 300000)
+        d = 300000;
+    return d + (int64_t)randombytes_uniform(1000);
+}
+
 static void job_free(struct job *j)
 {
     if (j->spool_path) {
@@ -142,8 +162,12 @@ static void job_free(struct job *j)
     }
     free(j->item.path);
     free(j->link_target);
-    free(j->key);
     free(j);
+}
+
+static char *shown(const char *path)
+{
+    return pathenc_escape(path, strlen(path));
 }
 
 /* --- seal: on a worker --- */
@@ -257,260 +281,329 @@ out:
         close(fd);
 }
 
-/* --- recording, on the loop --- */
-
-static int64_t backoff_ms(int attempts)
-{
-    int shift = attempts < 8 ? attempts : 8;
-    int64_t d = (int64_t)1000 << shift;
-
-    if (d > 300000)
-        d = 300000;
-    return d + (int64_t)randombytes_uniform(1000);
-}
-
-static void retry(struct shipper *s, struct job *j, int64_t delay, const char *why)
-{
-    struct cst_err err;
-
-    if (catalog_queue_retry(s->p.catalog, j->item.path_id, j->item.gen, delay, why, &err) < 0)
-        log_error("cannot requeue: %s", err.msg);
-}
-
-/* Record j's version unless the live version already is exactly this. */
-static int record_version(struct shipper *s, struct job *j, int64_t now, struct cst_err *err)
-{
-    struct catalog_version live, v;
-    int rc = catalog_live_version(s->p.catalog, j->item.path, &live, err);
-
-    if (rc < 0)
-        return -1;
-    if (rc == 1) {
-        int same = live.size == (int64_t)j->st.st_size && live.inode == (int64_t)j->st.st_ino &&
-                   live.mtime_ns == stat_mtime_ns(&j->st) &&
-                   (j->outcome == SEAL_SYMLINK
-                        ? live.kind == CATALOG_SYMLINK && live.link_target &&
-                              strcmp(live.link_target, j->link_target) == 0
-                        : live.kind == CATALOG_FILE && strcmp(live.object_id, j->object_id) == 0);
-        catalog_version_clear(&live);
-        if (same)
-            return 0;
-    }
-    memset(&v, 0, sizeof(v));
-    v.path = j->item.path;
-    v.kind = j->outcome == SEAL_SYMLINK ? CATALOG_SYMLINK : CATALOG_FILE;
-    v.size = (int64_t)j->st.st_size;
-    v.mtime_ns = stat_mtime_ns(&j->st);
-    v.inode = (int64_t)j->st.st_ino;
-    if (v.kind == CATALOG_FILE) {
-        memcpy(v.sha256, j->info.plain_sha256, 32);
-        memcpy(v.object_id, j->object_id, sizeof(v.object_id));
-    }
-    v.link_target = j->link_target;
-    v.first_seen = j->item.queued_at;
-    v.shipped_at = now;
-    return catalog_record_version(s->p.catalog, &v, err);
-}
-
-static void log_shipped(struct shipper *s, struct job *j, int64_t now, const char *how)
-{
-    char *shown = pathenc_escape(j->item.path, strlen(j->item.path));
-
-    log_info("shipped path=%s bytes=%lld stored=%lld object=%.16s %s ms=%lld", shown,
-             (long long)j->st.st_size, (long long)j->info.stored_size, j->object_id, how,
-             (long long)(now - j->item.queued_at));
-    free(shown);
-    (void)s;
-}
-
-/* Versions that need no upload (symlinks, content every destination holds). */
-static void record_now(struct shipper *s, struct job *j)
-{
-    struct cst_err err;
-    int64_t now = util_now_ms();
-
-    if (catalog_begin(s->p.catalog, &err) < 0 || record_version(s, j, now, &err) < 0 ||
-        catalog_queue_done(s->p.catalog, j->item.path_id, j->item.gen, &err) < 0 ||
-        catalog_commit(s->p.catalog, &err) < 0) {
-        catalog_rollback(s->p.catalog);
-        log_error("cannot record %s: %s", j->item.path, err.msg);
-        retry(s, j, backoff_ms(j->item.attempts), err.msg);
-        return;
-    }
-    if (j->outcome == SEAL_SYMLINK) {
-        char *shown = pathenc_escape(j->item.path, strlen(j->item.path));
-        log_info("recorded symlink path=%s", shown);
-        free(shown);
-    } else {
-        log_shipped(s, j, now, "dedup=yes");
-    }
-}
-
-static void maybe_store(struct shipper *s);
-
 static void seal_done(struct work *w)
 {
     struct job *j = (struct job *)w;
     struct shipper *s = j->s;
-    struct cst_err err;
-    char *shown;
-    int keep = 0;
 
     s->sealing--;
-    switch (j->outcome) {
-    case SEAL_GONE:
-        /* Deleted before it could be read: the delete event tombstones it. */
-        shown = pathenc_escape(j->item.path, strlen(j->item.path));
-        log_warn("file vanished before it could be shipped path=%s", shown);
-        free(shown);
-        if (catalog_queue_done(s->p.catalog, j->item.path_id, j->item.gen, &err) < 0)
-            log_error("%s", err.msg);
-        break;
-    case SEAL_SKIP:
-        shown = pathenc_escape(j->item.path, strlen(j->item.path));
-        log_info("skipped path=%s reason=\"%s\"", shown, j->error);
-        free(shown);
-        if (catalog_queue_done(s->p.catalog, j->item.path_id, j->item.gen, &err) < 0)
-            log_error("%s", err.msg);
-        break;
-    case SEAL_CHANGED:
-        log_debug("changed while read, retrying path=%s", j->item.path);
-        retry(s, j, s->p.settle_ms > 100 ? s->p.settle_ms : 100, j->error);
-        break;
-    case SEAL_ERROR:
-        shown = pathenc_escape(j->item.path, strlen(j->item.path));
-        log_warn("cannot ship path=%s error=\"%s\" attempt=%d", shown, j->error,
-                 j->item.attempts + 1);
-        free(shown);
-        retry(s, j, backoff_ms(j->item.attempts), j->error);
-        break;
-    case SEAL_SYMLINK:
-        record_now(s, j);
-        break;
-    case SEAL_OK:
-        j->need = 0;
+    j->next = NULL;
+    if (s->done_tail)
+        s->done_tail->next = j;
+    else
+        s->done_head = j;
+    s->done_tail = j;
+    s->done_count++;
+    /* Recorded together with whatever else finishes in this loop iteration. */
+    ev_idle_start(s->p.loop, &s->flush_idle);
+}
+
+/* --- flush: sealed results into the catalog, on the loop --- */
+
+static void version_of(const struct job *j, struct catalog_version *v, int64_t shipped_at)
+{
+    memset(v, 0, sizeof(*v));
+    v->path = j->item.path;
+    v->kind = j->outcome == SEAL_SYMLINK ? CATALOG_SYMLINK : CATALOG_FILE;
+    v->size = (int64_t)j->st.st_size;
+    v->mtime_ns = stat_mtime_ns(&j->st);
+    v->inode = (int64_t)j->st.st_ino;
+    if (v->kind == CATALOG_FILE) {
+        memcpy(v->sha256, j->info.plain_sha256, 32);
+        memcpy(v->object_id, j->object_id, sizeof(v->object_id));
+    }
+    v->link_target = j->link_target;
+    v->first_seen = j->item.queued_at;
+    v->shipped_at = shipped_at;
+}
+
+/* The live version of j's path, or one waiting for its first copy, already is
+ * exactly this content and stat: recording it again would record it twice. */
+static int same_as_live(struct shipper *s, const struct job *j, struct cst_err *err)
+{
+    struct catalog_version live;
+    int rc, same;
+
+    if (j->outcome == SEAL_OK &&
+        catalog_pending_match(s->p.catalog, j->item.path, (int64_t)j->st.st_size,
+                              stat_mtime_ns(&j->st), (int64_t)j->st.st_ino, j->object_id) == 1)
+        return 1;
+    rc = catalog_live_version(s->p.catalog, j->item.path, &live, err);
+    if (rc <= 0)
+        return rc;
+    same = live.size == (int64_t)j->st.st_size && live.inode == (int64_t)j->st.st_ino &&
+           live.mtime_ns == stat_mtime_ns(&j->st) &&
+           (j->outcome == SEAL_SYMLINK
+                ? live.kind == CATALOG_SYMLINK && live.link_target &&
+                      strcmp(live.link_target, j->link_target) == 0
+                : live.kind == CATALOG_FILE && strcmp(live.object_id, j->object_id) == 0);
+    catalog_version_clear(&live);
+    return same;
+}
+
+/* Queue the copies j's object still needs; record or park its version. */
+static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *recorded,
+                        struct cst_err *err)
+{
+    struct catalog_object o;
+    struct catalog_version v;
+    unsigned lacking = 0;
+    int have_copy = 0, queued_elsewhere, same;
+    char *spool = NULL;
+    int64_t stored_size;
+    unsigned char stored_sha[32];
+
+    same = same_as_live(s, j, err);
+    if (same < 0)
+        return -1;
+    if (same)
+        return catalog_queue_done(s->p.catalog, j->item.path_id, j->item.gen, err);
+    for (size_t d = 0; d < s->p.n_dests; d++) {
+        int c = catalog_copy_exists(s->p.catalog, j->object_id, s->p.dests[d]->name);
+
+        if (c < 0)
+            return cst_err_set(err, "cannot read copies of %s", j->object_id);
+        if (c)
+            have_copy = 1;
+        else if (catalog_copy_queue_has(s->p.catalog, j->object_id, s->p.dests[d]->name) != 1)
+            lacking |= 1u << d;
+    }
+    memset(&o, 0, sizeof(o));
+    memcpy(o.id, j->object_id, sizeof(o.id));
+    memcpy(o.sha256, j->info.plain_sha256, 32);
+    memcpy(o.stored_sha256, j->info.stored_sha256, 32);
+    o.plain_size = (int64_t)j->info.plain_size;
+    o.stored_size = (int64_t)j->info.stored_size;
+    o.compressed = j->info.compressed;
+    if (catalog_record_object(s->p.catalog, &o, now, err) < 0)
+        return -1;
+    if (lacking) {
+        /* A copy already queued elsewhere keeps its spool file; else ours becomes it. */
+        queued_elsewhere =
+            catalog_copy_queue_find(s->p.catalog, j->object_id, &spool, &stored_size, stored_sha);
+        if (queued_elsewhere < 0)
+            return cst_err_set(err, "cannot read the copy queue");
+        if (!queued_elsewhere) {
+            char *final;
+
+            spool = util_printf("%s.obj", j->object_id);
+            final = util_join(s->p.spool_dir, spool);
+            if (rename(j->spool_path, final) < 0) {
+                cst_err_sys(err, "cannot rename spool file %s", j->spool_path);
+                free(final);
+                free(spool);
+                return -1;
+            }
+            free(final);
+            free(j->spool_path);
+            j->spool_path = NULL; /* now owned by the copy queue */
+            stored_size = (int64_t)j->info.stored_size;
+            memcpy(stored_sha, j->info.stored_sha256, 32);
+        }
         for (size_t d = 0; d < s->p.n_dests; d++)
-            if (catalog_copy_exists(s->p.catalog, j->object_id, s->p.dests[d]->name) != 1)
-                j->need |= 1u << d;
-        if (j->need == 0) {
-            record_now(s, j);
+            if ((lacking & (1u << d)) &&
+                catalog_copy_queue_add(s->p.catalog, j->object_id, s->p.dests[d]->name, spool,
+                                       stored_size, stored_sha, now, err) < 0) {
+                free(spool);
+                return -1;
+            }
+        free(spool);
+    }
+    version_of(j, &v, now);
+    if (have_copy) {
+        /* Restorable already (same content shipped before): recorded at once. */
+        if (catalog_record_version(s->p.catalog, &v, err) < 0)
+            return -1;
+        *recorded = 1;
+    } else if (catalog_pending_add(s->p.catalog, &v, err) < 0) {
+        return -1;
+    }
+    return catalog_queue_done(s->p.catalog, j->item.path_id, j->item.gen, err);
+}
+
+static void flush(struct shipper *s)
+{
+    struct job *list = s->done_head, *j;
+    struct cst_err err;
+    int64_t now = util_now_ms();
+    int ok = 0;
+
+    s->done_head = s->done_tail = NULL;
+    s->done_count = 0;
+    if (list == NULL)
+        return;
+    if (catalog_begin(s->p.catalog, &err) < 0)
+        goto out;
+    for (j = list; j; j = j->next) {
+        struct catalog_version v;
+        int recorded = 0;
+        char *name;
+        int rc = 0;
+
+        switch (j->outcome) {
+        case SEAL_GONE:
+            /* Deleted before it could be read: its delete event tombstones it. */
+            name = shown(j->item.path);
+            log_warn("file vanished before it could be shipped path=%s", name);
+            free(name);
+            rc = catalog_queue_done(s->p.catalog, j->item.path_id, j->item.gen, &err);
+            break;
+        case SEAL_SKIP:
+            name = shown(j->item.path);
+            log_info("skipped path=%s reason=\"%s\"", name, j->error);
+            free(name);
+            rc = catalog_queue_done(s->p.catalog, j->item.path_id, j->item.gen, &err);
+            break;
+        case SEAL_CHANGED:
+            log_debug("changed while read, retrying path=%s", j->item.path);
+            rc = catalog_queue_retry(s->p.catalog, j->item.path_id, j->item.gen,
+                                     s->p.settle_ms > 100 ? s->p.settle_ms : 100, j->error, &err);
+            break;
+        case SEAL_ERROR:
+            name = shown(j->item.path);
+            log_warn("cannot ship path=%s error=\"%s\" attempt=%d", name, j->error,
+                     j->item.attempts + 1);
+            free(name);
+            rc = catalog_queue_retry(s->p.catalog, j->item.path_id, j->item.gen,
+                                     backoff_ms(j->item.attempts), j->error, &err);
+            break;
+        case SEAL_SYMLINK:
+            rc = same_as_live(s, j, &err);
+            if (rc == 0) {
+                version_of(j, &v, now);
+                rc = catalog_record_version(s->p.catalog, &v, &err);
+                name = shown(j->item.path);
+                log_info("recorded symlink path=%s", name);
+                free(name);
+            }
+            if (rc >= 0)
+                rc = catalog_queue_done(s->p.catalog, j->item.path_id, j->item.gen, &err);
+            break;
+        case SEAL_OK:
+            rc = flush_sealed(s, j, now, &recorded, &err);
+            if (rc == 0 && recorded) {
+                name = shown(j->item.path);
+                log_info("shipped path=%s bytes=%lld object=%.16s dedup=yes ms=%lld", name,
+                         (long long)j->st.st_size, j->object_id,
+                         (long long)(now - j->item.queued_at));
+                free(name);
+            }
             break;
         }
-        j->key = dest_object_key(j->object_id);
-        j->next = NULL;
-        if (s->pending_tail)
-            s->pending_tail->next = j;
-        else
-            s->pending_head = j;
-        s->pending_tail = j;
-        s->pending_count++;
-        keep = 1;
-        break;
+        if (rc < 0)
+            goto fail;
     }
-    if (!keep) {
+    if (catalog_commit(s->p.catalog, &err) < 0)
+        goto fail;
+    ok = 1;
+    goto out;
+fail:
+    catalog_rollback(s->p.catalog);
+out:
+    if (!ok) {
+        /* Nothing recorded: the queue entries stay and are sealed again, after a pause. */
+        log_error("cannot record sealed files: %s", err.msg);
+        s->catalog_backoff_until = util_mono_ms() + 5000;
+    }
+    while (list) {
+        j = list;
+        list = j->next;
         inflight_del(s, j->item.path_id);
         job_free(j);
     }
-    maybe_store(s);
     fill(s);
 }
 
-/* --- store: on a worker --- */
-
-static void store_run(struct work *w)
+static void on_flush_idle(struct ev_loop *loop, ev_idle *w, int revents)
 {
-    struct store *b = (struct store *)w;
-    struct shipper *s = b->s;
-    struct dest_item *items = util_xcalloc(b->n, sizeof(*items));
-    struct job **owners = util_xcalloc(b->n, sizeof(*owners));
-
-    for (size_t d = 0; d < s->p.n_dests; d++) {
-        size_t n = 0;
-        struct cst_err err = {{0}};
-
-        for (size_t i = 0; i < b->n; i++) {
-            struct job *j = b->jobs[i];
-
-            if (!(j->need & (1u << d)) || j->same_object)
-                continue;
-            memset(&items[n], 0, sizeof(items[n]));
-            items[n].spool_path = j->spool_path;
-            items[n].remote_key = j->key;
-            items[n].stored_size = j->info.stored_size;
-            memcpy(items[n].stored_sha256, j->info.stored_sha256, 32);
-            owners[n++] = j;
-        }
-        if (n == 0)
-            continue;
-        s->p.dests[d]->ops->put_batch(s->p.dests[d], items, n, &err);
-        for (size_t i = 0; i < n; i++) {
-            if (items[i].ok)
-                owners[i]->ok |= 1u << d;
-            else
-                snprintf(owners[i]->error, sizeof(owners[i]->error), "destination %s: %s",
-                         s->p.dests[d]->name, items[i].error);
-        }
-    }
-    free(items);
-    free(owners);
+    (void)revents;
+    ev_idle_stop(loop, w);
+    flush(w->data);
 }
 
-static void store_done(struct work *w)
+/* --- copies: per destination, on the loop --- */
+
+static int lane_busy(void *arg, const char *object_id)
 {
-    struct store *b = (struct store *)w;
-    struct shipper *s = b->s;
+    struct lane *l = arg;
+
+    for (size_t i = 0; i < l->n_busy; i++)
+        if (strcmp(l->busy[i], object_id) == 0)
+            return 1;
+    return 0;
+}
+
+static void lane_unbusy(struct lane *l, const char *object_id)
+{
+    for (size_t i = 0; i < l->n_busy; i++)
+        if (strcmp(l->busy[i], object_id) == 0) {
+            free(l->busy[i]);
+            l->busy[i] = l->busy[--l->n_busy];
+            return;
+        }
+}
+
+static void log_promoted(void *arg, const char *path, int64_t size, int64_t first_seen)
+{
+    struct copy_batch *b = arg;
+    char *name = shown(path);
+
+    log_info("shipped path=%s bytes=%lld dest=%s ms=%lld", name, (long long)size, b->lane->d->name,
+             (long long)(util_now_ms() - first_seen));
+    free(name);
+}
+
+static void copies_done(void *arg, struct dest_put *puts, size_t n)
+{
+    struct copy_batch *b = arg;
+    struct lane *l = b->lane;
+    struct shipper *s = l->s;
     struct cst_err err;
     int64_t now = util_now_ms();
-    size_t shipped = 0, failed = 0;
+    size_t ok_count = 0, failed = 0;
     uint64_t bytes = 0;
     int committed = 0;
+    const char *worst = NULL;
+    enum dest_error worst_kind = DEST_OK;
 
+    l->batches--;
     if (catalog_begin(s->p.catalog, &err) < 0)
         goto out;
-    for (size_t i = 0; i < b->n; i++) {
-        struct job *j = b->jobs[i];
-        struct job *src = j->same_object ? j->same_object : j;
-        struct catalog_object o;
+    for (size_t i = 0; i < n; i++) {
+        struct catalog_copy_item *it = &b->items[i];
+        int rc;
 
-        if ((src->ok & j->need) != j->need)
-            continue;
-        memset(&o, 0, sizeof(o));
-        memcpy(o.id, src->object_id, sizeof(o.id));
-        memcpy(o.sha256, src->info.plain_sha256, 32);
-        memcpy(o.stored_sha256, src->info.stored_sha256, 32);
-        o.plain_size = (int64_t)src->info.plain_size;
-        o.stored_size = (int64_t)src->info.stored_size;
-        o.compressed = src->info.compressed;
-        if (catalog_record_object(s->p.catalog, &o, now, &err) < 0)
-            goto fail;
-        for (size_t d = 0; d < s->p.n_dests; d++)
-            if ((j->need & (1u << d)) && !j->same_object &&
-                catalog_record_copy(s->p.catalog, j->object_id, s->p.dests[d]->name, j->key, now,
-                                    &err) < 0)
-                goto fail;
-        if (record_version(s, j, now, &err) < 0 ||
-            catalog_queue_done(s->p.catalog, j->item.path_id, j->item.gen, &err) < 0)
-            goto fail;
-    }
-    for (size_t i = 0; i < b->n; i++) {
-        struct job *j = b->jobs[i];
-        struct job *src = j->same_object ? j->same_object : j;
-
-        if ((src->ok & j->need) == j->need) {
-            shipped++;
-            bytes += j->info.plain_size;
-            continue;
+        if (puts[i].ok) {
+            ok_count++;
+            bytes += (uint64_t)it->plain_size;
+            rc = catalog_record_copy(s->p.catalog, it->object_id, l->d->name, puts[i].remote_key,
+                                     it->stored_size, it->stored_sha256, now, &err);
+            if (rc == 0)
+                rc = catalog_copy_queue_done(s->p.catalog, it->object_id, l->d->name, &err);
+            if (rc == 0)
+                rc = catalog_pending_promote(s->p.catalog, it->object_id, now, log_promoted, b,
+                                             &err) < 0
+                         ? -1
+                         : 0;
+        } else if (puts[i].kind == DEST_ERR_SOURCE) {
+            log_warn("spool file of object %.16s is lost (%s); its files are sealed again",
+                     it->object_id, puts[i].error);
+            rc = catalog_reseal_object(s->p.catalog, it->object_id, now, &err);
+        } else {
+            failed++;
+            worst = puts[i].error;
+            worst_kind = puts[i].kind;
+            int64_t delay = puts[i].kind == DEST_ERR_CONFIG ? 60000 + backoff_ms(it->attempts)
+                                                            : backoff_ms(it->attempts);
+            rc = catalog_copy_queue_retry(s->p.catalog, it->object_id, l->d->name, delay,
+                                          dest_error_name(puts[i].kind), puts[i].error, &err);
         }
-        failed++;
-        char *shown = pathenc_escape(j->item.path, strlen(j->item.path));
-        log_warn("cannot ship path=%s error=\"%s\" attempt=%d", shown, src->error,
-                 j->item.attempts + 1);
-        free(shown);
-        retry(s, j, backoff_ms(j->item.attempts), src->error);
+        if (rc < 0)
+            goto fail;
     }
-    if (shipped > 0) {
-        char *detail = util_printf("{\"files\":%zu,\"bytes\":%llu,\"failed\":%zu}", shipped,
-                                   (unsigned long long)bytes, failed);
+    if (ok_count > 0) {
+        char *detail = util_printf("{\"dest\":\"%s\",\"copies\":%zu,\"bytes\":%llu,\"failed\":%zu}",
+                                   l->d->name, ok_count, (unsigned long long)bytes, failed);
         int rc = catalog_audit(s->p.catalog, "agent", "ship_batch", detail, &err);
 
         free(detail);
@@ -525,83 +618,105 @@ fail:
     catalog_rollback(s->p.catalog);
 out:
     if (!committed) {
-        /* Nothing recorded: the queue entries stay and the files ship again. */
-        log_error("cannot record shipped batch of %zu files: %s", b->n, err.msg);
-        for (size_t i = 0; i < b->n; i++)
-            retry(s, b->jobs[i], backoff_ms(b->jobs[i]->item.attempts), err.msg);
+        /* The copies are stored, but not recorded: they are redone (harmlessly) later. */
+        log_error("cannot record %zu copies to %s: %s", n, l->d->name, err.msg);
+        s->catalog_backoff_until = util_mono_ms() + 5000;
     } else {
-        for (size_t i = 0; i < b->n; i++) {
-            struct job *j = b->jobs[i];
-            struct job *src = j->same_object ? j->same_object : j;
-
-            if ((src->ok & j->need) == j->need)
-                log_shipped(s, j, now, j->same_object ? "dedup=batch" : "dedup=no");
-        }
-        if (s->p.on_batch)
-            s->p.on_batch(s->p.arg, shipped, bytes);
+        /* A spool file goes when no destination needs it any more. */
+        for (size_t i = 0; i < n; i++)
+            if ((puts[i].ok || puts[i].kind == DEST_ERR_SOURCE) &&
+                catalog_copy_queue_count(s->p.catalog, b->items[i].object_id) == 0) {
+                char *p = util_join(s->p.spool_dir, b->items[i].spool);
+                unlink(p);
+                free(p);
+            }
+        if (ok_count > 0 && s->p.on_batch)
+            s->p.on_batch(s->p.arg, ok_count, bytes);
     }
-    for (size_t i = 0; i < b->n; i++) {
-        inflight_del(s, b->jobs[i]->item.path_id);
-        job_free(b->jobs[i]);
+    /* The destination's own backoff bounds the rate of attempts while it is down. */
+    if (ok_count == 0 && failed > 0) {
+        l->failures++;
+        int64_t delay = backoff_ms(l->failures - 1);
+        if (worst_kind == DEST_ERR_CONFIG && delay < 60000)
+            delay = 60000;
+        l->down_until = util_mono_ms() + delay;
+        if (l->failures == 1 || l->failures % 10 == 0)
+            log_warn("destination %s is failing (%s error, %d in a row): %s; retrying in %lld s",
+                     l->d->name, dest_error_name(worst_kind), l->failures, worst,
+                     (long long)delay / 1000);
+    } else if (ok_count > 0) {
+        if (l->failures > 0)
+            log_info("destination %s is back after %d failed attempts", l->d->name, l->failures);
+        l->failures = 0;
+        l->down_until = 0;
     }
-    s->storing = 0;
-    s->storing_count = 0;
-    free(b->jobs);
+    for (size_t i = 0; i < n; i++) {
+        lane_unbusy(l, b->items[i].object_id);
+        free((char *)puts[i].spool_path);
+        free((char *)puts[i].remote_key);
+    }
+    catalog_copy_items_free(b->items, n);
+    free(puts);
     free(b);
-    maybe_store(s);
     fill(s);
 }
 
-static void maybe_store(struct shipper *s)
+static void fill_copies(struct lane *l, int64_t now)
 {
-    struct store *b;
+    struct shipper *s = l->s;
 
-    if (s->storing || s->pending_head == NULL)
-        return;
-    b = util_xcalloc(1, sizeof(*b));
-    b->s = s;
-    b->jobs = util_xcalloc(MAX_STORE_BATCH, sizeof(*b->jobs));
-    while (s->pending_head && b->n < MAX_STORE_BATCH) {
-        struct job *j = s->pending_head;
+    while (l->batches < l->d->max_concurrent && util_mono_ms() >= l->down_until) {
+        struct catalog_copy_item *items;
+        struct dest_put *puts;
+        struct copy_batch *b;
+        struct cst_err err;
+        size_t n;
 
-        s->pending_head = j->next;
-        if (s->pending_head == NULL)
-            s->pending_tail = NULL;
-        s->pending_count--;
-        /* The same content twice in one batch is uploaded once. */
-        for (size_t i = 0; i < b->n; i++)
-            if (!b->jobs[i]->same_object && strcmp(b->jobs[i]->object_id, j->object_id) == 0) {
-                j->same_object = b->jobs[i];
-                break;
-            }
-        b->jobs[b->n++] = j;
+        if (catalog_copy_queue_ready(s->p.catalog, l->d->name, now, l->d->max_batch, lane_busy, l,
+                                     &items, &n, &err) < 0) {
+            log_error("cannot read the copy queue: %s", err.msg);
+            return;
+        }
+        if (n == 0) {
+            catalog_copy_items_free(items, n);
+            return;
+        }
+        puts = util_xcalloc(n, sizeof(*puts));
+        b = util_xcalloc(1, sizeof(*b));
+        b->lane = l;
+        b->items = items;
+        b->n = n;
+        b->started = now;
+        l->busy = util_xrealloc(l->busy, (l->n_busy + n) * sizeof(char *));
+        for (size_t i = 0; i < n; i++) {
+            puts[i].spool_path = util_join(s->p.spool_dir, items[i].spool);
+            puts[i].remote_key = dest_object_key(items[i].object_id);
+            puts[i].stored_size = (uint64_t)items[i].stored_size;
+            memcpy(puts[i].stored_sha256, items[i].stored_sha256, 32);
+            puts[i].plain_size = (uint64_t)items[i].plain_size;
+            memcpy(puts[i].plain_sha256, items[i].plain_sha256, 32);
+            puts[i].owner = b;
+            l->busy[l->n_busy++] = util_xstrdup(items[i].object_id);
+        }
+        l->batches++;
+        l->d->ops->put_batch(l->d, puts, n, copies_done, b);
     }
-    b->work.run = store_run;
-    b->work.done = store_done;
-    s->storing = 1;
-    s->storing_count = b->n;
-    workpool_submit(s->pool, &b->work);
 }
 
 /* --- fill: on the loop --- */
 
-static void fill(struct shipper *s)
+static void fill_paths(struct shipper *s, int64_t now)
 {
     struct catalog_queue_item *items;
     size_t n;
     struct cst_err err;
-    int64_t now, next;
 
-    if (s->stopping)
+    if (s->sealing >= s->max_sealing || s->done_count >= MAX_FLUSH)
         return;
-    if (s->sealing >= s->max_sealing || s->pending_count >= MAX_STORE_BATCH)
-        return;
-    now = util_now_ms();
     if (catalog_queue_ready(s->p.catalog, now, s->max_sealing - s->sealing, inflight_has, s, &items,
                             &n, &err) < 0) {
         log_error("cannot read the queue: %s", err.msg);
-        n = 0;
-        items = NULL;
+        return;
     }
     for (size_t i = 0; i < n; i++) {
         struct job *j = util_xcalloc(1, sizeof(*j));
@@ -613,15 +728,42 @@ static void fill(struct shipper *s)
         j->work.done = seal_done;
         inflight_add(s, j->item.path_id);
         s->sealing++;
-        workpool_submit(s->pool, &j->work);
+        workpool_submit(s->p.pool, &j->work);
     }
     catalog_queue_items_free(items, n);
+}
+
+static void fill(struct shipper *s)
+{
+    int64_t now, next, mono = util_mono_ms();
+    double after;
+
+    if (s->stopping)
+        return;
+    ev_timer_stop(s->p.loop, &s->next_timer);
+    if (mono < s->catalog_backoff_until) {
+        ev_timer_set(&s->next_timer, (double)(s->catalog_backoff_until - mono) / 1000.0, 0.0);
+        ev_timer_start(s->p.loop, &s->next_timer);
+        return;
+    }
+    now = util_now_ms();
+    fill_paths(s, now);
+    for (size_t d = 0; d < s->p.n_dests; d++)
+        fill_copies(&s->lanes[d], now);
     /* Entries not ready yet (settling, backing off): wake up when the first is. */
     next = catalog_queue_next_ready(s->p.catalog, now);
-    ev_timer_stop(s->p.loop, &s->next_timer);
-    if (next != INT64_MAX) {
-        double after = (double)(next - now) / 1000.0;
+    int64_t next_copy = catalog_copy_queue_next_ready(s->p.catalog, NULL, now);
+    if (next_copy < next)
+        next = next_copy;
+    after = next == INT64_MAX ? -1.0 : (double)(next - now) / 1000.0;
+    for (size_t d = 0; d < s->p.n_dests; d++) {
+        struct lane *l = &s->lanes[d];
+        double up = (double)(l->down_until - mono) / 1000.0;
 
+        if (l->down_until > mono && (after < 0 || up < after))
+            after = up;
+    }
+    if (after >= 0) {
         ev_timer_set(&s->next_timer, after > 0.001 ? after : 0.001, 0.0);
         ev_timer_start(s->p.loop, &s->next_timer);
     }
@@ -641,25 +783,119 @@ static void on_kick(struct ev_loop *loop, ev_idle *w, int revents)
     fill(w->data);
 }
 
+/* --- start-up: the spool against the copy queue --- */
+
+struct spool_check {
+    struct shipper *s;
+    char **keep;
+    size_t n_keep;
+    int64_t lost;
+};
+
+static int check_spool_file(void *arg, const char *name)
+{
+    struct spool_check *c = arg;
+    char *path = util_join(c->s->p.spool_dir, name);
+    struct stat sb;
+
+    if (stat(path, &sb) == 0) {
+        c->keep = util_xrealloc(c->keep, (c->n_keep + 1) * sizeof(char *));
+        c->keep[c->n_keep++] = util_xstrdup(name);
+    } else {
+        c->lost++;
+    }
+    free(path);
+    return 0;
+}
+
+/* Remove spool files nothing refers to; re-seal objects whose spool file is gone. */
+static int recover_spool(struct shipper *s, struct cst_err *err)
+{
+    struct spool_check c = {s, NULL, 0, 0};
+    DIR *dir;
+    struct dirent *de;
+    int rc;
+
+    rc = catalog_each_spool_file(s->p.catalog, check_spool_file, &c, err);
+    if (rc == 0 && c.lost > 0) {
+        /* A lost spool file (power cut before it reached the disk): seal again. */
+        rc = catalog_begin(s->p.catalog, err);
+        for (size_t d = 0; rc == 0 && d < s->p.n_dests; d++) {
+            struct catalog_copy_item *items;
+            size_t n;
+
+            rc = catalog_copy_queue_ready(s->p.catalog, s->p.dests[d]->name, INT64_MAX,
+                                          (size_t)1 << 20, NULL, NULL, &items, &n, err);
+            for (size_t i = 0; rc == 0 && i < n; i++) {
+                int kept = 0;
+
+                for (size_t k = 0; k < c.n_keep && !kept; k++)
+                    kept = strcmp(c.keep[k], items[i].spool) == 0;
+                if (!kept)
+                    rc =
+                        catalog_reseal_object(s->p.catalog, items[i].object_id, util_now_ms(), err);
+            }
+            if (rc == 0)
+                catalog_copy_items_free(items, n);
+        }
+        if (rc == 0)
+            rc = catalog_commit(s->p.catalog, err);
+        else
+            catalog_rollback(s->p.catalog);
+        if (rc == 0)
+            log_warn("%lld spool files were lost; their files are sealed again", (long long)c.lost);
+    }
+    dir = opendir(s->p.spool_dir);
+    while (rc == 0 && dir && (de = readdir(dir)) != NULL) {
+        int kept = 0;
+
+        if (de->d_name[0] == '.')
+            continue;
+        for (size_t k = 0; k < c.n_keep && !kept; k++)
+            kept = strcmp(c.keep[k], de->d_name) == 0;
+        if (!kept) {
+            char *p = util_join(s->p.spool_dir, de->d_name);
+            unlink(p);
+            free(p);
+        }
+    }
+    if (dir)
+        closedir(dir);
+    for (size_t k = 0; k < c.n_keep; k++)
+        free(c.keep[k]);
+    free(c.keep);
+    return rc;
+}
+
 struct shipper *shipper_new(const struct shipper_params *p, struct cst_err *err)
 {
     struct shipper *s;
 
-    if (p->n_dests == 0 || p->n_dests > MAX_DESTS)
-        return cst_err_set(err, "between 1 and %d destinations are needed", MAX_DESTS), NULL;
+    if (p->n_dests == 0 || p->n_dests > 32)
+        return cst_err_set(err, "between 1 and 32 destinations are needed"), NULL;
     if (util_mkdir_p(p->spool_dir, 0700, err) < 0)
         return NULL;
     if (sodium_init() < 0)
         return cst_err_set(err, "libsodium failed to initialise"), NULL;
     s = util_xcalloc(1, sizeof(*s));
     s->p = *p;
-    s->pool = workpool_new(p->loop, p->workers > 0 ? p->workers : 2);
-    /* Enough sealed work queued to keep every worker busy while a store runs. */
+    /* Enough sealing queued to keep every worker busy. */
     s->max_sealing = (size_t)(p->workers > 0 ? p->workers : 2) * 4;
+    s->lanes = util_xcalloc(p->n_dests, sizeof(*s->lanes));
+    for (size_t d = 0; d < p->n_dests; d++) {
+        s->lanes[d].s = s;
+        s->lanes[d].d = p->dests[d];
+    }
     ev_timer_init(&s->next_timer, on_next_timer, 0.0, 0.0);
     s->next_timer.data = s;
     ev_idle_init(&s->kick_idle, on_kick);
     s->kick_idle.data = s;
+    ev_idle_init(&s->flush_idle, on_flush_idle);
+    s->flush_idle.data = s;
+    if (recover_spool(s, err) < 0) {
+        shipper_free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -679,21 +915,62 @@ void shipper_stop(struct shipper *s)
 
 size_t shipper_in_flight(const struct shipper *s)
 {
-    return s->inflight_count;
+    size_t n = s->sealing + s->done_count;
+
+    for (size_t d = 0; d < s->p.n_dests; d++)
+        n += s->lanes[d].batches;
+    return n;
 }
 
 int shipper_idle(struct shipper *s)
 {
     struct catalog_queue_item *items;
+    struct catalog_copy_item *copies;
     size_t n = 0;
     struct cst_err err;
+    int64_t now = util_now_ms();
 
-    if (s->inflight_count > 0)
+    if (shipper_in_flight(s) > 0)
         return 0;
-    if (catalog_queue_ready(s->p.catalog, util_now_ms(), 1, NULL, NULL, &items, &n, &err) < 0)
+    if (catalog_queue_ready(s->p.catalog, now, 1, NULL, NULL, &items, &n, &err) < 0)
         return 0;
     catalog_queue_items_free(items, n);
-    return n == 0;
+    if (n)
+        return 0;
+    for (size_t d = 0; d < s->p.n_dests; d++) {
+        if (util_mono_ms() < s->lanes[d].down_until)
+            continue; /* backing off: not idle work */
+        if (catalog_copy_queue_ready(s->p.catalog, s->p.dests[d]->name, now, 1, NULL, NULL, &copies,
+                                     &n, &err) < 0)
+            return 0;
+        catalog_copy_items_free(copies, n);
+        if (n)
+            return 0;
+    }
+    return 1;
+}
+
+int shipper_drained(struct shipper *s)
+{
+    int64_t depth, oldest, pending;
+
+    if (shipper_in_flight(s) > 0)
+        return 0;
+    catalog_queue_stats(s->p.catalog, &depth, &oldest);
+    if (depth)
+        return 0;
+    catalog_pending_stats(s->p.catalog, &pending, &oldest);
+    if (pending)
+        return 0;
+    for (size_t d = 0; d < s->p.n_dests; d++) {
+        char *last_error = NULL;
+
+        catalog_copy_queue_stats(s->p.catalog, s->p.dests[d]->name, &depth, &oldest, &last_error);
+        free(last_error);
+        if (depth)
+            return 0;
+    }
+    return 1;
 }
 
 void shipper_free(struct shipper *s)
@@ -701,10 +978,10 @@ void shipper_free(struct shipper *s)
     if (s == NULL)
         return;
     shipper_stop(s);
-    workpool_free(s->pool);
-    while (s->pending_head) {
-        struct job *j = s->pending_head;
-        s->pending_head = j->next;
+    ev_idle_stop(s->p.loop, &s->flush_idle);
+    while (s->done_head) {
+        struct job *j = s->done_head;
+        s->done_head = j->next;
         job_free(j);
     }
     for (size_t i = 0; i < INFLIGHT_BUCKETS; i++)
@@ -713,5 +990,11 @@ void shipper_free(struct shipper *s)
             s->inflight[i] = n->next;
             free(n);
         }
+    for (size_t d = 0; d < s->p.n_dests; d++) {
+        for (size_t i = 0; i < s->lanes[d].n_busy; i++)
+            free(s->lanes[d].busy[i]);
+        free(s->lanes[d].busy);
+    }
+    free(s->lanes);
     free(s);
 }

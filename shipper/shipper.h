@@ -1,12 +1,15 @@
 /*
- * shipper.h - the pipeline from the catalog's queue to verified copies.
+ * shipper.h - the pipeline from the catalog's queues to verified copies.
  *
- * For each ready queue entry, a worker reads the file once: SHA-256, zstd
- * and encryption into a spool file (container.h). Back on the loop the
- * object id (keyed BLAKE2b of the SHA-256) is checked against the catalog:
- * a destination that already holds the object gets nothing. The rest go to
- * every destination in one batch (dest.h), and one catalog transaction
- * records objects, copies and versions and removes the queue entries.
+ * Two stages. Sealing: for each ready path in the queue, a worker reads the
+ * file once (SHA-256, zstd, encryption into a spool file, container.h);
+ * back on the loop the object id (keyed BLAKE2b of the SHA-256) is checked
+ * against the catalog, and one transaction per burst turns the results into
+ * copy-queue entries, one per destination still lacking the object.
+ * Copying: each destination works through its own entries at its own pace
+ * (dest.h); a verified copy is recorded in one transaction with the
+ * versions that were waiting for it. A destination that is down backs off
+ * on its own and holds up no other.
  */
 #ifndef CST_SHIPPER_H
 #define CST_SHIPPER_H
@@ -18,6 +21,7 @@
 #include "catalog/catalog.h"
 #include "common/err.h"
 #include "shipper/dest.h"
+#include "shipper/workpool.h"
 
 struct shipper;
 
@@ -29,6 +33,7 @@ struct shipper_params {
     const char *spool_dir;
     struct dest **dests;
     size_t n_dests;
+    struct workpool *pool; /* worker threads, shared with the local destination */
     int workers;
     int settle_ms; /* how long to wait before re-reading a file that changed while read */
     /* Called on the loop after each committed batch (may be NULL). */
@@ -43,8 +48,10 @@ void shipper_kick(struct shipper *s);
 void shipper_stop(struct shipper *s);
 /* Entries being worked on right now. */
 size_t shipper_in_flight(const struct shipper *s);
-/* Nothing in flight and nothing ready in the queue. */
+/* Nothing in flight and nothing ready in either queue. */
 int shipper_idle(struct shipper *s);
+/* Nothing in flight and both queues (and waiting versions) empty. */
+int shipper_drained(struct shipper *s);
 void shipper_free(struct shipper *s);
 
 /* Keyed BLAKE2b-256 of a SHA-256 digest, as 64 hex chars (out[65]). */

@@ -1,0 +1,54 @@
+/*
+ * dest.c - what all destination backends share.
+ */
+#include "dest.h"
+
+#include <stdlib.h>
+
+#include "common/util.h"
+
+char *dest_object_key(const char *object_id)
+{
+    return util_printf("objects/%.2s/%s", object_id, object_id);
+}
+
+const char *dest_error_name(enum dest_error kind)
+{
+    switch (kind) {
+    case DEST_OK:
+        return "ok";
+    case DEST_ERR_TRANSIENT:
+        return "transient";
+    case DEST_ERR_CONFIG:
+        return "config";
+    case DEST_ERR_SOURCE:
+        return "source";
+    }
+    return "?";
+}
+
+void dest_free(struct dest *d)
+{
+    if (d == NULL)
+        return;
+    d->ops->free(d);
+    free(d->name);
+    free(d);
+}
+
+/* Placeholders until the s3 and sftp backends land (their real definitions win at link). */
+__attribute__((weak)) struct dest *dest_s3_new(const struct dest_s3_config *c,
+                                               const struct dest_env *env, struct cst_err *err)
+{
+    (void)env;
+    cst_err_set(err, "destination %s: type s3 is not built into this custodian", c->name);
+    return NULL;
+}
+
+__attribute__((weak)) struct dest *dest_sftp_new(const struct dest_sftp_config *c,
+                                                 const struct dest_env *env, struct cst_err *err)
+{
+    (void)env;
+    cst_err_set(err, "destination %s: type sftp is not built into this custodian", c->name);
+    return NULL;
+}
