@@ -3,6 +3,8 @@
  */
 #include "dest.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "common/util.h"
@@ -25,6 +27,21 @@ const char *dest_error_name(enum dest_error kind)
         return "source";
     }
     return "?";
+}
+
+void dest_check_add(struct dest_probe *out, const char *name, int ok, const char *fmt, ...)
+{
+    struct dest_check *c;
+    va_list ap;
+
+    if (out->n >= sizeof(out->checks) / sizeof(out->checks[0]))
+        return;
+    c = &out->checks[out->n++];
+    snprintf(c->name, sizeof(c->name), "%s", name);
+    c->ok = ok;
+    va_start(ap, fmt);
+    vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
+    va_end(ap);
 }
 
 void dest_free(struct dest *d)

@@ -117,6 +117,10 @@ struct dest_sftp_config {
     long bandwidth_kbps;
 };
 
+/* Append a check to a probe report (probe implementations). */
+void dest_check_add(struct dest_probe *out, const char *name, int ok, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* A folder on a mounted disk or NAS; created if missing. */
 struct dest *dest_local_new(const char *name, const char *root, const struct dest_env *env,
                             struct cst_err *err);

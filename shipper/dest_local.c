@@ -302,6 +302,70 @@ static int local_exists(struct dest *d, const char *remote_key, uint64_t *size, 
     return rc;
 }
 
+/* doctor: the folder is there, private, and a probe object survives a round trip. */
+static int local_probe(struct dest *d, struct dest_probe *out)
+{
+    struct local *l = d->impl;
+    char *dir = util_join(l->root, "custodian-probe");
+    char *path = NULL, *tmp = NULL;
+    unsigned char sent[64], got[64];
+    struct stat sb;
+    int fd, failed = 0;
+
+    out->n = 0;
+    if (stat(l->root, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+        dest_check_add(out, "reachable", 0, "%s is not a folder: %s", l->root, strerror(errno));
+        free(dir);
+        return -1;
+    }
+    dest_check_add(out, "reachable", 1, "%s", l->root);
+    dest_check_add(out, "private", (sb.st_mode & 0007) == 0,
+                   (sb.st_mode & 0007)
+                       ? "%s is open to other users (mode %04o); run chmod o-rwx on it"
+                       : "%s is not open to other users (mode %04o)",
+                   l->root, (unsigned)(sb.st_mode & 07777));
+    failed |= (sb.st_mode & 0007) != 0;
+    for (size_t i = 0; i < sizeof(sent); i++)
+        sent[i] = (unsigned char)(rand() & 0xff);
+    path = util_printf("%s/probe-%d", dir, (int)getpid());
+    tmp = util_printf("%s.tmp", path);
+    if (util_mkdir_p(dir, 0700, NULL) < 0 ||
+        (fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+        dest_check_add(out, "write probe", 0, "cannot create %s: %s", tmp, strerror(errno));
+        failed = 1;
+        goto out;
+    }
+    if (util_write_all(fd, sent, sizeof(sent)) < 0 || fsync(fd) < 0 || close(fd) < 0 ||
+        rename(tmp, path) < 0 || util_fsync_dir(dir, NULL) < 0) {
+        dest_check_add(out, "write probe", 0, "cannot write %s: %s", path, strerror(errno));
+        failed = 1;
+        goto out;
+    }
+    dest_check_add(out, "write probe", 1, "%s", path);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || util_read_full(fd, got, sizeof(got)) != (ssize_t)sizeof(got) ||
+        memcmp(sent, got, sizeof(got)) != 0) {
+        dest_check_add(out, "read probe", 0, "%s did not read back as written", path);
+        failed = 1;
+    } else {
+        dest_check_add(out, "read probe", 1, "read back identical");
+    }
+    if (fd >= 0)
+        close(fd);
+    if (unlink(path) < 0 || rmdir(dir) < 0) {
+        dest_check_add(out, "delete probe", 0, "cannot remove %s: %s", path, strerror(errno));
+        failed = 1;
+    } else {
+        dest_check_add(out, "delete probe", 1, "removed");
+    }
+out:
+    unlink(tmp);
+    free(tmp);
+    free(path);
+    free(dir);
+    return failed ? -1 : 0;
+}
+
 static void local_free(struct dest *d)
 {
     struct local *l = d->impl;
@@ -316,6 +380,7 @@ static const struct dest_ops dest_local_ops = {
     .get = local_get,
     .free = local_free,
     .exists = local_exists,
+    .probe = local_probe,
 };
 
 /* Remove temporary files a crash left behind (".tmp." names under objects/). */
