@@ -2,8 +2,10 @@
  * dest_local.c - the `local` destination: a folder on a mounted disk/NAS.
  *
  * Durability is paid per batch: every object of the batch is written to a
- * temporary name, one syncfs() makes them all durable together, then each is
- * renamed into place and each touched folder is fsynced once. A crash leaves
+ * temporary name (hard-linked from the spool when both share a filesystem,
+ * so its bytes reach the disk once), one syncfs() makes them all durable
+ * together, then each is renamed into place and each touched folder is
+ * fsynced once. A crash leaves
  * at most ".tmp." files, which the next batch in that folder ignores and
  * start-up removes. Each object is then read back and its SHA-256 compared.
  */
@@ -139,6 +141,12 @@ static void store_batch(struct dest *d, struct dest_put *items, size_t n)
             it->kind = DEST_ERR_SOURCE;
             snprintf(it->error, sizeof(it->error), "spool file %s is missing or truncated",
                      it->spool_path);
+            goto next;
+        }
+        /* Same filesystem as the spool: the sealed file itself becomes the copy (a
+         * hard link), so its bytes are written to disk once, not twice. */
+        if (link(it->spool_path, tmp[i]) == 0) {
+            it->ok = 1;
             goto next;
         }
         out = open(tmp[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
