@@ -1,43 +1,86 @@
 /*
  * cmd_ship.c - `custodian ship [--wait] [--timeout SECONDS]`: drain the queue
- * once and exit. With the agent running, --wait waits for it to drain.
+ * once and exit. Without --wait, what is ready now is shipped; with --wait,
+ * also what is settling or waiting for a retry, until nothing is left (or
+ * the timeout passes: exit 1). With the agent running, --wait waits for it.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "common/json.h"
 #include "common/util.h"
+
+struct backlog {
+    int64_t queued;  /* paths to seal */
+    int64_t waiting; /* versions sealed, no copy yet */
+    int64_t copies;  /* copies still to make, all destinations */
+};
+
+static void read_backlog(struct cli *cli, struct backlog *b)
+{
+    int64_t oldest;
+
+    catalog_queue_stats(cli->cat, &b->queued, &oldest);
+    catalog_pending_stats(cli->cat, &b->waiting, &oldest);
+    b->copies = 0;
+    for (size_t d = 0; d < cli->cfg->n_dests; d++) {
+        int64_t n;
+        char *last_error = NULL;
+
+        catalog_copy_queue_stats(cli->cat, cli->cfg->dests[d].name, &n, &oldest, &last_error);
+        free(last_error);
+        b->copies += n;
+    }
+}
+
+static int report(struct cli *cli, int wait)
+{
+    struct backlog b;
+    int left;
+
+    read_backlog(cli, &b);
+    left = b.queued + b.waiting + b.copies > 0;
+    if (cli->json) {
+        struct json j;
+
+        json_init(&j);
+        json_obj_begin(&j);
+        json_key(&j, "queued");
+        json_int(&j, b.queued);
+        json_key(&j, "waiting_for_first_copy");
+        json_int(&j, b.waiting);
+        json_key(&j, "copies_queued");
+        json_int(&j, b.copies);
+        json_obj_end(&j);
+        json_print(&j, stdout);
+        json_free(&j);
+    }
+    if (left && wait)
+        return cli_fail(EXIT_FAILED,
+                        "not everything could be shipped: %lld files queued, %lld waiting for "
+                        "a first copy, %lld copies queued; see `custodian status`",
+                        (long long)b.queued, (long long)b.waiting, (long long)b.copies);
+    return EXIT_OK;
+}
 
 static int wait_for_agent(struct cli *cli, int64_t timeout_ms)
 {
-    int64_t start = util_mono_ms(), depth, oldest;
+    int64_t start = util_mono_ms();
     int rc;
 
     if ((rc = cli_open_catalog(cli, 1)) != EXIT_OK)
         return rc;
     for (;;) {
-        int64_t pending, copies = 0;
+        struct backlog b;
 
-        catalog_queue_stats(cli->cat, &depth, &oldest);
-        catalog_pending_stats(cli->cat, &pending, &oldest);
-        for (size_t d = 0; d < cli->cfg->n_dests; d++) {
-            int64_t n;
-            char *last_error = NULL;
-
-            catalog_copy_queue_stats(cli->cat, cli->cfg->dests[d].name, &n, &oldest, &last_error);
-            free(last_error);
-            copies += n;
-        }
-        depth += pending + copies;
-        if (depth == 0)
-            return EXIT_OK;
-        if (!cli_agent_running(cli))
-            return cli_fail(EXIT_FAILED, "the agent stopped with %lld entries queued",
-                            (long long)depth);
-        if (timeout_ms > 0 && util_mono_ms() - start > timeout_ms)
-            return cli_fail(EXIT_FAILED, "gave up waiting: %lld entries still queued",
-                            (long long)depth);
+        read_backlog(cli, &b);
+        if (b.queued + b.waiting + b.copies == 0)
+            return report(cli, 1);
+        if (!cli_agent_running(cli) || (timeout_ms > 0 && util_mono_ms() - start > timeout_ms))
+            return report(cli, 1);
         usleep(100 * 1000);
     }
 }
@@ -46,7 +89,6 @@ static int cmd_ship_exec(struct cli *cli, int argc, char **argv)
 {
     struct agent_options o = {.until_idle = 1};
     int wait = 0, rc;
-    int64_t depth, oldest;
 
     o.timeout_ms = 600 * 1000;
     for (int i = 1; i < argc; i++) {
@@ -70,11 +112,7 @@ static int cmd_ship_exec(struct cli *cli, int argc, char **argv)
     rc = agent_run(cli, &o);
     if (rc != EXIT_OK || cli->cat == NULL)
         return rc;
-    catalog_queue_stats(cli->cat, &depth, &oldest);
-    if (depth > 0 && wait)
-        return cli_fail(EXIT_FAILED, "%lld files could not be shipped; see `custodian status`",
-                        (long long)depth);
-    return EXIT_OK;
+    return report(cli, wait);
 }
 
 const struct cmd_entry cmd_ship_entry = {

@@ -146,3 +146,23 @@ def test_symlinks_recorded_not_followed_and_excludes(demo, tmp_path):
     out = tmp_path / "r"
     demo.run("restore", "file", link, "--to", str(out), check=0)
     assert os.readlink(out / "link.jpg") == str(secret)
+
+
+def test_scan_and_ship_without_the_agent(demo, tmp_path):
+    files = {}
+    for i in range(12):
+        p = os.path.join(demo.bug_reports, f"r{i}.json")
+        files[p] = write_file(p, os.urandom(700))
+    p = demo.run("--json", "scan", check=0)
+    assert b'"queued":12' in p.stdout, p.stdout
+    p = demo.run("--json", "ship", "--wait", check=0)
+    assert p.stdout.strip() == b'{"queued":0,"waiting_for_first_copy":0,"copies_queued":0}'
+    demo.wait_shipped(files, timeout=5)
+    # a destination that cannot be written: ship --wait gives up and says so
+    os.rename(demo.dest, demo.dest + ".gone")
+    open(demo.dest, "w").close()
+    more = os.path.join(demo.bug_reports, "late.json")
+    write_file(more, b"{}")
+    demo.run("scan", check=0)
+    p = demo.run("ship", "--wait", "--timeout", "3", check=1)
+    assert b"not everything could be shipped" in p.stderr or b"destination" in p.stderr, p.stderr
