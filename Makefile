@@ -10,7 +10,7 @@ DESTDIR ?=
 CC ?= cc
 PYTHON := /usr/bin/python3
 
-PKGS := libsodium libzstd sqlite3 libcrypto inih libcurl
+PKGS := libsodium libzstd sqlite3 libcrypto inih libcurl libmongoc-1.0
 WARN := -std=c17 -Wall -Wextra -Wpedantic -Werror -Wno-format-truncation -D_GNU_SOURCE
 CFLAGS_COMMON = $(WARN) -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lpthread -lm
@@ -34,11 +34,13 @@ deps:
 
 $(RELEASE)/%.o: %.c $(wildcard */*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) -O2 -g -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS_COMMON) -O2 -g -c $< -o $@
 
 $(ASAN)/%.o: %.c $(wildcard */*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) -O1 -g $(SAN) -c $< -o $@
+	@echo "  CC asan $<"
+	@$(CC) $(CFLAGS_COMMON) -O1 -g $(SAN) -c $< -o $@
 
 $(RELEASE)/custodian: $(patsubst %.c,$(RELEASE)/%.o,$(SRC))
 	$(CC) -o $@ $^ $(LIBS)

@@ -395,9 +395,10 @@ out:
     /* Worker threads first: nothing may call back into what is freed next. */
     workpool_free(a.pool);
     shipper_free(a.shipper);
+    /* Transfers are removed from the multi handle before their owners go. */
+    curl_ev_free(a.curl);
     dests_free(a.dests, a.n_dests);
     a.dests = NULL;
-    curl_ev_free(a.curl);
     if (a.loop) {
         ev_signal_stop(a.loop, &a.sig_term);
         ev_signal_stop(a.loop, &a.sig_int);

@@ -52,20 +52,3 @@ void dest_free(struct dest *d)
     free(d->name);
     free(d);
 }
-
-/* Placeholders until the s3 and sftp backends land (their real definitions win at link). */
-__attribute__((weak)) struct dest *dest_s3_new(const struct dest_s3_config *c,
-                                               const struct dest_env *env, struct cst_err *err)
-{
-    (void)env;
-    cst_err_set(err, "destination %s: type s3 is not built into this custodian", c->name);
-    return NULL;
-}
-
-__attribute__((weak)) struct dest *dest_sftp_new(const struct dest_sftp_config *c,
-                                                 const struct dest_env *env, struct cst_err *err)
-{
-    (void)env;
-    cst_err_set(err, "destination %s: type sftp is not built into this custodian", c->name);
-    return NULL;
-}

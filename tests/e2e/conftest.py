@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from servers import rgw, sshd  # noqa: F401  (session-scoped real S3 and SFTP servers)
+
 BIN = os.environ.get("CUSTODIAN_BIN", os.path.abspath("build/asan/custodian"))
 PLAIN_BIN = os.environ.get("CUSTODIAN_PLAIN_BIN", os.path.abspath("build/release/custodian"))
 # A leak in the agent fails the test through its exit status.
