@@ -146,8 +146,15 @@ static void store_batch(struct dest *d, struct dest_put *items, size_t n)
         /* Same filesystem as the spool: the sealed file itself becomes the copy (a
          * hard link), so its bytes are written to disk once, not twice. */
         if (link(it->spool_path, tmp[i]) == 0) {
-            it->ok = 1;
-            goto next;
+            struct stat linked;
+
+            /* Only one destination may own the spool's inode: two "copies" sharing
+             * one inode would be one copy. Another got there first: copy instead. */
+            if (stat(tmp[i], &linked) == 0 && linked.st_nlink == 2) {
+                it->ok = 1;
+                goto next;
+            }
+            unlink(tmp[i]);
         }
         out = open(tmp[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (out < 0 || copy_fd(in, out) < 0) {

@@ -593,8 +593,11 @@ static void copies_done(void *arg, struct dest_put *puts, size_t n)
             failed++;
             worst = puts[i].error;
             worst_kind = puts[i].kind;
-            int64_t delay = puts[i].kind == DEST_ERR_CONFIG ? 60000 + backoff_ms(it->attempts)
-                                                            : backoff_ms(it->attempts);
+            /* The destination's own backoff paces retries; an entry only steps aside
+             * briefly so that the others get their turn. */
+            int64_t delay = puts[i].kind == DEST_ERR_CONFIG
+                                ? 60000 + (int64_t)randombytes_uniform(10000)
+                                : 1000 + (int64_t)randombytes_uniform(1000);
             rc = catalog_copy_queue_retry(s->p.catalog, it->object_id, l->d->name, delay,
                                           dest_error_name(puts[i].kind), puts[i].error, &err);
         }
@@ -636,7 +639,11 @@ out:
     /* The destination's own backoff bounds the rate of attempts while it is down. */
     if (ok_count == 0 && failed > 0) {
         l->failures++;
+        /* Exponential with jitter, at most one attempt per 30 s while it stays down (a
+         * configuration problem: at most one a minute). */
         int64_t delay = backoff_ms(l->failures - 1);
+        if (delay > 30000)
+            delay = 30000 + (int64_t)randombytes_uniform(1000);
         if (worst_kind == DEST_ERR_CONFIG && delay < 60000)
             delay = 60000;
         l->down_until = util_mono_ms() + delay;

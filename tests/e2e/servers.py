@@ -142,10 +142,12 @@ class Rgw:
     def stop_gateway(self):
         """Stop only radosgw (connections refused); the cluster keeps the data."""
         _run_script([RGW_SH, "stop-gateway", self.dir], 30, "rgw.sh stop-gateway")
+        self.gateway_down = True
 
     def start_gateway(self):
         """Start radosgw again; returns when it answers over HTTPS."""
         _run_script([RGW_SH, "start-gateway", self.dir], 120, "rgw.sh start-gateway")
+        self.gateway_down = False
 
     def admin(self, *args, timeout=60):
         """radosgw-admin on this cluster (e.g. "lc", "process"); returns stdout."""
