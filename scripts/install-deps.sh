@@ -9,7 +9,8 @@ set -eu
 build="gcc make pkg-config libev-dev libcurl4-openssl-dev libsodium-dev libzstd-dev
 libsqlite3-dev libssl-dev libinih-dev libarchive-dev libmongoc-dev tzdata"
 test="$build libcmocka-dev python3 python3-pytest valgrind sqlite3 clang-format
-ceph-mon ceph-osd radosgw ceph-common openssh-server openssh-client openssl uuid-runtime curl"
+ceph-mon ceph-osd radosgw ceph-common openssh-server openssh-client openssl uuid-runtime curl
+python3-mockupdb python3-mongomock python3-bson python3-pymongo"
 bench="$test rclone restic borgbackup time"
 
 case "${1:-build}" in
