@@ -205,6 +205,46 @@ int catalog_pending_stats(struct catalog *cat, int64_t *count, int64_t *oldest_f
 int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, int64_t mtime_ns,
                           int64_t inode, const char *object_id);
 
+/* --- the daily run --- */
+
+struct catalog_daily {
+    char date[11];
+    char status[16];
+    int64_t started_at, finished_at;
+    int attempts, ran, manifest_written, offsite_verified;
+    char *db_status, *files_status, *catalog_status, *error; /* malloc'd or NULL */
+};
+
+struct catalog_artifact {
+    char date[11];
+    char kind[24];
+    char *remote_key; /* malloc'd */
+    int sealed;
+    unsigned char plain_sha256[32], stored_sha256[32];
+    int64_t plain_size, stored_size;
+};
+
+/* A run for date starts (or starts again: attempts + 1, earlier artifacts forgotten). */
+int catalog_daily_begin(struct catalog *cat, const char *date, int64_t now, struct cst_err *err);
+int catalog_daily_finish(struct catalog *cat, const struct catalog_daily *d, struct cst_err *err);
+/* 1 and *d filled if a run for date exists; date NULL: the newest run. */
+int catalog_daily_get(struct catalog *cat, const char *date, struct catalog_daily *d);
+/* Date of the newest successful run into out[11]; 0 if none. */
+int catalog_daily_last_success(struct catalog *cat, char out[11]);
+void catalog_daily_clear(struct catalog_daily *d);
+int catalog_artifact_record(struct catalog *cat, const struct catalog_artifact *a, int64_t now,
+                            struct cst_err *err);
+int catalog_artifact_copy(struct catalog *cat, const char *date, const char *kind,
+                          const char *dest, int64_t now, struct cst_err *err);
+/* 1 and *a filled (free remote_key) if date has an artifact of kind. */
+int catalog_artifact_get(struct catalog *cat, const char *date, const char *kind,
+                         struct catalog_artifact *a);
+/* 1 if dest holds a verified copy of that artifact. */
+int catalog_artifact_has_copy(struct catalog *cat, const char *date, const char *kind,
+                              const char *dest);
+/* A consistent copy of the whole catalog into path (SQLite's online backup). */
+int catalog_backup_to(struct catalog *cat, const char *path, struct cst_err *err);
+
 /* --- agent state (small key/value facts: rescans, last start) --- */
 int catalog_state_set_int(struct catalog *cat, const char *key, int64_t value, struct cst_err *err);
 int64_t catalog_state_get_int(struct catalog *cat, const char *key, int64_t dflt);

@@ -117,6 +117,42 @@ static const char *const migrations[] = {
     "ALTER TABLE copies ADD COLUMN stored_sha256 BLOB;"
     "UPDATE copies SET stored_size = (SELECT stored_size FROM objects o WHERE o.id = object_id),"
     "  stored_sha256 = (SELECT stored_sha256 FROM objects o WHERE o.id = object_id);",
+
+    /* 3: the daily protection run: one row per local date with the plan's
+     * checklist, and the artifacts it produced with their copies. */
+    "CREATE TABLE daily_runs ("
+    "  date TEXT PRIMARY KEY," /* YYYY-MM-DD in the configured zone */
+    "  status TEXT NOT NULL,"  /* running | ok | failed */
+    "  started_at INTEGER NOT NULL,"
+    "  finished_at INTEGER,"
+    "  attempts INTEGER NOT NULL DEFAULT 1,"
+    "  ran INTEGER NOT NULL DEFAULT 0,"
+    "  manifest_written INTEGER NOT NULL DEFAULT 0,"
+    "  offsite_verified INTEGER NOT NULL DEFAULT 0,"
+    "  db_status TEXT,"
+    "  files_status TEXT,"
+    "  catalog_status TEXT,"
+    "  error TEXT"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE artifacts ("
+    "  date TEXT NOT NULL,"
+    "  kind TEXT NOT NULL," /* db | files | catalog | manifest-sha256 | manifest-json | manifest-sig */
+    "  remote_key TEXT NOT NULL,"
+    "  sealed INTEGER NOT NULL,"
+    "  plain_sha256 BLOB,"
+    "  plain_size INTEGER,"
+    "  stored_sha256 BLOB NOT NULL,"
+    "  stored_size INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (date, kind)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE artifact_copies ("
+    "  date TEXT NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  dest TEXT NOT NULL,"
+    "  verified_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (date, kind, dest)"
+    ") WITHOUT ROWID;",
 };
 
 int catalog_schema_latest(void)
