@@ -90,7 +90,7 @@ static int cmd_restore_file_exec(struct cli *cli, int argc, char **argv)
     if ((rc = cli_open_catalog(cli, 0)) != EXIT_OK)
         return rc;
     /* Key and destination problems first: they are what the operator must fix. */
-    r = restorer_new(cli, from, &rc);
+    r = restorer_new(cli, from, 1, &rc);
     if (r == NULL)
         return rc;
     found = find_version(cli, path, at, &v, &err);

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <linux/fs.h>
+#include <openssl/evp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,14 +36,14 @@ struct restorer {
     char *spool;
 };
 
-struct restorer *restorer_new(struct cli *cli, const char *from_dest, int *status)
+struct restorer *restorer_new(struct cli *cli, const char *from_dest, int need_secret, int *status)
 {
     struct restorer *r;
     struct cst_err err;
     const struct cfg *cfg = cli->cfg;
 
     *status = EXIT_USAGE;
-    if (cfg->secret_key == NULL) {
+    if (need_secret && cfg->secret_key == NULL) {
         cli_fail(EXIT_USAGE,
                  "%s: [keys] secret_key is not set; restores need the backup secret key "
                  "(backup.key), which should live only where restores run",
@@ -259,5 +260,124 @@ out:
     free(tmp);
     free(copy);
     free(base_copy);
+    return rc;
+}
+
+struct dest **restorer_dests(struct restorer *r, size_t *n)
+{
+    *n = r->n_dests;
+    return r->dests;
+}
+
+int restorer_artifact_to_fd(struct restorer *r, const struct catalog_artifact *a, int out_fd,
+                            struct cst_err *err)
+{
+    int tried = 0, rc = -1;
+
+    for (size_t d = 0; d < r->n_dests && rc < 0; d++) {
+        struct dest *dest = r->dests[d];
+        char *obj_path;
+        unsigned char sha[32];
+        uint64_t size;
+        int obj_fd;
+
+        if (r->from_dest && strcmp(dest->name, r->from_dest) != 0)
+            continue;
+        if (catalog_artifact_has_copy(r->cli->cat, a->date, a->kind, dest->name) != 1)
+            continue;
+        tried++;
+        obj_path = util_join(r->spool, "fetch.XXXXXX");
+        obj_fd = mkostemp(obj_path, O_CLOEXEC);
+        if (obj_fd < 0) {
+            cst_err_sys(err, "cannot create a temporary file in %s", r->spool);
+            free(obj_path);
+            return -1;
+        }
+        unlink(obj_path);
+        free(obj_path);
+        if (dest->ops->get(dest, a->remote_key, obj_fd, err) == 0 &&
+            lseek(obj_fd, 0, SEEK_SET) == 0 && ftruncate(out_fd, 0) == 0 &&
+            lseek(out_fd, 0, SEEK_SET) == 0) {
+            if (a->sealed) {
+                if (crypt_open_fd(obj_fd, out_fd, r->public_key, r->secret_key, sha, &size, err) <
+                    0)
+                    cst_err_wrap(err, "%s on destination %s", a->remote_key, dest->name);
+                else if (memcmp(sha, a->plain_sha256, 32) != 0 || (int64_t)size != a->plain_size)
+                    cst_err_set(err,
+                                "integrity error: %s on destination %s decrypts, but not to "
+                                "what the daily run recorded",
+                                a->remote_key, dest->name);
+                else
+                    rc = 0;
+            } else {
+                char buf[1 << 16];
+                EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+                unsigned int len = 32;
+                ssize_t n;
+
+                EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+                while ((n = util_read_full(obj_fd, buf, sizeof(buf))) > 0) {
+                    EVP_DigestUpdate(ctx, buf, (size_t)n);
+                    if (util_write_all(out_fd, buf, (size_t)n) < 0)
+                        n = -1;
+                }
+                EVP_DigestFinal_ex(ctx, sha, &len);
+                EVP_MD_CTX_free(ctx);
+                if (n < 0)
+                    cst_err_sys(err, "copy of %s failed", a->remote_key);
+                else if (memcmp(sha, a->stored_sha256, 32) != 0)
+                    cst_err_set(err, "integrity error: %s on destination %s was altered",
+                                a->remote_key, dest->name);
+                else
+                    rc = 0;
+            }
+        }
+        close(obj_fd);
+        if (rc < 0 && r->from_dest == NULL && d + 1 < r->n_dests)
+            fprintf(stderr, "custodian: %s; trying the next destination\n", err->msg);
+    }
+    if (tried == 0)
+        return cst_err_set(err, "no destination%s holds %s", r->from_dest ? " of that name" : "",
+                           a->remote_key);
+    return rc;
+}
+
+int restorer_artifact_to_path(struct restorer *r, const struct catalog_artifact *a,
+                              const char *out_path, int force, struct cst_err *err)
+{
+    char *tmp = util_printf("%s.custodian-restore.%d", out_path, (int)getpid());
+    char *copy = util_xstrdup(out_path);
+    int fd = -1, rc = -1;
+
+    if (!force && access(out_path, F_OK) == 0) {
+        cst_err_set(err, "%s exists; choose another name, or replace it with --force", out_path);
+        goto out;
+    }
+    fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        cst_err_sys(err, "cannot create %s", tmp);
+        goto out;
+    }
+    if (restorer_artifact_to_fd(r, a, fd, err) < 0)
+        goto fail;
+    if (fsync(fd) < 0 || close(fd) < 0) {
+        fd = -1;
+        cst_err_sys(err, "cannot write %s", tmp);
+        goto fail;
+    }
+    fd = -1;
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out_path, force ? 0 : RENAME_NOREPLACE) < 0) {
+        cst_err_sys(err, "cannot move the restored file into place at %s", out_path);
+        goto fail;
+    }
+    rc = util_fsync_dir(dirname(copy), err);
+    goto out;
+fail:
+    unlink(tmp);
+out:
+    if (fd >= 0)
+        close(fd);
+    free(tmp);
+    free(copy);
     return rc;
 }

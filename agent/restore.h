@@ -13,7 +13,7 @@ struct restorer;
 
 /* Loads the public and secret keys and opens the destinations (only from_dest if
  * set). NULL with *status EXIT_USAGE (config/keys) or EXIT_FAILED, message printed. */
-struct restorer *restorer_new(struct cli *cli, const char *from_dest, int *status);
+struct restorer *restorer_new(struct cli *cli, const char *from_dest, int need_secret, int *status);
 void restorer_free(struct restorer *r);
 
 /* Restore v to out_path (temporary name, fsync, rename, fsync folder). Without
@@ -24,5 +24,16 @@ int restorer_to_path(struct restorer *r, const struct catalog_version *v, const 
 /* Restore v's content to out_fd, only after it verified in full. */
 int restorer_to_fd(struct restorer *r, const struct catalog_version *v, int out_fd,
                    struct cst_err *err);
+
+/* Fetch a daily-run artifact from a destination holding it (the restorer's --from
+ * one if set), decrypt it if sealed, check its plaintext SHA-256, write it to out_fd
+ * (truncated first). */
+int restorer_artifact_to_fd(struct restorer *r, const struct catalog_artifact *a, int out_fd,
+                            struct cst_err *err);
+/* The same for a file the caller names (temporary + rename, never replacing without force). */
+int restorer_artifact_to_path(struct restorer *r, const struct catalog_artifact *a,
+                              const char *out_path, int force, struct cst_err *err);
+/* Open the destinations only (for verify); no secret key needed. */
+struct dest **restorer_dests(struct restorer *r, size_t *n);
 
 #endif

@@ -1,0 +1,183 @@
+/*
+ * cmd_verify.c - `custodian verify --manifest DATE [--from DEST]`: fetch that
+ * day's manifests from each destination, check their Ed25519 signature, then
+ * fetch every artifact they list and check its SHA-256 as stored. Needs no
+ * secret key and trusts nothing but the signing key: the catalog could be
+ * the thing that is gone.
+ */
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/daily.h"
+#include "agent/keys.h"
+#include "agent/restore.h"
+#include "agent/sched.h"
+#include "shipper/dest.h"
+#include "common/util.h"
+
+/* Fetch key from dest into memory (manifests are small); SHA-256 of what came. */
+static char *fetch(struct dest *dest, const char *key, const char *spool, size_t *len,
+                   unsigned char sha[32], struct cst_err *err)
+{
+    char *tmp = util_join(spool, "verify.XXXXXX"), *buf = NULL;
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    EVP_MD_CTX *ctx;
+    unsigned int n32 = 32;
+    off_t size;
+
+    if (fd < 0) {
+        cst_err_sys(err, "cannot create %s", tmp);
+        free(tmp);
+        return NULL;
+    }
+    unlink(tmp);
+    free(tmp);
+    if (dest->ops->get(dest, key, fd, err) < 0 || (size = lseek(fd, 0, SEEK_END)) < 0 ||
+        lseek(fd, 0, SEEK_SET) != 0) {
+        close(fd);
+        return NULL;
+    }
+    buf = util_xmalloc((size_t)size + 1);
+    if (util_read_full(fd, buf, (size_t)size) != (ssize_t)size) {
+        cst_err_sys(err, "cannot read %s", key);
+        free(buf);
+        close(fd);
+        return NULL;
+    }
+    close(fd);
+    buf[size] = '\0';
+    ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, buf, (size_t)size);
+    EVP_DigestFinal_ex(ctx, sha, &n32);
+    EVP_MD_CTX_free(ctx);
+    *len = (size_t)size;
+    return buf;
+}
+
+static int verify_on(struct dest *dest, const char *date, const unsigned char pk[32],
+                     const char *spool)
+{
+    char *keys[3], *text[3] = {NULL, NULL, NULL};
+    size_t len[3];
+    unsigned char sha[32];
+    struct cst_err err;
+    int bad = 0, checked = 0;
+    static const char *const kinds[] = {"manifest-sha256", "manifest-json", "manifest-sig"};
+
+    for (int i = 0; i < 3; i++) {
+        keys[i] = daily_artifact_key(kinds[i], date);
+        text[i] = fetch(dest, keys[i], spool, &len[i], sha, &err);
+        if (text[i] == NULL) {
+            printf("FAIL  %s: %s: %s\n", dest->name, keys[i], err.msg);
+            bad = 1;
+        }
+    }
+    if (bad)
+        goto out;
+    if (daily_manifest_verify(text[0], len[0], text[1], len[1], text[2], pk, &err) < 0) {
+        printf("FAIL  %s: %s\n", dest->name, err.msg);
+        bad = 1;
+        goto out;
+    }
+    printf("ok    %s: manifest signature verified\n", dest->name);
+    for (char *line = strtok(text[0], "\n"); line; line = strtok(NULL, "\n")) {
+        char hex[65], *key = strstr(line, "  ");
+        size_t n;
+        char *body;
+
+        if (key == NULL || key - line != 64) {
+            printf("FAIL  %s: malformed manifest line\n", dest->name);
+            bad = 1;
+            continue;
+        }
+        key += 2;
+        body = fetch(dest, key, spool, &n, sha, &err);
+        if (body == NULL) {
+            printf("FAIL  %s: %s: %s\n", dest->name, key, err.msg);
+            bad = 1;
+            continue;
+        }
+        free(body);
+        util_hex(sha, 32, hex);
+        checked++;
+        if (strncmp(hex, line, 64) != 0) {
+            printf("FAIL  %s: %s: SHA-256 %s, the manifest says %.64s\n", dest->name, key, hex,
+                   line);
+            bad = 1;
+        } else {
+            printf("ok    %s: %s\n", dest->name, key);
+        }
+    }
+out:
+    for (int i = 0; i < 3; i++) {
+        free(keys[i]);
+        free(text[i]);
+    }
+    return bad ? -1 : checked;
+}
+
+static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
+{
+    const char *date = NULL, *from = NULL;
+    unsigned char *sk, pk[32];
+    struct restorer *r;
+    struct dest **dests;
+    struct cst_err err;
+    size_t n;
+    int rc, y, m, d, failed = 0;
+    char *spool;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--manifest") == 0 && i + 1 < argc &&
+            sched_parse_date(argv[i + 1], &y, &m, &d) == 0)
+            date = argv[++i];
+        else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
+            from = argv[++i];
+        else
+            return cli_fail(EXIT_USAGE, "usage: custodian verify --manifest DATE [--from DEST]");
+    }
+    if (date == NULL)
+        return cli_fail(EXIT_USAGE, "usage: custodian verify --manifest DATE [--from DEST]");
+    if ((rc = cli_load_config(cli)) != EXIT_OK || (rc = cli_open_catalog(cli, 0)) != EXIT_OK)
+        return rc;
+    if (sodium_init() < 0 || (sk = sodium_malloc(64)) == NULL)
+        return cli_fail(EXIT_FAILED, "libsodium failed to initialise");
+    /* The public half of the signing key (libsodium keeps it in the secret key). */
+    rc = keys_load_secret(cli->cfg->signing_key, "signing-secret-key", sk, 64, &err);
+    if (rc == 0)
+        crypto_sign_ed25519_sk_to_pk(pk, sk);
+    sodium_free(sk);
+    if (rc < 0)
+        return cli_fail(EXIT_USAGE, "%s", err.msg);
+    r = restorer_new(cli, from, 0, &rc);
+    if (r == NULL)
+        return rc;
+    spool = cli_state_path(cli, "spool");
+    dests = restorer_dests(r, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (from && strcmp(dests[i]->name, from) != 0)
+            continue;
+        if (verify_on(dests[i], date, pk, spool) < 0)
+            failed++;
+    }
+    free(spool);
+    restorer_free(r);
+    if (failed)
+        return cli_fail(EXIT_FAILED, "the %s manifest did not verify on %d destination(s)", date,
+                        failed);
+    printf("the %s manifest and every copy it lists verified\n", date);
+    return EXIT_OK;
+}
+
+const struct cmd_entry cmd_verify_entry = {
+    .name = "verify",
+    .usage = "--manifest DATE [--from DEST]",
+    .help = "check a daily manifest's signature and every copy it lists",
+    .exec = cmd_verify_exec,
+};
