@@ -10,7 +10,9 @@
 #include "agent.h"
 
 #include <ev.h>
+#include <errno.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,7 @@
 #include "agent/dests.h"
 #include "agent/keys.h"
 #include "agent/reconcile.h"
+#include "agent/sched.h"
 #include "common/log.h"
 #include "common/pathenc.h"
 #include "common/util.h"
@@ -50,6 +53,11 @@ struct agent {
     ev_signal sig_term, sig_int;
     ev_timer poll;
     ev_timer stop_check;
+    /* the daily run, in a child process */
+    struct sched_zone *zone;
+    ev_timer daily_timer;
+    ev_child daily_child;
+    char daily_date[SCHED_DATE_SIZE];
 };
 
 /* --- catalog writes from watcher events --- */
@@ -198,6 +206,92 @@ static void on_batch(void *arg, size_t files, uint64_t bytes)
     a->shipped_files += (int64_t)files;
 }
 
+/* --- the daily run: scheduled here, run by `custodian daily` in a child --- */
+
+#define DAILY_RETRY_S (15 * 60)
+
+static void schedule_daily(struct agent *a, double after, const char *why)
+{
+    ev_timer_stop(a->loop, &a->daily_timer);
+    ev_timer_set(&a->daily_timer, after > 0 ? after : 0.0, 0.0);
+    ev_timer_start(a->loop, &a->daily_timer);
+    log_info("daily run scheduled date=%s in_s=%.0f (%s)", a->daily_date, after, why);
+}
+
+/* What is owed now (a missed run), else the next run at daily_at. */
+static void plan_daily(struct agent *a)
+{
+    const struct cfg *cfg = a->cli->cfg;
+    int64_t now = util_now_ms() / 1000, next;
+    char last[SCHED_DATE_SIZE] = "";
+    int missed = 0;
+
+    if (catalog_daily_last_success(a->cat, last) != 1)
+        sched_local_date(a->zone, catalog_state_get_int(a->cat, "installed_at", 0) / 1000, last);
+    if (sched_due(a->zone, cfg->daily_hour, cfg->daily_minute, last, now, a->daily_date, &missed) ==
+        1) {
+        if (missed > 0)
+            log_warn("%d daily run(s) were missed while the agent was down; running the "
+                     "newest one now",
+                     missed);
+        schedule_daily(a, 5.0, "owed: catching up");
+        return;
+    }
+    if (sched_next_run(a->zone, cfg->daily_hour, cfg->daily_minute, now, &next, a->daily_date) <
+        0) {
+        log_error("cannot compute the next daily run; retrying in an hour");
+        ev_timer_set(&a->daily_timer, 3600.0, 0.0);
+        ev_timer_start(a->loop, &a->daily_timer);
+        return;
+    }
+    schedule_daily(a, (double)(next - now), "next daily_at");
+}
+
+static void on_daily_exit(struct ev_loop *loop, ev_child *w, int revents)
+{
+    struct agent *a = w->data;
+    int status = w->rstatus;
+
+    (void)revents;
+    ev_child_stop(loop, w);
+    if (a->stopping)
+        return;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        log_info("daily run finished date=%s", a->daily_date);
+        plan_daily(a);
+    } else {
+        /* Never silently skipped: the same run again soon, loudly. */
+        log_error("daily run FAILED date=%s exit=%d; next attempt in %d minutes (see "
+                  "`custodian status`)",
+                  a->daily_date, WIFEXITED(status) ? WEXITSTATUS(status) : -1, DAILY_RETRY_S / 60);
+        schedule_daily(a, DAILY_RETRY_S, "retry after failure");
+    }
+}
+
+static void on_daily_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct agent *a = t->data;
+    pid_t pid;
+
+    (void)revents;
+    if (ev_is_active(&a->daily_child))
+        return; /* still running: its exit plans the next */
+    pid = fork();
+    if (pid == 0) {
+        execl("/proc/self/exe", "custodian", "-c", a->cli->config_path, "daily", "--date",
+              a->daily_date, (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0) {
+        log_error("cannot start the daily run: %s; retrying in a minute", strerror(errno));
+        schedule_daily(a, 60.0, "retry after fork failure");
+        return;
+    }
+    log_info("daily run started date=%s pid=%d", a->daily_date, (int)pid);
+    ev_child_set(&a->daily_child, pid, 0);
+    ev_child_start(loop, &a->daily_child);
+}
+
 static void begin_stop(struct agent *a)
 {
     if (a->stopping)
@@ -207,6 +301,7 @@ static void begin_stop(struct agent *a)
     a->watcher = NULL;
     shipper_stop(a->shipper);
     ev_timer_stop(a->loop, &a->poll);
+    ev_timer_stop(a->loop, &a->daily_timer);
     ev_timer_set(&a->stop_check, 0.0, 0.05);
     ev_timer_again(a->loop, &a->stop_check);
 }
@@ -358,6 +453,16 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
             rescan(&a, cli->cfg->watch_paths[i], "start-up");
         on_batch_end(&a);
         audit(&a, "agent_start", "{}");
+        a.zone = sched_zone_load(cli->cfg->timezone, &err);
+        if (a.zone == NULL) {
+            rc = cli_fail(EXIT_USAGE, "%s", err.msg);
+            goto out;
+        }
+        ev_timer_init(&a.daily_timer, on_daily_timer, 0.0, 0.0);
+        a.daily_timer.data = &a;
+        ev_child_init(&a.daily_child, on_daily_exit, 0, 0);
+        a.daily_child.data = &a;
+        plan_daily(&a);
         log_info("agent started: watching %zu folders (%zu watches), %zu destination(s), "
                  "settle_ms=%d",
                  cli->cfg->n_watch_paths, watcher_watch_count(a.watcher), a.n_dests,
@@ -404,9 +509,12 @@ out:
         ev_signal_stop(a.loop, &a.sig_int);
         ev_timer_stop(a.loop, &a.poll);
         ev_timer_stop(a.loop, &a.stop_check);
+        ev_timer_stop(a.loop, &a.daily_timer);
+        ev_child_stop(a.loop, &a.daily_child);
         ev_loop_destroy(a.loop);
         curl_global_cleanup();
     }
+    sched_zone_free(a.zone);
     if (a.naming_key)
         sodium_free(a.naming_key);
     free(spool);

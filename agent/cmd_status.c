@@ -28,7 +28,8 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
     struct cst_err err;
     int64_t depth, oldest, failing, now = util_now_ms(), overflows, pending, pending_oldest;
     char *last_error = NULL;
-    int rc, running;
+    struct catalog_daily daily;
+    int rc, running, have_daily;
 
     (void)argv;
     if (argc > 1)
@@ -46,6 +47,7 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         oldest = pending_oldest;
     depth += pending;
     overflows = catalog_state_get_int(cli->cat, "inotify_overflows", 0);
+    have_daily = catalog_daily_get(cli->cat, NULL, &daily) == 1;
 
     if (cli->json) {
         struct json j;
@@ -105,7 +107,34 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         }
         json_arr_end(&j);
         json_key(&j, "last_daily_run");
-        json_null(&j);
+        if (have_daily) {
+            json_obj_begin(&j);
+            json_key(&j, "date");
+            json_str(&j, daily.date);
+            json_key(&j, "status");
+            json_str(&j, daily.status);
+            json_key(&j, "attempts");
+            json_int(&j, daily.attempts);
+            json_key(&j, "ran");
+            json_bool(&j, daily.ran);
+            json_key(&j, "manifest_written");
+            json_bool(&j, daily.manifest_written);
+            json_key(&j, "offsite_verified");
+            json_bool(&j, daily.offsite_verified);
+            json_key(&j, "db");
+            json_str(&j, daily.db_status);
+            json_key(&j, "files");
+            json_str(&j, daily.files_status);
+            json_key(&j, "catalog");
+            json_str(&j, daily.catalog_status);
+            json_key(&j, "error");
+            json_str(&j, daily.error);
+            json_key(&j, "finished_at");
+            json_time(&j, daily.finished_at);
+            json_obj_end(&j);
+        } else {
+            json_null(&j);
+        }
         json_key(&j, "last_snapshot");
         json_null(&j);
         json_key(&j, "last_restore_test");
@@ -145,9 +174,25 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
                 printf("%-22s %s\n", "", dest_error);
             free(dest_error);
         }
-        printf("%-22s not implemented yet\n", "last daily run");
+        if (!have_daily) {
+            printf("%-22s never\n", "last daily run");
+        } else {
+            printf("%-22s %s: %s (attempt %d)\n", "last daily run", daily.date, daily.status,
+                   daily.attempts);
+            printf("%-22s ran %s, manifest %s, verified off-server %s\n", "",
+                   daily.ran ? "yes" : "NO", daily.manifest_written ? "yes" : "NO",
+                   daily.offsite_verified ? "yes" : "NO");
+            printf("%-22s db: %s; files: %s; catalog: %s\n", "",
+                   daily.db_status ? daily.db_status : "-",
+                   daily.files_status ? daily.files_status : "-",
+                   daily.catalog_status ? daily.catalog_status : "-");
+            if (daily.error)
+                printf("%-22s error: %s\n", "", daily.error);
+        }
     }
     free(last_error);
+    if (have_daily)
+        catalog_daily_clear(&daily);
     return EXIT_OK;
 }
 

@@ -159,6 +159,12 @@ struct catalog *catalog_open(const char *path, struct cst_err *err)
         catalog_close(cat);
         return NULL;
     }
+    /* When protection began: daily runs missed before it are not owed. */
+    if (catalog_state_get_int(cat, "installed_at", 0) == 0 &&
+        catalog_state_set_int(cat, "installed_at", util_now_ms(), err) < 0) {
+        catalog_close(cat);
+        return NULL;
+    }
     return cat;
 }
 
