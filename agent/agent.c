@@ -38,7 +38,8 @@ struct agent {
     struct catalog *cat;
     struct shipper *shipper;
     struct watcher *watcher;
-    struct workpool *pool;
+    struct workpool *pool;    /* sealing: hashing, compression, encryption */
+    struct workpool *io_pool; /* destinations whose I/O blocks (local: syncfs) */
     struct curl_ev *curl;
     struct dest **dests;
     size_t n_dests;
@@ -412,8 +413,10 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     a.loop = ev_default_loop(EVFLAG_AUTO);
     a.pool = workpool_new(a.loop, cli->cfg->workers);
+    /* A batch waiting on the disk must not hold up a sealing worker. */
+    a.io_pool = workpool_new(a.loop, 1);
     a.curl = curl_ev_new(a.loop);
-    struct dest_env env = {a.loop, a.pool, a.curl};
+    struct dest_env env = {a.loop, a.io_pool, a.curl};
     if (dests_open(cli->cfg, &env, &a.dests, &a.n_dests, &err) < 0) {
         rc = cli_fail(EXIT_FAILED, "%s", err.msg);
         goto out;
@@ -499,6 +502,7 @@ out:
     watcher_free(a.watcher);
     /* Worker threads first: nothing may call back into what is freed next. */
     workpool_free(a.pool);
+    workpool_free(a.io_pool);
     shipper_free(a.shipper);
     /* Transfers are removed from the multi handle before their owners go. */
     curl_ev_free(a.curl);

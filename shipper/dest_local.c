@@ -3,11 +3,11 @@
  *
  * Durability is paid per batch: every object of the batch is written to a
  * temporary name (hard-linked from the spool when both share a filesystem,
- * so its bytes reach the disk once), one syncfs() makes them all durable
- * together, then each is renamed into place and each touched folder is
- * fsynced once. A crash leaves
- * at most ".tmp." files, which the next batch in that folder ignores and
- * start-up removes. Each object is then read back and its SHA-256 compared.
+ * so its bytes reach the disk once) and renamed into place, then one
+ * syncfs() makes data and renames durable together. A crash leaves at most
+ * ".tmp." files, which start-up removes, and final names the catalog never
+ * recorded. A copied object is then read back and its SHA-256 compared; a
+ * linked one is the very inode that was hashed while it was sealed.
  */
 #include "dest.h"
 
@@ -27,6 +27,8 @@
 struct local {
     char *root;
     struct workpool *pool;
+    char **known; /* shard folders known to exist */
+    size_t n_known;
 };
 
 struct local_batch {
@@ -99,20 +101,29 @@ out:
     return rc;
 }
 
+/* The shard folder of a key exists (created once, then remembered). */
+static int ensure_folder(struct local *l, const char *dir)
+{
+    for (size_t i = 0; i < l->n_known; i++)
+        if (strcmp(l->known[i], dir) == 0)
+            return 0;
+    if (util_mkdir_p(dir, 0700, NULL) < 0)
+        return -1;
+    l->known = util_xrealloc(l->known, (l->n_known + 1) * sizeof(char *));
+    l->known[l->n_known++] = util_xstrdup(dir);
+    return 0;
+}
+
 static void store_batch(struct dest *d, struct dest_put *items, size_t n)
 {
-    struct cst_err cerr;
-    struct cst_err *err = &cerr;
     struct local *l = d->impl;
-    char **tmp = util_xcalloc(n, sizeof(char *));
     char **final = util_xcalloc(n, sizeof(char *));
-    char **dirs = util_xcalloc(n, sizeof(char *));
-    size_t ndirs = 0;
-    int rootfd = -1;
+    ino_t *linked = util_xcalloc(n, sizeof(ino_t)); /* inode shared with the spool, or 0 */
+    int rootfd;
 
     for (size_t i = 0; i < n; i++) {
         struct dest_put *it = &items[i];
-        char *dir, *slash;
+        char *dir, *tmp;
         int in = -1, out = -1;
         struct stat sb;
 
@@ -120,22 +131,15 @@ static void store_batch(struct dest *d, struct dest_put *items, size_t n)
         it->kind = DEST_ERR_TRANSIENT;
         final[i] = util_join(l->root, it->remote_key);
         dir = util_xstrdup(final[i]);
-        slash = strrchr(dir, '/');
-        *slash = '\0';
-        if (util_mkdir_p(dir, 0700, NULL) < 0) {
+        *strrchr(dir, '/') = '\0';
+        if (ensure_folder(l, dir) < 0) {
             snprintf(it->error, sizeof(it->error), "cannot create folder %s: %s", dir,
                      strerror(errno));
             free(dir);
             continue;
         }
-        size_t k;
-        for (k = 0; k < ndirs && strcmp(dirs[k], dir) != 0; k++)
-            ;
-        if (k == ndirs)
-            dirs[ndirs++] = dir;
-        else
-            free(dir);
-        tmp[i] = util_printf("%s.tmp.%d.%zu", final[i], (int)getpid(), i);
+        free(dir);
+        tmp = util_printf("%s.tmp.%d.%zu", final[i], (int)getpid(), i);
         in = open(it->spool_path, O_RDONLY | O_CLOEXEC);
         if (in < 0 || fstat(in, &sb) < 0 || (uint64_t)sb.st_size != it->stored_size) {
             it->kind = DEST_ERR_SOURCE;
@@ -144,105 +148,91 @@ static void store_batch(struct dest *d, struct dest_put *items, size_t n)
             goto next;
         }
         /* Same filesystem as the spool: the sealed file itself becomes the copy (a
-         * hard link), so its bytes are written to disk once, not twice. */
-        if (link(it->spool_path, tmp[i]) == 0) {
-            struct stat linked;
+         * hard link), so its bytes reach the disk once, not twice. */
+        if (link(it->spool_path, tmp) == 0) {
+            struct stat ls;
 
             /* Only one destination may own the spool's inode: two "copies" sharing
              * one inode would be one copy. Another got there first: copy instead. */
-            if (stat(tmp[i], &linked) == 0 && linked.st_nlink == 2) {
-                it->ok = 1;
-                goto next;
+            if (stat(tmp, &ls) == 0 && ls.st_nlink == 2) {
+                linked[i] = ls.st_ino;
+                goto place;
             }
-            unlink(tmp[i]);
+            unlink(tmp);
         }
-        out = open(tmp[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (out < 0 || copy_fd(in, out) < 0) {
-            snprintf(it->error, sizeof(it->error), "cannot write %s: %s", tmp[i], strerror(errno));
+            snprintf(it->error, sizeof(it->error), "cannot write %s: %s", tmp, strerror(errno));
             if (out >= 0)
                 close(out);
-            out = -1;
-            unlink(tmp[i]);
+            unlink(tmp);
             goto next;
         }
         if (close(out) < 0) {
-            out = -1;
-            snprintf(it->error, sizeof(it->error), "cannot write %s: %s", tmp[i], strerror(errno));
-            unlink(tmp[i]);
+            snprintf(it->error, sizeof(it->error), "cannot write %s: %s", tmp, strerror(errno));
+            unlink(tmp);
             goto next;
         }
-        out = -1;
-        it->ok = 1; /* written; not yet durable */
+    place:
+        /* Renamed before the sync: an object under its final name that did not reach
+         * the disk is harmless, because only the catalog says a copy exists, and it
+         * says so after the sync below. */
+        if (rename(tmp, final[i]) < 0) {
+            snprintf(it->error, sizeof(it->error), "cannot rename %s: %s", tmp, strerror(errno));
+            unlink(tmp);
+            goto next;
+        }
+        it->ok = 1; /* in place; not yet durable */
     next:
+        free(tmp);
         if (in >= 0)
             close(in);
     }
 
-    /* One sync for the whole batch: concurrent writeback shares the journal commit. */
+    /* One sync for the whole batch: the data and the renames (the journal commit
+     * carries the directory entries) become durable together. */
     rootfd = open(l->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0 || syncfs(rootfd) < 0) {
-        cst_err_sys(err, "cannot sync destination %s (%s)", d->name, l->root);
+        struct cst_err err;
+
+        cst_err_sys(&err, "cannot sync destination %s (%s)", d->name, l->root);
         for (size_t i = 0; i < n; i++)
             if (items[i].ok) {
                 items[i].ok = 0;
-                unlink(tmp[i]);
-                snprintf(items[i].error, sizeof(items[i].error), "%s", err->msg);
+                snprintf(items[i].error, sizeof(items[i].error), "%s", err.msg);
             }
-        goto out;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (!items[i].ok)
-            continue;
-        if (rename(tmp[i], final[i]) < 0) {
-            items[i].ok = 0;
-            snprintf(items[i].error, sizeof(items[i].error), "cannot rename %s: %s", tmp[i],
-                     strerror(errno));
-            unlink(tmp[i]);
-        }
-    }
-    for (size_t k = 0; k < ndirs; k++) {
-        struct cst_err derr;
-
-        if (util_fsync_dir(dirs[k], &derr) < 0) {
-            /* Renames in that folder may not survive a power cut: not verified. */
-            size_t len = strlen(dirs[k]);
-            for (size_t i = 0; i < n; i++)
-                if (items[i].ok && strncmp(final[i], dirs[k], len) == 0 && final[i][len] == '/') {
-                    items[i].ok = 0;
-                    snprintf(items[i].error, sizeof(items[i].error), "%s", derr.msg);
-                }
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char sha[32];
-        uint64_t size;
-
-        if (!items[i].ok)
-            continue;
-        if (hash_file(final[i], sha, &size) < 0 || size != items[i].stored_size ||
-            memcmp(sha, items[i].stored_sha256, 32) != 0) {
-            items[i].ok = 0;
-            /* Was the copy bad, or the spool file it came from? */
-            if (hash_file(items[i].spool_path, sha, &size) == 0 &&
-                (size != items[i].stored_size || memcmp(sha, items[i].stored_sha256, 32) != 0))
-                items[i].kind = DEST_ERR_SOURCE;
-            snprintf(items[i].error, sizeof(items[i].error),
-                     "verification of %s failed: the stored copy differs from what was sealed",
-                     final[i]);
-        }
-    }
-out:
     if (rootfd >= 0)
         close(rootfd);
     for (size_t i = 0; i < n; i++) {
-        free(tmp[i]);
-        free(final[i]);
+        unsigned char sha[32];
+        uint64_t size;
+        struct stat sb;
+
+        if (!items[i].ok)
+            continue;
+        if (linked[i]) {
+            /* The very inode that was hashed while it was sealed. */
+            if (stat(final[i], &sb) == 0 && sb.st_ino == linked[i] &&
+                (uint64_t)sb.st_size == items[i].stored_size)
+                continue;
+        } else if (hash_file(final[i], sha, &size) == 0 && size == items[i].stored_size &&
+                   memcmp(sha, items[i].stored_sha256, 32) == 0) {
+            continue;
+        }
+        items[i].ok = 0;
+        /* Was the copy bad, or the spool file it came from? */
+        if (hash_file(items[i].spool_path, sha, &size) == 0 &&
+            (size != items[i].stored_size || memcmp(sha, items[i].stored_sha256, 32) != 0))
+            items[i].kind = DEST_ERR_SOURCE;
+        snprintf(items[i].error, sizeof(items[i].error),
+                 "verification of %s failed: the stored copy differs from what was sealed",
+                 final[i]);
     }
-    for (size_t k = 0; k < ndirs; k++)
-        free(dirs[k]);
-    free(tmp);
+    for (size_t i = 0; i < n; i++)
+        free(final[i]);
     free(final);
-    free(dirs);
+    free(linked);
 }
 
 static void batch_run(struct work *w)
@@ -385,6 +375,9 @@ static void local_free(struct dest *d)
 {
     struct local *l = d->impl;
 
+    for (size_t i = 0; i < l->n_known; i++)
+        free(l->known[i]);
+    free(l->known);
     free(l->root);
     free(l);
 }
