@@ -102,9 +102,10 @@ void json_str(struct json *j, const char *s)
 void json_int(struct json *j, int64_t v)
 {
     char tmp[32];
+    int n = snprintf(tmp, sizeof(tmp), "%" PRId64, v);
 
     sep(j);
-    put(j, tmp, (size_t)snprintf(tmp, sizeof(tmp), "%" PRId64, v));
+    put(j, tmp, (size_t)n);
 }
 
 void json_bool(struct json *j, int v)
