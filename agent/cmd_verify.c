@@ -148,10 +148,23 @@ static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
         return rc;
     if (sodium_init() < 0 || (sk = sodium_malloc(64)) == NULL)
         return cli_fail(EXIT_FAILED, "libsodium failed to initialise");
-    /* The public half of the signing key (libsodium keeps it in the secret key). */
+    /* The public half of the signing key (libsodium keeps it in the secret key), or,
+     * where only the public key is at hand, signing.pub beside signing_key. */
     rc = keys_load_secret(cli->cfg->signing_key, "signing-secret-key", sk, 64, &err);
-    if (rc == 0)
+    if (rc == 0) {
         crypto_sign_ed25519_sk_to_pk(pk, sk);
+    } else {
+        size_t n = strlen(cli->cfg->signing_key);
+        char *pub = util_printf(
+            "%.*s.pub",
+            (int)(n > 4 && strcmp(cli->cfg->signing_key + n - 4, ".key") == 0 ? n - 4 : n),
+            cli->cfg->signing_key);
+        struct cst_err perr;
+
+        if (keys_load_signing_public(pub, pk, &perr) == 0)
+            rc = 0;
+        free(pub);
+    }
     sodium_free(sk);
     if (rc < 0)
         return cli_fail(EXIT_USAGE, "%s", err.msg);

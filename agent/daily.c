@@ -359,6 +359,7 @@ static int run_dump_command(struct run *r, struct sealing *s, struct marchive_st
     const char *cmd = r->cli->cfg->dump_command;
     char *errfile = util_printf("%s/daily-%s-dump.stderr", r->spool, r->date);
     int pipefd[2], errfd, status, rc;
+    char invalid[CST_ERR_SIZE] = "";
     struct command_source src;
     pid_t pid;
 
@@ -386,18 +387,39 @@ static int run_dump_command(struct run *r, struct sealing *s, struct marchive_st
     src.s = s;
     rc = marchive_validate(command_read, &src, st, err);
     if (rc < 0)
-        kill(pid, SIGTERM); /* it may be blocked writing to us */
+        snprintf(invalid, sizeof(invalid), "%s", err->msg);
     close(pipefd[0]);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    if (rc < 0) {
+        /* A command that failed on its own explains more than the broken stream it
+         * left: give it a moment to exit; one still writing is stopped. */
+        int64_t until = util_mono_ms() + 2000;
+        pid_t done;
+
+        while ((done = waitpid(pid, &status, WNOHANG)) == 0 && util_mono_ms() < until)
+            usleep(20 * 1000);
+        if (done == 0) {
+            kill(pid, SIGTERM);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+            cst_err_wrap(err, "the output of dump_command is not a mongodump archive");
+            unlink(errfile);
+            free(errfile);
+            return -1;
+        }
+    } else {
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+    }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         char tail[512];
 
         tail_of(errfile, tail, sizeof(tail));
-        cst_err_set(err, "dump_command `%s` %s %d: %s", cmd,
+        cst_err_set(err, "dump_command `%s` %s %d: %s%s%s", cmd,
                     WIFEXITED(status) ? "exited with status" : "was killed by signal",
                     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
-                    tail[0] ? tail : "(nothing on stderr)");
+                    tail[0] ? tail : "(nothing on stderr)",
+                    rc < 0 ? "; and its output is not a mongodump archive: " : "",
+                    rc < 0 ? invalid : "");
         rc = -1;
     } else if (rc < 0) {
         cst_err_wrap(err, "the output of dump_command is not a mongodump archive");
@@ -803,9 +825,20 @@ int daily_run(struct cli *cli, const char *date)
     step_db(&r, &db);
     (strncmp(db, "ok", 2) == 0 || strcmp(db, "not configured") == 0 ? log_info : log_error)(
         "daily run database dump: %s", db);
-    step_catalog(&r, &catalog);
-    n_data = r.n_arts;
     failed = ship(&r, 0, &ship_errors);
+    /* Recorded before the catalog is copied, so that the copy alone can restore
+     * this day's restore point and dump on a new host. */
+    n_data = r.n_arts;
+    if (catalog_begin(cli->cat, &err) < 0 || record_artifacts(&r, cli->cfg->n_dests, &err) < 0 ||
+        catalog_commit(cli->cat, &err) < 0) {
+        catalog_rollback(cli->cat);
+        log_error("cannot record the daily run's artifacts: %s", err.msg);
+    }
+    step_catalog(&r, &catalog);
+    if (strcmp(catalog, "ok") != 0)
+        log_error("daily run catalog copy: %s", catalog);
+    failed += ship(&r, n_data, &ship_errors);
+    n_data = r.n_arts;
     if (step_manifests(&r, n_data, &err) == 0) {
         failed += ship(&r, n_data, &ship_errors);
         manifest_ok = 1;
@@ -827,12 +860,27 @@ int daily_run(struct cli *cli, const char *date)
     int ok = d.offsite_verified && (strcmp(db, "ok") == 0 || strcmp(db, "not configured") == 0) &&
              strncmp(files, "ok", 2) == 0 && strcmp(catalog, "ok") == 0;
     snprintf(d.status, sizeof(d.status), "%s", ok ? "ok" : "failed");
-    d.error = ok ? NULL
-                 : util_printf("%s%s%s%s%s", ship_errors ? ship_errors : "",
-                               strcmp(db, "ok") && strcmp(db, "not configured") ? " db: " : "",
-                               strcmp(db, "ok") && strcmp(db, "not configured") ? db : "",
-                               strncmp(files, "ok", 2) ? " files: " : "",
-                               strncmp(files, "ok", 2) ? files : "");
+    if (!ok) {
+        /* Every failed step, in order, separated by "; ". */
+        const char *parts[][2] = {
+            {"files", strncmp(files, "ok", 2) ? files : NULL},
+            {"db", strcmp(db, "ok") && strcmp(db, "not configured") ? db : NULL},
+            {"catalog", strcmp(catalog, "ok") ? catalog : NULL},
+            {"manifest", manifest_ok ? NULL : "not written or not shipped"},
+            {"shipping", ship_errors},
+        };
+        d.error = util_xstrdup("");
+        for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+            char *more;
+
+            if (parts[i][1] == NULL)
+                continue;
+            more = util_printf("%s%s%s: %s", d.error, d.error[0] ? "; " : "", parts[i][0],
+                               parts[i][1]);
+            free(d.error);
+            d.error = more;
+        }
+    }
     if (catalog_begin(cli->cat, &err) < 0 || record_artifacts(&r, cli->cfg->n_dests, &err) < 0 ||
         catalog_daily_finish(cli->cat, &d, &err) < 0) {
         catalog_rollback(cli->cat);

@@ -9,6 +9,11 @@ tests fail):
   sshd  Debian's OpenSSH server with internal-sftp on 127.0.0.1, key-only
         root login, from tests/servers/sshd.sh
 
+and MongoServer / mongo_server(): the MongoDB wire-protocol server
+tests/servers/mongo_server.py (a generated billing data set, --dump-expected
+for comparison, --unknown-log of every command it did not know), started
+by whichever test module needs it, with the scope it chooses.
+
 conftest.py registers them with `from servers import rgw, sshd`. The servers
 are shared by every test in the session: use fresh names
 (rgw.new_bucket(), sshd.new_dir()) rather than fixed ones.
@@ -19,9 +24,11 @@ see Rgw.request for the traps it takes care of.
 import contextlib
 import hashlib
 import itertools
+import json
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -34,6 +41,9 @@ import pytest
 SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "servers")
 RGW_SH = os.path.normpath(os.path.join(SERVERS, "rgw.sh"))
 SSHD_SH = os.path.normpath(os.path.join(SERVERS, "sshd.sh"))
+MONGO_SERVER = os.path.normpath(os.path.join(SERVERS, "mongo_server.py"))
+# Debian's interpreter: python3-mockupdb, python3-mongomock, python3-bson
+MONGO_PYTHON = "/usr/bin/python3"
 S3NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _names = itertools.count(1)
 
@@ -442,3 +452,136 @@ def sshd(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+class MongoServer:
+    """One tests/servers/mongo_server.py process on a free port of 127.0.0.1;
+    its logs and the expected data set (--dump-expected) in `dir`.
+
+    uri is for drivers (pymongo, directConnection); a custodian config wants
+    "mongodb://127.0.0.1:%d/billing" % server.port. unknown() is what the
+    server met and did not know (commands, internal errors): a test fails on
+    anything there. python3-bson is imported only when expected() is used.
+    """
+
+    def __init__(self, dir, docs, seed, replset=None, start_timeout=120):
+        self.dir = str(dir)
+        os.makedirs(self.dir, exist_ok=True)
+        self.docs = docs
+        self.port = free_ports(1)[0]
+        self.unknown_log = os.path.join(self.dir, "unknown.log")
+        self.request_log = os.path.join(self.dir, "requests.log")
+        self.expected_path = os.path.join(self.dir, "expected.bson")
+        self.stderr_path = os.path.join(self.dir, "server.err")
+        cmd = [MONGO_PYTHON, MONGO_SERVER, "--port", str(self.port), "--seed", str(seed),
+               "--docs", str(docs), "--unknown-log", self.unknown_log,
+               "--request-log", self.request_log, "--dump-expected", self.expected_path]
+        if replset:
+            cmd += ["--replset", replset]
+        started = time.monotonic()
+        self.stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr,
+                                     stdin=subprocess.DEVNULL)
+        deadline = started + start_timeout
+        line = b""
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        while b"ready" not in line:
+            if self.proc.poll() is not None:
+                raise AssertionError("mongo_server.py exited %s before ready:\n%s"
+                                     % (self.proc.returncode, self.log_tail()))
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError("mongo_server.py not ready after %d s:\n%s"
+                                     % (start_timeout, self.log_tail()))
+            chunk = self.proc.stdout.read()
+            if chunk:
+                line += chunk
+            else:
+                time.sleep(0.05)
+        self.start_seconds = time.monotonic() - started
+        self.uri = "mongodb://127.0.0.1:%d/?directConnection=true&appname=fixture-test" % self.port
+
+    def log_tail(self):
+        self.stderr.flush()
+        with open(self.stderr_path, "rb") as f:
+            return f.read()[-4000:].decode(errors="replace")
+
+    def client(self, **kw):
+        import pymongo
+        return pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=10000, **kw)
+
+    def unknown(self):
+        if not os.path.exists(self.unknown_log):
+            return ""
+        with open(self.unknown_log) as f:
+            return f.read()
+
+    def clear_unknown(self):
+        if os.path.exists(self.unknown_log):
+            os.unlink(self.unknown_log)
+
+    def requests(self):
+        with open(self.request_log) as f:
+            return [json.loads(line) for line in f]
+
+    def clear_requests(self):
+        open(self.request_log, "w").close()
+
+    def expected(self):
+        """collection -> (header, [raw document bytes]) from --dump-expected,
+        in listCollections order; header: {db, collection, type, options,
+        uuid (32 hex, "" for a view), indexes, count}."""
+        from collections import OrderedDict
+
+        import bson
+        from bson.binary import UuidRepresentation
+        from bson.codec_options import CodecOptions
+
+        decode = CodecOptions(document_class=OrderedDict,
+                              uuid_representation=UuidRepresentation.UNSPECIFIED)
+        out = OrderedDict()
+        with open(self.expected_path, "rb") as f:
+            data = f.read()
+        pos = 0
+        while pos < len(data):
+            n = int.from_bytes(data[pos:pos + 4], "little")
+            header = bson.decode(data[pos:pos + n], decode)
+            pos += n
+            docs = []
+            for _ in range(header["count"]):
+                m = int.from_bytes(data[pos:pos + 4], "little")
+                docs.append(data[pos:pos + m])
+                pos += m
+            out[header["collection"]] = (header, docs)
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.stderr.close()
+
+
+@contextlib.contextmanager
+def mongo_server(dir, docs=20000, seed=1, replset=None):
+    """A MongoServer for the block, stopped at its end; fails the block if
+    the server met any command it did not know. In a module:
+
+        @pytest.fixture(scope="module")
+        def billing(tmp_path_factory):
+            with mongo_server(tmp_path_factory.mktemp("mongo"), docs=20000, seed=21) as s:
+                yield s
+    """
+    server = MongoServer(dir, docs, seed, replset=replset)
+    try:
+        yield server
+    finally:
+        unknown = server.unknown()
+        server.stop()
+    assert unknown == "", "the MongoDB test server met commands it does not know:\n" + unknown

@@ -10,18 +10,16 @@ member serves snapshot reads at one atClusterTime and a standalone refuses
 them, unknown commands are refused and recorded, SIGTERM stops it.
 
 custodian's own dump (agent/mongo_dump.c) is checked against this server
-once a command drives it; this file proves the server itself.
+in test_daily.py; this file proves the server itself. The server's harness
+(MongoServer, mongo_server) lives in servers.py.
 """
-import json
-import os
-import random
 import signal
-import socket
-import subprocess
 import time
 from collections import OrderedDict
 
 import pytest
+
+from servers import MongoServer, mongo_server
 
 bson = pytest.importorskip("bson")
 pymongo = pytest.importorskip("pymongo")
@@ -31,134 +29,23 @@ from bson.raw_bson import RawBSONDocument  # noqa: E402
 from bson.timestamp import Timestamp  # noqa: E402
 from pymongo.errors import OperationFailure  # noqa: E402
 
-SERVER = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
-                                       "servers", "mongo_server.py"))
-PYTHON = "/usr/bin/python3"
 COLLECTIONS = ["agencies", "clinicians", "patients", "billing_periods", "invoices",
                "timesheets", "adjustments", "unpaid_invoices"]
 DECODE = CodecOptions(document_class=OrderedDict,
                       uuid_representation=UuidRepresentation.UNSPECIFIED)
 
 
-def free_port():
-    while True:
-        port = random.randrange(20000, 32000)
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-
-
-class MongoServer:
-    """One mongo_server.py process; logs and the expected data set in `dir`."""
-
-    def __init__(self, dir, docs, seed, replset=None):
-        self.dir = str(dir)
-        self.port = free_port()
-        self.unknown_log = os.path.join(self.dir, "unknown.log")
-        self.request_log = os.path.join(self.dir, "requests.log")
-        self.expected_path = os.path.join(self.dir, "expected.bson")
-        self.stderr_path = os.path.join(self.dir, "server.err")
-        cmd = [PYTHON, SERVER, "--port", str(self.port), "--seed", str(seed),
-               "--docs", str(docs), "--unknown-log", self.unknown_log,
-               "--request-log", self.request_log, "--dump-expected", self.expected_path]
-        if replset:
-            cmd += ["--replset", replset]
-        self.stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr,
-                                     stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        line = b""
-        os.set_blocking(self.proc.stdout.fileno(), False)
-        while b"ready" not in line:
-            if self.proc.poll() is not None:
-                raise AssertionError("mongo_server.py exited %s before ready:\n%s"
-                                     % (self.proc.returncode, self.log_tail()))
-            if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError("mongo_server.py not ready after 120 s:\n" + self.log_tail())
-            chunk = self.proc.stdout.read()
-            if chunk:
-                line += chunk
-            else:
-                time.sleep(0.05)
-        self.uri = "mongodb://127.0.0.1:%d/?directConnection=true&appname=fixture-test" % self.port
-
-    def log_tail(self):
-        self.stderr.flush()
-        with open(self.stderr_path, "rb") as f:
-            return f.read()[-4000:].decode(errors="replace")
-
-    def client(self, **kw):
-        return pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=10000, **kw)
-
-    def unknown(self):
-        if not os.path.exists(self.unknown_log):
-            return ""
-        with open(self.unknown_log) as f:
-            return f.read()
-
-    def clear_unknown(self):
-        if os.path.exists(self.unknown_log):
-            os.unlink(self.unknown_log)
-
-    def requests(self):
-        with open(self.request_log) as f:
-            return [json.loads(line) for line in f]
-
-    def clear_requests(self):
-        open(self.request_log, "w").close()
-
-    def expected(self):
-        """collection -> (header, [raw document bytes]) from --dump-expected."""
-        out = OrderedDict()
-        with open(self.expected_path, "rb") as f:
-            data = f.read()
-        pos = 0
-        while pos < len(data):
-            n = int.from_bytes(data[pos:pos + 4], "little")
-            header = bson.decode(data[pos:pos + n], DECODE)
-            pos += n
-            docs = []
-            for _ in range(header["count"]):
-                m = int.from_bytes(data[pos:pos + 4], "little")
-                docs.append(data[pos:pos + m])
-                pos += m
-            out[header["collection"]] = (header, docs)
-        return out
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.stderr.close()
-
-
 @pytest.fixture(scope="module")
 def standalone(tmp_path_factory):
-    server = MongoServer(tmp_path_factory.mktemp("mongo-standalone"), docs=20000, seed=11)
-    yield server
-    unknown = server.unknown()
-    server.stop()
-    assert unknown == "", "the server met commands it does not know:\n" + unknown
+    with mongo_server(tmp_path_factory.mktemp("mongo-standalone"), docs=20000, seed=11) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def replset(tmp_path_factory):
-    server = MongoServer(tmp_path_factory.mktemp("mongo-replset"), docs=3000, seed=12,
-                         replset="rs0")
-    yield server
-    unknown = server.unknown()
-    server.stop()
-    assert unknown == "", "the server met commands it does not know:\n" + unknown
+    with mongo_server(tmp_path_factory.mktemp("mongo-replset"), docs=3000, seed=12,
+                      replset="rs0") as server:
+        yield server
 
 
 def test_data_set_served_byte_for_byte(standalone):
