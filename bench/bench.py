@@ -551,6 +551,459 @@ def run_tool(name, argv, env, cwd, timeout, outdir):
     return res
 
 
+# ---------------------------------------------------------------- S3: a private Ceph RGW
+
+RGW_SH = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                       "..", "tests", "servers", "rgw.sh"))
+S3_REGION = "us-east-1"
+S3_ACCESS_KEY, S3_SECRET_KEY = "AKTEST", "SKTEST"  # rgw.sh's test user
+S3NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+S3_FILES = 1000  # at scale 1: a third of set B (the same mix), about 330 MB
+S3_MAX_BYTES = 450 * MB  # three tools write to the RGW's in-memory store (4 GiB)
+RGW_START_TIMEOUT = 150.0  # rgw.sh itself gives up after 90 s
+S3_TOOL_COMMANDS = ("radosgw", "radosgw-admin", "ceph", "ceph-mon", "ceph-osd", "monmaptool",
+                    "openssl", "uuidgen", "curl")
+
+
+def tool_env():
+    """This environment without anything that configures rclone, restic, borg
+    or the AWS SDKs (AWS_CA_BUNDLE, for one, makes rclone's S3 backend fail:
+    "LoadCustomCABundleError ... unsupported transport")."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("RESTIC_", "BORG_", "RCLONE_", "AWS_"))}
+
+
+def free_ports(n):
+    """n distinct free TCP ports on 127.0.0.1, below the ephemeral range and
+    away from the ports Ceph's OSD binds (6800-7300)."""
+    import socket
+    ports = []
+    while len(ports) < n:
+        p = random.randrange(20000, 32000)
+        if p in ports:
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", p))
+            ports.append(p)
+        except OSError:
+            pass
+        finally:
+            s.close()
+    return ports
+
+
+class RgwError(Exception):
+    """The RGW could not be started or did not answer (a setup problem)."""
+
+
+class Rgw:
+    """A throw-away single-node Ceph RGW (tests/servers/rgw.sh: one monitor,
+    one memstore OSD, radosgw over HTTPS with a test CA) in a folder of its
+    own. S3 requests go through curl --aws-sigv4, as in tests/e2e/servers.py."""
+
+    def __init__(self, parent):
+        self.parent = parent
+        self.dir = None
+        self.port = None
+        self.pids = []
+        self.start_s = None
+
+    @property
+    def endpoint(self):
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self):
+        return os.path.join(self.dir, "ca.pem")
+
+    def start(self):
+        """Start it, bounded; a second try on other ports (one taken meanwhile)."""
+        t0 = time.monotonic()
+        last = ""
+        for attempt in range(2):
+            self.dir = os.path.join(self.parent, f"try{attempt}")
+            os.makedirs(self.dir)
+            self.port, mon_port = free_ports(2)
+            env = {k: v for k, v in os.environ.items() if k != "RGW_EXTRA_CONF"}
+            env["RGW_READY_TIMEOUT"] = "90"
+            try:
+                p = subprocess.run([RGW_SH, "start", self.dir, str(self.port), str(mon_port)],
+                                   capture_output=True, timeout=RGW_START_TIMEOUT,
+                                   stdin=subprocess.DEVNULL, env=env)
+                ok, last = p.returncode == 0, p.stderr.decode("utf-8", "replace")[-3000:]
+            except subprocess.TimeoutExpired:
+                ok, last = False, f"rgw.sh start: no answer within {RGW_START_TIMEOUT:.0f} s"
+            if ok:
+                break
+            log(f"s3: rgw.sh start failed (try {attempt + 1}):\n{last}")
+            self.stop()
+        else:
+            raise RgwError(f"the RGW did not start: {last.strip().splitlines()[-1:] or '?'}")
+        self.start_s = time.monotonic() - t0
+        for name in ("mon", "osd", "rgw"):
+            try:
+                with open(os.path.join(self.dir, "run", f"{name}.pid")) as f:
+                    self.pids.append(int(f.read().strip()))
+            except (OSError, ValueError):
+                pass
+
+    def stop(self):
+        if self.dir is None or not os.path.exists(os.path.join(self.dir, "ceph.conf")):
+            return
+        try:
+            p = subprocess.run([RGW_SH, "stop", self.dir], capture_output=True, timeout=60,
+                               stdin=subprocess.DEVNULL)
+            if p.returncode != 0:
+                log(f"s3: rgw.sh stop: {p.stderr.decode('utf-8', 'replace')[-1000:]}")
+        except subprocess.TimeoutExpired:
+            log(f"s3: rgw.sh stop {self.dir} did not finish within 60 s")
+
+    def cpu_s(self):
+        """CPU seconds used so far by the monitor, the OSD and radosgw."""
+        vals = [proc_cpu_s(pid) for pid in self.pids]
+        return sum(v for v in vals if v is not None) if vals else None
+
+    def request(self, method, path, query="", timeout=60):
+        """One signed request; returns (HTTP status, body bytes). query must be
+        in RGW's canonical form (keys sorted, every key with '=')."""
+        url = self.endpoint + path + ("?" + query if query else "")
+        cmd = ["curl", "-q", "-sS", "--max-time", str(timeout), "--connect-timeout", "10",
+               "--cacert", self.ca_file, "--aws-sigv4", f"aws:amz:{S3_REGION}:s3",
+               "--user", f"{S3_ACCESS_KEY}:{S3_SECRET_KEY}",
+               "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "-w", "\n%{http_code}",
+               "-X", method]
+        if method in ("PUT", "POST"):
+            cmd += ["-H", "content-length: 0"]
+        cmd.append(url)
+        try:
+            p = subprocess.run(cmd, capture_output=True, timeout=timeout + 15,
+                               stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise RgwError(f"{method} {path}: no answer within {timeout} s")
+        if p.returncode != 0:
+            raise RgwError(f"{method} {path}: curl exited {p.returncode}: "
+                           f"{p.stderr.decode('utf-8', 'replace').strip()[-500:]}")
+        body, _, code = p.stdout.rpartition(b"\n")
+        return int(code or 0), body
+
+    def create_bucket(self, name):
+        status, body = self.request("PUT", f"/{name}")
+        if status != 200:
+            raise RgwError(f"creating bucket {name}: HTTP {status} {body[:300]!r}")
+        return name
+
+    def usage(self, bucket):
+        """(objects, bytes) in the bucket, from ListObjectsV2."""
+        import urllib.parse
+        import xml.etree.ElementTree as ET
+        count = size = 0
+        token = None
+        while True:
+            q = (f"continuation-token={urllib.parse.quote(token, safe='')}&" if token else "")
+            q += "list-type=2&max-keys=1000"
+            status, body = self.request("GET", f"/{bucket}", q)
+            if status != 200:
+                raise RgwError(f"listing bucket {bucket}: HTTP {status} {body[:300]!r}")
+            root = ET.fromstring(body)
+            for c in root.findall(S3NS + "Contents"):
+                count += 1
+                size += int(c.findtext(S3NS + "Size") or 0)
+            if root.findtext(S3NS + "IsTruncated") != "true":
+                return count, size
+            token = root.findtext(S3NS + "NextContinuationToken")
+
+
+def write_secret(path, text):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def s3_destination_only(conf, rgw, bucket, creds_dir):
+    """Replace every [destination ...] section of a custodian config with one
+    s3 destination on the RGW."""
+    out, skip = [], False
+    with open(conf) as f:
+        for line in f.read().splitlines():
+            if line.startswith("["):
+                skip = line.startswith("[destination ")
+            if not skip:
+                out.append(line)
+    os.makedirs(creds_dir, exist_ok=True)
+    keys = {"type": "s3", "role": "primary", "endpoint": rgw.endpoint, "bucket": bucket,
+            "region": S3_REGION, "path_style": "yes", "ca_file": rgw.ca_file,
+            "access_key_file": write_secret(os.path.join(creds_dir, "access_key"), S3_ACCESS_KEY),
+            "secret_key_file": write_secret(os.path.join(creds_dir, "secret_key"), S3_SECRET_KEY)}
+    out.append("\n[destination s3]")
+    out += [f"{k} = {v}" for k, v in keys.items()]
+    with open(conf, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def minus_server(bg, server_cpu):
+    """A background_load() result with the RGW's own CPU taken out of 'other'
+    (it is reported in its own column)."""
+    if not bg or server_cpu is None:
+        return bg
+    other = max(0.0, bg["other_cpu_s"] - server_cpu)
+    return dict(bg, other_cpu_s=round(other, 2),
+                other_cores=round(other / bg["wall_s"], 2) if bg["wall_s"] > 0 else None)
+
+
+def run_s3(args, binary, work, stage_b, backlog_files, scale, skip_tools):
+    """Phase 8: custodian (one s3 destination), rclone copy and restic backup
+    to a private RGW over HTTPS, each into a bucket of its own, on the first
+    S3_FILES x scale files of set B (at most S3_MAX_BYTES)."""
+    missing_cmds = [c for c in S3_TOOL_COMMANDS if not shutil.which(c)]
+    if missing_cmds:
+        log(f"s3: {', '.join(missing_cmds)} not installed (scripts/install-deps.sh bench); skipped")
+        return {"skipped": "not installed: " + " ".join(missing_cmds)}
+    want = max(10, round(S3_FILES * scale))
+    files, nbytes = [], 0
+    for kind, name, size in backlog_files[:want]:
+        if files and nbytes + size > S3_MAX_BYTES:
+            break
+        files.append((kind, name, size))
+        nbytes += size
+    n = len(files)
+    timeout = max(60.0, 180.0 * scale)
+    sdir = os.path.join(work, "s3")
+    staging = os.path.join(sdir, "staging")
+    for k in FOLDERS:
+        os.makedirs(os.path.join(staging, k))
+    for kind, name, _ in files:  # hard links: same bytes as set B, nothing copied
+        os.link(os.path.join(stage_b, kind, name), os.path.join(staging, kind, name))
+    res = {"files": n, "mb": round(nbytes / MB, 1), "timeout_s": timeout, "tools": {}}
+    log(f"s3: {n} files ({nbytes / MB:.0f} MB) of set B; starting a private Ceph RGW ...")
+    rgw_parent = tempfile.mkdtemp(prefix="cbench-rgw-", dir="/tmp")  # short socket paths
+    rgw = Rgw(rgw_parent)
+    try:
+        try:
+            rgw.start()
+        except RgwError as e:
+            res["error"] = str(e)
+            log(f"s3: {e}")
+            return res
+        res["rgw"] = {"start_s": round(rgw.start_s, 2), "endpoint": rgw.endpoint,
+                      "store": "memstore (RAM), 1 OSD, 1 monitor, radosgw beast over TLS"}
+        log(f"s3: RGW up at {rgw.endpoint} in {rgw.start_s:.1f} s")
+        try:
+            res["custodian"] = s3_custodian(binary, sdir, staging, files, nbytes, rgw, timeout)
+        except (BenchError, RgwError) as e:
+            res["custodian"] = {"error": str(e)}
+            log(f"s3: custodian: {e}")
+        if not skip_tools:
+            s3_tools(sdir, staging, nbytes, n, rgw, timeout, res["tools"])
+        cust = res["custodian"]
+        res["ratios"] = {name: round(cust["mb_per_s"] / t["mb_per_s"], 2)
+                         for name, t in res["tools"].items()
+                         if cust.get("mb_per_s") and t.get("mb_per_s")}
+    finally:
+        rgw.stop()
+        if args.keep:
+            log(f"kept {rgw_parent}")
+        else:
+            shutil.rmtree(rgw_parent, ignore_errors=True)
+    return res
+
+
+def s3_custodian(binary, sdir, staging, files, nbytes, rgw, timeout):
+    """A demo whose only destination is the RGW; backlog-style: the files are
+    renamed into the watched folders while the agent is stopped, the time
+    runs from the agent's start to the last verified copy (versions rows
+    for every file and an empty copy queue)."""
+    demo = os.path.join(sdir, "demo")
+    p = subprocess.run([binary, "init", "--demo", demo], capture_output=True, timeout=60)
+    if p.returncode != 0:
+        raise BenchError(f"custodian init --demo failed ({p.returncode}): "
+                         f"{p.stderr.decode('utf-8', 'replace').strip()}")
+    bucket = rgw.create_bucket("custodian")
+    s3_destination_only(os.path.join(demo, "custodian.conf"), rgw, bucket,
+                        os.path.join(sdir, "credentials"))
+    data = os.path.join(demo, "app", "data")
+    n = len(files)
+
+    # One empty run first: the configuration loads and the agent has run
+    # before, as in the local backlog.
+    agent = Agent(binary, demo)
+    try:
+        agent.start()
+    finally:
+        if agent.alive():
+            agent.stop()
+    if agent.exit_code != 0:
+        log("agent stderr (tail):\n" + agent.log_tail())
+        raise BenchError(f"s3: agent (empty run) did not exit cleanly: {agent.exit_code}")
+
+    moved = []
+    try:
+        for k in FOLDERS:
+            os.rename(os.path.join(staging, k), os.path.join(data, k, "backlog"))
+            moved.append(k)
+        paths = [os.fsencode(os.path.join(data, kind, "backlog", name)) for kind, name, _ in files]
+        os.sync()
+        for k in FOLDERS:
+            warm_cache(os.path.join(data, k, "backlog"))
+        time.sleep(1.0)
+        agent = Agent(binary, demo)
+        try:
+            log(f"s3 custodian: {n} files ({nbytes / MB:.0f} MB) waiting in the watched folders; "
+                "starting the agent (one s3 destination) ...")
+            srv0 = rgw.cpu_s()
+            snap0 = cpu_snapshot()
+            t0 = agent.start(timeout=min(60.0, timeout))
+            t_started = time.time()
+            pid = agent.proc.pid
+            missing = agent.wait_shipped(paths, timeout - (t_started - t0), 0.1, "s3 custodian")
+            if missing:
+                raise BenchError(
+                    f"s3: {len(missing)} of {n} files not shipped within {timeout:.0f} s of the "
+                    f"agent's start ({n - len(missing)} shipped), e.g. {os.fsdecode(missing[0])}")
+            # With one destination a version is recorded when its copy is
+            # verified; the copy queue must be empty too.
+            deadline = time.monotonic() + max(10.0, timeout - (time.time() - t0))
+            while True:
+                queued = agent.db.execute("SELECT count(*) FROM copy_queue").fetchone()[0]
+                if queued == 0:
+                    break
+                agent.check_alive()
+                if time.monotonic() >= deadline:
+                    raise BenchError(f"s3: {queued} copies still in the copy queue after "
+                                     f"{timeout:.0f} s")
+                time.sleep(0.1)
+            t_empty = time.time()
+            cpu = proc_cpu_s(pid)
+            snap1 = cpu_snapshot()
+            srv1 = rgw.cpu_s()
+            threads = proc_threads_cpu_s(pid)
+            hwm = proc_status_kb(pid, "VmHWM")
+            agent.sample_rss()
+            copies, last_verified = agent.db.execute(
+                "SELECT count(*), max(verified_at) FROM copies WHERE dest = 's3'").fetchone()
+        except BenchError:
+            agent.stop()
+            log("agent stderr (tail):\n" + agent.log_tail())
+            raise
+        finally:
+            if agent.alive():
+                agent.stop()
+        if agent.exit_code != 0:
+            log("agent stderr (tail):\n" + agent.log_tail())
+            raise BenchError(f"s3: agent did not exit cleanly on SIGTERM: {agent.exit_code}")
+    finally:
+        for k in moved:  # back to the S3 staging folder for the tools
+            os.rename(os.path.join(data, k, "backlog"), os.path.join(staging, k))
+    t_last = max(max(agent.shipped[p] for p in paths), last_verified or 0) / 1000.0
+    wall = t_last - t0
+    objects, stored = rgw.usage(bucket)
+    if objects < copies:
+        raise BenchError(f"s3: the catalog records {copies} copies on s3 but the bucket holds "
+                         f"{objects} objects")
+    srv = srv1 - srv0 if srv0 is not None and srv1 is not None else None
+    res = {
+        "files": n, "mb": round(nbytes / MB, 1), "wall_s": round(wall, 2),
+        "startup_s": round(t_started - t0, 2),
+        "queue_empty_after_s": round(t_empty - t0, 2),
+        "mb_per_s": round(nbytes / MB / wall, 1), "files_per_s": round(n / wall, 1),
+        "agent_cpu_s": round(cpu, 1) if cpu is not None else None,
+        "agent_cpu_threads_s": threads,
+        "peak_rss_mb": round(hwm / 1024.0, 1) if hwm else None,
+        "server_cpu_s": round(srv, 1) if srv is not None else None,
+        "copies": copies, "bucket_objects": objects, "stored_mb": round(stored / MB, 1),
+        "agent_log": agent.log_counts(),
+        "background": minus_server(background_load(snap0, snap1, cpu), srv),
+    }
+    log(f"s3 custodian: {wall:.1f} s, {res['mb_per_s']} MB/s, {res['files_per_s']:.0f} files/s, "
+        f"agent CPU {res['agent_cpu_s']} s, RGW CPU {res['server_cpu_s']} s")
+    return res
+
+
+def s3_tools(sdir, staging, nbytes, n, rgw, timeout, results):
+    """rclone copy and restic backup of the S3 staging folder, each into a
+    bucket of its own on the same RGW."""
+    tdir = os.path.join(sdir, "tools")
+    os.makedirs(tdir)
+    base_env = tool_env()
+
+    def timed(name, argv, env, cwd, bucket):
+        os.sync()
+        warm_cache(staging)
+        log(f"s3 {name} ...")
+        srv0 = rgw.cpu_s()
+        res = run_tool("s3-" + name, argv, env, cwd, timeout, tdir)
+        srv1 = rgw.cpu_s()
+        srv = srv1 - srv0 if srv0 is not None and srv1 is not None else None
+        res["server_cpu_s"] = round(srv, 1) if srv is not None else None
+        res["background"] = minus_server(res["background"], srv)
+        if "error" not in res:
+            res["mb_per_s"] = round(nbytes / MB / res["wall_s"], 1)
+            res["files_per_s"] = round(n / res["wall_s"], 1)
+        res["wall_s"] = round(res["wall_s"], 2)
+        for k in ("peak_rss_mb", "cpu_s"):
+            if res.get(k) is not None:
+                res[k] = round(res[k], 1)
+        try:
+            objects, stored = rgw.usage(bucket)
+            res["bucket_objects"], res["stored_mb"] = objects, round(stored / MB, 1)
+        except RgwError as e:
+            res["stored_mb"] = None
+            log(f"s3 {name}: {e}")
+        results[name] = res
+        log(f"s3 {name}: {res['wall_s']:.1f} s"
+            + (f", {res['mb_per_s']} MB/s" if "mb_per_s" in res else f" ({res.get('error')})")
+            + f", RGW CPU {res['server_cpu_s']} s")
+
+    # rclone: an S3 remote configured only through the environment; defaults
+    # otherwise (4 transfers, 8 checkers, single PUT below 200 MiB).
+    if shutil.which("rclone"):
+        try:
+            bucket = rgw.create_bucket("rclone")
+            env = dict(base_env, RCLONE_CONFIG_BENCHS3_TYPE="s3", RCLONE_CONFIG_BENCHS3_PROVIDER="Ceph",
+                       RCLONE_CONFIG_BENCHS3_ENDPOINT=rgw.endpoint,
+                       RCLONE_CONFIG_BENCHS3_ACCESS_KEY_ID=S3_ACCESS_KEY,
+                       RCLONE_CONFIG_BENCHS3_SECRET_ACCESS_KEY=S3_SECRET_KEY,
+                       RCLONE_CONFIG_BENCHS3_REGION=S3_REGION,
+                       RCLONE_CONFIG_BENCHS3_FORCE_PATH_STYLE="true")
+            timed("rclone", ["rclone", "copy", "--config", "", "--ca-cert", rgw.ca_file,
+                             staging, f"benchs3:{bucket}"], env, tdir, bucket)
+        except RgwError as e:
+            results["rclone"] = {"error": str(e)}
+            log(f"s3 rclone: {e}")
+    else:
+        log("rclone not installed; s3 rclone skipped")
+
+    # restic: a fresh repository in its own bucket (init not timed), default
+    # settings (s3.connections 5, compression auto).
+    if shutil.which("restic"):
+        try:
+            bucket = rgw.create_bucket("restic")
+            repo = f"s3:{rgw.endpoint}/{bucket}"
+            env = dict(base_env, RESTIC_PASSWORD="bench-password",
+                       RESTIC_CACHE_DIR=os.path.join(tdir, "restic-cache"),
+                       AWS_ACCESS_KEY_ID=S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET_KEY)
+            try:
+                p = subprocess.run(["restic", "init", "--repo", repo, "--cacert", rgw.ca_file],
+                                   env=env, capture_output=True, timeout=120,
+                                   stdin=subprocess.DEVNULL)
+                init_err = None if p.returncode == 0 else (p.stdout + p.stderr).decode()[-2000:]
+            except subprocess.TimeoutExpired:
+                init_err = "no answer within 120 s"
+            if init_err:
+                log(f"s3 restic init failed: {init_err}")
+                results["restic"] = {"error": "init failed"}
+            else:
+                timed("restic", ["restic", "backup", "--quiet", "--repo", repo,
+                                 "--cacert", rgw.ca_file, "."], env, staging, bucket)
+        except RgwError as e:
+            results["restic"] = {"error": str(e)}
+            log(f"s3 restic: {e}")
+    else:
+        log("restic not installed; s3 restic skipped")
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -566,6 +1019,8 @@ def main():
     ap.add_argument("--interval-ms", type=float, default=50.0, help="latency phase write pace")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     ap.add_argument("--skip-tools", action="store_true", help="do not run rclone/restic/borg")
+    ap.add_argument("--skip-s3", action="store_true",
+                    help="skip the S3 phase (custodian, rclone and restic to a private Ceph RGW)")
     ap.add_argument("--perf", metavar="FILE",
                     help="attach `perf record` (cpu-clock, call graphs) to the agent during the "
                          "backlog phase, write FILE and print its top symbols; perturbs the "
@@ -831,8 +1286,22 @@ def run(args, binary, work, n_lat, n_files, lat_timeout, burst_timeout, tool_tim
         "peak_rss_lt_64mb": None not in hwms and max(hwms) < RSS_TARGET_MB,
     }
     result["targets"] = targets
-    result["ok"] = True
+
+    # --- 8. S3: custodian, rclone and restic to a private Ceph RGW
+    rc = 0
+    if not args.skip_s3:
+        s3 = run_s3(args, binary, work, stage_b, backlog_files, args.scale, args.skip_tools)
+        result["s3"] = s3
+        if "error" in s3.get("custodian", {}):
+            result["error"] = "s3: " + s3["custodian"]["error"]
+            rc = 1
+        elif "error" in s3:
+            result["error"] = "s3: " + s3["error"]
+            rc = 2
+    result["ok"] = rc == 0
     print_table(result)
+    if rc:
+        return rc
     if args.strict and not all(targets.values()):
         return 1
     return 0

@@ -234,8 +234,8 @@ int catalog_daily_last_success(struct catalog *cat, char out[11]);
 void catalog_daily_clear(struct catalog_daily *d);
 int catalog_artifact_record(struct catalog *cat, const struct catalog_artifact *a, int64_t now,
                             struct cst_err *err);
-int catalog_artifact_copy(struct catalog *cat, const char *date, const char *kind,
-                          const char *dest, int64_t now, struct cst_err *err);
+int catalog_artifact_copy(struct catalog *cat, const char *date, const char *kind, const char *dest,
+                          int64_t now, struct cst_err *err);
 /* 1 and *a filled (free remote_key) if date has an artifact of kind. */
 int catalog_artifact_get(struct catalog *cat, const char *date, const char *kind,
                          struct catalog_artifact *a);

@@ -154,8 +154,8 @@ int catalog_artifact_record(struct catalog *cat, const struct catalog_artifact *
     return 0;
 }
 
-int catalog_artifact_copy(struct catalog *cat, const char *date, const char *kind,
-                          const char *dest, int64_t now, struct cst_err *err)
+int catalog_artifact_copy(struct catalog *cat, const char *date, const char *kind, const char *dest,
+                          int64_t now, struct cst_err *err)
 {
     static const char q[] = "INSERT OR REPLACE INTO artifact_copies (date, kind, dest, "
                             "verified_at) VALUES (?,?,?,?)";

@@ -136,7 +136,8 @@ static const char *const migrations[] = {
     ") WITHOUT ROWID;"
     "CREATE TABLE artifacts ("
     "  date TEXT NOT NULL,"
-    "  kind TEXT NOT NULL," /* db | files | catalog | manifest-sha256 | manifest-json | manifest-sig */
+    "  kind TEXT NOT NULL," /* db | files | catalog | manifest-sha256 | manifest-json | manifest-sig
+                             */
     "  remote_key TEXT NOT NULL,"
     "  sealed INTEGER NOT NULL,"
     "  plain_sha256 BLOB,"
