@@ -22,6 +22,7 @@
 #include "agent/cli.h"
 #include "agent/dests.h"
 #include "agent/keys.h"
+#include "agent/sched.h"
 #include "common/json.h"
 #include "common/util.h"
 
@@ -210,9 +211,23 @@ static void check_clock(struct doctor *doc)
                now);
     else
         report(doc, "clock", "synchronized", CHECK_OK, "%s UTC", now);
-    snprintf(zone, sizeof(zone), "/usr/share/zoneinfo/%s", doc->cli->cfg->timezone);
-    report(doc, "clock", "timezone", access(zone, R_OK) == 0 ? CHECK_OK : CHECK_FAIL, "%s (%s)",
-           doc->cli->cfg->timezone, zone);
+    {
+        struct cst_err err;
+        struct sched_zone *z = sched_zone_load(doc->cli->cfg->timezone, &err);
+        char date[SCHED_DATE_SIZE];
+        int64_t next;
+
+        if (z == NULL) {
+            report(doc, "clock", "timezone", CHECK_FAIL, "%s", err.msg);
+        } else {
+            sched_next_run(z, doc->cli->cfg->daily_hour, doc->cli->cfg->daily_minute,
+                           util_now_ms() / 1000, &next, date);
+            util_format_ms(next * 1000, zone, sizeof(zone));
+            report(doc, "clock", "timezone", CHECK_OK, "%s; next daily run %s at %s UTC",
+                   doc->cli->cfg->timezone, date, zone);
+            sched_zone_free(z);
+        }
+    }
 }
 
 static void check_destinations(struct doctor *doc)
