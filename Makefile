@@ -26,7 +26,7 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 # Keep unit test objects between runs.
 .SECONDARY:
 
-.PHONY: all run test unit e2e bench install clean deps deps-test format check-format
+.PHONY: all run test unit fuzz e2e bench install clean deps deps-test format check-format
 all: deps $(RELEASE)/custodian
 
 deps:
@@ -65,7 +65,7 @@ deps-test:
 	@scripts/install-deps.sh test
 
 test: deps-test
-	$(MAKE) check-format unit e2e
+	$(MAKE) check-format unit fuzz e2e
 
 unit: $(addprefix $(ASAN)/,$(UNIT_TESTS))
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $(ASAN)/$$t; done
@@ -73,6 +73,30 @@ unit: $(addprefix $(ASAN)/,$(UNIT_TESTS))
 e2e: $(ASAN)/custodian $(RELEASE)/custodian
 	CUSTODIAN_BIN=$(CURDIR)/$(ASAN)/custodian CUSTODIAN_PLAIN_BIN=$(CURDIR)/$(RELEASE)/custodian \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+
+# libFuzzer harnesses for the parsers that read what others wrote (tests/fuzz):
+# `make fuzz` runs each for FUZZ_SECONDS from its seed corpus; make test runs them briefly.
+FUZZ_SECONDS ?= 5
+FUZZ_CC = clang -std=c17 -g -O1 -D_GNU_SOURCE -Wall -Wextra -Werror -I. \
+	-fsanitize=fuzzer,address,undefined $(shell pkg-config --cflags libmongoc-1.0 2>/dev/null)
+FUZZ := build/fuzz/fuzz_container build/fuzz/fuzz_archive build/fuzz/fuzz_config
+
+build/fuzz/fuzz_container: tests/fuzz/fuzz_container.c shipper/container.c common/err.c common/util.c
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $^ $(shell pkg-config --libs libsodium libzstd libcrypto) -o $@
+build/fuzz/fuzz_archive: tests/fuzz/fuzz_archive.c agent/mongo_archive.c common/err.c common/util.c
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $^ $(shell pkg-config --libs libmongoc-1.0) -o $@
+build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c agent/config.c common/err.c common/util.c common/log.c
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $^ $(shell pkg-config --libs inih) -o $@
+
+fuzz: $(FUZZ)
+	@mkdir -p build/fuzz/corpus-container build/fuzz/corpus-archive build/fuzz/corpus-config
+	@cp tests/vectors/container-v1/object*.bin build/fuzz/corpus-container/
+	@cp packaging/custodian.conf.example build/fuzz/corpus-config/
+	@set -e; for f in container archive config; do echo "== fuzz_$$f ($(FUZZ_SECONDS) s)"; \
+	  build/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus-$$f 2>&1 | tail -1; done
 
 bench: all
 	@scripts/install-deps.sh bench
@@ -86,10 +110,10 @@ install: all
 	for f in docs/*.md; do install -D -m 0644 $$f $(DESTDIR)$(PREFIX)/share/doc/custodian/$$f; done
 
 format:
-	clang-format -i $(SRC) $(wildcard */*.h tests/unit/*.c)
+	clang-format -i $(SRC) $(wildcard */*.h tests/unit/*.c tests/fuzz/*.c)
 
 check-format:
-	clang-format --dry-run -Werror $(SRC) $(wildcard */*.h tests/unit/*.c)
+	clang-format --dry-run -Werror $(SRC) $(wildcard */*.h tests/unit/*.c tests/fuzz/*.c)
 
 clean:
 	rm -rf build
