@@ -10,19 +10,14 @@
 #include "agent/config.h"
 #include "common/util.h"
 
+/* Under build/ (run from the repository root), so nothing is left elsewhere. */
 static char path[64];
-
-static void remove_input(void)
-{
-    unlink(path);
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    snprintf(path, sizeof(path), "/tmp/custodian-fuzz-%d.conf", (int)getpid());
-    atexit(remove_input);
+    snprintf(path, sizeof(path), "build/fuzz/config-input-%d.conf", (int)getpid());
     return 0;
 }
 
