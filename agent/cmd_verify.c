@@ -1,9 +1,16 @@
 /*
- * cmd_verify.c - `custodian verify --manifest DATE [--from DEST]`: fetch that
- * day's manifests from each destination, check their Ed25519 signature, then
- * fetch every artifact they list and check its SHA-256 as stored. Needs no
- * secret key and trusts nothing but the signing key: the catalog could be
- * the thing that is gone.
+ * cmd_verify.c - two checks that backups are really there.
+ *
+ * `custodian verify --manifest DATE [--from DEST]`: fetch that day's
+ * manifests from each destination, check their Ed25519 signature, then fetch
+ * every artifact they list and check its SHA-256 as stored. Needs no secret
+ * key and trusts nothing but the signing key: the catalog could be the thing
+ * that is gone.
+ *
+ * `custodian verify [--sample N] [--deep] [--from DEST]`: every recorded copy
+ * of a file object (or N chosen at random) exists at its destination with
+ * the recorded size; with --deep each is fetched, decrypted and compared with
+ * the content's SHA-256 (needs the secret key).
  */
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -122,9 +129,94 @@ out:
     return bad ? -1 : checked;
 }
 
+struct copy_check {
+    struct cli *cli;
+    struct restorer *r;
+    int deep;
+    int64_t checked, failed, skipped;
+};
+
+static int check_copy(void *arg, const char *object_id, const char *dest_name, const char *key,
+                      int64_t stored_size, const unsigned char stored_sha256[32])
+{
+    struct copy_check *c = arg;
+    struct dest **dests, *d = NULL;
+    struct cst_err err;
+    uint64_t size = 0;
+    size_t n;
+    int rc;
+
+    (void)stored_sha256;
+    dests = restorer_dests(c->r, &n);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(dests[i]->name, dest_name) == 0)
+            d = dests[i];
+    if (d == NULL) {
+        c->skipped++; /* a destination no longer configured */
+        return 0;
+    }
+    c->checked++;
+    if (c->deep) {
+        struct catalog_object o;
+
+        if (catalog_object_get(c->cli->cat, object_id, &o) != 1)
+            rc = cst_err_set(&err, "object %s is not in the catalog", object_id);
+        else
+            rc = restorer_check_copy(c->r, d, key, o.sha256, o.plain_size, &err);
+    } else if (d->ops->exists == NULL) {
+        c->skipped++;
+        c->checked--;
+        return 0;
+    } else {
+        rc = d->ops->exists(d, key, &size, &err);
+        if (rc == 0)
+            rc = cst_err_set(&err, "missing");
+        else if (rc == 1 && stored_size >= 0 && (int64_t)size != stored_size)
+            rc = cst_err_set(&err, "%llu bytes, the catalog recorded %lld",
+                             (unsigned long long)size, (long long)stored_size);
+        else if (rc == 1)
+            rc = 0;
+    }
+    if (rc < 0) {
+        c->failed++;
+        printf("FAIL  %s: %s: %s\n", dest_name, key, err.msg);
+    }
+    return 0;
+}
+
+static int verify_copies(struct cli *cli, const char *from, int64_t sample, int deep)
+{
+    struct copy_check c = {cli, NULL, deep, 0, 0, 0};
+    struct cst_err err;
+    int rc;
+
+    c.r = restorer_new(cli, from, deep, &rc);
+    if (c.r == NULL)
+        return rc;
+    rc = catalog_each_copy_sample(cli->cat, from, sample, check_copy, &c, &err);
+    restorer_free(c.r);
+    if (rc < 0)
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
+    {
+        struct cst_err aerr;
+        char *detail =
+            util_printf("{\"checked\":%lld,\"failed\":%lld,\"deep\":%s}", (long long)c.checked,
+                        (long long)c.failed, deep ? "true" : "false");
+
+        catalog_audit(cli->cat, "operator", "verify", detail, &aerr);
+        free(detail);
+    }
+    printf("checked %lld copies%s: %lld failed%s\n", (long long)c.checked,
+           deep ? " (fetched, decrypted and hashed)" : " (present, right size)",
+           (long long)c.failed, c.skipped ? " (some on unconfigured destinations skipped)" : "");
+    return c.failed ? EXIT_FAILED : EXIT_OK;
+}
+
 static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
 {
     const char *date = NULL, *from = NULL;
+    int64_t sample = 0;
+    int deep = 0;
     unsigned char *sk, pk[32];
     struct restorer *r;
     struct dest **dests;
@@ -139,13 +231,18 @@ static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
             date = argv[++i];
         else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
             from = argv[++i];
+        else if (strcmp(argv[i], "--sample") == 0 && i + 1 < argc && atoll(argv[i + 1]) > 0)
+            sample = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--deep") == 0)
+            deep = 1;
         else
-            return cli_fail(EXIT_USAGE, "usage: custodian verify --manifest DATE [--from DEST]");
+            return cli_fail(EXIT_USAGE, "usage: custodian verify [--manifest DATE] [--sample N] "
+                                        "[--deep] [--from DEST]");
     }
-    if (date == NULL)
-        return cli_fail(EXIT_USAGE, "usage: custodian verify --manifest DATE [--from DEST]");
     if ((rc = cli_load_config(cli)) != EXIT_OK || (rc = cli_open_catalog(cli, 0)) != EXIT_OK)
         return rc;
+    if (date == NULL)
+        return verify_copies(cli, from, sample, deep);
     if (sodium_init() < 0 || (sk = sodium_malloc(64)) == NULL)
         return cli_fail(EXIT_FAILED, "libsodium failed to initialise");
     /* The public half of the signing key (libsodium keeps it in the secret key), or,
@@ -190,7 +287,7 @@ static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
 
 const struct cmd_entry cmd_verify_entry = {
     .name = "verify",
-    .usage = "--manifest DATE [--from DEST]",
-    .help = "check a daily manifest's signature and every copy it lists",
+    .usage = "[--manifest DATE] [--sample N] [--deep] [--from DEST]",
+    .help = "check that copies exist (--deep: restore and hash), or a daily manifest",
     .exec = cmd_verify_exec,
 };

@@ -381,3 +381,35 @@ out:
     free(copy);
     return rc;
 }
+
+int restorer_check_copy(struct restorer *r, struct dest *d, const char *key,
+                        const unsigned char plain_sha256[32], int64_t plain_size,
+                        struct cst_err *err)
+{
+    char *tmp = util_join(r->spool, "check.XXXXXX");
+    int fd = mkostemp(tmp, O_CLOEXEC), out = open("/dev/null", O_WRONLY | O_CLOEXEC), rc = -1;
+    unsigned char sha[32];
+    uint64_t size;
+
+    if (fd < 0 || out < 0) {
+        cst_err_sys(err, "cannot create %s", tmp);
+        goto out;
+    }
+    unlink(tmp);
+    if (d->ops->get(d, key, fd, err) < 0 || lseek(fd, 0, SEEK_SET) != 0)
+        goto out;
+    if (crypt_open_fd(fd, out, r->public_key, r->secret_key, sha, &size, err) < 0)
+        goto out;
+    if (memcmp(sha, plain_sha256, 32) != 0 || (int64_t)size != plain_size) {
+        cst_err_set(err, "integrity error: decrypts, but not to the content the catalog recorded");
+        goto out;
+    }
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (out >= 0)
+        close(out);
+    free(tmp);
+    return rc;
+}

@@ -10,6 +10,7 @@
 #include "catalog/catalog.h"
 
 struct restorer;
+struct dest;
 
 /* Loads the public and secret keys and opens the destinations (only from_dest if
  * set). NULL with *status EXIT_USAGE (config/keys) or EXIT_FAILED, message printed. */
@@ -33,6 +34,11 @@ int restorer_artifact_to_fd(struct restorer *r, const struct catalog_artifact *a
 /* The same for a file the caller names (temporary + rename, never replacing without force). */
 int restorer_artifact_to_path(struct restorer *r, const struct catalog_artifact *a,
                               const char *out_path, int force, struct cst_err *err);
+/* Deep check of one copy: fetch key from d, decrypt, compare with the plaintext's
+ * SHA-256 and size. 0 if it restores, -1 with err. */
+int restorer_check_copy(struct restorer *r, struct dest *d, const char *key,
+                        const unsigned char plain_sha256[32], int64_t plain_size,
+                        struct cst_err *err);
 /* Open the destinations only (for verify); no secret key needed. */
 struct dest **restorer_dests(struct restorer *r, size_t *n);
 

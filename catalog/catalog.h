@@ -134,6 +134,14 @@ int catalog_each_copy(struct catalog *cat, const char *object_id,
                                 int64_t verified_at),
                       void *arg, struct cst_err *err);
 
+/* Visit recorded copies (all, or a random sample of `sample` when > 0), with the
+ * object's plaintext SHA-256 and size. */
+int catalog_each_copy_sample(struct catalog *cat, const char *dest, int64_t sample,
+                             int (*cb)(void *arg, const char *object_id, const char *dest,
+                                       const char *remote_key, int64_t stored_size,
+                                       const unsigned char stored_sha256[32]),
+                             void *arg, struct cst_err *err);
+
 struct catalog_stats {
     int64_t paths, live_files, versions, objects, stored_bytes, plain_bytes, copies;
     int64_t last_shipped_at;

@@ -539,3 +539,52 @@ int catalog_dest_stats(struct catalog *cat, const char *dest, int64_t *copies, i
     sqlite3_reset(st);
     return 0;
 }
+
+int catalog_each_copy_sample(struct catalog *cat, const char *dest, int64_t sample,
+                             int (*cb)(void *arg, const char *object_id, const char *dest,
+                                       const char *remote_key, int64_t stored_size,
+                                       const unsigned char stored_sha256[32]),
+                             void *arg, struct cst_err *err)
+{
+    static const char q[] =
+        "SELECT object_id, dest, remote_key, coalesce(stored_size, -1), stored_sha256 FROM copies"
+        " WHERE ?1 IS NULL OR dest = ?1"
+        " ORDER BY CASE WHEN ?2 > 0 THEN random() ELSE 0 END, object_id, dest"
+        " LIMIT CASE WHEN ?2 > 0 THEN ?2 ELSE -1 END";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    struct row {
+        char *object_id, *dest, *key;
+        int64_t size;
+        unsigned char sha[32];
+    } *rows = NULL;
+    size_t n = 0;
+    int rc = 0;
+
+    if (st == NULL)
+        return -1;
+    if (dest)
+        sqlite3_bind_text(st, 1, dest, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, sample);
+    /* Collected first: the callback does slow I/O and must not hold the read open. */
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        rows = util_xrealloc(rows, (n + 1) * sizeof(*rows));
+        rows[n].object_id = catalog_column_dup(st, 0);
+        rows[n].dest = catalog_column_dup(st, 1);
+        rows[n].key = catalog_column_dup(st, 2);
+        rows[n].size = sqlite3_column_int64(st, 3);
+        memset(rows[n].sha, 0, 32);
+        if (sqlite3_column_bytes(st, 4) == 32)
+            memcpy(rows[n].sha, sqlite3_column_blob(st, 4), 32);
+        n++;
+    }
+    sqlite3_reset(st);
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0)
+            rc = cb(arg, rows[i].object_id, rows[i].dest, rows[i].key, rows[i].size, rows[i].sha);
+        free(rows[i].object_id);
+        free(rows[i].dest);
+        free(rows[i].key);
+    }
+    free(rows);
+    return rc;
+}
