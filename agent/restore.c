@@ -198,8 +198,13 @@ out:
     return rc;
 }
 
-int restorer_to_path(struct restorer *r, const struct catalog_version *v, const char *out_path,
-                     int force, struct cst_err *err)
+/* Put content at out_path: written by fill() into a temporary file beside it,
+ * made durable, then renamed into place (never over an existing file without
+ * force) and the folder synced. On failure nothing is left behind. fill is NULL
+ * for a symlink to link_target. */
+static int place(const char *out_path, int force,
+                 int (*fill)(void *arg, int fd, struct cst_err *err), void *arg,
+                 const char *link_target, int64_t mtime_ns, struct cst_err *err)
 {
     char *copy = util_xstrdup(out_path), *dir = dirname(copy);
     char *base_copy = util_xstrdup(out_path), *base = basename(base_copy);
@@ -207,32 +212,34 @@ int restorer_to_path(struct restorer *r, const struct catalog_version *v, const 
     int fd = -1, rc = -1;
 
     if (!force && access(out_path, F_OK) == 0) {
-        cst_err_set(err, "%s exists; restore elsewhere with --to DIR, or replace it with --force",
+        cst_err_set(err, "%s exists; restore elsewhere with --to, or replace it with --force",
                     out_path);
         goto out;
     }
     if (util_mkdir_p(dir, 0700, err) < 0)
         goto out;
     tmp = util_printf("%s/.%s.custodian-restore.%d", dir, base, (int)getpid());
-    if (v->kind == CATALOG_SYMLINK) {
+    if (fill == NULL) {
         unlink(tmp);
-        if (symlink(v->link_target, tmp) < 0) {
+        if (symlink(link_target, tmp) < 0) {
             cst_err_sys(err, "cannot create symlink %s", tmp);
             goto out;
         }
     } else {
-        struct timespec times[2];
-
         fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0) {
             cst_err_sys(err, "cannot create %s", tmp);
             goto out;
         }
-        if (fetch_verified(r, v, fd, err) < 0)
+        if (fill(arg, fd, err) < 0)
             goto fail;
-        times[0].tv_sec = times[1].tv_sec = (time_t)(v->mtime_ns / 1000000000);
-        times[0].tv_nsec = times[1].tv_nsec = (long)(v->mtime_ns % 1000000000);
-        futimens(fd, times);
+        if (mtime_ns > 0) {
+            struct timespec times[2];
+
+            times[0].tv_sec = times[1].tv_sec = (time_t)(mtime_ns / 1000000000);
+            times[0].tv_nsec = times[1].tv_nsec = (long)(mtime_ns % 1000000000);
+            futimens(fd, times);
+        }
         if (fsync(fd) < 0) {
             cst_err_sys(err, "fsync of %s failed", tmp);
             goto fail;
@@ -248,9 +255,7 @@ int restorer_to_path(struct restorer *r, const struct catalog_version *v, const 
         cst_err_sys(err, "cannot move the restored file into place at %s", out_path);
         goto fail;
     }
-    if (util_fsync_dir(dir, err) < 0)
-        goto out;
-    rc = 0;
+    rc = util_fsync_dir(dir, err);
     goto out;
 fail:
     unlink(tmp);
@@ -261,6 +266,28 @@ out:
     free(copy);
     free(base_copy);
     return rc;
+}
+
+struct fill_version {
+    struct restorer *r;
+    const struct catalog_version *v;
+};
+
+static int fill_version(void *arg, int fd, struct cst_err *err)
+{
+    struct fill_version *f = arg;
+
+    return fetch_verified(f->r, f->v, fd, err);
+}
+
+int restorer_to_path(struct restorer *r, const struct catalog_version *v, const char *out_path,
+                     int force, struct cst_err *err)
+{
+    struct fill_version f = {r, v};
+
+    if (v->kind == CATALOG_SYMLINK)
+        return place(out_path, force, NULL, NULL, v->link_target, 0, err);
+    return place(out_path, force, fill_version, &f, NULL, v->mtime_ns, err);
 }
 
 struct dest **restorer_dests(struct restorer *r, size_t *n)
@@ -342,44 +369,24 @@ int restorer_artifact_to_fd(struct restorer *r, const struct catalog_artifact *a
     return rc;
 }
 
+struct fill_artifact {
+    struct restorer *r;
+    const struct catalog_artifact *a;
+};
+
+static int fill_artifact(void *arg, int fd, struct cst_err *err)
+{
+    struct fill_artifact *f = arg;
+
+    return restorer_artifact_to_fd(f->r, f->a, fd, err);
+}
+
 int restorer_artifact_to_path(struct restorer *r, const struct catalog_artifact *a,
                               const char *out_path, int force, struct cst_err *err)
 {
-    char *tmp = util_printf("%s.custodian-restore.%d", out_path, (int)getpid());
-    char *copy = util_xstrdup(out_path);
-    int fd = -1, rc = -1;
+    struct fill_artifact f = {r, a};
 
-    if (!force && access(out_path, F_OK) == 0) {
-        cst_err_set(err, "%s exists; choose another name, or replace it with --force", out_path);
-        goto out;
-    }
-    fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        cst_err_sys(err, "cannot create %s", tmp);
-        goto out;
-    }
-    if (restorer_artifact_to_fd(r, a, fd, err) < 0)
-        goto fail;
-    if (fsync(fd) < 0 || close(fd) < 0) {
-        fd = -1;
-        cst_err_sys(err, "cannot write %s", tmp);
-        goto fail;
-    }
-    fd = -1;
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out_path, force ? 0 : RENAME_NOREPLACE) < 0) {
-        cst_err_sys(err, "cannot move the restored file into place at %s", out_path);
-        goto fail;
-    }
-    rc = util_fsync_dir(dirname(copy), err);
-    goto out;
-fail:
-    unlink(tmp);
-out:
-    if (fd >= 0)
-        close(fd);
-    free(tmp);
-    free(copy);
-    return rc;
+    return place(out_path, force, fill_artifact, &f, NULL, 0, err);
 }
 
 int restorer_check_copy(struct restorer *r, struct dest *d, const char *key,
