@@ -102,3 +102,28 @@ def test_restore_never_overwrites_without_force(demo, tmp_path):
     # stdout restore
     p = demo.run("restore", "file", path, "--stdout", check=0)
     assert p.stdout == b"original invoice\n"
+
+
+def test_restore_as_it_was_at_a_time(demo, tmp_path):
+    import datetime
+    import time as _time
+    demo.start_agent()
+    path = os.path.join(demo.invoices, "INV-3.pdf")
+    v1 = write_file(path, b"first issue of the invoice\n")
+    demo.wait_shipped({path: v1})
+    _time.sleep(0.05)
+    between = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    _time.sleep(0.05)
+    v2 = write_file(path, b"corrected invoice, second issue\n")
+    demo.wait_shipped({path: v2})
+    demo.stop_agent()
+    p = demo.run("restore", "file", path, "--at", between, "--stdout", check=0)
+    assert p.stdout == b"first issue of the invoice\n"
+    p = demo.run("restore", "file", path, "--stdout", check=0)
+    assert p.stdout == b"corrected invoice, second issue\n"
+    ls = demo.run("--json", "catalog", "ls", demo.invoices, "--at", between, check=0).stdout
+    assert b'"size":27' in ls and b"INV-3.pdf" in ls
+    p = demo.run("restore", "file", path, "--at", "2001-01-01", "--stdout", check=1)
+    assert b"no version" in p.stderr
+    hist = demo.run("--json", "catalog", "history", path, check=0).stdout
+    assert hist.count(b'"version":{') == 2
