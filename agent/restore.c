@@ -102,12 +102,47 @@ void restorer_free(struct restorer *r)
 }
 
 /* Decrypt v's object into out_fd (from offset 0, truncated first) and check it. */
-static int fetch_verified(struct restorer *r, const struct catalog_version *v, int out_fd,
-                          struct cst_err *err)
+/* What to fetch: where each destination keeps it, and what it must turn out to be. */
+struct wanted {
+    const char *what; /* for messages: "object <id>", or a daily artifact's key */
+    char *(*key_on)(struct restorer *r, struct dest *d, const void *arg); /* NULL: not there */
+    const void *arg;
+    int sealed;                  /* a container to open, or plain bytes */
+    const unsigned char *sha256; /* of the plaintext (sealed), or of the bytes as stored */
+    int64_t size;
+};
+
+/* Plain bytes from in_fd to out_fd, hashed on the way. */
+static int copy_hashing(int in_fd, int out_fd, unsigned char sha[32], uint64_t *size)
+{
+    char buf[1 << 16];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int len = 32;
+    ssize_t n;
+
+    *size = 0;
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    while ((n = util_read_full(in_fd, buf, sizeof(buf))) > 0) {
+        EVP_DigestUpdate(ctx, buf, (size_t)n);
+        *size += (uint64_t)n;
+        if (util_write_all(out_fd, buf, (size_t)n) < 0)
+            n = -1;
+        if (n < 0)
+            break;
+    }
+    EVP_DigestFinal_ex(ctx, sha, &len);
+    EVP_MD_CTX_free(ctx);
+    return n < 0 ? -1 : 0;
+}
+
+/* Fetch w from the first destination that holds it (only --from's, if given), check
+ * it, and write it to out_fd (truncated first); a bad copy makes the next one tried. */
+static int fetch_checked(struct restorer *r, const struct wanted *w, int out_fd,
+                         struct cst_err *err)
 {
     int tried = 0, rc = -1;
 
-    for (size_t d = 0; d < r->n_dests; d++) {
+    for (size_t d = 0; d < r->n_dests && rc < 0; d++) {
         struct dest *dest = r->dests[d];
         char *key, *obj_path;
         unsigned char sha[32];
@@ -116,7 +151,7 @@ static int fetch_verified(struct restorer *r, const struct catalog_version *v, i
 
         if (r->from_dest && strcmp(dest->name, r->from_dest) != 0)
             continue;
-        key = catalog_copy_key(r->cli->cat, v->object_id, dest->name);
+        key = w->key_on(r, dest, w->arg);
         if (key == NULL)
             continue;
         tried++;
@@ -132,29 +167,43 @@ static int fetch_verified(struct restorer *r, const struct catalog_version *v, i
         free(obj_path);
         if (dest->ops->get(dest, key, obj_fd, err) == 0 && lseek(obj_fd, 0, SEEK_SET) == 0 &&
             ftruncate(out_fd, 0) == 0 && lseek(out_fd, 0, SEEK_SET) == 0) {
-            if (crypt_open_fd(obj_fd, out_fd, r->public_key, r->secret_key, sha, &size, err) == 0) {
-                if (memcmp(sha, v->sha256, 32) == 0 && (int64_t)size == v->size)
-                    rc = 0;
-                else
-                    cst_err_set(err,
-                                "integrity error: object %s from destination %s decrypts, "
-                                "but not to the content the catalog recorded",
-                                v->object_id, dest->name);
-            } else {
-                cst_err_wrap(err, "object %s on destination %s", v->object_id, dest->name);
-            }
+            if (w->sealed &&
+                crypt_open_fd(obj_fd, out_fd, r->public_key, r->secret_key, sha, &size, err) < 0)
+                cst_err_wrap(err, "%s on destination %s", w->what, dest->name);
+            else if (!w->sealed && copy_hashing(obj_fd, out_fd, sha, &size) < 0)
+                cst_err_sys(err, "copy of %s failed", w->what);
+            else if (memcmp(sha, w->sha256, 32) != 0 || (int64_t)size != w->size)
+                cst_err_set(err,
+                            "integrity error: %s from destination %s is not the content the "
+                            "catalog recorded",
+                            w->what, dest->name);
+            else
+                rc = 0;
         }
         close(obj_fd);
         free(key);
-        if (rc == 0)
-            return 0;
-        if (r->from_dest == NULL && d + 1 < r->n_dests)
+        if (rc < 0 && r->from_dest == NULL && d + 1 < r->n_dests)
             fprintf(stderr, "custodian: %s; trying the next destination\n", err->msg);
     }
     if (tried == 0)
-        return cst_err_set(err, "no %scopy of object %s is recorded", r->from_dest ? "such " : "",
-                           v->object_id);
+        return cst_err_set(err, "no %scopy of %s is recorded", r->from_dest ? "such " : "",
+                           w->what);
     return rc;
+}
+
+static char *object_key_on(struct restorer *r, struct dest *d, const void *arg)
+{
+    return catalog_copy_key(r->cli->cat, arg, d->name);
+}
+
+static int fetch_verified(struct restorer *r, const struct catalog_version *v, int out_fd,
+                          struct cst_err *err)
+{
+    char what[80];
+    struct wanted w = {what, object_key_on, v->object_id, 1, v->sha256, v->size};
+
+    snprintf(what, sizeof(what), "object %s", v->object_id);
+    return fetch_checked(r, &w, out_fd, err);
 }
 
 int restorer_to_fd(struct restorer *r, const struct catalog_version *v, int out_fd,
@@ -296,77 +345,26 @@ struct dest **restorer_dests(struct restorer *r, size_t *n)
     return r->dests;
 }
 
+static char *artifact_key_on(struct restorer *r, struct dest *d, const void *arg)
+{
+    const struct catalog_artifact *a = arg;
+
+    if (catalog_artifact_has_copy(r->cli->cat, a->date, a->kind, d->name) != 1)
+        return NULL;
+    return util_xstrdup(a->remote_key);
+}
+
 int restorer_artifact_to_fd(struct restorer *r, const struct catalog_artifact *a, int out_fd,
                             struct cst_err *err)
 {
-    int tried = 0, rc = -1;
+    struct wanted w = {a->remote_key,
+                       artifact_key_on,
+                       a,
+                       a->sealed,
+                       a->sealed ? a->plain_sha256 : a->stored_sha256,
+                       a->sealed ? a->plain_size : a->stored_size};
 
-    for (size_t d = 0; d < r->n_dests && rc < 0; d++) {
-        struct dest *dest = r->dests[d];
-        char *obj_path;
-        unsigned char sha[32];
-        uint64_t size;
-        int obj_fd;
-
-        if (r->from_dest && strcmp(dest->name, r->from_dest) != 0)
-            continue;
-        if (catalog_artifact_has_copy(r->cli->cat, a->date, a->kind, dest->name) != 1)
-            continue;
-        tried++;
-        obj_path = util_join(r->spool, "fetch.XXXXXX");
-        obj_fd = mkostemp(obj_path, O_CLOEXEC);
-        if (obj_fd < 0) {
-            cst_err_sys(err, "cannot create a temporary file in %s", r->spool);
-            free(obj_path);
-            return -1;
-        }
-        unlink(obj_path);
-        free(obj_path);
-        if (dest->ops->get(dest, a->remote_key, obj_fd, err) == 0 &&
-            lseek(obj_fd, 0, SEEK_SET) == 0 && ftruncate(out_fd, 0) == 0 &&
-            lseek(out_fd, 0, SEEK_SET) == 0) {
-            if (a->sealed) {
-                if (crypt_open_fd(obj_fd, out_fd, r->public_key, r->secret_key, sha, &size, err) <
-                    0)
-                    cst_err_wrap(err, "%s on destination %s", a->remote_key, dest->name);
-                else if (memcmp(sha, a->plain_sha256, 32) != 0 || (int64_t)size != a->plain_size)
-                    cst_err_set(err,
-                                "integrity error: %s on destination %s decrypts, but not to "
-                                "what the daily run recorded",
-                                a->remote_key, dest->name);
-                else
-                    rc = 0;
-            } else {
-                char buf[1 << 16];
-                EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-                unsigned int len = 32;
-                ssize_t n;
-
-                EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-                while ((n = util_read_full(obj_fd, buf, sizeof(buf))) > 0) {
-                    EVP_DigestUpdate(ctx, buf, (size_t)n);
-                    if (util_write_all(out_fd, buf, (size_t)n) < 0)
-                        n = -1;
-                }
-                EVP_DigestFinal_ex(ctx, sha, &len);
-                EVP_MD_CTX_free(ctx);
-                if (n < 0)
-                    cst_err_sys(err, "copy of %s failed", a->remote_key);
-                else if (memcmp(sha, a->stored_sha256, 32) != 0)
-                    cst_err_set(err, "integrity error: %s on destination %s was altered",
-                                a->remote_key, dest->name);
-                else
-                    rc = 0;
-            }
-        }
-        close(obj_fd);
-        if (rc < 0 && r->from_dest == NULL && d + 1 < r->n_dests)
-            fprintf(stderr, "custodian: %s; trying the next destination\n", err->msg);
-    }
-    if (tried == 0)
-        return cst_err_set(err, "no destination%s holds %s", r->from_dest ? " of that name" : "",
-                           a->remote_key);
-    return rc;
+    return fetch_checked(r, &w, out_fd, err);
 }
 
 struct fill_artifact {
