@@ -13,35 +13,12 @@
 #include "common/json.h"
 #include "common/util.h"
 
-struct backlog {
-    int64_t queued;  /* paths to seal */
-    int64_t waiting; /* versions sealed, no copy yet */
-    int64_t copies;  /* copies still to make, all destinations */
-};
-
-static void read_backlog(struct cli *cli, struct backlog *b)
-{
-    int64_t oldest;
-
-    catalog_queue_stats(cli->cat, &b->queued, &oldest);
-    catalog_pending_stats(cli->cat, &b->waiting, &oldest);
-    b->copies = 0;
-    for (size_t d = 0; d < cli->cfg->n_dests; d++) {
-        int64_t n;
-        char *last_error = NULL;
-
-        catalog_copy_queue_stats(cli->cat, cli->cfg->dests[d].name, &n, &oldest, &last_error);
-        free(last_error);
-        b->copies += n;
-    }
-}
-
 static int report(struct cli *cli, int wait)
 {
-    struct backlog b;
+    struct catalog_backlog b;
     int left;
 
-    read_backlog(cli, &b);
+    catalog_backlog(cli->cat, &b);
     left = b.queued + b.waiting + b.copies > 0;
     if (cli->json) {
         struct json j;
@@ -74,9 +51,9 @@ static int wait_for_agent(struct cli *cli, int64_t timeout_ms)
     if ((rc = cli_open_catalog(cli, 1)) != EXIT_OK)
         return rc;
     for (;;) {
-        struct backlog b;
+        struct catalog_backlog b;
 
-        read_backlog(cli, &b);
+        catalog_backlog(cli->cat, &b);
         if (b.queued + b.waiting + b.copies == 0)
             return report(cli, 1);
         if (!cli_agent_running(cli) || (timeout_ms > 0 && util_mono_ms() - start > timeout_ms))

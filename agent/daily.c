@@ -192,13 +192,13 @@ static int write_plain(struct artifact *a, const char *text, size_t len, struct 
 
 /* --- step 1: files --- */
 
+/* Files not yet on any destination (copies to the others may still be on their way). */
 static int backlog(struct cli *cli)
 {
-    int64_t queued, pending, oldest;
+    struct catalog_backlog b;
 
-    catalog_queue_stats(cli->cat, &queued, &oldest);
-    catalog_pending_stats(cli->cat, &pending, &oldest);
-    return (int)(queued + pending);
+    catalog_backlog(cli->cat, &b);
+    return (int)(b.queued + b.waiting);
 }
 
 /* Every live file shipped: scan for what changed, then drain the queue. */

@@ -298,3 +298,17 @@ int64_t catalog_state_get_int(struct catalog *cat, const char *key, int64_t dflt
     sqlite3_reset(st);
     return v;
 }
+
+int catalog_row_exists(struct catalog *cat, const char *sql, const char *a, const char *b)
+{
+    sqlite3_stmt *st = catalog_stmt(cat, sql, NULL);
+    int found;
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+    found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    return found;
+}

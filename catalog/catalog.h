@@ -208,6 +208,12 @@ int catalog_pending_promote(struct catalog *cat, const char *object_id, int64_t 
                                        int64_t first_seen),
                             void *arg, struct cst_err *err);
 int catalog_pending_stats(struct catalog *cat, int64_t *count, int64_t *oldest_first_seen);
+/* Everything not yet done: paths to seal, versions waiting for a first copy, copies
+ * still to make (all destinations). */
+struct catalog_backlog {
+    int64_t queued, waiting, copies;
+};
+int catalog_backlog(struct catalog *cat, struct catalog_backlog *b);
 /* 1 if a version of path with this stat (and object_id, unless NULL) is waiting for
  * its first copy: it needs no second sealing. */
 int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, int64_t mtime_ns,

@@ -30,6 +30,8 @@ int catalog_sql_err(struct catalog *cat, struct cst_err *err, const char *what);
 int catalog_bind_path(sqlite3_stmt *st, int idx, const char *path);
 /* Copy a BLOB/TEXT column into a malloc'd NUL-terminated string (NULL if NULL). */
 char *catalog_column_dup(sqlite3_stmt *st, int col);
+/* 1 if the query (two text parameters) returns a row, 0 if not, -1 on error. */
+int catalog_row_exists(struct catalog *cat, const char *sql, const char *a, const char *b);
 /* Id of path in the paths table, creating the row when create is set; 0 if absent. */
 int64_t catalog_path_id(struct catalog *cat, const char *path, int create, struct cst_err *err);
 

@@ -65,16 +65,8 @@ int catalog_copy_queue_find(struct catalog *cat, const char *object_id, char **s
 int catalog_copy_queue_has(struct catalog *cat, const char *object_id, const char *dest)
 {
     static const char q[] = "SELECT 1 FROM copy_queue WHERE object_id = ? AND dest = ?";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
-    int found;
 
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, dest, -1, SQLITE_STATIC);
-    found = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_reset(st);
-    return found;
+    return catalog_row_exists(cat, q, object_id, dest);
 }
 
 int catalog_copy_queue_ready(struct catalog *cat, const char *dest, int64_t now, size_t limit,
@@ -421,4 +413,25 @@ int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, i
     found = sqlite3_step(st) == SQLITE_ROW;
     sqlite3_reset(st);
     return found;
+}
+
+int catalog_backlog(struct catalog *cat, struct catalog_backlog *b)
+{
+    static const char q[] = "SELECT (SELECT count(*) FROM queue),"
+                            " (SELECT count(*) FROM pending_versions),"
+                            " (SELECT count(*) FROM copy_queue)";
+    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
+    int rc = -1;
+
+    memset(b, 0, sizeof(*b));
+    if (st == NULL)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        b->queued = sqlite3_column_int64(st, 0);
+        b->waiting = sqlite3_column_int64(st, 1);
+        b->copies = sqlite3_column_int64(st, 2);
+        rc = 0;
+    }
+    sqlite3_reset(st);
+    return rc;
 }

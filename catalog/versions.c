@@ -126,16 +126,8 @@ int catalog_object_get(struct catalog *cat, const char *object_id, struct catalo
 int catalog_copy_exists(struct catalog *cat, const char *object_id, const char *dest)
 {
     static const char q[] = "SELECT 1 FROM copies WHERE object_id = ? AND dest = ?";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
-    int found;
 
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, dest, -1, SQLITE_STATIC);
-    found = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_reset(st);
-    return found;
+    return catalog_row_exists(cat, q, object_id, dest);
 }
 
 char *catalog_copy_key(struct catalog *cat, const char *object_id, const char *dest)

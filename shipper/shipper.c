@@ -972,25 +972,11 @@ int shipper_idle(struct shipper *s)
 
 int shipper_drained(struct shipper *s)
 {
-    int64_t depth, oldest, pending;
+    struct catalog_backlog b;
 
-    if (shipper_in_flight(s) > 0)
+    if (shipper_in_flight(s) > 0 || catalog_backlog(s->p.catalog, &b) < 0)
         return 0;
-    catalog_queue_stats(s->p.catalog, &depth, &oldest);
-    if (depth)
-        return 0;
-    catalog_pending_stats(s->p.catalog, &pending, &oldest);
-    if (pending)
-        return 0;
-    for (size_t d = 0; d < s->p.n_dests; d++) {
-        char *last_error = NULL;
-
-        catalog_copy_queue_stats(s->p.catalog, s->p.dests[d]->name, &depth, &oldest, &last_error);
-        free(last_error);
-        if (depth)
-            return 0;
-    }
-    return 1;
+    return b.queued + b.waiting + b.copies == 0;
 }
 
 void shipper_free(struct shipper *s)
