@@ -6,30 +6,53 @@
  * events, committed at batch_end (before the loop sleeps again), so an event
  * costs a row, not an fsync. Anything the watcher could have missed while the
  * agent was down is found by the start-up reconciliation.
+ *
+ * No event is ever dropped silently: when the catalog cannot be written (its
+ * disk is full, another process holds the write lock), the roots the lost
+ * events touched are rescanned once it can be written again, with backoff,
+ * and `status` says "catalog not writable" until then. Walks run on their own
+ * thread (rescan.c) and write in short transactions, so the loop keeps
+ * answering. What only the running agent knows (roots watched, catalog
+ * writable, paths that cannot be protected) is served to `status` over the
+ * control socket.
  */
 #include "agent.h"
 
 #include <ev.h>
 #include <errno.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent/control.h"
 #include "agent/dests.h"
 #include "agent/keys.h"
 #include "agent/reconcile.h"
+#include "agent/rescan.h"
 #include "agent/sched.h"
 #include "common/log.h"
 #include "common/pathenc.h"
 #include "common/util.h"
 #include "shipper/curl_ev.h"
 #include "shipper/shipper.h"
+#include "shipper/verifier.h"
 #include "shipper/workpool.h"
 #include "watcher/watcher.h"
+
+/* The loop never waits long on another process's write lock: it retries. */
+#define AGENT_BUSY_TIMEOUT_MS 250
+#define RECOVERY_FIRST_S 1.0
+#define RECOVERY_MAX_S 30.0
+#define MAX_UNPROTECTED 1000
+
+struct unprotected {
+    char *path, *why;
+    uint64_t walk; /* the walk that last saw it (0: the watcher) */
+};
 
 struct agent {
     struct cli *cli;
@@ -38,19 +61,33 @@ struct agent {
     struct catalog *cat;
     struct shipper *shipper;
     struct watcher *watcher;
-    struct workpool *pool;    /* sealing: hashing, compression, encryption */
-    struct workpool *io_pool; /* destinations whose I/O blocks (local: syncfs) */
+    struct rescan *rescan;
+    struct verifier *verifier;
+    struct control *control;
+    struct workpool *pool;     /* sealing: hashing, compression, encryption */
+    struct workpool *io_pool;  /* destinations whose I/O blocks (local) */
+    struct workpool *aux_pool; /* one thread: copies between destinations, verification */
     struct curl_ev *curl;
-    struct dest **dests;
+    struct dest **dests, **fetch_dests;
     size_t n_dests;
     unsigned char public_key[32];
     unsigned char *naming_key;
-    int in_tx;
-    int tx_failed;
     int stopping;
     int status;
-    int64_t started_mono;
+    int ready; /* the start-up rescans are done */
+    int64_t started_mono, started_at;
     int64_t shipped_files;
+    /* events of the current burst */
+    int in_tx, tx_failed;
+    unsigned char *touched; /* per root: this burst has events under it */
+    unsigned char *dirty;   /* per root: events were lost; rescan it */
+    ev_timer recovery;
+    double recovery_delay;
+    char catalog_error[CST_ERR_SIZE];
+    int64_t catalog_error_since;
+    struct unprotected *unprot;
+    size_t n_unprot;
+    int64_t unprot_total;
     ev_signal sig_term, sig_int;
     ev_timer poll;
     ev_timer stop_check;
@@ -61,16 +98,100 @@ struct agent {
     char daily_date[SCHED_DATE_SIZE];
 };
 
+static int within(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+
+    return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
+static int root_index(struct agent *a, const char *path)
+{
+    for (size_t i = 0; i < a->cli->cfg->n_watch_paths; i++)
+        if (within(path, a->cli->cfg->watch_paths[i]))
+            return (int)i;
+    return -1;
+}
+
+/* --- the catalog: failures, recovery --- */
+
+static void catalog_failed(struct agent *a, const char *why)
+{
+    if (a->catalog_error[0] == '\0') {
+        a->catalog_error_since = util_now_ms();
+        log_error("catalog not writable: %s; changes are kept as folders to rescan once it is "
+                  "(see `custodian status`)",
+                  why);
+    }
+    snprintf(a->catalog_error, sizeof(a->catalog_error), "%s", why);
+}
+
+static void schedule_recovery(struct agent *a)
+{
+    if (ev_is_active(&a->recovery) || a->stopping)
+        return;
+    ev_timer_set(&a->recovery, a->recovery_delay, 0.0);
+    ev_timer_start(a->loop, &a->recovery);
+    a->recovery_delay =
+        a->recovery_delay * 2 > RECOVERY_MAX_S ? RECOVERY_MAX_S : a->recovery_delay * 2;
+}
+
+static int any_dirty(struct agent *a)
+{
+    for (size_t i = 0; i < a->cli->cfg->n_watch_paths; i++)
+        if (a->dirty[i])
+            return 1;
+    return 0;
+}
+
+static void catalog_written(struct agent *a)
+{
+    if (a->catalog_error[0] && !any_dirty(a) && !ev_is_active(&a->recovery)) {
+        log_info("catalog writable again after %lld s; nothing was lost",
+                 (long long)(util_now_ms() - a->catalog_error_since) / 1000);
+        a->catalog_error[0] = '\0';
+        a->recovery_delay = RECOVERY_FIRST_S;
+    }
+}
+
+static void mark_dirty(struct agent *a, int root)
+{
+    if (root >= 0)
+        a->dirty[root] = 1;
+    else
+        memset(a->dirty, 1, a->cli->cfg->n_watch_paths);
+    schedule_recovery(a);
+}
+
+static void on_recovery(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct agent *a = t->data;
+
+    (void)loop;
+    (void)revents;
+    for (size_t i = 0; i < a->cli->cfg->n_watch_paths; i++)
+        if (a->dirty[i]) {
+            a->dirty[i] = 0;
+            rescan_request(a->rescan, a->cli->cfg->watch_paths[i], "catalog recovery");
+        }
+}
+
 /* --- catalog writes from watcher events --- */
 
-static int tx(struct agent *a)
+static int tx(struct agent *a, const char *path)
 {
     struct cst_err err;
+    int root = root_index(a, path);
 
+    if (root >= 0)
+        a->touched[root] = 1;
+    if (a->tx_failed)
+        return -1;
     if (a->in_tx)
         return 0;
     if (catalog_begin(a->cat, &err) < 0) {
-        log_error("%s", err.msg);
+        catalog_failed(a, err.msg);
+        a->tx_failed = 1;
         return -1;
     }
     a->in_tx = 1;
@@ -81,8 +202,9 @@ static void tx_error(struct agent *a, const char *what, const char *path, struct
 {
     char *shown = pathenc_escape(path, strlen(path));
 
-    log_error("cannot record %s path=%s: %s", what, shown, err->msg);
+    log_warn("cannot record %s path=%s: %s", what, shown, err->msg);
     free(shown);
+    catalog_failed(a, err->msg);
     a->tx_failed = 1;
 }
 
@@ -92,7 +214,7 @@ static void on_changed(void *arg, const char *path, int closed)
     struct cst_err err;
     int64_t now = util_now_ms();
 
-    if (tx(a) < 0)
+    if (tx(a, path) < 0)
         return;
     if (catalog_queue_path(a->cat, path, closed ? "closed" : "modified",
                            closed ? now : now + a->cli->cfg->settle_ms, &err) < 0)
@@ -105,7 +227,7 @@ static void on_removed(void *arg, const char *path)
     struct cst_err err;
     int n;
 
-    if (tx(a) < 0)
+    if (tx(a, path) < 0)
         return;
     n = catalog_record_delete(a->cat, path, util_now_ms(), &err);
     if (n < 0) {
@@ -122,7 +244,7 @@ static void on_moved(void *arg, const char *from, const char *to)
     struct agent *a = arg;
     struct cst_err err;
 
-    if (tx(a) < 0)
+    if (tx(a, from) < 0 || tx(a, to) < 0)
         return;
     if (catalog_record_move(a->cat, from, to, util_now_ms(), &err) < 0) {
         tx_error(a, "rename", to, &err);
@@ -134,59 +256,167 @@ static void on_moved(void *arg, const char *from, const char *to)
     }
 }
 
-static void rescan(struct agent *a, const char *root, const char *why)
-{
-    struct reconcile_counts c = {0, 0, 0};
-    struct cst_err err;
-
-    if (tx(a) < 0)
-        return;
-    if (reconcile_tree(a->cat, root, a->cli->cfg->excludes, a->cli->cfg->n_excludes, &c, &err) <
-        0) {
-        tx_error(a, "rescan", root, &err);
-        return;
-    }
-    if (c.queued || c.tombstoned || strcmp(why, "folder") != 0)
-        log_info("rescanned %s (%s): files=%lld queued=%lld deleted=%lld", root, why,
-                 (long long)c.seen, (long long)c.queued, (long long)c.tombstoned);
-}
-
-static void on_rescan(void *arg, const char *path)
-{
-    struct agent *a = arg;
-    int64_t overflows = a->watcher ? watcher_overflow_count(a->watcher) : 0;
-    struct cst_err err;
-
-    rescan(a, path, "folder");
-    if (a->in_tx && overflows > 0)
-        catalog_state_set_int(a->cat, "inotify_overflows", overflows, &err);
-}
-
 static void on_batch_end(void *arg)
 {
     struct agent *a = arg;
     struct cst_err err;
+    size_t n = a->cli->cfg->n_watch_paths;
 
-    if (!a->in_tx)
-        return;
-    a->in_tx = 0;
-    if (a->tx_failed) {
-        /* Lost events are found again by a rescan; nothing here is the only record. */
-        catalog_rollback(a->cat);
-        a->tx_failed = 0;
-        log_warn("events were not recorded; a rescan of every folder will follow");
-        for (size_t i = 0; i < a->cli->cfg->n_watch_paths; i++)
-            rescan(a, a->cli->cfg->watch_paths[i], "recovery");
-        if (a->in_tx) {
-            a->in_tx = 0;
-            if (a->tx_failed || catalog_commit(a->cat, &err) < 0)
-                catalog_rollback(a->cat);
-            a->tx_failed = 0;
+    if (a->in_tx) {
+        if (a->tx_failed) {
+            catalog_rollback(a->cat);
+        } else if (catalog_commit(a->cat, &err) < 0) {
+            catalog_failed(a, err.msg);
+            a->tx_failed = 1;
         }
-    } else if (catalog_commit(a->cat, &err) < 0) {
-        log_error("%s", err.msg);
     }
+    if (a->tx_failed) {
+        /* Lost events are found again by a rescan of the roots they touched. */
+        for (size_t i = 0; i < n; i++)
+            if (a->touched[i])
+                mark_dirty(a, (int)i);
+    } else if (a->in_tx) {
+        catalog_written(a);
+    }
+    memset(a->touched, 0, n);
+    a->in_tx = a->tx_failed = 0;
+    if (a->shipper)
+        shipper_kick(a->shipper);
+}
+
+/* --- rescans --- */
+
+static void on_rescan(void *arg, const char *path)
+{
+    struct agent *a = arg;
+
+    rescan_request(a->rescan, path, "folder");
+}
+
+static void unprotected_add(struct agent *a, const char *path, const char *why, uint64_t walk)
+{
+    for (size_t i = 0; i < a->n_unprot; i++)
+        if (strcmp(a->unprot[i].path, path) == 0) {
+            a->unprot[i].walk = walk;
+            return;
+        }
+    a->unprot_total++;
+    {
+        char *shown = pathenc_escape(path, strlen(path));
+
+        log_error("NOT PROTECTED path=%s reason=\"%s\"", shown, why);
+        free(shown);
+    }
+    if (a->n_unprot >= MAX_UNPROTECTED)
+        return; /* counted, not listed */
+    a->unprot = util_xrealloc(a->unprot, (a->n_unprot + 1) * sizeof(*a->unprot));
+    a->unprot[a->n_unprot].path = util_xstrdup(path);
+    a->unprot[a->n_unprot].why = util_xstrdup(why);
+    a->unprot[a->n_unprot].walk = walk;
+    a->n_unprot++;
+}
+
+/* A finished walk of root is the truth about what under root cannot be protected. */
+static void unprotected_prune(struct agent *a, const char *root, uint64_t walk)
+{
+    for (size_t i = 0; i < a->n_unprot;) {
+        if (within(a->unprot[i].path, root) && a->unprot[i].walk != walk) {
+            free(a->unprot[i].path);
+            free(a->unprot[i].why);
+            a->unprot[i] = a->unprot[--a->n_unprot];
+            a->unprot_total--;
+        } else {
+            i++;
+        }
+    }
+}
+
+static void on_unprotected(void *arg, const char *path, const char *why)
+{
+    unprotected_add(arg, path, why, 0);
+}
+
+static int on_rescan_changes(void *arg, const char *root, uint64_t walk,
+                             const struct reconcile_change *c, size_t n)
+{
+    struct agent *a = arg;
+    struct cst_err err;
+    int64_t now = util_now_ms();
+    int rc;
+
+    if (a->in_tx)
+        on_batch_end(a);
+    rc = catalog_begin(a->cat, &err);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (c[i].kind == RECONCILE_UNPROTECTED)
+            unprotected_add(a, c[i].path, c[i].why, walk);
+        else
+            rc = reconcile_apply(a->cat, &c[i], now, &err);
+    }
+    if (rc == 0)
+        rc = catalog_commit(a->cat, &err);
+    else
+        catalog_rollback(a->cat);
+    if (rc < 0) {
+        catalog_failed(a, err.msg);
+        mark_dirty(a, root_index(a, root));
+        return -1;
+    }
+    catalog_written(a);
     shipper_kick(a->shipper);
+    return 0;
+}
+
+static void agent_ready(struct agent *a);
+
+static void on_rescan_done(void *arg, const char *root, const char *why, uint64_t walk,
+                           const struct reconcile_counts *c, int rc, const char *error)
+{
+    struct agent *a = arg;
+
+    if (rc < 0) {
+        int r = root_index(a, root);
+        const char *path;
+        const char *lost_why = NULL;
+        int watched = 1;
+
+        if (a->watcher && r >= 0 && (size_t)r < watcher_root_count(a->watcher))
+            watcher_root_info(a->watcher, (size_t)r, &path, &watched, &lost_why);
+        /* A root that is gone is the watcher's to report (and rescan when back). */
+        if (watched) {
+            log_error("rescan of %s (%s) failed: %s; trying again", root, why, error);
+            mark_dirty(a, r);
+        }
+    } else if (rc == 0) {
+        unprotected_prune(a, root, walk);
+        if (c->queued || c->tombstoned || strcmp(why, "folder") != 0)
+            log_info("rescanned %s (%s): files=%lld queued=%lld deleted=%lld", root, why,
+                     (long long)c->seen, (long long)c->queued, (long long)c->tombstoned);
+    }
+    if (!a->ready && !rescan_busy(a->rescan))
+        agent_ready(a);
+}
+
+static void on_root_state(void *arg, const char *root, int watched, const char *why)
+{
+    struct agent *a = arg;
+    struct cst_err err;
+    struct json j;
+
+    (void)a;
+    json_init(&j);
+    json_obj_begin(&j);
+    json_key(&j, "root");
+    json_str(&j, root);
+    json_key(&j, "watched");
+    json_bool(&j, watched);
+    json_key(&j, "why");
+    json_str(&j, why);
+    json_obj_end(&j);
+    /* Best effort: the audit row is a record, the watcher's state is the truth. */
+    if (catalog_audit(a->cat, "agent", watched ? "root_watched" : "root_lost", j.buf, &err) < 0)
+        log_warn("cannot record the audit row: %s", err.msg);
+    json_free(&j);
 }
 
 static const struct watcher_callbacks watcher_cb = {
@@ -195,7 +425,72 @@ static const struct watcher_callbacks watcher_cb = {
     .moved = on_moved,
     .rescan = on_rescan,
     .batch_end = on_batch_end,
+    .root_state = on_root_state,
+    .unprotected = on_unprotected,
 };
+
+/* --- what status asks the running agent --- */
+
+static void describe(void *arg, struct json *j)
+{
+    struct agent *a = arg;
+
+    json_obj_begin(j);
+    json_key(j, "pid");
+    json_int(j, (int64_t)getpid());
+    json_key(j, "started_at");
+    json_time(j, a->started_at);
+    json_key(j, "ready");
+    json_bool(j, a->ready);
+    json_key(j, "roots");
+    json_arr_begin(j);
+    for (size_t i = 0; a->watcher && i < watcher_root_count(a->watcher); i++) {
+        const char *path, *why;
+        int watched;
+
+        watcher_root_info(a->watcher, i, &path, &watched, &why);
+        json_obj_begin(j);
+        json_key(j, "path");
+        json_str(j, path);
+        json_key(j, "watched");
+        json_bool(j, watched);
+        json_key(j, "why");
+        json_str(j, why);
+        json_obj_end(j);
+    }
+    json_arr_end(j);
+    json_key(j, "catalog_error");
+    json_str(j, a->catalog_error[0] ? a->catalog_error : NULL);
+    json_key(j, "catalog_error_since");
+    json_time(j, a->catalog_error[0] ? a->catalog_error_since : 0);
+    json_key(j, "shipper_catalog_error");
+    json_str(j, a->shipper ? shipper_catalog_error(a->shipper) : NULL);
+    json_key(j, "rescans_pending");
+    json_bool(j, a->rescan && (rescan_busy(a->rescan) || any_dirty(a)));
+    json_key(j, "inotify_overflows");
+    json_int(j, a->watcher ? watcher_overflow_count(a->watcher) : 0);
+    json_key(j, "unwatched_folders");
+    json_int(j, a->watcher ? watcher_unwatched_count(a->watcher) : 0);
+    json_key(j, "verify_per_day");
+    json_int(j, a->cli->cfg->verify_per_day);
+    json_key(j, "unprotected_count");
+    json_int(j, a->unprot_total);
+    json_key(j, "unprotected");
+    json_arr_begin(j);
+    for (size_t i = 0; i < a->n_unprot && i < 20; i++) {
+        char *shown = pathenc_escape(a->unprot[i].path, strlen(a->unprot[i].path));
+
+        json_obj_begin(j);
+        json_key(j, "path");
+        json_str(j, shown);
+        json_key(j, "why");
+        json_str(j, a->unprot[i].why);
+        json_obj_end(j);
+        free(shown);
+    }
+    json_arr_end(j);
+    json_obj_end(j);
+}
 
 /* --- lifecycle --- */
 
@@ -205,6 +500,13 @@ static void on_batch(void *arg, size_t files, uint64_t bytes)
 
     (void)bytes;
     a->shipped_files += (int64_t)files;
+}
+
+static void on_damaged(void *arg)
+{
+    struct agent *a = arg;
+
+    shipper_kick(a->shipper);
 }
 
 /* --- the daily run: scheduled here, run by `custodian daily` in a child --- */
@@ -293,6 +595,15 @@ static void on_daily_timer(struct ev_loop *loop, ev_timer *t, int revents)
     ev_child_start(loop, &a->daily_child);
 }
 
+static void agent_ready(struct agent *a)
+{
+    a->ready = 1;
+    log_info("agent started: watching %zu folders (%zu watches), %zu destination(s), "
+             "settle_ms=%d",
+             a->cli->cfg->n_watch_paths, watcher_watch_count(a->watcher), a->n_dests,
+             a->cli->cfg->settle_ms);
+}
+
 static void begin_stop(struct agent *a)
 {
     if (a->stopping)
@@ -300,9 +611,13 @@ static void begin_stop(struct agent *a)
     a->stopping = 1;
     watcher_free(a->watcher);
     a->watcher = NULL;
+    rescan_free(a->rescan);
+    a->rescan = NULL;
+    verifier_stop(a->verifier);
     shipper_stop(a->shipper);
     ev_timer_stop(a->loop, &a->poll);
     ev_timer_stop(a->loop, &a->daily_timer);
+    ev_timer_stop(a->loop, &a->recovery);
     ev_timer_set(&a->stop_check, 0.0, 0.05);
     ev_timer_again(a->loop, &a->stop_check);
 }
@@ -380,6 +695,69 @@ static void audit(struct agent *a, const char *action, const char *detail)
         log_error("%s", err.msg);
 }
 
+/* The watcher, its rescans, the status socket and rolling verification: the service. */
+static int start_watching(struct agent *a, const char *spool)
+{
+    const struct cfg *cfg = a->cli->cfg;
+    struct cst_err err;
+    char *sock;
+
+    struct rescan_params rp = {
+        .loop = a->loop,
+        .catalog_path = NULL,
+        .excludes = cfg->excludes,
+        .n_excludes = cfg->n_excludes,
+        .apply = on_rescan_changes,
+        .done = on_rescan_done,
+        .arg = a,
+    };
+    char *catalog_path = cli_state_path(a->cli, "catalog.db");
+
+    rp.catalog_path = catalog_path;
+    a->rescan = rescan_new(&rp, &err);
+    free(catalog_path);
+    if (a->rescan == NULL)
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
+    sock = cli_state_path(a->cli, "agent.sock");
+    a->control = control_new(a->loop, sock, describe, a, &err);
+    free(sock);
+    if (a->control == NULL)
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
+    struct verifier_params vp = {
+        .loop = a->loop,
+        .catalog = a->cat,
+        .dests = a->fetch_dests,
+        .n_dests = a->n_dests,
+        .pool = a->aux_pool,
+        .scratch_dir = spool,
+        .per_day = cfg->verify_per_day,
+        .on_damaged = on_damaged,
+        .arg = a,
+    };
+    a->verifier = verifier_new(&vp);
+    if (cfg->verify_per_day == 0)
+        log_warn("rolling verification is off ([verify] per_day = 0): damaged copies are found "
+                 "only by `custodian verify`");
+    a->watcher = watcher_new(a->loop, cfg->watch_paths, cfg->n_watch_paths, cfg->excludes,
+                             cfg->n_excludes, &watcher_cb, a, &err);
+    if (a->watcher == NULL)
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
+    /* Watches are in place first; the scan then finds whatever changed while down.
+     * "agent started" is logged when these walks are done. */
+    for (size_t i = 0; i < cfg->n_watch_paths; i++)
+        rescan_request(a->rescan, cfg->watch_paths[i], "start-up");
+    audit(a, "agent_start", "{}");
+    a->zone = sched_zone_load(cfg->timezone, &err);
+    if (a->zone == NULL)
+        return cli_fail(EXIT_USAGE, "%s", err.msg);
+    ev_timer_init(&a->daily_timer, on_daily_timer, 0.0, 0.0);
+    a->daily_timer.data = a;
+    ev_child_init(&a->daily_child, on_daily_exit, 0, 0);
+    a->daily_child.data = a;
+    plan_daily(a);
+    return EXIT_OK;
+}
+
 int agent_run(struct cli *cli, const struct agent_options *opts)
 {
     struct agent a;
@@ -393,12 +771,16 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
     a.opts = opts;
     a.status = EXIT_OK;
     a.started_mono = util_mono_ms();
+    a.started_at = util_now_ms();
+    a.recovery_delay = RECOVERY_FIRST_S;
     if ((rc = cli_load_config(cli)) != EXIT_OK)
         return rc;
     if (opts->watch && cfg_check_watch_paths(cli->cfg, &err) < 0)
         return cli_fail(EXIT_USAGE, "%s", err.msg);
     if (sodium_init() < 0)
         return cli_fail(EXIT_FAILED, "libsodium failed to initialise");
+    a.touched = util_xcalloc(cli->cfg->n_watch_paths + 1, 1);
+    a.dirty = util_xcalloc(cli->cfg->n_watch_paths + 1, 1);
     if ((rc = load_keys(&a)) != EXIT_OK)
         goto out;
     lock_fd = cli_lock_agent(cli, &err);
@@ -409,15 +791,22 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
     if ((rc = cli_open_catalog(cli, 0)) != EXIT_OK)
         goto out;
     a.cat = cli->cat;
+    catalog_set_busy_timeout(a.cat, AGENT_BUSY_TIMEOUT_MS);
+    catalog_set_max_delay(a.cat, cli->cfg->max_delay_ms);
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     a.loop = ev_default_loop(EVFLAG_AUTO);
     a.pool = workpool_new(a.loop, cli->cfg->workers);
     /* A batch waiting on the disk must not hold up a sealing worker. */
     a.io_pool = workpool_new(a.loop, 1);
+    a.aux_pool = workpool_new(a.loop, 1);
     a.curl = curl_ev_new(a.loop);
+    ev_timer_init(&a.recovery, on_recovery, RECOVERY_FIRST_S, 0.0);
+    a.recovery.data = &a;
     struct dest_env env = {a.loop, a.io_pool, a.curl};
-    if (dests_open(cli->cfg, &env, &a.dests, &a.n_dests, &err) < 0) {
+    size_t n_fetch = 0;
+    if (dests_open(cli->cfg, &env, &a.dests, &a.n_dests, &err) < 0 ||
+        dests_open(cli->cfg, NULL, &a.fetch_dests, &n_fetch, &err) < 0) {
         rc = cli_fail(EXIT_FAILED, "%s", err.msg);
         goto out;
     }
@@ -437,6 +826,9 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
     sp.pool = a.pool;
     sp.workers = cli->cfg->workers;
     sp.settle_ms = cli->cfg->settle_ms;
+    sp.max_delay_ms = cli->cfg->max_delay_ms;
+    sp.fetch_dests = a.fetch_dests;
+    sp.aux_pool = a.aux_pool;
     sp.on_batch = on_batch;
     sp.arg = &a;
     a.shipper = shipper_new(&sp, &err);
@@ -444,33 +836,8 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
         rc = cli_fail(EXIT_FAILED, "%s", err.msg);
         goto out;
     }
-    if (opts->watch) {
-        a.watcher = watcher_new(a.loop, cli->cfg->watch_paths, cli->cfg->n_watch_paths,
-                                cli->cfg->excludes, cli->cfg->n_excludes, &watcher_cb, &a, &err);
-        if (a.watcher == NULL) {
-            rc = cli_fail(EXIT_FAILED, "%s", err.msg);
-            goto out;
-        }
-        /* Watches are in place first; the scan then finds whatever changed while down. */
-        for (size_t i = 0; i < cli->cfg->n_watch_paths; i++)
-            rescan(&a, cli->cfg->watch_paths[i], "start-up");
-        on_batch_end(&a);
-        audit(&a, "agent_start", "{}");
-        a.zone = sched_zone_load(cli->cfg->timezone, &err);
-        if (a.zone == NULL) {
-            rc = cli_fail(EXIT_USAGE, "%s", err.msg);
-            goto out;
-        }
-        ev_timer_init(&a.daily_timer, on_daily_timer, 0.0, 0.0);
-        a.daily_timer.data = &a;
-        ev_child_init(&a.daily_child, on_daily_exit, 0, 0);
-        a.daily_child.data = &a;
-        plan_daily(&a);
-        log_info("agent started: watching %zu folders (%zu watches), %zu destination(s), "
-                 "settle_ms=%d",
-                 cli->cfg->n_watch_paths, watcher_watch_count(a.watcher), a.n_dests,
-                 cli->cfg->settle_ms);
-    }
+    if (opts->watch && (rc = start_watching(&a, spool)) != EXIT_OK)
+        goto out;
     ev_signal_init(&a.sig_term, on_signal, SIGTERM);
     a.sig_term.data = &a;
     ev_signal_start(a.loop, &a.sig_term);
@@ -500,13 +867,18 @@ out:
     if (a.in_tx)
         catalog_rollback(a.cat);
     watcher_free(a.watcher);
+    rescan_free(a.rescan);
+    control_free(a.control);
     /* Worker threads first: nothing may call back into what is freed next. */
     workpool_free(a.pool);
     workpool_free(a.io_pool);
+    workpool_free(a.aux_pool);
+    verifier_free(a.verifier);
     shipper_free(a.shipper);
     /* Transfers are removed from the multi handle before their owners go. */
     curl_ev_free(a.curl);
     dests_free(a.dests, a.n_dests);
+    dests_free(a.fetch_dests, a.fetch_dests ? a.n_dests : 0);
     a.dests = NULL;
     if (a.loop) {
         ev_signal_stop(a.loop, &a.sig_term);
@@ -514,6 +886,7 @@ out:
         ev_timer_stop(a.loop, &a.poll);
         ev_timer_stop(a.loop, &a.stop_check);
         ev_timer_stop(a.loop, &a.daily_timer);
+        ev_timer_stop(a.loop, &a.recovery);
         ev_child_stop(a.loop, &a.daily_child);
         ev_loop_destroy(a.loop);
         curl_global_cleanup();
@@ -521,6 +894,13 @@ out:
     sched_zone_free(a.zone);
     if (a.naming_key)
         sodium_free(a.naming_key);
+    for (size_t i = 0; i < a.n_unprot; i++) {
+        free(a.unprot[i].path);
+        free(a.unprot[i].why);
+    }
+    free(a.unprot);
+    free(a.touched);
+    free(a.dirty);
     free(spool);
     if (lock_fd >= 0)
         close(lock_fd);

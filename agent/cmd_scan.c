@@ -8,7 +8,7 @@
 
 static int cmd_scan_exec(struct cli *cli, int argc, char **argv)
 {
-    struct reconcile_counts c = {0, 0, 0};
+    struct reconcile_counts c = {0, 0, 0, 0};
     struct cst_err err;
     int rc;
 
@@ -21,16 +21,11 @@ static int cmd_scan_exec(struct cli *cli, int argc, char **argv)
         return cli_fail(EXIT_USAGE, "%s", err.msg);
     if ((rc = cli_open_catalog(cli, 0)) != EXIT_OK)
         return rc;
-    if (catalog_begin(cli->cat, &err) < 0)
-        return cli_fail(EXIT_FAILED, "%s", err.msg);
+    /* Short transactions of its own: the agent's events get in between. */
     for (size_t i = 0; i < cli->cfg->n_watch_paths; i++)
         if (reconcile_tree(cli->cat, cli->cfg->watch_paths[i], cli->cfg->excludes,
-                           cli->cfg->n_excludes, &c, &err) < 0) {
-            catalog_rollback(cli->cat);
+                           cli->cfg->n_excludes, &c, &err) < 0)
             return cli_fail(EXIT_FAILED, "%s", err.msg);
-        }
-    if (catalog_commit(cli->cat, &err) < 0)
-        return cli_fail(EXIT_FAILED, "%s", err.msg);
     if (cli->json) {
         struct json j;
 
@@ -42,14 +37,19 @@ static int cmd_scan_exec(struct cli *cli, int argc, char **argv)
         json_int(&j, c.queued);
         json_key(&j, "deleted");
         json_int(&j, c.tombstoned);
+        json_key(&j, "not_protected");
+        json_int(&j, c.unprotected);
         json_obj_end(&j);
         json_print(&j, stdout);
         json_free(&j);
     } else {
         printf("scanned %lld files: %lld queued, %lld deleted since last seen\n", (long long)c.seen,
                (long long)c.queued, (long long)c.tombstoned);
+        if (c.unprotected)
+            printf("%lld paths CANNOT be protected (see the messages above)\n",
+                   (long long)c.unprotected);
     }
-    return EXIT_OK;
+    return c.unprotected ? EXIT_FAILED : EXIT_OK;
 }
 
 const struct cmd_entry cmd_scan_entry = {

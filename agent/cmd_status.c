@@ -1,14 +1,183 @@
 /*
- * cmd_status.c - `custodian status`: is the agent running, how far behind
- * is it (queue depth and the oldest unshipped change: the live RPO), and
- * where does each destination stand.
+ * cmd_status.c - `custodian status`: one verdict, then the figures behind it.
+ *
+ * OK means protection is whole: the agent runs and answers, every watched
+ * root has its watch, the catalog can be written, no path is known to be
+ * unprotectable, nothing is failing to ship, every destination holds a good
+ * copy of every retained object (or is copying what it lacks without errors),
+ * no copy is known damaged, and the daily run is not failing or overdue.
+ * Anything else is a problem, named on its own line, and the exit status is 1
+ * so that a monitor can run this command. Being busy (a backlog that drains)
+ * is not a problem; it is shown as "catching up".
  */
+#include <bson/bson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "agent/cli.h"
+#include "agent/control.h"
+#include "agent/sched.h"
 #include "common/json.h"
 #include "common/util.h"
+
+#define AGENT_ANSWER_MS 3000
+#define DAILY_GRACE_S (3 * 3600) /* a run in progress or being retried is not yet overdue */
+#define NOTICE_DAYS 7
+
+struct verdict {
+    char **problems, **notes;
+    size_t n_problems, n_notes;
+};
+
+static void add(char ***list, size_t *n, const char *fmt, va_list ap)
+{
+    char buf[2048];
+
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    *list = util_xrealloc(*list, (*n + 1) * sizeof(char *));
+    (*list)[(*n)++] = util_xstrdup(buf);
+}
+
+static void problem(struct verdict *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(struct verdict *v, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    add(&v->problems, &v->n_problems, fmt, ap);
+    va_end(ap);
+}
+
+static void note(struct verdict *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(struct verdict *v, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    add(&v->notes, &v->n_notes, fmt, ap);
+    va_end(ap);
+}
+
+static void verdict_free(struct verdict *v)
+{
+    for (size_t i = 0; i < v->n_problems; i++)
+        free(v->problems[i]);
+    for (size_t i = 0; i < v->n_notes; i++)
+        free(v->notes[i]);
+    free(v->problems);
+    free(v->notes);
+}
+
+static const char *doc_str(const bson_t *doc, const char *dotted)
+{
+    bson_iter_t it;
+
+    if (bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, dotted, &it) &&
+        BSON_ITER_HOLDS_UTF8(&it))
+        return bson_iter_utf8(&it, NULL);
+    return NULL;
+}
+
+static int64_t doc_int(const bson_t *doc, const char *dotted)
+{
+    bson_iter_t it;
+
+    if (bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, dotted, &it) &&
+        (BSON_ITER_HOLDS_INT32(&it) || BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_BOOL(&it)))
+        return BSON_ITER_HOLDS_BOOL(&it) ? bson_iter_bool(&it) : bson_iter_as_int64(&it);
+    return 0;
+}
+
+/* What only the running agent knows. */
+static void judge_agent(struct verdict *v, const bson_t *h)
+{
+    bson_iter_t it, arr;
+    const char *s;
+    int64_t n;
+
+    if (bson_iter_init_find(&it, h, "roots") && BSON_ITER_HOLDS_ARRAY(&it) &&
+        bson_iter_recurse(&it, &arr)) {
+        while (bson_iter_next(&arr)) {
+            bson_iter_t r;
+            const char *path = NULL, *why = NULL;
+            int watched = 0;
+
+            if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &r))
+                continue;
+            while (bson_iter_next(&r)) {
+                if (strcmp(bson_iter_key(&r), "path") == 0 && BSON_ITER_HOLDS_UTF8(&r))
+                    path = bson_iter_utf8(&r, NULL);
+                else if (strcmp(bson_iter_key(&r), "why") == 0 && BSON_ITER_HOLDS_UTF8(&r))
+                    why = bson_iter_utf8(&r, NULL);
+                else if (strcmp(bson_iter_key(&r), "watched") == 0 && BSON_ITER_HOLDS_BOOL(&r))
+                    watched = bson_iter_bool(&r);
+            }
+            if (!watched)
+                problem(v, "watched folder %s is NOT watched: %s", path ? path : "?",
+                        why ? why : "?");
+        }
+    }
+    if ((s = doc_str(h, "catalog_error")) != NULL)
+        problem(v, "catalog not writable: %s (since %s); changes are rescanned once it is", s,
+                doc_str(h, "catalog_error_since") ? doc_str(h, "catalog_error_since") : "?");
+    else if ((s = doc_str(h, "shipper_catalog_error")) != NULL)
+        problem(v, "catalog not writable: %s", s);
+    if ((n = doc_int(h, "unprotected_count")) > 0) {
+        const char *path = doc_str(h, "unprotected.0.path"), *why = doc_str(h, "unprotected.0.why");
+
+        problem(v, "%lld paths are NOT protected, e.g. %s (%s)", (long long)n, path ? path : "?",
+                why ? why : "?");
+    }
+    if (!doc_int(h, "ready"))
+        note(v, "the agent is still scanning the watched folders after its start");
+    if ((n = doc_int(h, "unwatched_folders")) > 0)
+        note(v,
+             "%lld folders have no inotify watch (fs.inotify.max_user_watches); they are "
+             "rescanned every 10 s",
+             (long long)n);
+}
+
+static int print_notice(void *arg, int64_t at, const char *dest, const char *notice)
+{
+    struct verdict *v = arg;
+    char when[40];
+
+    (void)dest;
+    util_format_ms(at, when, sizeof(when));
+    note(v, "%s (%s)", notice, when);
+    return 0;
+}
+
+/* The daily run: failing, or owed for longer than a run and its retries take. */
+static void judge_daily(struct verdict *v, struct cli *cli, const struct catalog_daily *last,
+                        int have_last)
+{
+    struct cst_err err;
+    struct sched_zone *zone = sched_zone_load(cli->cfg->timezone, &err);
+    char success[SCHED_DATE_SIZE] = "", due[SCHED_DATE_SIZE];
+    int64_t now = util_now_ms() / 1000, at;
+    int missed = 0, y, m, d;
+
+    if (have_last && strcmp(last->status, "failed") == 0)
+        problem(v, "the daily run for %s FAILED (attempt %d): %s", last->date, last->attempts,
+                last->error ? last->error : "see the log");
+    if (zone == NULL) {
+        problem(v, "%s", err.msg);
+        return;
+    }
+    if (catalog_daily_last_success(cli->cat, success) != 1)
+        sched_local_date(zone, catalog_state_get_int(cli->cat, "installed_at", 0) / 1000, success);
+    if (sched_due(zone, cli->cfg->daily_hour, cli->cfg->daily_minute, success, now, due, &missed) ==
+            1 &&
+        sched_parse_date(due, &y, &m, &d) == 0 &&
+        sched_run_instant(zone, y, m, d, cli->cfg->daily_hour, cli->cfg->daily_minute, &at) == 0 &&
+        now - at > DAILY_GRACE_S)
+        problem(v, "the daily run for %s is overdue (last success: %s)", due,
+                success[0] ? success : "never");
+    sched_zone_free(zone);
+}
 
 static void print_time(const char *label, int64_t ms)
 {
@@ -27,8 +196,12 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
     struct catalog_stats st;
     struct cst_err err;
     int64_t depth, oldest, failing, now = util_now_ms(), overflows, pending, pending_oldest;
-    char *last_error = NULL;
+    char *last_error = NULL, *answer = NULL, *sock;
     struct catalog_daily daily;
+    struct catalog_coverage *cov;
+    struct verdict v = {0};
+    bson_t *health = NULL;
+    bson_error_t berr;
     int rc, running, have_daily;
 
     (void)argv;
@@ -39,6 +212,21 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
     running = cli_agent_running(cli);
     if (catalog_stats(cli->cat, &st, &err) < 0)
         return cli_fail(EXIT_FAILED, "%s", err.msg);
+
+    /* The agent first: what it alone knows. */
+    sock = cli_state_path(cli, "agent.sock");
+    if (!running) {
+        problem(&v, "the agent is not running: nothing is being protected (start it: systemctl "
+                    "start custodian)");
+    } else if ((answer = control_query(sock, AGENT_ANSWER_MS, &err)) == NULL) {
+        problem(&v, "the agent does not answer: %s", err.msg);
+    } else if ((health = bson_new_from_json((const uint8_t *)answer, -1, &berr)) == NULL) {
+        problem(&v, "the agent's answer is not readable: %s", berr.message);
+    } else {
+        judge_agent(&v, health);
+    }
+    free(sock);
+
     catalog_queue_stats(cli->cat, &depth, &oldest);
     catalog_queue_failing(cli->cat, &failing, &last_error);
     /* Versions sealed but not yet on any destination are unshipped changes too. */
@@ -46,16 +234,72 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
     if (pending && (depth == 0 || pending_oldest < oldest))
         oldest = pending_oldest;
     depth += pending;
+    if (failing)
+        problem(&v, "%lld files are failing to ship: %s", (long long)failing,
+                last_error ? last_error : "?");
+    else if (depth)
+        note(&v, "catching up: %lld changes queued, the oldest %lld s ago", (long long)depth,
+             (long long)(now - oldest) / 1000);
     overflows = catalog_state_get_int(cli->cat, "inotify_overflows", 0);
+
+    cov = util_xcalloc(cli->cfg->n_dests + 1, sizeof(*cov));
+    for (size_t i = 0; i < cli->cfg->n_dests; i++) {
+        const char *name = cli->cfg->dests[i].name;
+        struct catalog_coverage *c = &cov[i];
+        int64_t backlog, backlog_oldest;
+        char *dest_error = NULL;
+
+        if (catalog_coverage_stats(cli->cat, name, c, &err) < 0) {
+            problem(&v, "destination %s: %s", name, err.msg);
+            continue;
+        }
+        catalog_copy_queue_stats(cli->cat, name, &backlog, &backlog_oldest, &dest_error);
+        if (c->failing)
+            problem(&v, "destination %s is failing (%lld copies waiting): %s", name,
+                    (long long)backlog, dest_error ? dest_error : "?");
+        if (c->damaged)
+            problem(&v,
+                    "destination %s has %lld DAMAGED copies (found missing or different); "
+                    "they are being copied again",
+                    name, (long long)c->damaged);
+        if (c->unqueued)
+            problem(&v,
+                    "destination %s lacks %lld objects that nothing is copying yet (the "
+                    "agent queues them at start-up and every 10 minutes)",
+                    name, (long long)c->unqueued);
+        if (c->lacking && !c->failing && !c->unqueued)
+            note(&v, "destination %s is catching up: %lld objects still to copy", name,
+                 (long long)c->lacking);
+        free(dest_error);
+    }
     have_daily = catalog_daily_get(cli->cat, NULL, &daily) == 1;
+    judge_daily(&v, cli, &daily, have_daily);
+    catalog_each_dest_notice(cli->cat, now - (int64_t)NOTICE_DAYS * 86400000, print_notice, &v,
+                             &err);
+    if (cli->cfg->verify_per_day == 0)
+        note(&v, "rolling verification is off ([verify] per_day = 0)");
 
     if (cli->json) {
         struct json j;
 
         json_init(&j);
         json_obj_begin(&j);
+        json_key(&j, "verdict");
+        json_str(&j, v.n_problems ? "failing" : "ok");
+        json_key(&j, "problems");
+        json_arr_begin(&j);
+        for (size_t i = 0; i < v.n_problems; i++)
+            json_str(&j, v.problems[i]);
+        json_arr_end(&j);
+        json_key(&j, "notes");
+        json_arr_begin(&j);
+        for (size_t i = 0; i < v.n_notes; i++)
+            json_str(&j, v.notes[i]);
+        json_arr_end(&j);
         json_key(&j, "agent_running");
         json_bool(&j, running);
+        json_key(&j, "agent");
+        json_raw(&j, health ? answer : NULL);
         json_key(&j, "queue_depth");
         json_int(&j, depth);
         json_key(&j, "oldest_queued_at");
@@ -81,25 +325,34 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         json_key(&j, "destinations");
         json_arr_begin(&j);
         for (size_t i = 0; i < cli->cfg->n_dests; i++) {
-            int64_t copies, missing, verified, backlog, backlog_oldest;
+            int64_t backlog, backlog_oldest;
             char *dest_error = NULL;
 
-            catalog_dest_stats(cli->cat, cli->cfg->dests[i].name, &copies, &missing, &verified);
             catalog_copy_queue_stats(cli->cat, cli->cfg->dests[i].name, &backlog, &backlog_oldest,
                                      &dest_error);
             json_obj_begin(&j);
             json_key(&j, "name");
             json_str(&j, cli->cfg->dests[i].name);
             json_key(&j, "copies");
-            json_int(&j, copies);
+            json_int(&j, cov[i].copies);
             json_key(&j, "backlog");
             json_int(&j, backlog);
             json_key(&j, "oldest_pending_age_s");
             json_int(&j, backlog ? (now - backlog_oldest) / 1000 : 0);
             json_key(&j, "objects_missing");
-            json_int(&j, missing);
+            json_int(&j, cov[i].lacking);
+            json_key(&j, "objects_lacking");
+            json_int(&j, cov[i].lacking);
+            json_key(&j, "objects_unqueued");
+            json_int(&j, cov[i].unqueued);
+            json_key(&j, "damaged");
+            json_int(&j, cov[i].damaged);
+            json_key(&j, "failing");
+            json_int(&j, cov[i].failing);
             json_key(&j, "last_verified_at");
-            json_time(&j, verified);
+            json_time(&j, cov[i].last_verified_at);
+            json_key(&j, "oldest_check_at");
+            json_time(&j, cov[i].oldest_check);
             json_key(&j, "last_error");
             json_str(&j, backlog ? dest_error : NULL);
             json_obj_end(&j);
@@ -143,14 +396,21 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         json_print(&j, stdout);
         json_free(&j);
     } else {
+        if (v.n_problems)
+            printf("FAILING: %zu problem%s; protection is NOT whole\n", v.n_problems,
+                   v.n_problems == 1 ? "" : "s");
+        else
+            printf("OK: protection is whole\n");
+        for (size_t i = 0; i < v.n_problems; i++)
+            printf("  PROBLEM  %s\n", v.problems[i]);
+        for (size_t i = 0; i < v.n_notes; i++)
+            printf("  note     %s\n", v.notes[i]);
+        printf("\n");
         printf("%-22s %s\n", "agent", running ? "running" : "not running");
         printf("%-22s %lld\n", "queued", (long long)depth);
         if (depth)
             printf("%-22s %lld s (live RPO)\n", "oldest unshipped",
                    (long long)(now - oldest) / 1000);
-        if (failing)
-            printf("%-22s %lld, last error: %s\n", "failing", (long long)failing,
-                   last_error ? last_error : "?");
         printf("%-22s %lld (%lld versions, %lld objects, %lld bytes stored)\n", "live files",
                (long long)st.live_files, (long long)st.versions, (long long)st.objects,
                (long long)st.stored_bytes);
@@ -159,14 +419,15 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
             printf("%-22s %lld (each followed by a full rescan)\n", "inotify overflows",
                    (long long)overflows);
         for (size_t i = 0; i < cli->cfg->n_dests; i++) {
-            int64_t copies, missing, verified, backlog, backlog_oldest;
-            char label[64], *dest_error = NULL;
+            int64_t backlog, backlog_oldest;
+            char label[96], *dest_error = NULL;
 
-            catalog_dest_stats(cli->cat, cli->cfg->dests[i].name, &copies, &missing, &verified);
             catalog_copy_queue_stats(cli->cat, cli->cfg->dests[i].name, &backlog, &backlog_oldest,
                                      &dest_error);
             snprintf(label, sizeof(label), "destination %s", cli->cfg->dests[i].name);
-            printf("%-22s %lld copies, backlog %lld", label, (long long)copies, (long long)backlog);
+            printf("%-22s %lld copies, lacks %lld, damaged %lld, backlog %lld", label,
+                   (long long)cov[i].copies, (long long)cov[i].lacking, (long long)cov[i].damaged,
+                   (long long)backlog);
             if (backlog)
                 printf(" (oldest %lld s)", (long long)(now - backlog_oldest) / 1000);
             printf("\n");
@@ -190,15 +451,22 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
                 printf("%-22s error: %s\n", "", daily.error);
         }
     }
+    rc = v.n_problems ? EXIT_FAILED : EXIT_OK;
+    free(cov);
     free(last_error);
+    free(answer);
+    if (health)
+        bson_destroy(health);
     if (have_daily)
         catalog_daily_clear(&daily);
-    return EXIT_OK;
+    verdict_free(&v);
+    return rc;
 }
 
 const struct cmd_entry cmd_status_entry = {
     .name = "status",
     .usage = "",
-    .help = "queue depth, live RPO, destinations",
+    .help = "one verdict (exit 1 when protection is not whole), then queue, destinations, "
+            "daily run",
     .exec = cmd_status_exec,
 };

@@ -25,6 +25,7 @@
 #include "agent/restore.h"
 #include "agent/sched.h"
 #include "shipper/dest.h"
+#include "shipper/verifier.h"
 #include "common/util.h"
 
 /* Fetch key from dest into memory (manifests are small); SHA-256 of what came. */
@@ -133,8 +134,22 @@ struct copy_check {
     struct cli *cli;
     struct restorer *r;
     int deep;
-    int64_t checked, failed, skipped;
+    int64_t checked, failed, skipped, damaged;
+    char *scratch;
 };
+
+/* A copy proven missing or different is marked damaged: it is not used for dedup or
+ * restore any more, and the agent copies the object again. */
+static void mark_damaged(struct copy_check *c, const char *object_id, const char *dest,
+                         const char *why)
+{
+    struct cst_err err;
+
+    if (catalog_copy_damaged(c->cli->cat, object_id, dest, why, util_now_ms(), &err) < 0)
+        fprintf(stderr, "custodian: cannot mark the copy damaged: %s\n", err.msg);
+    else
+        c->damaged++;
+}
 
 static int check_copy(void *arg, const char *object_id, const char *dest_name, const char *key,
                       int64_t stored_size, const unsigned char stored_sha256[32])
@@ -146,7 +161,6 @@ static int check_copy(void *arg, const char *object_id, const char *dest_name, c
     size_t n;
     int rc;
 
-    (void)stored_sha256;
     dests = restorer_dests(c->r, &n);
     for (size_t i = 0; i < n; i++)
         if (strcmp(dests[i]->name, dest_name) == 0)
@@ -158,24 +172,38 @@ static int check_copy(void *arg, const char *object_id, const char *dest_name, c
     c->checked++;
     if (c->deep) {
         struct catalog_object o;
+        struct catalog_copy copy = {
+            .dest = (char *)dest_name, .remote_key = (char *)key, .stored_size = stored_size};
+        char why[CST_ERR_SIZE];
 
-        if (catalog_object_get(c->cli->cat, object_id, &o) != 1)
+        snprintf(copy.object_id, sizeof(copy.object_id), "%s", object_id);
+        memcpy(copy.stored_sha256, stored_sha256, 32);
+        /* The stored bytes first (no key needed), then the content inside them. */
+        rc = verifier_check_copy(d, &copy, c->scratch, why, sizeof(why), &err);
+        if (rc == 0) {
+            mark_damaged(c, object_id, dest_name, why);
+            rc = cst_err_set(&err, "%s", why);
+        } else if (rc == 1 && catalog_object_get(c->cli->cat, object_id, &o) != 1) {
             rc = cst_err_set(&err, "object %s is not in the catalog", object_id);
-        else
+        } else if (rc == 1) {
             rc = restorer_check_copy(c->r, d, key, o.sha256, o.plain_size, &err);
+        }
     } else if (d->ops->exists == NULL) {
         c->skipped++;
         c->checked--;
         return 0;
     } else {
         rc = d->ops->exists(d, key, &size, &err);
-        if (rc == 0)
+        if (rc == 0) {
+            mark_damaged(c, object_id, dest_name, "missing");
             rc = cst_err_set(&err, "missing");
-        else if (rc == 1 && stored_size >= 0 && (int64_t)size != stored_size)
+        } else if (rc == 1 && stored_size >= 0 && (int64_t)size != stored_size) {
             rc = cst_err_set(&err, "%llu bytes, the catalog recorded %lld",
                              (unsigned long long)size, (long long)stored_size);
-        else if (rc == 1)
+            mark_damaged(c, object_id, dest_name, err.msg);
+        } else if (rc == 1) {
             rc = 0;
+        }
     }
     if (rc < 0) {
         c->failed++;
@@ -184,19 +212,53 @@ static int check_copy(void *arg, const char *object_id, const char *dest_name, c
     return 0;
 }
 
+/* Coverage: what each destination lacks or holds damaged fails verify as surely as a
+ * bad copy does. Returns how many destinations are not whole. */
+static int report_coverage(struct cli *cli, const char *from)
+{
+    int gaps = 0;
+
+    for (size_t i = 0; i < cli->cfg->n_dests; i++) {
+        const char *name = cli->cfg->dests[i].name;
+        struct catalog_coverage cov;
+        struct cst_err err;
+
+        if (from && strcmp(from, name) != 0)
+            continue;
+        if (catalog_coverage_stats(cli->cat, name, &cov, &err) < 0) {
+            printf("FAIL  %s: %s\n", name, err.msg);
+            gaps++;
+        } else if (cov.lacking || cov.damaged) {
+            printf("FAIL  %s: lacks %lld objects, %lld copies known damaged (the agent copies "
+                   "them again)\n",
+                   name, (long long)cov.lacking, (long long)cov.damaged);
+            gaps++;
+        }
+    }
+    return gaps;
+}
+
 static int verify_copies(struct cli *cli, const char *from, int64_t sample, int deep)
 {
-    struct copy_check c = {cli, NULL, deep, 0, 0, 0};
+    struct copy_check c = {cli, NULL, deep, 0, 0, 0, 0, NULL};
     struct cst_err err;
-    int rc;
+    int rc, gaps;
 
     c.r = restorer_new(cli, from, deep, &rc);
     if (c.r == NULL)
         return rc;
+    c.scratch = cli_state_path(cli, "spool");
+    if (util_mkdir_p(c.scratch, 0700, &err) < 0) {
+        free(c.scratch);
+        restorer_free(c.r);
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
+    }
     rc = catalog_each_copy_sample(cli->cat, from, sample, check_copy, &c, &err);
     restorer_free(c.r);
+    free(c.scratch);
     if (rc < 0)
         return cli_fail(EXIT_FAILED, "%s", err.msg);
+    gaps = report_coverage(cli, from);
     {
         struct cst_err aerr;
         char *detail =
@@ -209,7 +271,10 @@ static int verify_copies(struct cli *cli, const char *from, int64_t sample, int 
     printf("checked %lld copies%s: %lld failed%s\n", (long long)c.checked,
            deep ? " (fetched, decrypted and hashed)" : " (present, right size)",
            (long long)c.failed, c.skipped ? " (some on unconfigured destinations skipped)" : "");
-    return c.failed ? EXIT_FAILED : EXIT_OK;
+    if (c.damaged)
+        printf("%lld copies were marked damaged; the agent copies them again\n",
+               (long long)c.damaged);
+    return c.failed || gaps ? EXIT_FAILED : EXIT_OK;
 }
 
 static int cmd_verify_exec(struct cli *cli, int argc, char **argv)

@@ -114,6 +114,16 @@ static const struct cfg_key cfg_main_keys[] = {
      .help = "A file changed but not closed ships after this many milliseconds without "
              "change; a file closed after writing ships at once."},
     {.section = "agent",
+     .name = "max_delay_ms",
+     .type = KT_INT,
+     .min = 1000,
+     .max = 86400000,
+     .default_value = "60000",
+     CFG_FIELD(max_delay_ms),
+     .help = "A file that keeps changing (a log written every second) is shipped anyway once it "
+             "has waited this many milliseconds, from a consistent read, and again when it "
+             "settles; at least settle_ms."},
+    {.section = "agent",
      .name = "log_level",
      .type = KT_ENUM,
      .choices = cfg_log_levels,
@@ -179,6 +189,17 @@ static const struct cfg_key cfg_main_keys[] = {
      CFG_FIELD(dump_command),
      .help = "A command that writes a mongodump --archive to stdout, used instead of the "
              "built-in dump, e.g. docker exec NAME mongodump --archive."},
+    {.section = "verify",
+     .name = "per_day",
+     .type = KT_INT,
+     .min = 0,
+     .max = 100000000,
+     .default_value = "3000",
+     CFG_FIELD(verify_per_day),
+     .help = "Rolling verification: copies read back and hashed per destination per day, least "
+             "recently checked first, so every copy is re-read within copies/per_day days. A "
+             "copy found missing or different is marked damaged and copied again. 0 turns it "
+             "off (status then says so)."},
     {.section = "retention",
      .name = "hot_months",
      .type = KT_INT,
@@ -972,6 +993,19 @@ static int cfg_finish(struct cfg_parser *p)
         return cfg_fail(p, del_line, "retention", "delete_after_months",
                         "value %d must be greater than hot_months (%d)", cfg->delete_after_months,
                         cfg->hot_months);
+    }
+
+    if (cfg->max_delay_ms < cfg->settle_ms) {
+        int line = cfg_main_line(p, "agent", "max_delay_ms");
+
+        /* Blame the key the operator wrote; a default is not their doing. */
+        if (line == 0)
+            return cfg_fail(p, cfg_main_line(p, "agent", "settle_ms"), "agent", "settle_ms",
+                            "value %d must not be more than max_delay_ms (%d)", cfg->settle_ms,
+                            cfg->max_delay_ms);
+        return cfg_fail(p, line, "agent", "max_delay_ms",
+                        "value %d must not be less than settle_ms (%d)", cfg->max_delay_ms,
+                        cfg->settle_ms);
     }
 
     /* Watching a folder twice would ship every change twice. */

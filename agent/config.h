@@ -42,6 +42,7 @@ struct cfg {
     char *timezone;               /* default America/New_York; exists as /usr/share/zoneinfo/<tz> */
     int daily_hour, daily_minute; /* from daily_at "HH:MM", default 02:00 */
     int settle_ms;                /* 0..600000, default 1500 */
+    int max_delay_ms;             /* 1000..86400000, default 60000, >= settle_ms */
     int log_level;                /* enum log_level from common/log.h; default info */
     int workers;                  /* 1..64, default 2: hashing/compression threads */
     char **watch_paths;           /* [watch] path: absolute, no trailing slash; at least one */
@@ -57,6 +58,7 @@ struct cfg {
     int hot_months;                   /* 1..1200, default 24 */
     int delete_after_months;          /* 1..1200 and > hot_months, default 84 */
     int keep_daily;                   /* 1..10000, default 35 */
+    int verify_per_day;               /* [verify] per_day: 0..100000000, default 3000 */
 };
 
 /* Read and validate the config file at path. NULL and err filled on any problem. */

@@ -205,20 +205,15 @@ static int backlog(struct cli *cli)
 static int drain(struct run *r, char **status)
 {
     struct cli *cli = r->cli;
-    struct reconcile_counts c = {0, 0, 0};
+    struct reconcile_counts c = {0, 0, 0, 0};
     struct cst_err err;
     int64_t start = util_mono_ms();
 
-    if (catalog_begin(cli->cat, &err) < 0)
-        goto fail;
+    /* Short transactions: the walk never holds the write lock the agent needs. */
     for (size_t i = 0; i < cli->cfg->n_watch_paths; i++)
         if (reconcile_tree(cli->cat, cli->cfg->watch_paths[i], cli->cfg->excludes,
-                           cli->cfg->n_excludes, &c, &err) < 0) {
-            catalog_rollback(cli->cat);
+                           cli->cfg->n_excludes, &c, &err) < 0)
             goto fail;
-        }
-    if (catalog_commit(cli->cat, &err) < 0)
-        goto fail;
     if (!cli_agent_running(cli)) {
         struct agent_options o = {.until_idle = 1, .until_empty = 1};
 

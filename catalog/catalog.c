@@ -128,6 +128,7 @@ static struct catalog *open_common(const char *path, int flags, struct cst_err *
     struct catalog *cat = util_xcalloc(1, sizeof(*cat));
 
     cat->path = util_xstrdup(path);
+    cat->max_delay_ms = 60000;
     if (sqlite3_open_v2(path, &cat->db, flags, NULL) != SQLITE_OK) {
         cst_err_set(err, "cannot open catalog %s: %s", path,
                     cat->db ? sqlite3_errmsg(cat->db) : "out of memory");
@@ -197,6 +198,11 @@ void catalog_close(struct catalog *cat)
         sqlite3_close(cat->db);
     free(cat->path);
     free(cat);
+}
+
+void catalog_set_busy_timeout(struct catalog *cat, int ms)
+{
+    sqlite3_busy_timeout(cat->db, ms);
 }
 
 int catalog_begin(struct catalog *cat, struct cst_err *err)

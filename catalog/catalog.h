@@ -58,6 +58,9 @@ struct catalog *catalog_open_readonly(const char *path, struct cst_err *err);
 void catalog_close(struct catalog *cat);
 int catalog_user_version(struct catalog *cat);
 
+/* How long a write waits for another process's transaction before it fails (default
+ * 10 s; the agent's loop must never wait that long: it retries instead). */
+void catalog_set_busy_timeout(struct catalog *cat, int ms);
 int catalog_begin(struct catalog *cat, struct cst_err *err);
 int catalog_commit(struct catalog *cat, struct cst_err *err);
 void catalog_rollback(struct catalog *cat);
@@ -77,6 +80,14 @@ void catalog_queue_items_free(struct catalog_queue_item *items, size_t n);
 int64_t catalog_queue_next_ready(struct catalog *cat, int64_t after);
 /* Remove the entry if it is still at generation gen (nothing re-queued it meanwhile). */
 int catalog_queue_done(struct catalog *cat, int64_t path_id, int64_t gen, struct cst_err *err);
+/* The entry's current generation: > 0, 0 if path_id has no entry, -1 on error. */
+int64_t catalog_queue_gen(struct catalog *cat, int64_t path_id, struct cst_err *err);
+/* A version was recorded from an entry that changed again since: its max_delay
+ * clock starts again from now. */
+int catalog_queue_restart(struct catalog *cat, int64_t path_id, int64_t now, struct cst_err *err);
+/* A path queued again and again (a file that keeps changing) still becomes ready at
+ * most this long after it was first queued (default 60 s; <= 0: no bound). */
+void catalog_set_max_delay(struct catalog *cat, int64_t max_delay_ms);
 /* Push the entry back by delay_ms and note why. */
 int catalog_queue_retry(struct catalog *cat, int64_t path_id, int64_t gen, int64_t delay_ms,
                         const char *why, struct cst_err *err);
@@ -218,6 +229,81 @@ int catalog_backlog(struct catalog *cat, struct catalog_backlog *b);
  * its first copy: it needs no second sealing. */
 int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, int64_t mtime_ns,
                           int64_t inode, const char *object_id);
+
+/* --- coverage: every configured destination holds every retained object --- */
+
+/* Queue a copy to dest (its source still to be found) of every retained object that
+ * has no good copy there and none queued. Returns how many were queued, -1 on error. */
+int64_t catalog_coverage_queue(struct catalog *cat, const char *dest, int64_t now,
+                               struct cst_err *err);
+struct catalog_coverage {
+    int64_t copies;           /* good copies on the destination */
+    int64_t lacking;          /* retained objects without a good copy there (queued or not) */
+    int64_t unqueued;         /* of those, not even queued: a gap nobody is closing yet */
+    int64_t damaged;          /* copies a check found missing or different */
+    int64_t failing;          /* queued copies whose last attempt failed */
+    int64_t last_verified_at; /* newest copy made */
+    int64_t oldest_check;     /* least recently checked good copy (0: never checked) */
+};
+int catalog_coverage_stats(struct catalog *cat, const char *dest, struct catalog_coverage *c,
+                           struct cst_err *err);
+/* Up to limit objects whose queued copies still need their bytes, ready at now. */
+int catalog_copy_queue_unsourced(struct catalog *cat, int64_t now, size_t limit,
+                                 int (*skip)(void *arg, const char *object_id), void *arg,
+                                 char ***ids, size_t *n, struct cst_err *err);
+/* The sealed bytes of object_id are in spool now: queued copies without a source use
+ * them. Returns how many entries were sourced. */
+int catalog_copy_queue_source(struct catalog *cat, const char *object_id, const char *spool,
+                              int64_t stored_size, const unsigned char stored_sha256[32],
+                              int64_t now, struct cst_err *err);
+/* No source could be found for object_id's queued copies now: try again later. */
+int catalog_copy_queue_unsourced_retry(struct catalog *cat, const char *object_id, int64_t delay_ms,
+                                       const char *why, struct cst_err *err);
+
+/* 1 if some queued copy of object_id has no source yet, 0 if none, -1 on error. */
+int catalog_copy_queue_unsourced_has(struct catalog *cat, const char *object_id,
+                                     struct cst_err *err);
+/* The spool file of object_id's queued copies is gone: they need a source again. */
+int catalog_copy_queue_unsource(struct catalog *cat, const char *object_id, struct cst_err *err);
+/* Paths whose live (or waiting) version has object_id's content (malloc'd array). */
+int catalog_object_live_paths(struct catalog *cat, const char *object_id, char ***paths, size_t *n,
+                              struct cst_err *err);
+
+struct catalog_copy {
+    char object_id[65];
+    char *dest, *remote_key; /* malloc'd */
+    int64_t stored_size;
+    unsigned char stored_sha256[32];
+    int64_t checked_at;
+};
+/* The good (not damaged) copies of object_id, most recently checked first. */
+int catalog_good_copies(struct catalog *cat, const char *object_id, struct catalog_copy **out,
+                        size_t *n, struct cst_err *err);
+/* Up to limit good copies on dest, least recently checked first (rolling verification). */
+int catalog_copies_to_check(struct catalog *cat, const char *dest, size_t limit,
+                            struct catalog_copy **out, size_t *n, struct cst_err *err);
+void catalog_copies_free(struct catalog_copy *copies, size_t n);
+/* A check read the copy back intact. */
+int catalog_copy_checked(struct catalog *cat, const char *object_id, const char *dest, int64_t now,
+                         struct cst_err *err);
+/* A check found the copy missing or different: it counts for nothing from now on, and
+ * a new copy is queued. */
+int catalog_copy_damaged(struct catalog *cat, const char *object_id, const char *dest,
+                         const char *why, int64_t now, struct cst_err *err);
+
+/* Queued copies to destinations that are no longer configured are dropped, with a notice
+ * per destination (dest_notices); *out lists them (free with catalog_forgotten_free). */
+struct catalog_forgotten {
+    char *dest;
+    int64_t dropped;
+};
+int catalog_forget_dests(struct catalog *cat, char *const *configured, size_t n_configured,
+                         int64_t now, struct catalog_forgotten **out, size_t *n_out,
+                         struct cst_err *err);
+void catalog_forgotten_free(struct catalog_forgotten *f, size_t n);
+int catalog_each_dest_notice(struct catalog *cat, int64_t since,
+                             int (*cb)(void *arg, int64_t at, const char *dest, const char *notice),
+                             void *arg, struct cst_err *err);
 
 /* --- the daily run --- */
 

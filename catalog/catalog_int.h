@@ -14,6 +14,7 @@ struct catalog {
     sqlite3 *db;
     char *path;
     int in_tx;
+    int64_t max_delay_ms; /* queue: the longest a changing file waits (catalog_set_max_delay) */
     struct {
         const char *sql; /* compared by address: callers pass string literals */
         sqlite3_stmt *stmt;

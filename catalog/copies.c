@@ -44,8 +44,9 @@ int catalog_copy_queue_add(struct catalog *cat, const char *object_id, const cha
 int catalog_copy_queue_find(struct catalog *cat, const char *object_id, char **spool,
                             int64_t *stored_size, unsigned char stored_sha256[32])
 {
-    static const char q[] =
-        "SELECT spool, stored_size, stored_sha256 FROM copy_queue WHERE object_id = ? LIMIT 1";
+    static const char q[] = "SELECT spool, stored_size, stored_sha256 FROM copy_queue WHERE "
+                            "object_id = ? AND spool <> ''"
+                            " LIMIT 1";
     sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
     int found = 0;
 
@@ -76,7 +77,8 @@ int catalog_copy_queue_ready(struct catalog *cat, const char *dest, int64_t now,
     static const char q[] =
         "SELECT c.object_id, c.spool, c.stored_size, c.stored_sha256, o.plain_size, o.sha256,"
         " c.queued_at, c.attempts FROM copy_queue c JOIN objects o ON o.id = c.object_id"
-        " WHERE c.dest = ?1 AND c.ready_at <= ?2 ORDER BY c.ready_at, c.object_id";
+        " WHERE c.dest = ?1 AND c.ready_at <= ?2 AND c.spool <> '' ORDER BY c.ready_at, "
+        "c.object_id";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
     struct catalog_copy_item *out;
     size_t count = 0;
@@ -225,7 +227,7 @@ int catalog_copy_queue_stats(struct catalog *cat, const char *dest, int64_t *dep
 int catalog_each_spool_file(struct catalog *cat, int (*cb)(void *arg, const char *spool), void *arg,
                             struct cst_err *err)
 {
-    static const char q[] = "SELECT DISTINCT spool FROM copy_queue";
+    static const char q[] = "SELECT DISTINCT spool FROM copy_queue WHERE spool <> ''";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
     char **names = NULL;
     size_t n = 0;

@@ -18,10 +18,14 @@
 int catalog_queue_path(struct catalog *cat, const char *path, const char *reason, int64_t ready_at,
                        struct cst_err *err)
 {
+    /* gen only grows, even across a row removed and queued again (a file deleted
+     * and written anew while its old content was being sealed): a seal in flight
+     * can never match a newer entry. ready_at never moves past queued_at +
+     * max_delay, so a file that keeps changing still ships (shipper.h). */
     static const char q[] =
-        "INSERT INTO queue (path_id, reason, queued_at, ready_at) VALUES (?1, ?2, ?3, ?4) "
+        "INSERT INTO queue (path_id, reason, queued_at, ready_at, gen) VALUES (?1, ?2, ?3, ?4, ?5) "
         "ON CONFLICT (path_id) DO UPDATE SET reason = excluded.reason, "
-        "ready_at = excluded.ready_at, gen = gen + 1";
+        "ready_at = min(excluded.ready_at, queued_at + ?6), gen = max(gen + 1, excluded.gen)";
     int64_t id = catalog_path_id(cat, path, 1, err);
     sqlite3_stmt *st;
 
@@ -34,8 +38,12 @@ int catalog_queue_path(struct catalog *cat, const char *path, const char *reason
     sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, util_now_ms());
     sqlite3_bind_int64(st, 4, ready_at);
-    if (sqlite3_step(st) != SQLITE_DONE)
+    sqlite3_bind_int64(st, 5, util_now_us());
+    sqlite3_bind_int64(st, 6, cat->max_delay_ms);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        sqlite3_reset(st);
         return catalog_sql_err(cat, err, "queue path");
+    }
     sqlite3_reset(st);
     return 0;
 }
@@ -167,4 +175,45 @@ int catalog_queue_failing(struct catalog *cat, int64_t *count, char **last_error
     }
     sqlite3_reset(st);
     return 0;
+}
+
+int64_t catalog_queue_gen(struct catalog *cat, int64_t path_id, struct cst_err *err)
+{
+    static const char q[] = "SELECT gen FROM queue WHERE path_id = ?";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int64_t gen = 0;
+    int rc;
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, path_id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        gen = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return catalog_sql_err(cat, err, "read queue generation");
+    return gen;
+}
+
+int catalog_queue_restart(struct catalog *cat, int64_t path_id, int64_t now, struct cst_err *err)
+{
+    static const char q[] = "UPDATE queue SET queued_at = ?2 WHERE path_id = ?1";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, path_id);
+    sqlite3_bind_int64(st, 2, now);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        sqlite3_reset(st);
+        return catalog_sql_err(cat, err, "restart queue entry");
+    }
+    sqlite3_reset(st);
+    return 0;
+}
+
+void catalog_set_max_delay(struct catalog *cat, int64_t max_delay_ms)
+{
+    cat->max_delay_ms = max_delay_ms > 0 ? max_delay_ms : INT64_MAX / 4;
 }

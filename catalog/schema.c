@@ -154,6 +154,25 @@ static const char *const migrations[] = {
     "  verified_at INTEGER NOT NULL,"
     "  PRIMARY KEY (date, kind, dest)"
     ") WITHOUT ROWID;",
+
+    /* 4: coverage as an invariant. A copy found missing or different by a check
+     * is marked damaged (never used for dedup or restore) until it is copied
+     * again; checked_at drives rolling verification, oldest first. A copy queue
+     * entry whose spool is '' still needs its bytes (from the spool of another
+     * entry, another destination's ciphertext, or a re-seal of the live file).
+     * dest_notices keep what happened to destinations that left the config. */
+    "ALTER TABLE copies ADD COLUMN damaged_at INTEGER;"
+    "ALTER TABLE copies ADD COLUMN damage TEXT;"
+    "ALTER TABLE copies ADD COLUMN checked_at INTEGER;"
+    "UPDATE copies SET checked_at = verified_at;"
+    "CREATE INDEX copies_by_check ON copies (checked_at);"
+    "CREATE INDEX copy_queue_by_object ON copy_queue (object_id);"
+    "CREATE TABLE dest_notices ("
+    "  id INTEGER PRIMARY KEY,"
+    "  at INTEGER NOT NULL,"
+    "  dest TEXT NOT NULL,"
+    "  notice TEXT NOT NULL"
+    ");",
 };
 
 int catalog_schema_latest(void)

@@ -125,14 +125,16 @@ int catalog_object_get(struct catalog *cat, const char *object_id, struct catalo
 
 int catalog_copy_exists(struct catalog *cat, const char *object_id, const char *dest)
 {
-    static const char q[] = "SELECT 1 FROM copies WHERE object_id = ? AND dest = ?";
+    static const char q[] =
+        "SELECT 1 FROM copies WHERE object_id = ? AND dest = ? AND damaged_at IS NULL";
 
     return catalog_row_exists(cat, q, object_id, dest);
 }
 
 char *catalog_copy_key(struct catalog *cat, const char *object_id, const char *dest)
 {
-    static const char q[] = "SELECT remote_key FROM copies WHERE object_id = ? AND dest = ?";
+    static const char q[] =
+        "SELECT remote_key FROM copies WHERE object_id = ? AND dest = ? AND damaged_at IS NULL";
     sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
     char *key = NULL;
 
@@ -174,10 +176,11 @@ int catalog_record_copy(struct catalog *cat, const char *object_id, const char *
                         struct cst_err *err)
 {
     static const char q[] =
-        "INSERT INTO copies (object_id, dest, remote_key, verified_at, stored_size, stored_sha256) "
-        "VALUES (?,?,?,?,?,?) ON CONFLICT (object_id, dest) DO UPDATE SET "
+        "INSERT INTO copies (object_id, dest, remote_key, verified_at, stored_size, stored_sha256,"
+        " checked_at) VALUES (?1,?2,?3,?4,?5,?6,?4) ON CONFLICT (object_id, dest) DO UPDATE SET "
         "remote_key = excluded.remote_key, verified_at = excluded.verified_at, "
-        "stored_size = excluded.stored_size, stored_sha256 = excluded.stored_sha256";
+        "stored_size = excluded.stored_size, stored_sha256 = excluded.stored_sha256, "
+        "checked_at = excluded.verified_at, damaged_at = NULL, damage = NULL";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
 
     if (st == NULL)
@@ -256,6 +259,10 @@ int catalog_record_delete(struct catalog *cat, const char *path, int64_t at, str
     static const char q_pending[] =
         "UPDATE pending_versions SET deleted_at = ?4 WHERE deleted_at IS NULL AND path_id IN ("
         " SELECT id FROM paths WHERE path = ?1 OR (path >= ?2 AND path < ?3))";
+    /* Nothing is left to ship there; a seal in flight finds its entry gone and is
+     * dropped, so a file deleted while it was read never becomes a live version. */
+    static const char q_unqueue[] = "DELETE FROM queue WHERE path_id IN (SELECT id FROM paths"
+                                    " WHERE path = ?1 OR (path >= ?2 AND path < ?3))";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
     int changed;
 
@@ -278,6 +285,16 @@ int catalog_record_delete(struct catalog *cat, const char *path, int64_t at, str
     if (sqlite3_step(st) != SQLITE_DONE)
         return catalog_sql_err(cat, err, "record delete");
     changed += sqlite3_changes(cat->db);
+    sqlite3_reset(st);
+    st = catalog_stmt(cat, q_unqueue, err);
+    if (st == NULL)
+        return -1;
+    catalog_bind_path(st, 1, path);
+    bind_below(st, 2, path);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        sqlite3_reset(st);
+        return catalog_sql_err(cat, err, "unqueue deleted paths");
+    }
     sqlite3_reset(st);
     return changed;
 }
@@ -513,9 +530,11 @@ int catalog_stats(struct catalog *cat, struct catalog_stats *s, struct cst_err *
 int catalog_dest_stats(struct catalog *cat, const char *dest, int64_t *copies, int64_t *missing,
                        int64_t *last_verified_at)
 {
-    static const char q[] = "SELECT (SELECT count(*) FROM copies WHERE dest = ?1),"
+    static const char q[] = "SELECT (SELECT count(*) FROM copies WHERE dest = ?1"
+                            "   AND damaged_at IS NULL),"
                             " (SELECT count(*) FROM objects o WHERE NOT EXISTS"
-                            "   (SELECT 1 FROM copies c WHERE c.object_id = o.id AND c.dest = ?1)),"
+                            "   (SELECT 1 FROM copies c WHERE c.object_id = o.id AND c.dest = ?1"
+                            "    AND c.damaged_at IS NULL)),"
                             " (SELECT coalesce(max(verified_at), 0) FROM copies WHERE dest = ?1)";
     sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
 
@@ -540,7 +559,7 @@ int catalog_each_copy_sample(struct catalog *cat, const char *dest, int64_t samp
 {
     static const char q[] =
         "SELECT object_id, dest, remote_key, coalesce(stored_size, -1), stored_sha256 FROM copies"
-        " WHERE ?1 IS NULL OR dest = ?1"
+        " WHERE (?1 IS NULL OR dest = ?1) AND damaged_at IS NULL"
         " ORDER BY CASE WHEN ?2 > 0 THEN random() ELSE 0 END, object_id, dest"
         " LIMIT CASE WHEN ?2 > 0 THEN ?2 ELSE -1 END";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);

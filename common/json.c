@@ -114,6 +114,16 @@ void json_bool(struct json *j, int v)
     put(j, v ? "true" : "false", v ? 4 : 5);
 }
 
+void json_raw(struct json *j, const char *value)
+{
+    if (value == NULL) {
+        json_null(j);
+        return;
+    }
+    sep(j);
+    put(j, value, strlen(value));
+}
+
 void json_null(struct json *j)
 {
     sep(j);

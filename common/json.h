@@ -29,6 +29,8 @@ void json_str(struct json *j, const char *s); /* NULL writes null */
 void json_int(struct json *j, int64_t v);
 void json_bool(struct json *j, int v);
 void json_null(struct json *j);
+/* A value that is JSON already (another program's document), as is; NULL writes null. */
+void json_raw(struct json *j, const char *value);
 /* Timestamp in unix ms as an RFC 3339 string, or null when ms <= 0. */
 void json_time(struct json *j, int64_t ms);
 /* Print the document and a newline. */

@@ -18,6 +18,8 @@ int util_unhex(const char *hex, unsigned char *bytes, size_t len);
 
 /* Wall clock, UTC, milliseconds since the epoch (what the catalog stores). */
 int64_t util_now_ms(void);
+/* Wall clock in microseconds (queue generations: distinct, and growing). */
+int64_t util_now_us(void);
 /* Monotonic clock in milliseconds, for timeouts and latencies. */
 int64_t util_mono_ms(void);
 /* Format unix milliseconds as RFC 3339 UTC "2026-11-20T19:00:00.123Z" into out[32]. */

@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/pathenc.h"
 #include "common/util.h"
@@ -46,6 +48,7 @@ struct job {
     struct work work;
     struct shipper *s;
     struct catalog_queue_item item;
+    int forced; /* waited max_delay already: a consistent read counts even if it changed since */
     enum seal_outcome outcome;
     char error[CST_ERR_SIZE];
     char *spool_path; /* the sealed temporary file, until flush */
@@ -94,6 +97,10 @@ struct shipper {
     struct inflight_node *inflight[INFLIGHT_BUCKETS];
     size_t inflight_count;
     struct lane *lanes;
+    char catalog_error[CST_ERR_SIZE]; /* the last write that failed, until one succeeds */
+    char **sourcing;                  /* objects whose bytes are being found for queued copies */
+    size_t n_sourcing;
+    ev_timer cover_timer;
 };
 
 static void fill(struct shipper *s);
@@ -354,14 +361,16 @@ static int same_as_live(struct shipper *s, const struct job *j, struct cst_err *
     return same;
 }
 
-/* Queue the copies j's object still needs; record or park its version. */
+/* Queue the copies j's object still needs (destinations lacking it, and queued
+ * copies still waiting for their bytes); record or park its version unless the
+ * live version already is this content. */
 static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *recorded,
                         struct cst_err *err)
 {
     struct catalog_object o;
     struct catalog_version v;
     unsigned lacking = 0;
-    int have_copy = 0, queued_elsewhere, same;
+    int have_copy = 0, queued_elsewhere, same, unsourced;
     char *spool = NULL;
     int64_t stored_size;
     unsigned char stored_sha[32];
@@ -369,8 +378,6 @@ static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *reco
     same = same_as_live(s, j, err);
     if (same < 0)
         return -1;
-    if (same)
-        return catalog_queue_done(s->p.catalog, j->item.path_id, j->item.gen, err);
     for (size_t d = 0; d < s->p.n_dests; d++) {
         int c = catalog_copy_exists(s->p.catalog, j->object_id, s->p.dests[d]->name);
 
@@ -381,6 +388,11 @@ static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *reco
         else if (catalog_copy_queue_has(s->p.catalog, j->object_id, s->p.dests[d]->name) != 1)
             lacking |= 1u << d;
     }
+    unsourced = catalog_copy_queue_unsourced_has(s->p.catalog, j->object_id, err);
+    if (unsourced < 0)
+        return -1;
+    if (same && !lacking && !unsourced)
+        return 0;
     memset(&o, 0, sizeof(o));
     memcpy(o.id, j->object_id, sizeof(o.id));
     memcpy(o.sha256, j->info.plain_sha256, 32);
@@ -390,7 +402,7 @@ static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *reco
     o.compressed = j->info.compressed;
     if (catalog_record_object(s->p.catalog, &o, now, err) < 0)
         return -1;
-    if (lacking) {
+    if (lacking || unsourced) {
         /* A copy already queued elsewhere keeps its spool file; else ours becomes it. */
         queued_elsewhere =
             catalog_copy_queue_find(s->p.catalog, j->object_id, &spool, &stored_size, stored_sha);
@@ -420,8 +432,17 @@ static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *reco
                 free(spool);
                 return -1;
             }
+        /* Copies that were waiting for these bytes (a lost spool file, a damaged copy,
+         * a destination added later) can go now. */
+        if (unsourced && catalog_copy_queue_source(s->p.catalog, j->object_id, spool, stored_size,
+                                                   stored_sha, now, err) < 0) {
+            free(spool);
+            return -1;
+        }
         free(spool);
     }
+    if (same)
+        return 0;
     version_of(j, &v, now);
     if (have_copy) {
         /* Restorable already (same content shipped before): recorded at once. */
@@ -431,7 +452,7 @@ static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *reco
     } else if (catalog_pending_add(s->p.catalog, &v, err) < 0) {
         return -1;
     }
-    return catalog_queue_done(s->p.catalog, j->item.path_id, j->item.gen, err);
+    return 0;
 }
 
 static void flush(struct shipper *s)
@@ -452,6 +473,21 @@ static void flush(struct shipper *s)
         int recorded = 0;
         char *name;
         int rc = 0;
+        int64_t gen = catalog_queue_gen(s->p.catalog, j->item.path_id, &err);
+
+        if (gen < 0)
+            goto fail;
+        /* Only what is current is recorded. An entry gone (the file was deleted or
+         * renamed) or queued again since it was read (the file changed) makes this
+         * result stale: nothing is recorded, and the newer event ships the newer
+         * content. The exception is a forced ship (max_delay) of a consistent read,
+         * so that a file that never stops changing still gets versions. */
+        if (gen != j->item.gen &&
+            (gen == 0 || !j->forced || (j->outcome != SEAL_OK && j->outcome != SEAL_SYMLINK))) {
+            log_debug("dropped a stale result path=%s gen=%lld now=%lld", j->item.path,
+                      (long long)j->item.gen, (long long)gen);
+            continue;
+        }
 
         switch (j->outcome) {
         case SEAL_GONE:
@@ -490,10 +526,16 @@ static void flush(struct shipper *s)
                 free(name);
             }
             if (rc >= 0)
-                rc = catalog_queue_done(s->p.catalog, j->item.path_id, j->item.gen, &err);
+                rc = gen == j->item.gen
+                         ? catalog_queue_done(s->p.catalog, j->item.path_id, j->item.gen, &err)
+                         : catalog_queue_restart(s->p.catalog, j->item.path_id, now, &err);
             break;
         case SEAL_OK:
             rc = flush_sealed(s, j, now, &recorded, &err);
+            if (rc == 0)
+                rc = gen == j->item.gen
+                         ? catalog_queue_done(s->p.catalog, j->item.path_id, j->item.gen, &err)
+                         : catalog_queue_restart(s->p.catalog, j->item.path_id, now, &err);
             if (rc == 0 && recorded) {
                 name = shown(j->item.path);
                 log_info("shipped path=%s bytes=%lld object=%.16s dedup=yes ms=%lld", name,
@@ -516,7 +558,10 @@ out:
     if (!ok) {
         /* Nothing recorded: the queue entries stay and are sealed again, after a pause. */
         log_error("cannot record sealed files: %s", err.msg);
+        snprintf(s->catalog_error, sizeof(s->catalog_error), "%s", err.msg);
         s->catalog_backoff_until = util_mono_ms() + 5000;
+    } else {
+        s->catalog_error[0] = '\0';
     }
     while (list) {
         j = list;
@@ -599,9 +644,9 @@ static void copies_done(void *arg, struct dest_put *puts, size_t n)
                          ? -1
                          : 0;
         } else if (puts[i].kind == DEST_ERR_SOURCE) {
-            log_warn("spool file of object %.16s is lost (%s); its files are sealed again",
+            log_warn("spool file of object %.16s is lost (%s); its bytes are found again",
                      it->object_id, puts[i].error);
-            rc = catalog_reseal_object(s->p.catalog, it->object_id, now, &err);
+            rc = catalog_copy_queue_unsource(s->p.catalog, it->object_id, &err);
         } else {
             failed++;
             worst = puts[i].error;
@@ -636,12 +681,15 @@ out:
     if (!committed) {
         /* The copies are stored, but not recorded: they are redone (harmlessly) later. */
         log_error("cannot record %zu copies to %s: %s", n, l->d->name, err.msg);
+        snprintf(s->catalog_error, sizeof(s->catalog_error), "%s", err.msg);
         s->catalog_backoff_until = util_mono_ms() + 5000;
     } else {
+        s->catalog_error[0] = '\0';
         /* A spool file goes when no destination needs it any more. */
         for (size_t i = 0; i < n; i++)
-            if ((puts[i].ok || puts[i].kind == DEST_ERR_SOURCE) &&
-                catalog_copy_queue_count(s->p.catalog, b->items[i].object_id) == 0) {
+            if ((puts[i].ok &&
+                 catalog_copy_queue_count(s->p.catalog, b->items[i].object_id) == 0) ||
+                puts[i].kind == DEST_ERR_SOURCE) {
                 char *p = util_join(s->p.spool_dir, b->items[i].spool);
                 unlink(p);
                 free(p);
@@ -723,6 +771,273 @@ static void fill_copies(struct lane *l, int64_t now)
     }
 }
 
+/* --- sourcing: finding the bytes of a copy queued without them --- */
+
+/* A copy queued by coverage (a destination added later, a damaged copy) or whose
+ * spool file was lost has no bytes yet. In order of preference they come from
+ * another queued copy's spool file, from another destination's ciphertext (the
+ * object is the same bytes everywhere, and no secret key is needed to copy it),
+ * or from sealing the live file again when its content is unchanged. */
+
+#define MAX_SOURCING 4
+#define SOURCE_RETRY_MS 30000
+#define SOURCE_GIVE_UP_MS 3600000
+
+struct source_job {
+    struct work work;
+    struct shipper *s;
+    char object_id[65];
+    struct catalog_copy *cands;
+    size_t n_cands;
+    /* out */
+    char *tmp;
+    int ok;
+    int64_t size;
+    unsigned char sha[32];
+    char from[64];
+    char error[CST_ERR_SIZE];
+};
+
+static int sourcing_has(void *arg, const char *object_id)
+{
+    struct shipper *s = arg;
+
+    for (size_t i = 0; i < s->n_sourcing; i++)
+        if (strcmp(s->sourcing[i], object_id) == 0)
+            return 1;
+    return 0;
+}
+
+static void sourcing_del(struct shipper *s, const char *object_id)
+{
+    for (size_t i = 0; i < s->n_sourcing; i++)
+        if (strcmp(s->sourcing[i], object_id) == 0) {
+            free(s->sourcing[i]);
+            s->sourcing[i] = s->sourcing[--s->n_sourcing];
+            return;
+        }
+}
+
+static struct dest *fetch_dest(struct shipper *s, const char *name)
+{
+    for (size_t d = 0; s->p.fetch_dests && d < s->p.n_dests; d++)
+        if (strcmp(s->p.dests[d]->name, name) == 0)
+            return s->p.fetch_dests[d];
+    return NULL;
+}
+
+static int hash_fd(int fd, unsigned char out[32], int64_t *size)
+{
+    unsigned char buf[1 << 16];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int len = 32;
+    off_t off = 0;
+    int rc = -1;
+
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    for (;;) {
+        ssize_t n = pread(fd, buf, sizeof(buf), off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto out;
+        if (n == 0)
+            break;
+        EVP_DigestUpdate(ctx, buf, (size_t)n);
+        off += n;
+    }
+    EVP_DigestFinal_ex(ctx, out, &len);
+    *size = (int64_t)off;
+    rc = 0;
+out:
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+/* On the aux thread: the first candidate copy that reads back as recorded. */
+static void source_run(struct work *w)
+{
+    struct source_job *sj = (struct source_job *)w;
+    struct shipper *s = sj->s;
+
+    for (size_t i = 0; i < sj->n_cands && !sj->ok; i++) {
+        const struct catalog_copy *c = &sj->cands[i];
+        struct dest *d = fetch_dest(s, c->dest);
+        struct cst_err err = {{0}};
+        char *tmp;
+        int fd;
+
+        if (d == NULL)
+            continue;
+        tmp = util_join(s->p.spool_dir, "seal.fetch-XXXXXX");
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0) {
+            snprintf(sj->error, sizeof(sj->error), "cannot create a spool file in %s: %s",
+                     s->p.spool_dir, strerror(errno));
+            free(tmp);
+            return;
+        }
+        if (d->ops->get(d, c->remote_key, fd, &err) < 0) {
+            snprintf(sj->error, sizeof(sj->error), "%s", err.msg);
+        } else if (hash_fd(fd, sj->sha, &sj->size) < 0 || fdatasync(fd) < 0) {
+            snprintf(sj->error, sizeof(sj->error), "cannot read back %s: %s", tmp, strerror(errno));
+        } else if (sj->size != c->stored_size || memcmp(sj->sha, c->stored_sha256, 32) != 0) {
+            snprintf(sj->error, sizeof(sj->error),
+                     "the copy on %s is not what was stored (%lld bytes, %lld expected)", c->dest,
+                     (long long)sj->size, (long long)c->stored_size);
+        } else {
+            sj->ok = 1;
+            sj->tmp = tmp;
+            snprintf(sj->from, sizeof(sj->from), "%s", c->dest);
+            tmp = NULL;
+        }
+        close(fd);
+        if (tmp) {
+            unlink(tmp);
+            free(tmp);
+        }
+    }
+}
+
+/* Nothing could be copied: seal the live file again if there is one. */
+static int source_by_sealing(struct shipper *s, const char *object_id, const char *why, int64_t now,
+                             struct cst_err *err)
+{
+    char **paths;
+    size_t n;
+    int rc;
+
+    if (catalog_object_live_paths(s->p.catalog, object_id, &paths, &n, err) < 0)
+        return -1;
+    rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0)
+            rc = catalog_queue_path(s->p.catalog, paths[i], "reseal", now, err);
+        free(paths[i]);
+    }
+    free(paths);
+    if (rc < 0)
+        return -1;
+    if (n > 0) {
+        char *msg = util_printf("%s; sealing the live file again", why);
+
+        log_warn("object %.16s: %s", object_id, msg);
+        rc = catalog_copy_queue_unsourced_retry(s->p.catalog, object_id, SOURCE_RETRY_MS, msg, err);
+        free(msg);
+        return rc;
+    }
+    char *msg = util_printf("%s, and no live file has this content: the copy cannot be made", why);
+    log_error("object %.16s: %s", object_id, msg);
+    rc = catalog_copy_queue_unsourced_retry(s->p.catalog, object_id, SOURCE_GIVE_UP_MS, msg, err);
+    free(msg);
+    return rc;
+}
+
+static void source_finish(struct source_job *sj)
+{
+    struct shipper *s = sj->s;
+    struct cst_err err = {{0}};
+    int64_t now = util_now_ms();
+    int rc = catalog_begin(s->p.catalog, &err);
+
+    if (rc == 0 && sj->ok) {
+        char *name = util_printf("%s.obj", sj->object_id);
+        char *final = util_join(s->p.spool_dir, name);
+
+        if (rename(sj->tmp, final) < 0) {
+            rc = cst_err_sys(&err, "cannot rename spool file %s", sj->tmp);
+            unlink(sj->tmp);
+        } else {
+            rc = catalog_copy_queue_source(s->p.catalog, sj->object_id, name, sj->size, sj->sha,
+                                           now, &err);
+            if (rc >= 0) {
+                log_info("copying object %.16s from destination %s's copy (%lld bytes)",
+                         sj->object_id, sj->from, (long long)sj->size);
+                rc = 0;
+            }
+        }
+        free(final);
+        free(name);
+    } else if (rc == 0) {
+        char *why = util_printf("no intact copy could be read (%s)",
+                                sj->n_cands ? sj->error : "none is recorded");
+
+        rc = source_by_sealing(s, sj->object_id, why, now, &err);
+        free(why);
+    }
+    if (rc == 0)
+        rc = catalog_commit(s->p.catalog, &err);
+    else
+        catalog_rollback(s->p.catalog);
+    if (rc < 0) {
+        log_error("cannot record the source of object %.16s: %s", sj->object_id, err.msg);
+        s->catalog_backoff_until = util_mono_ms() + 5000;
+    }
+    sourcing_del(s, sj->object_id);
+    catalog_copies_free(sj->cands, sj->n_cands);
+    free(sj->tmp);
+    free(sj);
+}
+
+static void source_done(struct work *w)
+{
+    struct shipper *s = ((struct source_job *)w)->s;
+
+    source_finish((struct source_job *)w);
+    fill(s);
+}
+
+/* Take the next copies that need their bytes and find them. */
+static void fill_sources(struct shipper *s, int64_t now)
+{
+    char **ids;
+    size_t n;
+    struct cst_err err;
+
+    if (s->n_sourcing >= MAX_SOURCING)
+        return;
+    if (catalog_copy_queue_unsourced(s->p.catalog, now, MAX_SOURCING - s->n_sourcing, sourcing_has,
+                                     s, &ids, &n, &err) < 0) {
+        log_error("cannot read the copy queue: %s", err.msg);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *spool = NULL;
+        int64_t size;
+        unsigned char sha[32];
+        int found = catalog_copy_queue_find(s->p.catalog, ids[i], &spool, &size, sha);
+
+        if (found == 1) {
+            /* Another destination's queued copy has the bytes in the spool already. */
+            if (catalog_copy_queue_source(s->p.catalog, ids[i], spool, size, sha, now, &err) < 0)
+                log_error("%s", err.msg);
+            free(spool);
+            free(ids[i]);
+            continue;
+        }
+        struct source_job *sj = util_xcalloc(1, sizeof(*sj));
+
+        sj->s = s;
+        snprintf(sj->object_id, sizeof(sj->object_id), "%s", ids[i]);
+        if (catalog_good_copies(s->p.catalog, ids[i], &sj->cands, &sj->n_cands, &err) < 0) {
+            log_error("%s", err.msg);
+            free(sj);
+            free(ids[i]);
+            continue;
+        }
+        sj->work.run = source_run;
+        sj->work.done = source_done;
+        s->sourcing = util_xrealloc(s->sourcing, (s->n_sourcing + 1) * sizeof(char *));
+        s->sourcing[s->n_sourcing++] = ids[i];
+        if (s->p.aux_pool && sj->n_cands > 0)
+            workpool_submit(s->p.aux_pool, &sj->work);
+        else
+            source_finish(sj); /* nothing to copy from: straight to sealing again */
+    }
+    free(ids);
+}
+
 /* --- fill: on the loop --- */
 
 static void fill_paths(struct shipper *s, int64_t now)
@@ -743,6 +1058,7 @@ static void fill_paths(struct shipper *s, int64_t now)
 
         j->s = s;
         j->item = items[i];
+        j->forced = now - items[i].queued_at >= s->p.max_delay_ms;
         items[i].path = NULL; /* moved into the job */
         j->work.run = seal_run;
         j->work.done = seal_done;
@@ -768,6 +1084,7 @@ static void fill(struct shipper *s)
     }
     now = util_now_ms();
     fill_paths(s, now);
+    fill_sources(s, now);
     for (size_t d = 0; d < s->p.n_dests; d++)
         fill_copies(&s->lanes[d], now);
     /* Entries not ready yet (settling, backing off): wake up when the first is. */
@@ -852,8 +1169,7 @@ static int recover_spool(struct shipper *s, struct cst_err *err)
                 for (size_t k = 0; k < c.n_keep && !kept; k++)
                     kept = strcmp(c.keep[k], items[i].spool) == 0;
                 if (!kept)
-                    rc =
-                        catalog_reseal_object(s->p.catalog, items[i].object_id, util_now_ms(), err);
+                    rc = catalog_copy_queue_unsource(s->p.catalog, items[i].object_id, err);
             }
             if (rc == 0)
                 catalog_copy_items_free(items, n);
@@ -863,7 +1179,7 @@ static int recover_spool(struct shipper *s, struct cst_err *err)
         else
             catalog_rollback(s->p.catalog);
         if (rc == 0)
-            log_warn("%lld spool files were lost; their files are sealed again", (long long)c.lost);
+            log_warn("%lld spool files were lost; their bytes are found again", (long long)c.lost);
     }
     dir = opendir(s->p.spool_dir);
     while (rc == 0 && dir && (de = readdir(dir)) != NULL) {
@@ -884,6 +1200,88 @@ static int recover_spool(struct shipper *s, struct cst_err *err)
     for (size_t k = 0; k < c.n_keep; k++)
         free(c.keep[k]);
     free(c.keep);
+    return rc;
+}
+
+/* --- coverage --- */
+
+#define COVER_EVERY_S 600.0
+
+int64_t shipper_cover(struct shipper *s)
+{
+    struct cst_err err;
+    int64_t total = 0, now = util_now_ms();
+
+    if (catalog_begin(s->p.catalog, &err) < 0) {
+        log_error("cannot check coverage: %s", err.msg);
+        return -1;
+    }
+    for (size_t d = 0; d < s->p.n_dests; d++) {
+        int64_t n = catalog_coverage_queue(s->p.catalog, s->p.dests[d]->name, now, &err);
+
+        if (n < 0) {
+            catalog_rollback(s->p.catalog);
+            log_error("cannot check coverage: %s", err.msg);
+            return -1;
+        }
+        if (n > 0)
+            log_warn("destination %s lacks %lld objects; copying them", s->p.dests[d]->name,
+                     (long long)n);
+        total += n;
+    }
+    if (catalog_commit(s->p.catalog, &err) < 0) {
+        log_error("cannot check coverage: %s", err.msg);
+        return -1;
+    }
+    if (total > 0)
+        shipper_kick(s);
+    return total;
+}
+
+static void on_cover_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    shipper_cover(t->data);
+}
+
+/* Queued copies to destinations that left the config will never be made: drop them
+ * (their spool files go with the start-up cleanup), saying so once. */
+static int forget_removed_dests(struct shipper *s, struct cst_err *err)
+{
+    char **names = util_xcalloc(s->p.n_dests, sizeof(char *));
+    struct catalog_forgotten *gone;
+    size_t n;
+    int rc;
+
+    for (size_t d = 0; d < s->p.n_dests; d++)
+        names[d] = s->p.dests[d]->name;
+    rc = catalog_begin(s->p.catalog, err);
+    if (rc == 0)
+        rc = catalog_forget_dests(s->p.catalog, names, s->p.n_dests, util_now_ms(), &gone, &n, err);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        struct json j;
+
+        log_warn("destination %s was removed from the config: %lld queued copies to it are "
+                 "dropped",
+                 gone[i].dest, (long long)gone[i].dropped);
+        json_init(&j);
+        json_obj_begin(&j);
+        json_key(&j, "dest");
+        json_str(&j, gone[i].dest);
+        json_key(&j, "copies_dropped");
+        json_int(&j, gone[i].dropped);
+        json_obj_end(&j);
+        rc = catalog_audit(s->p.catalog, "agent", "dest_removed", j.buf, err);
+        json_free(&j);
+    }
+    if (rc == 0)
+        catalog_forgotten_free(gone, n);
+    if (rc == 0)
+        rc = catalog_commit(s->p.catalog, err);
+    else
+        catalog_rollback(s->p.catalog);
+    free(names);
     return rc;
 }
 
@@ -912,10 +1310,20 @@ struct shipper *shipper_new(const struct shipper_params *p, struct cst_err *err)
     s->kick_idle.data = s;
     ev_timer_init(&s->flush_timer, on_flush_timer, FLUSH_DELAY, 0.0);
     s->flush_timer.data = s;
-    if (recover_spool(s, err) < 0) {
+    ev_timer_init(&s->cover_timer, on_cover_timer, COVER_EVERY_S, COVER_EVERY_S);
+    s->cover_timer.data = s;
+    if (forget_removed_dests(s, err) < 0 || recover_spool(s, err) < 0) {
         shipper_free(s);
         return NULL;
     }
+    /* Whatever a destination lacks (added since, copies found damaged) is queued now,
+     * and checked again every so often. */
+    if (shipper_cover(s) < 0) {
+        cst_err_set(err, "cannot check what the destinations lack (see the log)");
+        shipper_free(s);
+        return NULL;
+    }
+    ev_timer_start(s->p.loop, &s->cover_timer);
     return s;
 }
 
@@ -929,13 +1337,14 @@ void shipper_kick(struct shipper *s)
 void shipper_stop(struct shipper *s)
 {
     s->stopping = 1;
+    ev_timer_stop(s->p.loop, &s->cover_timer);
     ev_timer_stop(s->p.loop, &s->next_timer);
     ev_idle_stop(s->p.loop, &s->kick_idle);
 }
 
 size_t shipper_in_flight(const struct shipper *s)
 {
-    size_t n = s->sealing + s->done_count;
+    size_t n = s->sealing + s->done_count + s->n_sourcing;
 
     for (size_t d = 0; d < s->p.n_dests; d++)
         n += s->lanes[d].batches;
@@ -1002,5 +1411,13 @@ void shipper_free(struct shipper *s)
         free(s->lanes[d].busy);
     }
     free(s->lanes);
+    for (size_t i = 0; i < s->n_sourcing; i++)
+        free(s->sourcing[i]);
+    free(s->sourcing);
     free(s);
+}
+
+const char *shipper_catalog_error(const struct shipper *s)
+{
+    return s->catalog_error[0] ? s->catalog_error : NULL;
 }

@@ -36,6 +36,15 @@ struct shipper_params {
     struct workpool *pool; /* worker threads, shared with the local destination */
     int workers;
     int settle_ms; /* how long to wait before re-reading a file that changed while read */
+    /* A file that keeps changing is shipped anyway after this long, from a consistent
+     * read, and again once it settles (the catalog's queue holds the clock). */
+    int64_t max_delay_ms;
+    /* Blocking handles of the same destinations (opened without a loop), used only on
+     * aux_pool's single thread: copying an object's ciphertext from one destination
+     * to another that lacks it. NULL: copies are made only from the spool or by
+     * sealing the live file again. */
+    struct dest **fetch_dests;
+    struct workpool *aux_pool;
     /* Called on the loop after each committed batch (may be NULL). */
     void (*on_batch)(void *arg, size_t files, uint64_t bytes);
     void *arg;
@@ -53,6 +62,13 @@ int shipper_idle(struct shipper *s);
 /* Nothing in flight and both queues (and waiting versions) empty. */
 int shipper_drained(struct shipper *s);
 void shipper_free(struct shipper *s);
+
+/* The catalog write that last failed (NULL once one has succeeded since). */
+const char *shipper_catalog_error(const struct shipper *s);
+
+/* Coverage: queue a copy of every retained object a configured destination lacks
+ * (a destination added later, a copy found damaged). Returns how many were queued. */
+int64_t shipper_cover(struct shipper *s);
 
 /* Keyed BLAKE2b-256 of a SHA-256 digest, as 64 hex chars (out[65]). */
 void shipper_object_id(const unsigned char naming_key[32], const unsigned char sha256[32],

@@ -33,9 +33,9 @@ def test_destination_disk_full_loses_nothing(demo, small_disk, tmp_path):
     for i in range(8):  # 8 x 600 KB of random data: more than the disk holds
         p = os.path.join(demo.images, f"scan-{i}.jpg")
         files[p] = write_file(p, os.urandom(600_000))
-    wait_for(lambda: json.loads(demo.run("--json", "status", check=0).stdout)[
+    wait_for(lambda: json.loads(demo.run("--json", "status").stdout)[
         "destinations"][0]["last_error"], 60, "the disk-full error in status")
-    status = json.loads(demo.run("--json", "status", check=0).stdout)
+    status = json.loads(demo.run("--json", "status").stdout)
     assert "No space left on device" in status["destinations"][0]["last_error"]
     assert demo.agent_proc.poll() is None, "the agent must not exit"
     # what is recorded is really there, complete

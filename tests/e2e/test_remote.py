@@ -43,7 +43,7 @@ def sftp_section(sshd, url, name="sftp", **extra):
 
 
 def status(demo):
-    return json.loads(demo.run("--json", "status", check=0).stdout)
+    return json.loads(demo.run("--json", "status").stdout)
 
 
 def dest(demo, name):

@@ -17,7 +17,7 @@ def add_second_local_destination(demo, name="usb"):
 
 
 def dest_status(demo, name):
-    status = json.loads(demo.run("--json", "status", check=0).stdout)
+    status = json.loads(demo.run("--json", "status").stdout)
     return next(d for d in status["destinations"] if d["name"] == name)
 
 

@@ -31,7 +31,7 @@ def test_missed_run_catches_up_and_a_failure_is_retried(demo):
     wait_for(lambda: "daily run FAILED" in demo.log_text(), 90, "the daily run to fail")
     assert "next attempt in 15 minutes" in demo.log_text()
     assert demo.agent_proc.poll() is None
-    status = json.loads(demo.run("--json", "status", check=0).stdout)
+    status = json.loads(demo.run("--json", "status").stdout)
     run = status["last_daily_run"]
     assert run["status"] == "failed" and run["ran"] and run["db"].startswith("failed")
     assert run["files"].startswith("ok") and run["catalog"] == "ok"

@@ -3,7 +3,7 @@
 """
 import os
 
-from conftest import write_file
+from conftest import sha256_file, wait_for, write_file
 
 
 def test_verify_finds_missing_and_damaged_copies(demo):
@@ -27,9 +27,30 @@ def test_verify_finds_missing_and_damaged_copies(demo):
     open(damaged, "wb").write(bytes(data))
 
     p = demo.run("verify", check=1)  # presence and size: finds the missing one only
-    assert p.stdout.count(b"FAIL") == 1 and objects[0].encode() in p.stdout, p.stdout
-    p = demo.run("verify", "--deep", check=1)  # restores each: finds both
-    assert p.stdout.count(b"FAIL") == 2 and b"integrity error" in p.stdout, p.stdout
-    assert b"2 failed" in p.stdout
+    assert p.stdout.count(b"FAIL  local: objects/") == 1 and objects[0].encode() in p.stdout, \
+        p.stdout
+    # A copy proven missing is marked damaged at once: never used again, copied again.
+    assert b"lacks 1 objects, 1 copies known damaged" in p.stdout, p.stdout
+    p = demo.run("verify", "--deep", check=1)  # reads each back: finds the other one too
+    assert p.stdout.count(b"FAIL  local: objects/") == 1 and objects[1].encode() in p.stdout, \
+        p.stdout
+    assert b"not what was stored" in p.stdout, p.stdout
+    assert b"lacks 2 objects, 2 copies known damaged" in p.stdout, p.stdout
+    damaged = demo.query("SELECT object_id FROM copies WHERE damaged_at IS NOT NULL")
+    assert sorted(o for (o,) in damaged) == objects[:2]
     actions = [a for (a,) in demo.query("SELECT action FROM audit")]
     assert actions.count("verify") == 4
+    # status fails while copies are damaged ...
+    assert b"DAMAGED" in demo.run("status", check=1).stdout
+    # ... and the agent repairs them from the unchanged live files (the only source with
+    # one destination), with no operator action.
+    demo.start_agent()
+    wait_for(lambda: demo.query("SELECT count(*) FROM copies WHERE damaged_at IS NOT NULL")[0][0]
+             == 0, 60, "damaged copies repaired")
+    demo.stop_agent()
+    p = demo.run("verify", "--deep", check=0)
+    assert b"checked 6 copies (fetched, decrypted and hashed): 0 failed" in p.stdout, p.stdout
+    for path, sha in files.items():
+        out = os.path.join(demo.root, "restored")
+        demo.restore(path, out, extra=("--force",))
+        assert sha256_file(os.path.join(out, os.path.basename(path))) == sha

@@ -526,7 +526,7 @@ static void test_queue_generations(void **state)
     struct fixture *f = *state;
     struct cst_err err = {{0}};
     struct queue_list q;
-    int64_t t0 = util_now_ms(), path_id, queued_at;
+    int64_t t0 = util_now_ms(), path_id, queued_at, gen1, gen2;
 
     assert_int_equal(catalog_queue_path(f->cat, "/q/a", "new", 1000, &err), 0);
     q = ready(f->cat, 999, 10);
@@ -537,7 +537,8 @@ static void test_queue_generations(void **state)
     assert_int_equal(q.n, 1);
     assert_string_equal(q.items[0].path, "/q/a");
     assert_string_equal(q.items[0].reason, "new");
-    assert_int_equal(q.items[0].gen, 1);
+    gen1 = q.items[0].gen;
+    assert_true(gen1 > 0);
     assert_int_equal(q.items[0].attempts, 0);
     assert_true(q.items[0].queued_at >= t0 && q.items[0].queued_at <= util_now_ms());
     path_id = q.items[0].path_id;
@@ -554,25 +555,29 @@ static void test_queue_generations(void **state)
     q = ready(f->cat, 2000, 10);
     assert_int_equal(q.n, 1);
     assert_int_equal(q.items[0].path_id, path_id);
-    assert_int_equal(q.items[0].gen, 2);
+    gen2 = q.items[0].gen;
+    assert_true(gen2 > gen1);
     assert_string_equal(q.items[0].reason, "modified");
     assert_int_equal(q.items[0].queued_at, queued_at); /* still the oldest wait */
     catalog_queue_items_free(q.items, q.n);
 
-    /* The ship of generation 1 finishing must not remove generation 2. */
-    assert_int_equal(catalog_queue_done(f->cat, path_id, 1, &err), 0);
+    /* The ship of the first generation finishing must not remove the second. */
+    assert_int_equal(catalog_queue_done(f->cat, path_id, gen1, &err), 0);
     assert_int_equal(queue_depth(f->cat), 1);
-    assert_int_equal(catalog_queue_done(f->cat, path_id, 2, &err), 0);
+    assert_int_equal(catalog_queue_gen(f->cat, path_id, &err), gen2);
+    assert_int_equal(catalog_queue_done(f->cat, path_id, gen2, &err), 0);
     assert_int_equal(queue_depth(f->cat), 0);
+    assert_int_equal(catalog_queue_gen(f->cat, path_id, &err), 0);
     /* Done on an absent entry is harmless. */
-    assert_int_equal(catalog_queue_done(f->cat, path_id, 2, &err), 0);
+    assert_int_equal(catalog_queue_done(f->cat, path_id, gen2, &err), 0);
 
-    /* Queued again after removal: a new row starting at generation 1. */
+    /* Queued again after removal: a new row whose generation was never used before,
+     * so a seal of the old content still in flight can never match it. */
     assert_int_equal(catalog_queue_path(f->cat, "/q/a", "new", 3000, &err), 0);
     q = ready(f->cat, 3000, 10);
     assert_int_equal(q.n, 1);
     assert_int_equal(q.items[0].path_id, path_id); /* the path keeps its id */
-    assert_int_equal(q.items[0].gen, 1);
+    assert_true(q.items[0].gen > gen2);
     catalog_queue_items_free(q.items, q.n);
 }
 
@@ -691,7 +696,7 @@ static void test_queue_retry_stats_failing(void **state)
     struct fixture *f = *state;
     struct cst_err err = {{0}};
     struct queue_list q;
-    int64_t t0 = util_now_ms(), depth, oldest, failing, a_id = 0, b_id = 0, next;
+    int64_t t0 = util_now_ms(), depth, oldest, failing, a_id = 0, b_id = 0, next, a_gen, b_gen;
     char *last = NULL;
 
     assert_int_equal(catalog_queue_path(f->cat, "/r/a", "new", 1000, &err), 0);
@@ -703,10 +708,13 @@ static void test_queue_retry_stats_failing(void **state)
     assert_int_equal(q.n, 2);
     a_id = q.items[0].path_id;
     b_id = q.items[1].path_id;
+    a_gen = q.items[0].gen;
+    b_gen = q.items[1].gen;
     catalog_queue_items_free(q.items, q.n);
 
     /* A retry pushes the entry a minute into the future and counts the attempt. */
-    assert_int_equal(catalog_queue_retry(f->cat, a_id, 1, 60000, "dest nas: timed out", &err), 0);
+    assert_int_equal(catalog_queue_retry(f->cat, a_id, a_gen, 60000, "dest nas: timed out", &err),
+                     0);
     q = ready(f->cat, 1000, 10);
     assert_int_equal(q.n, 1);
     assert_string_equal(q.items[0].path, "/r/b");
@@ -717,7 +725,7 @@ static void test_queue_retry_stats_failing(void **state)
     assert_int_equal(q.n, 2);
     assert_string_equal(q.items[1].path, "/r/a");
     assert_int_equal(q.items[1].attempts, 1);
-    assert_int_equal(q.items[1].gen, 1);
+    assert_int_equal(q.items[1].gen, a_gen);
     catalog_queue_items_free(q.items, q.n);
 
     assert_int_equal(catalog_queue_failing(f->cat, &failing, &last), 0);
@@ -727,20 +735,20 @@ static void test_queue_retry_stats_failing(void **state)
     free(last);
 
     /* A retry with a stale generation changes nothing. */
-    assert_int_equal(catalog_queue_retry(f->cat, b_id, 2, 60000, "stale", &err), 0);
+    assert_int_equal(catalog_queue_retry(f->cat, b_id, b_gen - 1, 60000, "stale", &err), 0);
     assert_int_equal(catalog_queue_failing(f->cat, &failing, &last), 0);
     assert_int_equal(failing, 1);
     free(last);
 
     /* A shorter delay never pulls an entry forward. */
-    assert_int_equal(catalog_queue_retry(f->cat, a_id, 1, 0, "again", &err), 0);
+    assert_int_equal(catalog_queue_retry(f->cat, a_id, a_gen, 0, "again", &err), 0);
     assert_int_equal(catalog_queue_next_ready(f->cat, 1000), next);
     q = ready(f->cat, next, 10);
     assert_int_equal(q.items[1].attempts, 2);
     catalog_queue_items_free(q.items, q.n);
 
     /* The newest error is the one of the entry retried furthest out. */
-    assert_int_equal(catalog_queue_retry(f->cat, b_id, 1, 120000, "dest s3: 503", &err), 0);
+    assert_int_equal(catalog_queue_retry(f->cat, b_id, b_gen, 120000, "dest s3: 503", &err), 0);
     assert_int_equal(catalog_queue_failing(f->cat, &failing, &last), 0);
     assert_int_equal(failing, 2);
     assert_string_equal(last, "dest s3: 503");
@@ -749,7 +757,7 @@ static void test_queue_retry_stats_failing(void **state)
     assert_int_equal(depth, 2);
 
     /* Once done, the entry no longer counts as failing. */
-    assert_int_equal(catalog_queue_done(f->cat, b_id, 1, &err), 0);
+    assert_int_equal(catalog_queue_done(f->cat, b_id, b_gen, &err), 0);
     assert_int_equal(catalog_queue_failing(f->cat, &failing, &last), 0);
     assert_int_equal(failing, 1);
     assert_string_equal(last, "again");
