@@ -197,6 +197,35 @@ class Demo:
                 raise AssertionError(f"agent died:\n{self.log_tail()}")
             time.sleep(0.2)
 
+    def status(self):
+        """(exit status, the --json document) of `custodian status`."""
+        import json
+        p = self.run("--json", "status")
+        return p.returncode, json.loads(p.stdout)
+
+    def wait_status(self, ok, timeout=60, what=None):
+        """Poll status until its verdict is ok (True) or failing (False); the document."""
+        want = "ok" if ok else "failing"
+        last = {}
+
+        def check():
+            nonlocal last
+            rc, last = self.status()
+            assert (rc == 0) == (last["verdict"] == "ok"), (rc, last)
+            return last if last["verdict"] == want else None
+        try:
+            return wait_for(check, timeout, what or f"status {want}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nlast status: {last}\nagent log:\n{self.log_tail()}")
+
+    def add_local_destination(self, name, path=None):
+        """Append a [destination NAME] of type local; returns its folder."""
+        path = path or os.path.join(self.root, name)
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        with open(self.conf, "a") as f:
+            f.write(f"\n[destination {name}]\ntype = local\nrole = replica\npath = {path}\n")
+        return path
+
     def object_path(self, object_id):
         return os.path.join(self.dest, "objects", object_id[:2], object_id)
 
