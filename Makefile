@@ -2,6 +2,7 @@
 #   make            build build/release/custodian
 #   make run        build and run the agent on a demo configuration (demo/)
 #   make test       install test dependencies, build with ASan+UBSan, run unit and e2e tests
+#   make torture    the kill -9 crash loop, 200 times
 #   make bench      benchmark against rclone, restic and borg
 #   make install    PREFIX=/usr/local DESTDIR=
 
@@ -26,7 +27,7 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 # Keep unit test objects between runs.
 .SECONDARY:
 
-.PHONY: all run test unit fuzz e2e bench install clean deps deps-test format check-format
+.PHONY: all run test unit fuzz e2e torture bench install clean deps deps-test format check-format
 all: deps $(RELEASE)/custodian
 
 deps:
@@ -73,6 +74,14 @@ unit: $(addprefix $(ASAN)/,$(UNIT_TESTS))
 e2e: $(ASAN)/custodian $(RELEASE)/custodian
 	CUSTODIAN_BIN=$(CURDIR)/$(ASAN)/custodian CUSTODIAN_PLAIN_BIN=$(CURDIR)/$(RELEASE)/custodian \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+
+# The crash loop at length: kill -9 at 200 random instants of a mixed workload
+# (make test runs 20). CUSTODIAN_CRASH_SEED picks another sequence.
+TORTURE_LOOPS ?= 200
+torture: deps-test $(ASAN)/custodian $(RELEASE)/custodian
+	CUSTODIAN_BIN=$(CURDIR)/$(ASAN)/custodian CUSTODIAN_PLAIN_BIN=$(CURDIR)/$(RELEASE)/custodian \
+	  CUSTODIAN_CRASH_LOOPS=$(TORTURE_LOOPS) \
+	  $(PYTHON) -m pytest -q -s -p no:cacheprovider tests/e2e/test_crash_loop.py
 
 # libFuzzer harnesses for the parsers that read what others wrote (tests/fuzz):
 # `make fuzz` runs each for FUZZ_SECONDS from its seed corpus; make test runs them briefly.
