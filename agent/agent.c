@@ -31,6 +31,7 @@
 #include "agent/control.h"
 #include "agent/dests.h"
 #include "agent/keys.h"
+#include "agent/metrics.h"
 #include "agent/reconcile.h"
 #include "agent/rescan.h"
 #include "agent/sched.h"
@@ -48,6 +49,7 @@
 #define RECOVERY_FIRST_S 1.0
 #define RECOVERY_MAX_S 30.0
 #define MAX_UNPROTECTED 1000
+#define METRICS_EVERY_S 15.0
 
 struct unprotected {
     char *path, *why;
@@ -90,6 +92,7 @@ struct agent {
     int64_t unprot_total;
     ev_signal sig_term, sig_int;
     ev_timer poll;
+    ev_timer metrics;
     ev_timer stop_check;
     /* the daily run, in a child process */
     struct sched_zone *zone;
@@ -492,6 +495,31 @@ static void describe(void *arg, struct json *j)
     json_obj_end(j);
 }
 
+static void on_metrics(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct agent *a = t->data;
+    struct metrics_agent m = {a->started_at,
+                              0,
+                              0,
+                              a->catalog_error[0] == '\0',
+                              a->unprot_total,
+                              a->watcher ? watcher_overflow_count(a->watcher) : 0};
+    struct cst_err err;
+
+    (void)loop;
+    (void)revents;
+    for (size_t i = 0; a->watcher && i < watcher_root_count(a->watcher); i++) {
+        const char *path, *why;
+        int watched;
+
+        watcher_root_info(a->watcher, i, &path, &watched, &why);
+        m.roots++;
+        m.roots_unwatched += !watched;
+    }
+    if (metrics_write(a->cli->cfg->metrics_textfile, a->cat, a->cli->cfg, &m, &err) < 0)
+        log_warn("%s", err.msg);
+}
+
 /* --- lifecycle --- */
 
 static void on_batch(void *arg, size_t files, uint64_t bytes)
@@ -616,6 +644,7 @@ static void begin_stop(struct agent *a)
     verifier_stop(a->verifier);
     shipper_stop(a->shipper);
     ev_timer_stop(a->loop, &a->poll);
+    ev_timer_stop(a->loop, &a->metrics);
     ev_timer_stop(a->loop, &a->daily_timer);
     ev_timer_stop(a->loop, &a->recovery);
     ev_timer_set(&a->stop_check, 0.0, 0.05);
@@ -735,6 +764,11 @@ static int start_watching(struct agent *a, const char *spool)
         .arg = a,
     };
     a->verifier = verifier_new(&vp);
+    if (cfg->metrics_textfile) {
+        ev_timer_init(&a->metrics, on_metrics, 1.0, METRICS_EVERY_S);
+        a->metrics.data = a;
+        ev_timer_start(a->loop, &a->metrics);
+    }
     if (cfg->verify_per_day == 0)
         log_warn("rolling verification is off ([verify] per_day = 0): damaged copies are found "
                  "only by `custodian verify`");
@@ -884,6 +918,7 @@ out:
         ev_signal_stop(a.loop, &a.sig_term);
         ev_signal_stop(a.loop, &a.sig_int);
         ev_timer_stop(a.loop, &a.poll);
+        ev_timer_stop(a.loop, &a.metrics);
         ev_timer_stop(a.loop, &a.stop_check);
         ev_timer_stop(a.loop, &a.daily_timer);
         ev_timer_stop(a.loop, &a.recovery);

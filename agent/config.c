@@ -200,6 +200,13 @@ static const struct cfg_key cfg_main_keys[] = {
              "recently checked first, so every copy is re-read within copies/per_day days. A "
              "copy found missing or different is marked damaged and copied again. 0 turns it "
              "off (status then says so)."},
+    {.section = "metrics",
+     .name = "textfile",
+     .type = KT_PATH,
+     CFG_FIELD(metrics_textfile),
+     .help = "Prometheus text file the agent rewrites every 15 s (atomically) for "
+             "node_exporter's textfile collector, e.g. "
+             "/var/lib/node_exporter/textfile_collector/custodian.prom. Unset: no metrics."},
     {.section = "retention",
      .name = "hot_months",
      .type = KT_INT,

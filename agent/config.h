@@ -59,6 +59,7 @@ struct cfg {
     int delete_after_months;          /* 1..1200 and > hot_months, default 84 */
     int keep_daily;                   /* 1..10000, default 35 */
     int verify_per_day;               /* [verify] per_day: 0..100000000, default 3000 */
+    char *metrics_textfile;           /* [metrics] textfile, NULL: none */
 };
 
 /* Read and validate the config file at path. NULL and err filled on any problem. */

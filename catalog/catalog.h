@@ -332,6 +332,8 @@ int catalog_daily_get(struct catalog *cat, const char *date, struct catalog_dail
 /* Date of the newest successful run into out[11]; 0 if none. */
 int catalog_daily_last_success(struct catalog *cat, char out[11]);
 void catalog_daily_clear(struct catalog_daily *d);
+/* When the newest successful run finished (ms), 0 if none. */
+int64_t catalog_daily_last_success_at(struct catalog *cat);
 int catalog_artifact_record(struct catalog *cat, const struct catalog_artifact *a, int64_t now,
                             struct cst_err *err);
 int catalog_artifact_copy(struct catalog *cat, const char *date, const char *kind, const char *dest,

@@ -127,6 +127,21 @@ int catalog_daily_last_success(struct catalog *cat, char out[11])
     return found;
 }
 
+int64_t catalog_daily_last_success_at(struct catalog *cat)
+{
+    static const char q[] =
+        "SELECT coalesce(max(finished_at), 0) FROM daily_runs WHERE status = 'ok'";
+    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
+    int64_t at = 0;
+
+    if (st == NULL)
+        return 0;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        at = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return at;
+}
+
 int catalog_artifact_record(struct catalog *cat, const struct catalog_artifact *a, int64_t now,
                             struct cst_err *err)
 {
