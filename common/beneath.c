@@ -131,11 +131,10 @@ int beneath_open_parent(int root_fd, const char *root_name, const char *rel, int
         memcpy(parent, rel, (size_t)(last - rel));
     parent[last ? last - rel : 0] = '\0';
     if (parent[0] != '\0' && have_openat2) {
-        /* Usually the folders exist and one openat2 resolves them all. */
+        /* Usually the folders exist and one openat2 resolves them all; otherwise the walk
+         * creates what is missing, or names the component that is refused. */
         fd = open_dir_beneath(root_fd, parent);
-        if (fd >= 0 || (have_openat2 && (errno != ENOENT || !create))) {
-            if (fd < 0)
-                refuse_component(root_name, parent, strlen(parent), err);
+        if (fd >= 0) {
             free(parent);
             return fd;
         }
