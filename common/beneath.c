@@ -20,7 +20,8 @@
 
 /* 1 until openat2 turns out to be missing (an older kernel, or a seccomp filter that denies
  * it); the CLI that restores is single-threaded. */
-static int have_openat2 = 1;
+int beneath_use_openat2 = 1;
+#define have_openat2 beneath_use_openat2
 
 /* One folder below dir_fd (a single component or a path), never through a symlink. */
 static int open_dir_beneath(int dir_fd, const char *path)

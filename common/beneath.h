@@ -21,6 +21,10 @@
 
 #include "err.h"
 
+/* 1 while openat2 is used; 0 after the kernel refused it, or when a test sets it to exercise
+ * the O_NOFOLLOW walk. */
+extern int beneath_use_openat2;
+
 /*
  * Open the folder that holds the last component of rel, beneath root_fd.
  * rel is relative ("app/data/x.pdf"); "//" is read as "/", and an empty,
