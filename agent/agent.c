@@ -369,6 +369,10 @@ static int load_keys(struct agent *a)
         return cli_fail(EXIT_FAILED, "out of memory");
     if (keys_load_secret(cfg->naming_key, "naming-key", a->naming_key, 32, &err) < 0)
         return cli_fail(EXIT_USAGE, "%s", err.msg);
+    /* Refused now, not at the first daily run or the first restore. */
+    if (keys_check_signing_key(cfg->signing_key, &err) < 0 ||
+        (cfg->secret_key && keys_check_backup_pair(cfg->public_key, cfg->secret_key, &err) < 0))
+        return cli_fail(EXIT_USAGE, "%s", err.msg);
     return EXIT_OK;
 }
 
