@@ -225,10 +225,19 @@ static void plan_daily(struct agent *a)
     const struct cfg *cfg = a->cli->cfg;
     int64_t now = util_now_ms() / 1000, next;
     char last[SCHED_DATE_SIZE] = "";
-    int missed = 0;
+    int missed = 0, found;
+    int64_t installed_at = 0;
+    struct cst_err err;
 
-    if (catalog_daily_last_success(a->cat, last) != 1)
-        sched_local_date(a->zone, catalog_state_get_int(a->cat, "installed_at", 0) / 1000, last);
+    found = catalog_daily_last_success(a->cat, last, &err);
+    if (found == 0 && catalog_state_get_int(a->cat, "installed_at", 0, &installed_at, &err) < 0)
+        found = -1;
+    /* Not knowing is not "done": the day's run is then owed now (a catalog that cannot be
+     * read fails it, and a failed run is retried). */
+    if (found < 0)
+        log_error("cannot read the last daily run from the catalog: %s", err.msg);
+    if (found != 1)
+        sched_local_date(a->zone, installed_at / 1000, last);
     if (sched_due(a->zone, cfg->daily_hour, cfg->daily_minute, last, now, a->daily_date, &missed) ==
         1) {
         if (missed > 0)
@@ -338,10 +347,13 @@ static void on_stop_check(struct ev_loop *loop, ev_timer *t, int revents)
     }
     if (a->opts->timeout_ms > 0 && util_mono_ms() - a->started_mono > a->opts->timeout_ms) {
         int64_t depth, oldest;
+        struct cst_err err;
 
-        catalog_queue_stats(a->cat, &depth, &oldest);
-        log_error("gave up waiting: %lld queued entries remain (see `custodian status`)",
-                  (long long)depth);
+        if (catalog_queue_stats(a->cat, &depth, &oldest, &err) < 0)
+            log_error("gave up waiting; the queue cannot be read: %s", err.msg);
+        else
+            log_error("gave up waiting: %lld queued entries remain (see `custodian status`)",
+                      (long long)depth);
         a->status = EXIT_FAILED;
         begin_stop(a);
     }

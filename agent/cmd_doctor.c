@@ -105,9 +105,8 @@ static void check_keys(struct doctor *doc)
         } else {
             crypt_key_id(pk, id);
             util_hex(id, sizeof(id), id_hex);
-            report(doc, "keys", "key pair", CHECK_OK,
-                   "%s is the secret key of %s (key id %s)", cfg->secret_key, cfg->public_key,
-                   id_hex);
+            report(doc, "keys", "key pair", CHECK_OK, "%s is the secret key of %s (key id %s)",
+                   cfg->secret_key, cfg->public_key, id_hex);
         }
     }
     for (size_t i = 0; i < cfg->n_dests; i++) {

@@ -68,8 +68,11 @@ static int cmd_restore_db_exec(struct cli *cli, int argc, char **argv)
     r = restorer_new(cli, from, 1, &rc);
     if (r == NULL)
         return rc;
-    if (catalog_artifact_get(cli->cat, date, "db", &a) != 1) {
+    rc = catalog_artifact_get(cli->cat, date, "db", &a, &err);
+    if (rc != 1) {
         restorer_free(r);
+        if (rc < 0)
+            return cli_fail(EXIT_FAILED, "%s", err.msg);
         return cli_fail(EXIT_FAILED,
                         "no database dump is recorded for %s (see `custodian status` and the "
                         "daily run's manifest)",

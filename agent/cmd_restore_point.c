@@ -54,8 +54,11 @@ static int cmd_restore_point_exec(struct cli *cli, int argc, char **argv)
     r = restorer_new(cli, from, 1, &rc);
     if (r == NULL)
         return rc;
-    if (catalog_artifact_get(cli->cat, date, "files", &a) != 1) {
+    rc = catalog_artifact_get(cli->cat, date, "files", &a, &err);
+    if (rc != 1) {
         restorer_free(r);
+        if (rc < 0)
+            return cli_fail(EXIT_FAILED, "%s", err.msg);
         return cli_fail(EXIT_FAILED, "no restore point is recorded for %s", date);
     }
     fd = restorer_scratch_file(r, &err);

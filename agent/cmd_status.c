@@ -22,6 +22,17 @@ static void print_time(const char *label, int64_t ms)
     printf("%-22s %s\n", label, buf);
 }
 
+/* A destination's numbers; -1 and err when the catalog cannot say (status then fails,
+ * rather than show zeros). */
+static int dest_numbers(struct cli *cli, const char *name, int64_t *copies, int64_t *missing,
+                        int64_t *verified, int64_t *backlog, int64_t *backlog_oldest,
+                        char **dest_error, struct cst_err *err)
+{
+    if (catalog_dest_stats(cli->cat, name, copies, missing, verified, err) < 0)
+        return -1;
+    return catalog_copy_queue_stats(cli->cat, name, backlog, backlog_oldest, dest_error, err);
+}
+
 static int cmd_status_exec(struct cli *cli, int argc, char **argv)
 {
     struct catalog_stats st;
@@ -39,15 +50,18 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
     running = cli_agent_running(cli);
     if (catalog_stats(cli->cat, &st, &err) < 0)
         return cli_fail(EXIT_FAILED, "%s", err.msg);
-    catalog_queue_stats(cli->cat, &depth, &oldest);
-    catalog_queue_failing(cli->cat, &failing, &last_error);
-    /* Versions sealed but not yet on any destination are unshipped changes too. */
-    catalog_pending_stats(cli->cat, &pending, &pending_oldest);
+    if (catalog_queue_stats(cli->cat, &depth, &oldest, &err) < 0 ||
+        catalog_queue_failing(cli->cat, &failing, &last_error, &err) < 0 ||
+        /* Versions sealed but not yet on any destination are unshipped changes too. */
+        catalog_pending_stats(cli->cat, &pending, &pending_oldest, &err) < 0 ||
+        catalog_state_get_int(cli->cat, "inotify_overflows", 0, &overflows, &err) < 0 ||
+        (have_daily = catalog_daily_get(cli->cat, NULL, &daily, &err)) < 0) {
+        free(last_error);
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
+    }
     if (pending && (depth == 0 || pending_oldest < oldest))
         oldest = pending_oldest;
     depth += pending;
-    overflows = catalog_state_get_int(cli->cat, "inotify_overflows", 0);
-    have_daily = catalog_daily_get(cli->cat, NULL, &daily) == 1;
 
     if (cli->json) {
         struct json j;
@@ -84,9 +98,11 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
             int64_t copies, missing, verified, backlog, backlog_oldest;
             char *dest_error = NULL;
 
-            catalog_dest_stats(cli->cat, cli->cfg->dests[i].name, &copies, &missing, &verified);
-            catalog_copy_queue_stats(cli->cat, cli->cfg->dests[i].name, &backlog, &backlog_oldest,
-                                     &dest_error);
+            if (dest_numbers(cli, cli->cfg->dests[i].name, &copies, &missing, &verified, &backlog,
+                             &backlog_oldest, &dest_error, &err) < 0) {
+                rc = EXIT_FAILED;
+                break;
+            }
             json_obj_begin(&j);
             json_key(&j, "name");
             json_str(&j, cli->cfg->dests[i].name);
@@ -140,7 +156,8 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         json_key(&j, "last_restore_test");
         json_null(&j);
         json_obj_end(&j);
-        json_print(&j, stdout);
+        if (rc == EXIT_OK)
+            json_print(&j, stdout);
         json_free(&j);
     } else {
         printf("%-22s %s\n", "agent", running ? "running" : "not running");
@@ -162,9 +179,11 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
             int64_t copies, missing, verified, backlog, backlog_oldest;
             char label[64], *dest_error = NULL;
 
-            catalog_dest_stats(cli->cat, cli->cfg->dests[i].name, &copies, &missing, &verified);
-            catalog_copy_queue_stats(cli->cat, cli->cfg->dests[i].name, &backlog, &backlog_oldest,
-                                     &dest_error);
+            if (dest_numbers(cli, cli->cfg->dests[i].name, &copies, &missing, &verified, &backlog,
+                             &backlog_oldest, &dest_error, &err) < 0) {
+                rc = EXIT_FAILED;
+                break;
+            }
             snprintf(label, sizeof(label), "destination %s", cli->cfg->dests[i].name);
             printf("%-22s %lld copies, backlog %lld", label, (long long)copies, (long long)backlog);
             if (backlog)
@@ -193,7 +212,7 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
     free(last_error);
     if (have_daily)
         catalog_daily_clear(&daily);
-    return EXIT_OK;
+    return rc == EXIT_OK ? EXIT_OK : cli_fail(rc, "%s", err.msg);
 }
 
 const struct cmd_entry cmd_status_entry = {

@@ -159,9 +159,10 @@ static int check_copy(void *arg, const char *object_id, const char *dest_name, c
     if (c->deep) {
         struct catalog_object o;
 
-        if (catalog_object_get(c->cli->cat, object_id, &o) != 1)
+        rc = catalog_object_get(c->cli->cat, object_id, &o, &err);
+        if (rc == 0)
             rc = cst_err_set(&err, "object %s is not in the catalog", object_id);
-        else
+        else if (rc == 1)
             rc = restorer_check_copy(c->r, d, key, o.sha256, o.plain_size, &err);
     } else if (d->ops->exists == NULL) {
         c->skipped++;

@@ -447,8 +447,7 @@ int keys_check_signing_key(const char *path, struct cst_err *err)
     return rc;
 }
 
-int keys_check_backup_pair(const char *public_path, const char *secret_path,
-                           struct cst_err *err)
+int keys_check_backup_pair(const char *public_path, const char *secret_path, struct cst_err *err)
 {
     unsigned char pk[KEYS_PUBLIC_BYTES], derived[KEYS_PUBLIC_BYTES], id[CRYPT_KEY_ID_SIZE];
     unsigned char *sk = sodium_malloc(KEYS_BACKUP_SECRET_BYTES);
@@ -460,8 +459,7 @@ int keys_check_backup_pair(const char *public_path, const char *secret_path,
     if (keys_load_public(public_path, pk, err) < 0 ||
         keys_load_secret(secret_path, "backup-secret-key", sk, KEYS_BACKUP_SECRET_BYTES, err) < 0)
         goto out;
-    if (crypto_scalarmult_base(derived, sk) != 0 ||
-        sodium_memcmp(derived, pk, sizeof(pk)) != 0) {
+    if (crypto_scalarmult_base(derived, sk) != 0 || sodium_memcmp(derived, pk, sizeof(pk)) != 0) {
         crypt_key_id(pk, id);
         sodium_bin2hex(id_hex, sizeof(id_hex), id, sizeof(id));
         cst_err_set(err,

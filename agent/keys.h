@@ -56,8 +56,7 @@ int keys_check_signing_key(const char *path, struct cst_err *err);
  * encrypted to the public key could be restored with that secret key. Both files are
  * loaded with their usual checks; nothing is kept.
  */
-int keys_check_backup_pair(const char *public_path, const char *secret_path,
-                           struct cst_err *err);
+int keys_check_backup_pair(const char *public_path, const char *secret_path, struct cst_err *err);
 
 /*
  * A file that decides whom custodian trusts (ca_file, known_hosts): whoever can write it

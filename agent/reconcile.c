@@ -41,10 +41,14 @@ static int check_file(struct walk *w, const char *path, const struct stat *sb)
     if (same)
         return 0;
     /* Sealed already, waiting for its first copy: nothing to read again. */
-    if (catalog_pending_match(w->cat, path, (int64_t)sb->st_size,
-                              (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec,
-                              (int64_t)sb->st_ino, NULL) == 1)
+    switch (catalog_pending_match(w->cat, path, (int64_t)sb->st_size,
+                                  (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec,
+                                  (int64_t)sb->st_ino, NULL, w->err)) {
+    case 1:
         return 0;
+    case -1:
+        return -1;
+    }
     w->counts->queued++;
     return catalog_queue_path(w->cat, path, "scan", w->now, w->err);
 }

@@ -107,7 +107,9 @@ void restorer_free(struct restorer *r)
 /* What to fetch: where each destination keeps it, and what it must turn out to be. */
 struct wanted {
     const char *what; /* for messages: "object <id>", or a daily artifact's key */
-    char *(*key_on)(struct restorer *r, struct dest *d, const void *arg); /* NULL: not there */
+    /* 1 and *key where d keeps it, 0 if d holds none, -1 and err if the catalog cannot say */
+    int (*key_on)(struct restorer *r, struct dest *d, const void *arg, char **key,
+                  struct cst_err *err);
     const void *arg;
     int sealed;                  /* a container to open, or plain bytes */
     const unsigned char *sha256; /* of the plaintext (sealed), or of the bytes as stored */
@@ -159,9 +161,12 @@ static int fetch_checked(struct restorer *r, const struct wanted *w, int out_fd,
 
         if (r->from_dest && strcmp(dest->name, r->from_dest) != 0)
             continue;
-        key = w->key_on(r, dest, w->arg);
-        if (key == NULL)
+        switch (w->key_on(r, dest, w->arg, &key, err)) {
+        case -1:
+            return -1;
+        case 0:
             continue;
+        }
         tried++;
         obj_fd = beneath_scratch_file(r->spool, err);
         if (obj_fd < 0) {
@@ -195,9 +200,10 @@ static int fetch_checked(struct restorer *r, const struct wanted *w, int out_fd,
     return rc;
 }
 
-static char *object_key_on(struct restorer *r, struct dest *d, const void *arg)
+static int object_key_on(struct restorer *r, struct dest *d, const void *arg, char **key,
+                         struct cst_err *err)
 {
-    return catalog_copy_key(r->cli->cat, arg, d->name);
+    return catalog_copy_key(r->cli->cat, arg, d->name, key, err);
 }
 
 static int fetch_verified(struct restorer *r, const struct catalog_version *v, int out_fd,
@@ -377,13 +383,14 @@ struct dest **restorer_dests(struct restorer *r, size_t *n)
     return r->dests;
 }
 
-static char *artifact_key_on(struct restorer *r, struct dest *d, const void *arg)
+static int artifact_key_on(struct restorer *r, struct dest *d, const void *arg, char **key,
+                           struct cst_err *err)
 {
     const struct catalog_artifact *a = arg;
+    int has = catalog_artifact_has_copy(r->cli->cat, a->date, a->kind, d->name, err);
 
-    if (catalog_artifact_has_copy(r->cli->cat, a->date, a->kind, d->name) != 1)
-        return NULL;
-    return util_xstrdup(a->remote_key);
+    *key = has == 1 ? util_xstrdup(a->remote_key) : NULL;
+    return has;
 }
 
 int restorer_artifact_to_fd(struct restorer *r, const struct catalog_artifact *a, int out_fd,
