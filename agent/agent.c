@@ -25,6 +25,7 @@
 #include "agent/sched.h"
 #include "common/log.h"
 #include "common/pathenc.h"
+#include "common/json.h"
 #include "common/util.h"
 #include "shipper/curl_ev.h"
 #include "shipper/shipper.h"
@@ -506,9 +507,15 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
     ev_run(a.loop, 0);
 
     if (opts->watch) {
-        char *detail = util_printf("{\"shipped_files\":%lld}", (long long)a.shipped_files);
-        audit(&a, "agent_stop", detail);
-        free(detail);
+        struct json detail;
+
+        json_init(&detail);
+        json_obj_begin(&detail);
+        json_key(&detail, "shipped_files");
+        json_int(&detail, a.shipped_files);
+        json_obj_end(&detail);
+        audit(&a, "agent_stop", detail.buf);
+        json_free(&detail);
         log_info("agent stopped shipped_files=%lld", (long long)a.shipped_files);
     }
     rc = a.status;

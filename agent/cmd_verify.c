@@ -25,6 +25,7 @@
 #include "agent/restore.h"
 #include "agent/sched.h"
 #include "shipper/dest.h"
+#include "common/json.h"
 #include "common/util.h"
 
 /* Fetch key from dest into memory (manifests are small); SHA-256 of what came. */
@@ -200,12 +201,21 @@ static int verify_copies(struct cli *cli, const char *from, int64_t sample, int 
         return cli_fail(EXIT_FAILED, "%s", err.msg);
     {
         struct cst_err aerr;
-        char *detail =
-            util_printf("{\"checked\":%lld,\"failed\":%lld,\"deep\":%s}", (long long)c.checked,
-                        (long long)c.failed, deep ? "true" : "false");
+        struct json detail;
 
-        catalog_audit(cli->cat, "operator", "verify", detail, &aerr);
-        free(detail);
+        json_init(&detail);
+        json_obj_begin(&detail);
+        json_key(&detail, "checked");
+        json_int(&detail, c.checked);
+        json_key(&detail, "failed");
+        json_int(&detail, c.failed);
+        json_key(&detail, "deep");
+        json_bool(&detail, deep);
+        json_obj_end(&detail);
+        if (catalog_audit(cli->cat, "operator", "verify", detail.buf, &aerr) < 0)
+            fprintf(stderr, "custodian: warning: verify not written to the audit log: %s\n",
+                    aerr.msg);
+        json_free(&detail);
     }
     printf("checked %lld copies%s: %lld failed%s\n", (long long)c.checked,
            deep ? " (fetched, decrypted and hashed)" : " (present, right size)",

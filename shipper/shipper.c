@@ -29,6 +29,7 @@
 
 #include "common/log.h"
 #include "common/pathenc.h"
+#include "common/json.h"
 #include "common/util.h"
 #include "shipper/container.h"
 
@@ -621,11 +622,22 @@ static void copies_done(void *arg, struct dest_put *puts, size_t n)
             goto fail;
     }
     if (ok_count > 0) {
-        char *detail = util_printf("{\"dest\":\"%s\",\"copies\":%zu,\"bytes\":%llu,\"failed\":%zu}",
-                                   l->d->name, ok_count, (unsigned long long)bytes, failed);
-        int rc = catalog_audit(s->p.catalog, "agent", "ship_batch", detail, &err);
+        struct json detail;
+        int rc;
 
-        free(detail);
+        json_init(&detail);
+        json_obj_begin(&detail);
+        json_key(&detail, "dest");
+        json_str(&detail, l->d->name);
+        json_key(&detail, "copies");
+        json_int(&detail, (int64_t)ok_count);
+        json_key(&detail, "bytes");
+        json_int(&detail, (int64_t)bytes);
+        json_key(&detail, "failed");
+        json_int(&detail, (int64_t)failed);
+        json_obj_end(&detail);
+        rc = catalog_audit(s->p.catalog, "agent", "ship_batch", detail.buf, &err);
+        json_free(&detail);
         if (rc < 0)
             goto fail;
     }
