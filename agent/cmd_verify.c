@@ -22,6 +22,7 @@
 
 #include "agent/daily.h"
 #include "agent/keys.h"
+#include "agent/manifest.h"
 #include "agent/restore.h"
 #include "agent/sched.h"
 #include "shipper/dest.h"
@@ -75,9 +76,11 @@ static int verify_on(struct dest *dest, const char *date, const unsigned char pk
     size_t len[3];
     unsigned char sha[32];
     struct cst_err err;
+    struct manifest m;
     int bad = 0, checked = 0;
     static const char *const kinds[] = {"manifest-sha256", "manifest-json", "manifest-sig"};
 
+    memset(&m, 0, sizeof(m));
     for (int i = 0; i < 3; i++) {
         keys[i] = daily_artifact_key(kinds[i], date);
         text[i] = fetch(dest, keys[i], spool, &len[i], sha, &err);
@@ -94,17 +97,24 @@ static int verify_on(struct dest *dest, const char *date, const unsigned char pk
         goto out;
     }
     printf("ok    %s: manifest signature verified\n", dest->name);
-    for (char *line = strtok(text[0], "\n"); line; line = strtok(NULL, "\n")) {
-        char hex[65], *key = strstr(line, "  ");
+    /* Signed is not enough: it must also be the manifest of this day, and say one thing. */
+    if (manifest_parse_sums(text[0], len[0], &m, &err) < 0 ||
+        manifest_parse_json(text[1], len[1], &m, &err) < 0 ||
+        manifest_check_consistent(&m, &err) < 0) {
+        printf("FAIL  %s: %s\n", dest->name, err.msg);
+        bad = 1;
+        goto out;
+    }
+    if (strcmp(m.date, date) != 0) {
+        printf("FAIL  %s: the manifest found for %s is the one of %s\n", dest->name, date, m.date);
+        bad = 1;
+        goto out;
+    }
+    for (size_t i = 0; i < m.n_sums; i++) {
+        const char *key = m.sums[i].key;
         size_t n;
         char *body;
 
-        if (key == NULL || key - line != 64) {
-            printf("FAIL  %s: malformed manifest line\n", dest->name);
-            bad = 1;
-            continue;
-        }
-        key += 2;
         body = fetch(dest, key, spool, &n, sha, &err);
         if (body == NULL) {
             printf("FAIL  %s: %s: %s\n", dest->name, key, err.msg);
@@ -112,17 +122,20 @@ static int verify_on(struct dest *dest, const char *date, const unsigned char pk
             continue;
         }
         free(body);
-        util_hex(sha, 32, hex);
         checked++;
-        if (strncmp(hex, line, 64) != 0) {
-            printf("FAIL  %s: %s: SHA-256 %s, the manifest says %.64s\n", dest->name, key, hex,
-                   line);
+        if (memcmp(sha, m.sums[i].sha256, 32) != 0) {
+            char hex[65], want[65];
+
+            util_hex(sha, 32, hex);
+            util_hex(m.sums[i].sha256, 32, want);
+            printf("FAIL  %s: %s: SHA-256 %s, the manifest says %s\n", dest->name, key, hex, want);
             bad = 1;
         } else {
             printf("ok    %s: %s\n", dest->name, key);
         }
     }
 out:
+    manifest_free(&m);
     for (int i = 0; i < 3; i++) {
         free(keys[i]);
         free(text[i]);
