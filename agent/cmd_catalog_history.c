@@ -20,6 +20,7 @@ struct history {
     struct cli *cli;
     struct json j;
     int64_t count;
+    struct cst_err *err; /* a copy listing that fails fails the command */
 };
 
 static int print_copy(void *arg, const char *dest, const char *key, int64_t verified_at)
@@ -46,7 +47,7 @@ static int print_copy(void *arg, const char *dest, const char *key, int64_t veri
 static int each(void *arg, const struct catalog_version *v)
 {
     struct history *h = arg;
-    struct cst_err err;
+    int rc = 0;
 
     h->count++;
     if (h->cli->json) {
@@ -57,7 +58,7 @@ static int each(void *arg, const struct catalog_version *v)
         json_key(&h->j, "copies");
         json_arr_begin(&h->j);
         if (v->kind == CATALOG_FILE)
-            catalog_each_copy(h->cli->cat, v->object_id, print_copy, h, &err);
+            rc = catalog_each_copy(h->cli->cat, v->object_id, print_copy, h, h->err);
         json_arr_end(&h->j);
         json_obj_end(&h->j);
     } else {
@@ -73,17 +74,17 @@ static int each(void *arg, const struct catalog_version *v)
             printf("    deleted %s\n", deleted);
         }
         if (v->kind == CATALOG_FILE)
-            catalog_each_copy(h->cli->cat, v->object_id, print_copy, h, &err);
+            rc = catalog_each_copy(h->cli->cat, v->object_id, print_copy, h, h->err);
     }
-    return 0;
+    return rc;
 }
 
 static int cmd_catalog_history_exec(struct cli *cli, int argc, char **argv)
 {
-    struct history h = {cli, {0}, 0};
+    struct cst_err err;
+    struct history h = {cli, {0}, 0, &err};
     enum cli_path_form form = CLI_PATH_EITHER;
     const char *arg = NULL;
-    struct cst_err err;
     char *path;
     int rc, bad = 0;
 

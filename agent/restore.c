@@ -57,6 +57,11 @@ struct restorer *restorer_new(struct cli *cli, const char *from_dest, int need_s
         *status = cli_fail(EXIT_FAILED, "libsodium failed to initialise");
         return NULL;
     }
+    /* A secret key from another key set would make every object look damaged: say so. */
+    if (need_secret && keys_check_backup_pair(cfg->public_key, cfg->secret_key, &err) < 0) {
+        cli_fail(EXIT_USAGE, "%s", err.msg);
+        return NULL;
+    }
     r = util_xcalloc(1, sizeof(*r));
     r->cli = cli;
     r->from_dest = from_dest;

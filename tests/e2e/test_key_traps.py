@@ -47,6 +47,8 @@ def test_public_key_that_is_not_the_secret_keys_is_refused(demo, tmp_path):
     assert rc == 1
     assert checks[("keys", "key pair")]["result"] == "FAIL"
     assert "does not belong to the public key" in checks[("keys", "key pair")]["detail"]
+    p = demo.run("restore", "file", os.path.join(demo.invoices, "x"), "--stdout", check=2)
+    assert b"does not belong to the public key" in p.stderr, p.stderr
     # Without a secret key configured (the app host) there is nothing to compare.
     text = "".join(line for line in open(demo.conf) if not line.startswith("secret_key"))
     open(demo.conf, "w").write(text)
