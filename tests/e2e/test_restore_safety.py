@@ -224,6 +224,9 @@ def test_forged_oversized_object_stops_at_its_size(demo, tmp_path):
     subprocess.run([PLAIN_BIN, "init", "--demo", forger.root], check=True, capture_output=True)
     shutil.copyfile(os.path.join(demo.root, "keys", "backup.pub"),
                     os.path.join(forger.root, "keys", "backup.pub"))
+    # The forger has the public key only.
+    text = "".join(line for line in open(forger.conf) if not line.startswith("secret_key"))
+    open(forger.conf, "w").write(text)
     big = os.path.join(forger.invoices, "zeros.bin")
     with open(big, "wb") as f:
         f.truncate(1 << 30)
