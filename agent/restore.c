@@ -257,7 +257,12 @@ out:
 
 int restore_root_open(struct restore_root *root, const char *path, int create, struct cst_err *err)
 {
+    size_t n = strlen(path);
+
+    /* Shown as "<path>/<rel>": without its trailing slashes ("/" becomes ""). */
     root->path = util_xstrdup(path);
+    while (n > 0 && root->path[n - 1] == '/')
+        root->path[--n] = '\0';
     /* The root is the operator's own choice (or a watched folder): symlinks up to it are
      * followed, as a shell would; none below it ever is. */
     if (create && util_mkdir_p(path, 0700, err) < 0) {

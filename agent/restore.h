@@ -17,7 +17,7 @@ struct dest;
 /* The folder a restore writes beneath: --to DIR, a watched folder (in place), or "/". */
 struct restore_root {
     int fd;
-    char *path; /* for messages */
+    char *path; /* for messages, without trailing slashes */
 };
 
 /* Open path (created like mkdir -p, mode 0700, when create is set). Symlinks on the way to
