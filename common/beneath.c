@@ -21,27 +21,39 @@
 /* 1 until openat2 turns out to be missing (an older kernel, or a seccomp filter that denies
  * it); the CLI that restores is single-threaded. */
 int beneath_use_openat2 = 1;
-#define have_openat2 beneath_use_openat2
 
-/* One folder below dir_fd (a single component or a path), never through a symlink. */
-static int open_dir_beneath(int dir_fd, const char *path)
+/* The folder at path below dir_fd through openat2, never through a symlink or "..";
+ * -1 with errno ENOSYS once openat2 is known to be missing. */
+static int openat2_dir(int dir_fd, const char *path)
 {
+    struct open_how how;
     int fd;
 
-    if (have_openat2) {
-        struct open_how how;
-
-        memset(&how, 0, sizeof(how));
-        how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
-        how.resolve = RESOLVE_FLAGS;
-        fd = (int)syscall(SYS_openat2, dir_fd, path, &how, sizeof(how));
-        /* EPERM: a container's seccomp filter that predates openat2. */
-        if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
-            return fd;
-        have_openat2 = 0;
+    if (!beneath_use_openat2) {
+        errno = ENOSYS;
+        return -1;
     }
-    /* The walk: path is a single component here (see beneath_open_parent). */
-    return openat(dir_fd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    memset(&how, 0, sizeof(how));
+    how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_FLAGS;
+    fd = (int)syscall(SYS_openat2, dir_fd, path, &how, sizeof(how));
+    /* EPERM: a container's seccomp filter that predates openat2. */
+    if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
+        beneath_use_openat2 = 0;
+        errno = ENOSYS;
+    }
+    return fd;
+}
+
+/* One folder (a single name) below dir_fd, never through a symlink. */
+static int open_component(int dir_fd, const char *name)
+{
+    int fd = openat2_dir(dir_fd, name);
+
+    if (fd >= 0 || errno != ENOSYS)
+        return fd;
+    /* The O_NOFOLLOW walk: safe because name is one component, and never "..". */
+    return openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
 /* Components of rel are plain names: nothing empty at the end, no "." or "..". */
@@ -94,10 +106,10 @@ static int walk(int root_fd, const char *root_name, const char *parent, int crea
 
         memcpy(name, p, n);
         name[n] = '\0';
-        next = open_dir_beneath(fd, name);
+        next = open_component(fd, name);
         if (next < 0 && errno == ENOENT && create) {
             if (mkdirat(fd, name, mode) == 0 || errno == EEXIST)
-                next = open_dir_beneath(fd, name);
+                next = open_component(fd, name);
             else
                 reported = cst_err_sys(err, "cannot create folder %s/%.*s", root_name,
                                        (int)(p + n - parent), parent);
@@ -131,14 +143,11 @@ int beneath_open_parent(int root_fd, const char *root_name, const char *rel, int
     if (last)
         memcpy(parent, rel, (size_t)(last - rel));
     parent[last ? last - rel : 0] = '\0';
-    if (parent[0] != '\0' && have_openat2) {
-        /* Usually the folders exist and one openat2 resolves them all; otherwise the walk
-         * creates what is missing, or names the component that is refused. */
-        fd = open_dir_beneath(root_fd, parent);
-        if (fd >= 0) {
-            free(parent);
-            return fd;
-        }
+    /* Usually the folders exist and one openat2 resolves them all; otherwise the walk
+     * creates what is missing, or names the component that is refused. */
+    if (parent[0] != '\0' && (fd = openat2_dir(root_fd, parent)) >= 0) {
+        free(parent);
+        return fd;
     }
     fd = walk(root_fd, root_name, parent, create, mode, err);
     free(parent);
