@@ -88,7 +88,8 @@ torture: deps-test $(ASAN)/custodian $(RELEASE)/custodian
 FUZZ_SECONDS ?= 5
 FUZZ_CC = clang -std=c17 -g -O1 -D_GNU_SOURCE -Wall -Wextra -Werror -I. \
 	-fsanitize=fuzzer,address,undefined $(shell pkg-config --cflags libmongoc-1.0 2>/dev/null)
-FUZZ := build/fuzz/fuzz_container build/fuzz/fuzz_archive build/fuzz/fuzz_config
+FUZZ_NAMES := container archive config restore_point manifest s3_xml
+FUZZ := $(addprefix build/fuzz/fuzz_,$(FUZZ_NAMES))
 
 build/fuzz/fuzz_container: tests/fuzz/fuzz_container.c shipper/container.c common/err.c common/util.c
 	@mkdir -p build/fuzz
@@ -99,12 +100,23 @@ build/fuzz/fuzz_archive: tests/fuzz/fuzz_archive.c agent/mongo_archive.c common/
 build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c agent/config.c common/err.c common/util.c common/log.c
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $^ $(shell pkg-config --libs inih) -o $@
+build/fuzz/fuzz_restore_point: tests/fuzz/fuzz_restore_point.c agent/restore_point.c common/pathenc.c common/err.c common/util.c
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $^ -o $@
+build/fuzz/fuzz_manifest: tests/fuzz/fuzz_manifest.c agent/manifest.c common/err.c common/util.c
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $^ -o $@
+build/fuzz/fuzz_s3_xml: tests/fuzz/fuzz_s3_xml.c shipper/s3_xml.c common/err.c common/util.c
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $^ -o $@
 
+# Seeds: released vectors and examples, and what the tests write (tests/fuzz/seeds/).
 fuzz: $(FUZZ)
-	@mkdir -p build/fuzz/corpus-container build/fuzz/corpus-archive build/fuzz/corpus-config
+	@for f in $(FUZZ_NAMES); do mkdir -p build/fuzz/corpus-$$f; done
 	@cp tests/vectors/container-v1/object*.bin build/fuzz/corpus-container/
 	@cp packaging/custodian.conf.example build/fuzz/corpus-config/
-	@set -e; for f in container archive config; do echo "== fuzz_$$f ($(FUZZ_SECONDS) s)"; \
+	@for f in restore_point manifest s3_xml; do cp tests/fuzz/seeds/$$f/* build/fuzz/corpus-$$f/; done
+	@set -e; for f in $(FUZZ_NAMES); do echo "== fuzz_$$f ($(FUZZ_SECONDS) s)"; \
 	  build/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus-$$f 2>&1 | tail -1; done
 
 bench: all

@@ -37,6 +37,7 @@
 #include "agent/sched.h"
 #include "common/log.h"
 #include "common/pathenc.h"
+#include "common/json.h"
 #include "common/util.h"
 #include "shipper/curl_ev.h"
 #include "shipper/shipper.h"
@@ -555,10 +556,19 @@ static void plan_daily(struct agent *a)
     const struct cfg *cfg = a->cli->cfg;
     int64_t now = util_now_ms() / 1000, next;
     char last[SCHED_DATE_SIZE] = "";
-    int missed = 0;
+    int missed = 0, found;
+    int64_t installed_at = 0;
+    struct cst_err err;
 
-    if (catalog_daily_last_success(a->cat, last) != 1)
-        sched_local_date(a->zone, catalog_state_get_int(a->cat, "installed_at", 0) / 1000, last);
+    found = catalog_daily_last_success(a->cat, last, &err);
+    if (found == 0 && catalog_state_get_int(a->cat, "installed_at", 0, &installed_at, &err) < 0)
+        found = -1;
+    /* Not knowing is not "done": the day's run is then owed now (a catalog that cannot be
+     * read fails it, and a failed run is retried). */
+    if (found < 0)
+        log_error("cannot read the last daily run from the catalog: %s", err.msg);
+    if (found != 1)
+        sched_local_date(a->zone, installed_at / 1000, last);
     if (sched_due(a->zone, cfg->daily_hour, cfg->daily_minute, last, now, a->daily_date, &missed) ==
         1) {
         if (missed > 0)
@@ -682,10 +692,13 @@ static void on_stop_check(struct ev_loop *loop, ev_timer *t, int revents)
     }
     if (a->opts->timeout_ms > 0 && util_mono_ms() - a->started_mono > a->opts->timeout_ms) {
         int64_t depth, oldest;
+        struct cst_err err;
 
-        catalog_queue_stats(a->cat, &depth, &oldest);
-        log_error("gave up waiting: %lld queued entries remain (see `custodian status`)",
-                  (long long)depth);
+        if (catalog_queue_stats(a->cat, &depth, &oldest, &err) < 0)
+            log_error("gave up waiting; the queue cannot be read: %s", err.msg);
+        else
+            log_error("gave up waiting: %lld queued entries remain (see `custodian status`)",
+                      (long long)depth);
         a->status = EXIT_FAILED;
         begin_stop(a);
     }
@@ -712,6 +725,10 @@ static int load_keys(struct agent *a)
     if (a->naming_key == NULL)
         return cli_fail(EXIT_FAILED, "out of memory");
     if (keys_load_secret(cfg->naming_key, "naming-key", a->naming_key, 32, &err) < 0)
+        return cli_fail(EXIT_USAGE, "%s", err.msg);
+    /* Refused now, not at the first daily run or the first restore. */
+    if (keys_check_signing_key(cfg->signing_key, &err) < 0 ||
+        (cfg->secret_key && keys_check_backup_pair(cfg->public_key, cfg->secret_key, &err) < 0))
         return cli_fail(EXIT_USAGE, "%s", err.msg);
     return EXIT_OK;
 }
@@ -891,9 +908,15 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
     ev_run(a.loop, 0);
 
     if (opts->watch) {
-        char *detail = util_printf("{\"shipped_files\":%lld}", (long long)a.shipped_files);
-        audit(&a, "agent_stop", detail);
-        free(detail);
+        struct json detail;
+
+        json_init(&detail);
+        json_obj_begin(&detail);
+        json_key(&detail, "shipped_files");
+        json_int(&detail, a.shipped_files);
+        json_obj_end(&detail);
+        audit(&a, "agent_stop", detail.buf);
+        json_free(&detail);
         log_info("agent stopped shipped_files=%lld", (long long)a.shipped_files);
     }
     rc = a.status;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/pathenc.h"
 #include "common/util.h"
 
 int cli_fail(int status, const char *fmt, ...)
@@ -134,6 +135,82 @@ static time_t mktime_in(struct tm *tm, const char *tz)
     }
     tzset();
     return t;
+}
+
+static char *absolute(const char *path)
+{
+    char cwd[4096];
+
+    if (path[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+        return util_xstrdup(path);
+    return util_join(cwd, path);
+}
+
+/* 1 if path has at least one version, 0 if not, -1 on error. */
+static int has_versions(struct cli *cli, const char *path, struct cst_err *err)
+{
+    struct catalog_version v;
+    int rc = catalog_version_at(cli->cat, path, INT64_MAX, &v, err);
+
+    if (rc == 1)
+        catalog_version_clear(&v);
+    return rc;
+}
+
+int cli_catalog_path(struct cli *cli, const char *arg, enum cli_path_form form, char **path,
+                     struct cst_err *err)
+{
+    char *reading[2] = {NULL, NULL}, *raw;
+    int found[2] = {0, 0}, rc = -1;
+
+    *path = NULL;
+    /* reading[0]: as typed; reading[1]: the escaped form decoded, when it differs. */
+    if (form != CLI_PATH_ESCAPED)
+        reading[0] = absolute(arg);
+    if (form != CLI_PATH_LITERAL) {
+        raw = strchr(arg, '\\') ? pathenc_unescape(arg, NULL) : util_xstrdup(arg);
+        if (raw == NULL && form == CLI_PATH_ESCAPED)
+            return cst_err_set(err, "%s is not a valid escaped path (only \\xNN and \\\\ escapes)",
+                               arg);
+        if (raw != NULL) {
+            reading[1] = absolute(raw);
+            free(raw);
+        }
+        if (reading[0] && reading[1] && strcmp(reading[0], reading[1]) == 0) {
+            free(reading[1]);
+            reading[1] = NULL;
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        if (reading[i] && (found[i] = has_versions(cli, reading[i], err)) < 0)
+            goto out;
+    if (found[0] && found[1]) {
+        char *a = pathenc_escape(reading[0], strlen(reading[0]));
+        char *b = pathenc_escape(reading[1], strlen(reading[1]));
+
+        cst_err_set(err,
+                    "%s is ambiguous: read as typed it is the cataloged path %s, read as an "
+                    "escaped path it is the cataloged path %s; repeat with --literal or "
+                    "--escaped to say which",
+                    arg, a, b);
+        free(a);
+        free(b);
+        rc = -2;
+        goto out;
+    }
+    /* The reading that is cataloged, else the first one there is (for the message). */
+    rc = found[0] || found[1];
+    if (found[1] || reading[0] == NULL) {
+        *path = reading[1];
+        reading[1] = NULL;
+    } else {
+        *path = reading[0];
+        reading[0] = NULL;
+    }
+out:
+    free(reading[0]);
+    free(reading[1]);
+    return rc;
 }
 
 int cli_parse_time(const char *s, const char *tz, int64_t *ms)

@@ -38,6 +38,24 @@ int cli_open_catalog(struct cli *cli, int readonly);
 char *cli_state_path(const struct cli *cli, const char *name);
 /* RFC 3339, or a date meaning the end of that day in tz. -1 if malformed. */
 int cli_parse_time(const char *s, const char *tz, int64_t *ms);
+/*
+ * The cataloged path a PATH argument names (restore file, catalog history).
+ * Paths are shown escaped (common/pathenc.h), and both the raw bytes and
+ * that form are accepted back; a relative PATH is taken from the current
+ * folder. A file literally named like another's escape ("a\x0ab" next to
+ * "a<newline>b") makes an argument ambiguous: then, unless form says which
+ * reading is meant, nothing is guessed.
+ */
+enum cli_path_form {
+    CLI_PATH_EITHER,  /* as typed, or as the escaped form: whichever is cataloged */
+    CLI_PATH_LITERAL, /* --literal: byte for byte as typed */
+    CLI_PATH_ESCAPED, /* --escaped: \xNN and \\ decoded */
+};
+/* 1 and *path (absolute, raw, malloc'd) when one reading names a path with versions; 0
+ * (*path: the literal reading) when none does; -1 with err on a catalog error; -2 with
+ * err naming both candidates when both readings do (form CLI_PATH_EITHER only). */
+int cli_catalog_path(struct cli *cli, const char *arg, enum cli_path_form form, char **path,
+                     struct cst_err *err);
 /* Print to stderr "custodian: <msg>" and return status. */
 int cli_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* 1 if the agent holds the state lock (is running). */

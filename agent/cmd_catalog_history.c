@@ -1,6 +1,8 @@
 /*
- * cmd_catalog_history.c - `custodian catalog history PATH`: every version of
- * one path, oldest first, with the copies that hold it.
+ * cmd_catalog_history.c - `custodian catalog history PATH [--literal |
+ * --escaped]`: every version of one path, oldest first, with the copies that
+ * hold it. PATH is read as restore file reads it (agent/cli.h): raw or
+ * escaped, and refused when both readings are cataloged paths.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@ struct history {
     struct cli *cli;
     struct json j;
     int64_t count;
+    struct cst_err *err; /* a copy listing that fails fails the command */
 };
 
 static int print_copy(void *arg, const char *dest, const char *key, int64_t verified_at)
@@ -44,7 +47,7 @@ static int print_copy(void *arg, const char *dest, const char *key, int64_t veri
 static int each(void *arg, const struct catalog_version *v)
 {
     struct history *h = arg;
-    struct cst_err err;
+    int rc = 0;
 
     h->count++;
     if (h->cli->json) {
@@ -55,7 +58,7 @@ static int each(void *arg, const struct catalog_version *v)
         json_key(&h->j, "copies");
         json_arr_begin(&h->j);
         if (v->kind == CATALOG_FILE)
-            catalog_each_copy(h->cli->cat, v->object_id, print_copy, h, &err);
+            rc = catalog_each_copy(h->cli->cat, v->object_id, print_copy, h, h->err);
         json_arr_end(&h->j);
         json_obj_end(&h->j);
     } else {
@@ -71,38 +74,43 @@ static int each(void *arg, const struct catalog_version *v)
             printf("    deleted %s\n", deleted);
         }
         if (v->kind == CATALOG_FILE)
-            catalog_each_copy(h->cli->cat, v->object_id, print_copy, h, &err);
+            rc = catalog_each_copy(h->cli->cat, v->object_id, print_copy, h, h->err);
     }
-    return 0;
+    return rc;
 }
 
 static int cmd_catalog_history_exec(struct cli *cli, int argc, char **argv)
 {
-    struct history h = {cli, {0}, 0};
     struct cst_err err;
-    char *path, cwd[4096];
-    int rc;
+    struct history h = {cli, {0}, 0, &err};
+    enum cli_path_form form = CLI_PATH_EITHER;
+    const char *arg = NULL;
+    char *path;
+    int rc, bad = 0;
 
-    if (argc != 2)
-        return cli_fail(EXIT_USAGE, "usage: custodian catalog history PATH");
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--literal") == 0 && form == CLI_PATH_EITHER)
+            form = CLI_PATH_LITERAL;
+        else if (strcmp(argv[i], "--escaped") == 0 && form == CLI_PATH_EITHER)
+            form = CLI_PATH_ESCAPED;
+        else if (arg == NULL && (argv[i][0] != '-' || argv[i][1] == '\0'))
+            arg = argv[i];
+        else
+            bad = 1;
+    }
+    if (arg == NULL || bad)
+        return cli_fail(EXIT_USAGE,
+                        "usage: custodian catalog history PATH [--literal | --escaped]");
     if ((rc = cli_load_config(cli)) != EXIT_OK || (rc = cli_open_catalog(cli, 1)) != EXIT_OK)
         return rc;
-    path = argv[1][0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL ? util_xstrdup(argv[1])
-                                                                 : util_join(cwd, argv[1]);
+    rc = cli_catalog_path(cli, arg, form, &path, &err);
+    if (rc < 0)
+        return cli_fail(rc == -2 ? EXIT_USAGE : EXIT_FAILED, "%s", err.msg);
     if (cli->json) {
         json_init(&h.j);
         json_arr_begin(&h.j);
     }
     rc = catalog_each_version_of(cli->cat, path, each, &h, &err);
-    if (rc == 0 && h.count == 0 && strchr(argv[1], '\\')) {
-        size_t len;
-        char *raw = pathenc_unescape(argv[1], &len);
-
-        if (raw) {
-            rc = catalog_each_version_of(cli->cat, raw, each, &h, &err);
-            free(raw);
-        }
-    }
     free(path);
     if (cli->json) {
         json_arr_end(&h.j);
@@ -113,13 +121,13 @@ static int cmd_catalog_history_exec(struct cli *cli, int argc, char **argv)
     if (rc < 0)
         return cli_fail(EXIT_FAILED, "%s", err.msg);
     if (h.count == 0 && !cli->json)
-        return cli_fail(EXIT_FAILED, "no versions of %s are recorded", argv[1]);
+        return cli_fail(EXIT_FAILED, "no versions of %s are recorded", arg);
     return EXIT_OK;
 }
 
 const struct cmd_entry cmd_catalog_history_entry = {
     .name = "catalog history",
-    .usage = "PATH",
+    .usage = "PATH [--literal|--escaped]",
     .help = "every version of one path, with its copies",
     .exec = cmd_catalog_history_exec,
 };

@@ -25,6 +25,7 @@
 #include "agent/sched.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "shipper/container.h"
 
 enum { CHECK_OK, CHECK_WARN, CHECK_FAIL };
 
@@ -94,6 +95,36 @@ static void check_keys(struct doctor *doc)
                    secret ? err.msg : "out of memory");
         else
             report(doc, "keys", secrets[i].kind, CHECK_OK, "%s (private)", secrets[i].path);
+    }
+    if (cfg->secret_key) {
+        char id_hex[17];
+        unsigned char id[8];
+
+        if (keys_check_backup_pair(cfg->public_key, cfg->secret_key, &err) < 0) {
+            report(doc, "keys", "key pair", CHECK_FAIL, "%s", err.msg);
+        } else {
+            crypt_key_id(pk, id);
+            util_hex(id, sizeof(id), id_hex);
+            report(doc, "keys", "key pair", CHECK_OK, "%s is the secret key of %s (key id %s)",
+                   cfg->secret_key, cfg->public_key, id_hex);
+        }
+    }
+    for (size_t i = 0; i < cfg->n_dests; i++) {
+        const struct cfg_dest *d = &cfg->dests[i];
+        const char *files[][2] = {{"ca_file", d->ca_file}, {"known_hosts", d->known_hosts}};
+
+        for (size_t k = 0; k < 2; k++) {
+            char what[128];
+
+            if (files[k][1] == NULL)
+                continue;
+            snprintf(what, sizeof(what), "destination %s: %s", d->name, files[k][0]);
+            if (keys_check_trust_file(files[k][1], what, &err) < 0)
+                report(doc, "keys", files[k][0], CHECK_FAIL, "%s", err.msg);
+            else
+                report(doc, "keys", files[k][0], CHECK_OK, "%s (%s; no other user can write it)",
+                       files[k][1], d->name);
+        }
     }
     if (cfg->secret_key)
         report(doc, "keys", "secret key on host", CHECK_WARN,

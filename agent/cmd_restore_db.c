@@ -13,6 +13,8 @@
 
 #include "agent/restore.h"
 #include "agent/sched.h"
+#include "common/json.h"
+#include "common/pathenc.h"
 #include "common/util.h"
 
 static const char usage[] =
@@ -66,31 +68,48 @@ static int cmd_restore_db_exec(struct cli *cli, int argc, char **argv)
     r = restorer_new(cli, from, 1, &rc);
     if (r == NULL)
         return rc;
-    if (catalog_artifact_get(cli->cat, date, "db", &a) != 1) {
+    rc = catalog_artifact_get(cli->cat, date, "db", &a, &err);
+    if (rc != 1) {
         restorer_free(r);
+        if (rc < 0)
+            return cli_fail(EXIT_FAILED, "%s", err.msg);
         return cli_fail(EXIT_FAILED,
                         "no database dump is recorded for %s (see `custodian status` and the "
                         "daily run's manifest)",
                         date);
     }
     if (to_stdout) {
-        char *tmp = cli_state_path(cli, "spool/restore-db.XXXXXX");
-        int fd = mkostemp(tmp, O_CLOEXEC);
+        int fd = restorer_scratch_file(r, &err);
 
-        if (fd < 0) {
-            rc = cst_err_sys(&err, "cannot create %s", tmp);
-        } else {
-            unlink(tmp);
+        rc = -1;
+        if (fd >= 0) {
             /* Nothing reaches mongorestore before the whole archive verified. */
             rc = restorer_artifact_to_fd(r, &a, fd, &err);
             if (rc == 0)
                 rc = copy_out(fd, &err);
             close(fd);
         }
-        free(tmp);
     } else {
+        struct restore_root root;
+        char *slash;
+
         out = to ? util_xstrdup(to) : util_printf("mongodb-%s.archive", date);
-        rc = restorer_artifact_to_path(r, &a, out, force, &err);
+        /* The folder named is the operator's; the file itself is never reached through a
+         * symlink, nor written before it verified. */
+        slash = strrchr(out, '/');
+        if (slash == out) {
+            rc = restore_root_open(&root, "/", 0, &err);
+        } else if (slash) {
+            *slash = '\0';
+            rc = restore_root_open(&root, out, 1, &err);
+            *slash = '/';
+        } else {
+            rc = restore_root_open(&root, ".", 0, &err);
+        }
+        if (rc == 0) {
+            rc = restorer_artifact_to_path(r, &a, &root, slash ? slash + 1 : out, force, &err);
+            restore_root_close(&root);
+        }
         if (rc == 0)
             printf("restored the database dump of %s to %s (%lld bytes); load it with: "
                    "mongorestore --archive=%s --drop\n",
@@ -98,10 +117,21 @@ static int cmd_restore_db_exec(struct cli *cli, int argc, char **argv)
     }
     if (rc == 0) {
         struct cst_err aerr;
-        char *detail = util_printf("{\"date\":\"%s\",\"to\":\"%s\"}", date, out ? out : "-");
+        struct json j;
+        char *shown = out ? pathenc_escape(out, strlen(out)) : NULL;
 
-        catalog_audit(cli->cat, "operator", "restore_db", detail, &aerr);
-        free(detail);
+        json_init(&j);
+        json_obj_begin(&j);
+        json_key(&j, "date");
+        json_str(&j, date);
+        json_key(&j, "to");
+        json_str(&j, shown ? shown : "-");
+        json_obj_end(&j);
+        if (catalog_audit(cli->cat, "operator", "restore_db", j.buf, &aerr) < 0)
+            fprintf(stderr, "custodian: warning: restore not written to the audit log: %s\n",
+                    aerr.msg);
+        json_free(&j);
+        free(shown);
     }
     free(out);
     free(a.remote_key);

@@ -3,9 +3,12 @@
  * [--to DIR | --stdout] [--from DEST] [--force]`.
  *
  * PATH is the file's original absolute path (a relative one is taken from
- * the current folder), raw or in the escaped form that `catalog ls` prints.
- * Without --to or --stdout the file goes back to its original place, which
- * must not exist unless --force is given.
+ * the current folder), raw or in the escaped form that `catalog ls` prints;
+ * when both readings name cataloged paths the command refuses and shows both
+ * (--literal or --escaped says which). Without --to or --stdout the file
+ * goes back to its original place, which must not exist unless --force is
+ * given, and never through a folder below the watched one that has become a
+ * symlink.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,48 +22,42 @@
 
 static const char usage[] =
     "usage: custodian restore file PATH [--at TIME] [--to DIR | --stdout] [--from DEST] "
-    "[--force]";
+    "[--force] [--literal | --escaped]";
 
-static char *absolute(const char *path)
+/* In place, the file goes back beneath the watched folder that holds it (or "/"): the
+ * folders up to the watched one are the operator's, anything below may have been replaced
+ * by a symlink since, and is never followed. *rel points into path. */
+static const char *in_place_root(const struct cfg *cfg, const char *path, const char **rel)
 {
-    char cwd[4096];
+    const char *best = NULL;
+    size_t best_len = 0;
 
-    if (path[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
-        return util_xstrdup(path);
-    return util_join(cwd, path);
-}
+    for (size_t i = 0; i < cfg->n_watch_paths; i++) {
+        const char *w = cfg->watch_paths[i];
+        size_t n = strlen(w);
 
-/* The version by raw path, else by the escaped form's bytes. */
-static int find_version(struct cli *cli, const char *arg, int64_t at, struct catalog_version *v,
-                        struct cst_err *err)
-{
-    char *path = absolute(arg);
-    int rc = catalog_version_at(cli->cat, path, at, v, err);
-
-    free(path);
-    if (rc == 0 && strchr(arg, '\\')) {
-        size_t len;
-        char *raw = pathenc_unescape(arg, &len);
-
-        if (raw) {
-            path = absolute(raw);
-            rc = catalog_version_at(cli->cat, path, at, v, err);
-            free(path);
-            free(raw);
+        if (n > best_len && strncmp(path, w, n) == 0 && path[n] == '/') {
+            best = w;
+            best_len = n;
         }
     }
-    return rc;
+    *rel = path + (best ? best_len : 0);
+    while (**rel == '/')
+        (*rel)++;
+    return best ? best : "/";
 }
 
 static int cmd_restore_file_exec(struct cli *cli, int argc, char **argv)
 {
     const char *path = NULL, *at_arg = NULL, *to = NULL, *from = NULL;
     int to_stdout = 0, force = 0, rc, found;
+    enum cli_path_form form = CLI_PATH_EITHER;
     int64_t at = INT64_MAX;
     struct catalog_version v;
+    struct restore_root root = {-1, NULL};
     struct restorer *r;
     struct cst_err err;
-    char *out_path = NULL, *shown;
+    char *out_path = NULL, *shown, *cataloged;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--at") == 0 && i + 1 < argc)
@@ -73,6 +70,10 @@ static int cmd_restore_file_exec(struct cli *cli, int argc, char **argv)
             to_stdout = 1;
         else if (strcmp(argv[i], "--force") == 0)
             force = 1;
+        else if (strcmp(argv[i], "--literal") == 0 && form == CLI_PATH_EITHER)
+            form = CLI_PATH_LITERAL;
+        else if (strcmp(argv[i], "--escaped") == 0 && form == CLI_PATH_EITHER)
+            form = CLI_PATH_ESCAPED;
         else if (path == NULL && (argv[i][0] != '-' || argv[i][1] == '\0'))
             path = argv[i];
         else
@@ -93,21 +94,28 @@ static int cmd_restore_file_exec(struct cli *cli, int argc, char **argv)
     r = restorer_new(cli, from, 1, &rc);
     if (r == NULL)
         return rc;
-    found = find_version(cli, path, at, &v, &err);
+    found = cli_catalog_path(cli, path, form, &cataloged, &err);
+    if (found == 1)
+        found = catalog_version_at(cli->cat, cataloged, at, &v, &err);
+    free(cataloged);
     if (found <= 0) {
         restorer_free(r);
         if (found < 0)
-            return cli_fail(EXIT_FAILED, "%s", err.msg);
+            return cli_fail(found == -2 ? EXIT_USAGE : EXIT_FAILED, "%s", err.msg);
         return cli_fail(EXIT_FAILED, "no version of %s is recorded%s%s", path, at_arg ? " at " : "",
                         at_arg ? at_arg : "");
     }
     if (to_stdout) {
         rc = restorer_to_fd(r, &v, STDOUT_FILENO, &err);
     } else {
-        const char *slash = strrchr(v.path, '/');
+        const char *slash = strrchr(v.path, '/'), *rel = slash ? slash + 1 : v.path;
+        const char *root_path = to ? to : in_place_root(cli->cfg, v.path, &rel);
 
-        out_path = to ? util_join(to, slash ? slash + 1 : v.path) : util_xstrdup(v.path);
-        rc = restorer_to_path(r, &v, out_path, force, &err);
+        out_path = to ? util_join(to, rel) : util_xstrdup(v.path);
+        rc = restore_root_open(&root, root_path, 1, &err);
+        if (rc == 0)
+            rc = restorer_to_path(r, &v, &root, rel, force, &err);
+        restore_root_close(&root);
     }
     shown = pathenc_escape(v.path, strlen(v.path));
     if (rc == 0) {
@@ -136,9 +144,13 @@ static int cmd_restore_file_exec(struct cli *cli, int argc, char **argv)
                     aerr.msg);
         if (cli->json && !to_stdout)
             json_print(&j, stdout);
-        else if (!to_stdout)
+        else if (!to_stdout) {
+            char *shown_out = pathenc_escape(out_path, strlen(out_path));
+
             printf("restored %s (version %lld, seen %s) to %s\n", shown, (long long)v.id,
-                   at_arg ? at_arg : "latest", out_path);
+                   at_arg ? at_arg : "latest", shown_out);
+            free(shown_out);
+        }
         json_free(&j);
     } else {
         cli_fail(EXIT_FAILED, "restore of %s failed: %s", shown, err.msg);
@@ -152,7 +164,7 @@ static int cmd_restore_file_exec(struct cli *cli, int argc, char **argv)
 
 const struct cmd_entry cmd_restore_file_entry = {
     .name = "restore file",
-    .usage = "PATH [--at TIME] [--to DIR|--stdout] [--from DEST] [--force]",
+    .usage = "PATH [--at TIME] [--to DIR|--stdout] [--from DEST] [--force] [--literal|--escaped]",
     .help = "one file as it was at TIME (default: latest)",
     .exec = cmd_restore_file_exec,
 };

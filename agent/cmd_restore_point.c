@@ -2,7 +2,9 @@
  * cmd_restore_point.c - `custodian restore point DATE --to DIR [--from DEST]`:
  * every file of that day's restore point, rebuilt under DIR with its
  * original path (DIR/app/data/invoices/INV-1.pdf), each verified against
- * its recorded SHA-256. Nothing in DIR is replaced.
+ * its recorded SHA-256. Nothing in DIR is replaced, and nothing is written
+ * outside it: a symlink or ".." on the way to a file (one planted in DIR, or
+ * one this restore has just made) fails that file, it is never followed.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,46 +13,14 @@
 #include <unistd.h>
 
 #include "agent/restore.h"
+#include "agent/restore_point.h"
 #include "agent/sched.h"
+#include "common/beneath.h"
+#include "common/json.h"
 #include "common/pathenc.h"
 #include "common/util.h"
 
 static const char usage[] = "usage: custodian restore point DATE --to DIR [--from DEST]";
-
-/* One line of the restore point: file/symlink, sha256, size, mtime_ns, object, path[, target]. */
-static int parse_line(char *line, struct catalog_version *v, struct cst_err *err)
-{
-    char *field[7];
-    int n = 0;
-    size_t len;
-
-    for (char *p = line; n < 7; n++) {
-        field[n] = p;
-        p = strchr(p, '\t');
-        if (p == NULL) {
-            n++;
-            break;
-        }
-        *p++ = '\0';
-    }
-    memset(v, 0, sizeof(*v));
-    if (n < 6)
-        return cst_err_set(err, "malformed restore point line");
-    v->kind = strcmp(field[0], "symlink") == 0 ? CATALOG_SYMLINK : CATALOG_FILE;
-    v->size = atoll(field[2]);
-    v->mtime_ns = atoll(field[3]);
-    v->path = pathenc_unescape(field[5], &len);
-    if (v->path == NULL)
-        return cst_err_set(err, "malformed path in restore point: %s", field[5]);
-    if (v->kind == CATALOG_FILE) {
-        if (util_unhex(field[1], v->sha256, 32) < 0 || strlen(field[4]) != 64)
-            return cst_err_set(err, "malformed restore point line for %s", field[5]);
-        snprintf(v->object_id, sizeof(v->object_id), "%s", field[4]);
-    } else if (n >= 7) {
-        v->link_target = pathenc_unescape(field[6], &len);
-    }
-    return 0;
-}
 
 static int cmd_restore_point_exec(struct cli *cli, int argc, char **argv)
 {
@@ -58,9 +28,12 @@ static int cmd_restore_point_exec(struct cli *cli, int argc, char **argv)
     int rc, y, m, d, fd;
     int64_t restored = 0, failed = 0;
     struct catalog_artifact a;
+    struct restore_root root = {-1, NULL};
     struct restorer *r;
     struct cst_err err;
-    char *tmp, *line = NULL;
+    char *line = NULL, point_date[11];
+    int64_t point_at;
+    ssize_t len;
     size_t cap = 0;
     FILE *f;
 
@@ -81,61 +54,81 @@ static int cmd_restore_point_exec(struct cli *cli, int argc, char **argv)
     r = restorer_new(cli, from, 1, &rc);
     if (r == NULL)
         return rc;
-    if (catalog_artifact_get(cli->cat, date, "files", &a) != 1) {
+    rc = catalog_artifact_get(cli->cat, date, "files", &a, &err);
+    if (rc != 1) {
         restorer_free(r);
+        if (rc < 0)
+            return cli_fail(EXIT_FAILED, "%s", err.msg);
         return cli_fail(EXIT_FAILED, "no restore point is recorded for %s", date);
     }
-    tmp = cli_state_path(cli, "spool/restore-point.XXXXXX");
-    fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd >= 0)
-        unlink(tmp);
-    free(tmp);
-    if (fd < 0 || restorer_artifact_to_fd(r, &a, fd, &err) < 0 || lseek(fd, 0, SEEK_SET) != 0 ||
-        (f = fdopen(fd, "r")) == NULL) {
+    fd = restorer_scratch_file(r, &err);
+    f = NULL;
+    if (fd >= 0 && restorer_artifact_to_fd(r, &a, fd, &err) == 0 &&
+        (lseek(fd, 0, SEEK_SET) != 0 || (f = fdopen(fd, "r")) == NULL))
+        cst_err_sys(&err, "cannot read the decrypted restore point");
+    if (f == NULL) {
         if (fd >= 0)
             close(fd);
         free(a.remote_key);
         restorer_free(r);
-        return cli_fail(EXIT_FAILED, "cannot read the restore point of %s: %s", date,
-                        fd < 0 ? "cannot create a temporary file" : err.msg);
+        return cli_fail(EXIT_FAILED, "cannot read the restore point of %s: %s", date, err.msg);
     }
-    if (getline(&line, &cap, f) < 0 || strncmp(line, "custodian restore-point v1", 26) != 0) {
-        rc = cli_fail(EXIT_FAILED, "the restore point of %s is not in a known format", date);
+    len = getline(&line, &cap, f);
+    if (len > 0 && line[len - 1] == '\n')
+        line[--len] = '\0';
+    if (len < 0 || restore_point_header(line, (size_t)len, point_date, &point_at, &err) < 0) {
+        rc = cli_fail(EXIT_FAILED, "the restore point of %s: %s", date,
+                      len < 0 ? "is empty" : err.msg);
         goto out;
     }
-    while (getline(&line, &cap, f) > 0) {
+    if (restore_root_open(&root, to, 1, &err) < 0) {
+        rc = cli_fail(EXIT_FAILED, "%s", err.msg);
+        goto out;
+    }
+    while ((len = getline(&line, &cap, f)) > 0) {
         struct catalog_version v;
-        char *out;
 
-        line[strcspn(line, "\n")] = '\0';
-        if (parse_line(line, &v, &err) < 0) {
+        if (line[len - 1] == '\n')
+            line[--len] = '\0';
+        if (restore_point_line(line, (size_t)len, &v, &err) < 0 ||
+            restorer_to_path(r, &v, &root, v.path + 1, 0, &err) < 0) {
+            char *shown = v.path ? pathenc_escape(v.path, strlen(v.path)) : NULL;
+
             failed++;
-            fprintf(stderr, "custodian: %s\n", err.msg);
-            catalog_version_clear(&v);
-            continue;
-        }
-        out = util_join(to, v.path[0] == '/' ? v.path + 1 : v.path);
-        if (restorer_to_path(r, &v, out, 0, &err) < 0) {
-            failed++;
-            fprintf(stderr, "custodian: %s: %s\n", out, err.msg);
+            fprintf(stderr, "custodian: %s%s%s\n", shown ? shown : "", shown ? ": " : "", err.msg);
+            free(shown);
         } else {
             restored++;
         }
-        free(out);
         catalog_version_clear(&v);
     }
     {
         struct cst_err aerr;
-        char *detail = util_printf("{\"date\":\"%s\",\"files\":%lld,\"failed\":%lld}", date,
-                                   (long long)restored, (long long)failed);
+        struct json j;
+        char *shown_to = pathenc_escape(to, strlen(to));
 
-        catalog_audit(cli->cat, "operator", "restore_point", detail, &aerr);
-        free(detail);
+        json_init(&j);
+        json_obj_begin(&j);
+        json_key(&j, "date");
+        json_str(&j, date);
+        json_key(&j, "to");
+        json_str(&j, shown_to);
+        json_key(&j, "files");
+        json_int(&j, restored);
+        json_key(&j, "failed");
+        json_int(&j, failed);
+        json_obj_end(&j);
+        if (catalog_audit(cli->cat, "operator", "restore_point", j.buf, &aerr) < 0)
+            fprintf(stderr, "custodian: warning: restore not written to the audit log: %s\n",
+                    aerr.msg);
+        json_free(&j);
+        free(shown_to);
     }
     printf("restored %lld files of the %s restore point under %s", (long long)restored, date, to);
     printf(failed ? "; %lld FAILED (see above)\n" : "\n", (long long)failed);
     rc = failed ? EXIT_FAILED : EXIT_OK;
 out:
+    restore_root_close(&root);
     free(line);
     fclose(f);
     free(a.remote_key);

@@ -16,9 +16,11 @@
 static int report(struct cli *cli, int wait)
 {
     struct catalog_backlog b;
+    struct cst_err err;
     int left;
 
-    catalog_backlog(cli->cat, &b);
+    if (catalog_backlog(cli->cat, &b, &err) < 0)
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
     left = b.queued + b.waiting + b.copies > 0;
     if (cli->json) {
         struct json j;
@@ -52,8 +54,10 @@ static int wait_for_agent(struct cli *cli, int64_t timeout_ms)
         return rc;
     for (;;) {
         struct catalog_backlog b;
+        struct cst_err err;
 
-        catalog_backlog(cli->cat, &b);
+        if (catalog_backlog(cli->cat, &b, &err) < 0)
+            return cli_fail(EXIT_FAILED, "%s", err.msg);
         if (b.queued + b.waiting + b.copies == 0)
             return report(cli, 1);
         if (!cli_agent_running(cli) || (timeout_ms > 0 && util_mono_ms() - start > timeout_ms))

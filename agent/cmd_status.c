@@ -167,8 +167,16 @@ static void judge_daily(struct verdict *v, struct cli *cli, const struct catalog
         problem(v, "%s", err.msg);
         return;
     }
-    if (catalog_daily_last_success(cli->cat, success) != 1)
-        sched_local_date(zone, catalog_state_get_int(cli->cat, "installed_at", 0) / 1000, success);
+    int64_t installed = 0;
+
+    if (catalog_daily_last_success(cli->cat, success, &err) < 0 ||
+        catalog_state_get_int(cli->cat, "installed_at", 0, &installed, &err) < 0) {
+        problem(v, "%s", err.msg);
+        sched_zone_free(zone);
+        return;
+    }
+    if (!success[0])
+        sched_local_date(zone, installed / 1000, success);
     if (sched_due(zone, cli->cfg->daily_hour, cli->cfg->daily_minute, success, now, due, &missed) ==
             1 &&
         sched_parse_date(due, &y, &m, &d) == 0 &&
@@ -227,10 +235,19 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
     }
     free(sock);
 
-    catalog_queue_stats(cli->cat, &depth, &oldest);
-    catalog_queue_failing(cli->cat, &failing, &last_error);
-    /* Versions sealed but not yet on any destination are unshipped changes too. */
-    catalog_pending_stats(cli->cat, &pending, &pending_oldest);
+    if (catalog_queue_stats(cli->cat, &depth, &oldest, &err) < 0 ||
+        catalog_queue_failing(cli->cat, &failing, &last_error, &err) < 0 ||
+        /* Versions sealed but not yet on any destination are unshipped changes too. */
+        catalog_pending_stats(cli->cat, &pending, &pending_oldest, &err) < 0 ||
+        catalog_state_get_int(cli->cat, "inotify_overflows", 0, &overflows, &err) < 0 ||
+        (have_daily = catalog_daily_get(cli->cat, NULL, &daily, &err)) < 0) {
+        free(last_error);
+        free(answer);
+        if (health)
+            bson_destroy(health);
+        verdict_free(&v);
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
+    }
     if (pending && (depth == 0 || pending_oldest < oldest))
         oldest = pending_oldest;
     depth += pending;
@@ -240,7 +257,6 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
     else if (depth)
         note(&v, "catching up: %lld changes queued, the oldest %lld s ago", (long long)depth,
              (long long)(now - oldest) / 1000);
-    overflows = catalog_state_get_int(cli->cat, "inotify_overflows", 0);
 
     cov = util_xcalloc(cli->cfg->n_dests + 1, sizeof(*cov));
     for (size_t i = 0; i < cli->cfg->n_dests; i++) {
@@ -253,7 +269,11 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
             problem(&v, "destination %s: %s", name, err.msg);
             continue;
         }
-        catalog_copy_queue_stats(cli->cat, name, &backlog, &backlog_oldest, &dest_error);
+        if (catalog_copy_queue_stats(cli->cat, name, &backlog, &backlog_oldest, &dest_error, &err) <
+            0) {
+            problem(&v, "destination %s: %s", name, err.msg);
+            continue;
+        }
         if (c->failing)
             problem(&v, "destination %s is failing (%lld copies waiting): %s", name,
                     (long long)backlog, dest_error ? dest_error : "?");
@@ -272,7 +292,6 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
                  (long long)c->lacking);
         free(dest_error);
     }
-    have_daily = catalog_daily_get(cli->cat, NULL, &daily) == 1;
     judge_daily(&v, cli, &daily, have_daily);
     catalog_each_dest_notice(cli->cat, now - (int64_t)NOTICE_DAYS * 86400000, print_notice, &v,
                              &err);
@@ -328,8 +347,9 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
             int64_t backlog, backlog_oldest;
             char *dest_error = NULL;
 
-            catalog_copy_queue_stats(cli->cat, cli->cfg->dests[i].name, &backlog, &backlog_oldest,
-                                     &dest_error);
+            if (catalog_copy_queue_stats(cli->cat, cli->cfg->dests[i].name, &backlog,
+                                         &backlog_oldest, &dest_error, &err) < 0)
+                backlog = backlog_oldest = 0;
             json_obj_begin(&j);
             json_key(&j, "name");
             json_str(&j, cli->cfg->dests[i].name);
@@ -422,8 +442,9 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
             int64_t backlog, backlog_oldest;
             char label[96], *dest_error = NULL;
 
-            catalog_copy_queue_stats(cli->cat, cli->cfg->dests[i].name, &backlog, &backlog_oldest,
-                                     &dest_error);
+            if (catalog_copy_queue_stats(cli->cat, cli->cfg->dests[i].name, &backlog,
+                                         &backlog_oldest, &dest_error, &err) < 0)
+                backlog = backlog_oldest = 0;
             snprintf(label, sizeof(label), "destination %s", cli->cfg->dests[i].name);
             printf("%-22s %lld copies, lacks %lld, damaged %lld, backlog %lld", label,
                    (long long)cov[i].copies, (long long)cov[i].lacking, (long long)cov[i].damaged,

@@ -22,10 +22,12 @@
 
 #include "agent/daily.h"
 #include "agent/keys.h"
+#include "agent/manifest.h"
 #include "agent/restore.h"
 #include "agent/sched.h"
 #include "shipper/dest.h"
 #include "shipper/verifier.h"
+#include "common/json.h"
 #include "common/util.h"
 
 /* Fetch key from dest into memory (manifests are small); SHA-256 of what came. */
@@ -75,9 +77,11 @@ static int verify_on(struct dest *dest, const char *date, const unsigned char pk
     size_t len[3];
     unsigned char sha[32];
     struct cst_err err;
+    struct manifest m;
     int bad = 0, checked = 0;
     static const char *const kinds[] = {"manifest-sha256", "manifest-json", "manifest-sig"};
 
+    memset(&m, 0, sizeof(m));
     for (int i = 0; i < 3; i++) {
         keys[i] = daily_artifact_key(kinds[i], date);
         text[i] = fetch(dest, keys[i], spool, &len[i], sha, &err);
@@ -94,17 +98,24 @@ static int verify_on(struct dest *dest, const char *date, const unsigned char pk
         goto out;
     }
     printf("ok    %s: manifest signature verified\n", dest->name);
-    for (char *line = strtok(text[0], "\n"); line; line = strtok(NULL, "\n")) {
-        char hex[65], *key = strstr(line, "  ");
+    /* Signed is not enough: it must also be the manifest of this day, and say one thing. */
+    if (manifest_parse_sums(text[0], len[0], &m, &err) < 0 ||
+        manifest_parse_json(text[1], len[1], &m, &err) < 0 ||
+        manifest_check_consistent(&m, &err) < 0) {
+        printf("FAIL  %s: %s\n", dest->name, err.msg);
+        bad = 1;
+        goto out;
+    }
+    if (strcmp(m.date, date) != 0) {
+        printf("FAIL  %s: the manifest found for %s is the one of %s\n", dest->name, date, m.date);
+        bad = 1;
+        goto out;
+    }
+    for (size_t i = 0; i < m.n_sums; i++) {
+        const char *key = m.sums[i].key;
         size_t n;
         char *body;
 
-        if (key == NULL || key - line != 64) {
-            printf("FAIL  %s: malformed manifest line\n", dest->name);
-            bad = 1;
-            continue;
-        }
-        key += 2;
         body = fetch(dest, key, spool, &n, sha, &err);
         if (body == NULL) {
             printf("FAIL  %s: %s: %s\n", dest->name, key, err.msg);
@@ -112,17 +123,20 @@ static int verify_on(struct dest *dest, const char *date, const unsigned char pk
             continue;
         }
         free(body);
-        util_hex(sha, 32, hex);
         checked++;
-        if (strncmp(hex, line, 64) != 0) {
-            printf("FAIL  %s: %s: SHA-256 %s, the manifest says %.64s\n", dest->name, key, hex,
-                   line);
+        if (memcmp(sha, m.sums[i].sha256, 32) != 0) {
+            char hex[65], want[65];
+
+            util_hex(sha, 32, hex);
+            util_hex(m.sums[i].sha256, 32, want);
+            printf("FAIL  %s: %s: SHA-256 %s, the manifest says %s\n", dest->name, key, hex, want);
             bad = 1;
         } else {
             printf("ok    %s: %s\n", dest->name, key);
         }
     }
 out:
+    manifest_free(&m);
     for (int i = 0; i < 3; i++) {
         free(keys[i]);
         free(text[i]);
@@ -183,7 +197,7 @@ static int check_copy(void *arg, const char *object_id, const char *dest_name, c
         if (rc == 0) {
             mark_damaged(c, object_id, dest_name, why);
             rc = cst_err_set(&err, "%s", why);
-        } else if (rc == 1 && catalog_object_get(c->cli->cat, object_id, &o) != 1) {
+        } else if (rc == 1 && catalog_object_get(c->cli->cat, object_id, &o, &err) != 1) {
             rc = cst_err_set(&err, "object %s is not in the catalog", object_id);
         } else if (rc == 1) {
             rc = restorer_check_copy(c->r, d, key, o.sha256, o.plain_size, &err);
@@ -261,12 +275,21 @@ static int verify_copies(struct cli *cli, const char *from, int64_t sample, int 
     gaps = report_coverage(cli, from);
     {
         struct cst_err aerr;
-        char *detail =
-            util_printf("{\"checked\":%lld,\"failed\":%lld,\"deep\":%s}", (long long)c.checked,
-                        (long long)c.failed, deep ? "true" : "false");
+        struct json detail;
 
-        catalog_audit(cli->cat, "operator", "verify", detail, &aerr);
-        free(detail);
+        json_init(&detail);
+        json_obj_begin(&detail);
+        json_key(&detail, "checked");
+        json_int(&detail, c.checked);
+        json_key(&detail, "failed");
+        json_int(&detail, c.failed);
+        json_key(&detail, "deep");
+        json_bool(&detail, deep);
+        json_obj_end(&detail);
+        if (catalog_audit(cli->cat, "operator", "verify", detail.buf, &aerr) < 0)
+            fprintf(stderr, "custodian: warning: verify not written to the audit log: %s\n",
+                    aerr.msg);
+        json_free(&detail);
     }
     printf("checked %lld copies%s: %lld failed%s\n", (long long)c.checked,
            deep ? " (fetched, decrypted and hashed)" : " (present, right size)",

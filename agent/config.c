@@ -305,7 +305,7 @@ static const struct cfg_key cfg_dest_keys[] = {
      .dest_types = DT_S3,
      DEST_FIELD(ca_file),
      .help = "PEM file of CA certificates to verify the endpoint with, instead of the "
-             "system's."},
+             "system's. Owned by root (or custodian's user) and writable by no one else."},
     {.section = "destination",
      .name = "hot_class",
      .type = KT_STRING,
@@ -344,7 +344,8 @@ static const struct cfg_key cfg_dest_keys[] = {
      .type = KT_PATH,
      .dest_types = DT_SFTP,
      DEST_FIELD(known_hosts),
-     .help = "known_hosts file holding the server's host key, which is always checked."},
+     .help = "known_hosts file holding the server's host key, which is always checked. Owned "
+             "by root (or custodian's user) and writable by no one else."},
     {.section = "destination",
      .name = "max_inflight",
      .type = KT_INT,

@@ -197,7 +197,9 @@ static int backlog(struct cli *cli)
 {
     struct catalog_backlog b;
 
-    catalog_backlog(cli->cat, &b);
+    /* Unknown counts as not drained: the run then says its files are incomplete. */
+    if (catalog_backlog(cli->cat, &b, NULL) < 0)
+        return 1;
     return (int)(b.queued + b.waiting);
 }
 
@@ -881,10 +883,17 @@ int daily_run(struct cli *cli, const char *date)
         catalog_rollback(cli->cat);
         rc = cli_fail(EXIT_FAILED, "cannot record the daily run: %s", err.msg);
     } else {
-        char *detail = util_printf("{\"date\":\"%s\",\"status\":\"%s\"}", date, d.status);
+        struct json detail;
 
-        catalog_audit(cli->cat, "agent", "daily_run", detail, &err);
-        free(detail);
+        json_init(&detail);
+        json_obj_begin(&detail);
+        json_key(&detail, "date");
+        json_str(&detail, date);
+        json_key(&detail, "status");
+        json_str(&detail, d.status);
+        json_obj_end(&detail);
+        catalog_audit(cli->cat, "agent", "daily_run", detail.buf, &err);
+        json_free(&detail);
         catalog_commit(cli->cat, &err);
         if (ok) {
             log_info("daily run ok date=%s artifacts=%zu destinations=%zu", date, r.n_arts,

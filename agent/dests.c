@@ -3,13 +3,35 @@
  */
 #include "dests.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
+#include "agent/keys.h"
 #include "common/util.h"
+
+/* ca_file and known_hosts decide whom the agent trusts: checked like key files, here, so
+ * that start-up, doctor and every command refuse a loose one the same way. */
+static int check_trust_files(const struct cfg_dest *c, struct cst_err *err)
+{
+    const char *files[][2] = {{"ca_file", c->ca_file}, {"known_hosts", c->known_hosts}};
+
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char what[128];
+
+        if (files[i][1] == NULL)
+            continue;
+        snprintf(what, sizeof(what), "destination %s: %s", c->name, files[i][0]);
+        if (keys_check_trust_file(files[i][1], what, err) < 0)
+            return -1;
+    }
+    return 0;
+}
 
 static struct dest *open_one(const struct cfg_dest *c, const struct dest_env *env,
                              struct cst_err *err)
 {
+    if (check_trust_files(c, err) < 0)
+        return NULL;
     switch (c->type) {
     case CFG_DEST_LOCAL:
         return dest_local_new(c->name, c->path, env, err);

@@ -20,6 +20,8 @@
 
 #include <sodium.h>
 
+#include "shipper/container.h"
+
 /* The longest file we write is 32 + 128 + 1 bytes; anything much bigger is not a key. */
 #define KEYS_FILE_MAX 512
 
@@ -431,4 +433,68 @@ int keys_load_secret(const char *path, const char *kind, unsigned char *out, siz
         return cst_err_set(err, "cannot load key file %s: a %s is %zu bytes, not %zu", path, kind,
                            k->len, len);
     return keys_read(path, k, out, err);
+}
+
+int keys_check_signing_key(const char *path, struct cst_err *err)
+{
+    unsigned char *sk = sodium_malloc(KEYS_SIGNING_SECRET_BYTES);
+    int rc;
+
+    if (sk == NULL)
+        return cst_err_set(err, "cannot check key file %s: out of memory", path);
+    rc = keys_load_secret(path, "signing-secret-key", sk, KEYS_SIGNING_SECRET_BYTES, err);
+    sodium_free(sk);
+    return rc;
+}
+
+int keys_check_backup_pair(const char *public_path, const char *secret_path, struct cst_err *err)
+{
+    unsigned char pk[KEYS_PUBLIC_BYTES], derived[KEYS_PUBLIC_BYTES], id[CRYPT_KEY_ID_SIZE];
+    unsigned char *sk = sodium_malloc(KEYS_BACKUP_SECRET_BYTES);
+    char id_hex[2 * CRYPT_KEY_ID_SIZE + 1];
+    int rc = -1;
+
+    if (sk == NULL)
+        return cst_err_set(err, "cannot check key file %s: out of memory", secret_path);
+    if (keys_load_public(public_path, pk, err) < 0 ||
+        keys_load_secret(secret_path, "backup-secret-key", sk, KEYS_BACKUP_SECRET_BYTES, err) < 0)
+        goto out;
+    if (crypto_scalarmult_base(derived, sk) != 0 || sodium_memcmp(derived, pk, sizeof(pk)) != 0) {
+        crypt_key_id(pk, id);
+        sodium_bin2hex(id_hex, sizeof(id_hex), id, sizeof(id));
+        cst_err_set(err,
+                    "key file %s does not belong to the public key %s (key id %s): what is "
+                    "encrypted to that public key could not be restored with it; configure the "
+                    "backup.key of the same key set",
+                    secret_path, public_path, id_hex);
+        goto out;
+    }
+    rc = 0;
+out:
+    sodium_free(sk);
+    return rc;
+}
+
+int keys_check_trust_file(const char *path, const char *what, struct cst_err *err)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0)
+        return cst_err_sys(err, "%s %s cannot be read", what, path);
+    if (!S_ISREG(st.st_mode))
+        return cst_err_set(err, "%s %s is not a regular file", what, path);
+    if ((st.st_mode & 0022) != 0)
+        return cst_err_set(err,
+                           "%s %s is writable by other users (mode %04o), who could add a CA or "
+                           "a host key to it; run chmod go-w %s",
+                           what, path, (unsigned)(st.st_mode & 07777), path);
+    if (st.st_uid != 0 && st.st_uid != geteuid())
+        return cst_err_set(err,
+                           "%s %s belongs to uid %u, who could add a CA or a host key to it; it "
+                           "must belong to root or to the user custodian runs as (uid %u): run "
+                           "chown root %s",
+                           what, path, (unsigned)st.st_uid, (unsigned)geteuid(), path);
+    if (access(path, R_OK) < 0)
+        return cst_err_sys(err, "%s %s cannot be read", what, path);
+    return 0;
 }

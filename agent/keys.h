@@ -46,4 +46,24 @@ int keys_load_signing_public(const char *path, unsigned char pk[32], struct cst_
 int keys_load_secret(const char *path, const char *kind, unsigned char *out, size_t len,
                      struct cst_err *err);
 
+/* Load and check the signing secret key file (private, right kind, halves agree), as the
+ * daily run will; nothing is kept. For start-up and doctor. */
+int keys_check_signing_key(const char *path, struct cst_err *err);
+
+/*
+ * The backup secret key file belongs to the backup public key file: its X25519 public
+ * half is that key. A mismatch means the files come from different key sets and nothing
+ * encrypted to the public key could be restored with that secret key. Both files are
+ * loaded with their usual checks; nothing is kept.
+ */
+int keys_check_backup_pair(const char *public_path, const char *secret_path, struct cst_err *err);
+
+/*
+ * A file that decides whom custodian trusts (ca_file, known_hosts): whoever can write it
+ * can add a CA or a host key. It must be a regular file that no other user can write
+ * (no group or other write bit) and owned by root or by the user custodian runs as.
+ * what names it in the message ("destination offsite: ca_file").
+ */
+int keys_check_trust_file(const char *path, const char *what, struct cst_err *err);
+
 #endif

@@ -83,26 +83,29 @@ static double seconds(int64_t ms)
     return (double)ms / 1000.0;
 }
 
-static void render(struct out *o, struct catalog *cat, const struct cfg *cfg,
-                   const struct metrics_agent *a)
+/* 0, or -1 with err when the catalog cannot be read (no file is better than zeros). */
+static int render(struct out *o, struct catalog *cat, const struct cfg *cfg,
+                  const struct metrics_agent *a, struct cst_err *err)
 {
     int64_t now = util_now_ms(), depth, oldest, pending, pending_oldest, failing;
     char *last_error = NULL;
     struct catalog_stats st;
     struct catalog_daily daily;
-    struct cst_err err;
+    int rc = -1, have_daily;
     size_t n = cfg->n_dests ? cfg->n_dests : 1;
     double *backlog = util_xcalloc(n, sizeof(double)), *age = util_xcalloc(n, sizeof(double)),
            *success = util_xcalloc(n, sizeof(double)), *fails = util_xcalloc(n, sizeof(double)),
            *lacking = util_xcalloc(n, sizeof(double)), *damaged = util_xcalloc(n, sizeof(double));
 
-    catalog_queue_stats(cat, &depth, &oldest);
-    catalog_pending_stats(cat, &pending, &pending_oldest);
+    if (catalog_queue_stats(cat, &depth, &oldest, err) < 0 ||
+        catalog_pending_stats(cat, &pending, &pending_oldest, err) < 0 ||
+        catalog_queue_failing(cat, &failing, &last_error, err) < 0 ||
+        catalog_stats(cat, &st, err) < 0 ||
+        (have_daily = catalog_daily_get(cat, NULL, &daily, err)) < 0)
+        goto out;
     if (pending && (depth == 0 || pending_oldest < oldest))
         oldest = pending_oldest;
     depth += pending;
-    catalog_queue_failing(cat, &failing, &last_error);
-    free(last_error);
     metric(o, "custodian_up", "gauge", "1 while the agent runs and writes this file.", 1);
     metric(o, "custodian_agent_start_time_seconds", "gauge", "When the agent started (Unix time).",
            seconds(a->started_at));
@@ -115,29 +118,31 @@ static void render(struct out *o, struct catalog *cat, const struct cfg *cfg,
            depth ? seconds(now - oldest) : 0);
     metric(o, "custodian_files_failing", "gauge", "Queued files whose last attempt failed.",
            (double)failing);
-    if (catalog_stats(cat, &st, &err) == 0) {
-        metric(o, "custodian_live_files", "gauge", "Files whose newest version is live.",
-               (double)st.live_files);
-        metric(o, "custodian_objects", "gauge", "Distinct objects (contents) stored.",
-               (double)st.objects);
-        metric(o, "custodian_stored_bytes", "gauge", "Bytes of sealed objects (one copy each).",
-               (double)st.stored_bytes);
-    }
+    metric(o, "custodian_live_files", "gauge", "Files whose newest version is live.",
+           (double)st.live_files);
+    metric(o, "custodian_objects", "gauge", "Distinct objects (contents) stored.",
+           (double)st.objects);
+    metric(o, "custodian_stored_bytes", "gauge", "Bytes of sealed objects (one copy each).",
+           (double)st.stored_bytes);
     for (size_t i = 0; i < cfg->n_dests; i++) {
         struct catalog_coverage cov;
         int64_t b, b_oldest;
         char *e = NULL;
 
-        catalog_copy_queue_stats(cat, cfg->dests[i].name, &b, &b_oldest, &e);
+        if (catalog_copy_queue_stats(cat, cfg->dests[i].name, &b, &b_oldest, &e, err) < 0 ||
+            catalog_coverage_stats(cat, cfg->dests[i].name, &cov, err) < 0) {
+            free(e);
+            if (have_daily)
+                catalog_daily_clear(&daily);
+            goto out;
+        }
         free(e);
         backlog[i] = (double)b;
         age[i] = b ? seconds(now - b_oldest) : 0;
-        if (catalog_coverage_stats(cat, cfg->dests[i].name, &cov, &err) == 0) {
-            success[i] = seconds(cov.last_verified_at);
-            fails[i] = (double)cov.failing;
-            lacking[i] = (double)cov.lacking;
-            damaged[i] = (double)cov.damaged;
-        }
+        success[i] = seconds(cov.last_verified_at);
+        fails[i] = (double)cov.failing;
+        lacking[i] = (double)cov.lacking;
+        damaged[i] = (double)cov.damaged;
     }
     per_dest(o, cfg, "custodian_destination_backlog", "Copies queued for the destination.",
              backlog);
@@ -151,7 +156,7 @@ static void render(struct out *o, struct catalog *cat, const struct cfg *cfg,
              "Retained objects without a good copy on the destination.", lacking);
     per_dest(o, cfg, "custodian_destination_damaged_copies",
              "Copies found missing or different, not yet replaced.", damaged);
-    if (catalog_daily_get(cat, NULL, &daily) == 1) {
+    if (have_daily) {
         metric(o, "custodian_daily_last_run_failed", "gauge",
                "1 if the newest daily run failed, 0 if it succeeded or is running.",
                strcmp(daily.status, "failed") == 0);
@@ -172,12 +177,16 @@ static void render(struct out *o, struct catalog *cat, const struct cfg *cfg,
     metric(o, "custodian_unprotected_paths", "gauge",
            "Paths that cannot be protected (e.g. longer than PATH_MAX).",
            (double)a->unprotected_paths);
+    rc = 0;
+out:
+    free(last_error);
     free(backlog);
     free(age);
     free(success);
     free(fails);
     free(lacking);
     free(damaged);
+    return rc;
 }
 
 int metrics_write(const char *path, struct catalog *cat, const struct cfg *cfg,
@@ -187,7 +196,8 @@ int metrics_write(const char *path, struct catalog *cat, const struct cfg *cfg,
     char *tmp = util_printf("%s.tmp.%d", path, (int)getpid()), *dir = util_xstrdup(path), *slash;
     int fd, rc = -1;
 
-    render(&o, cat, cfg, agent);
+    if (render(&o, cat, cfg, agent, err) < 0)
+        goto out;
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         cst_err_sys(err, "metrics: cannot create %s", tmp);

@@ -65,9 +65,9 @@ static int check_file(struct walk *w, const char *path, const struct stat *sb)
         return 0;
     /* Sealed already, waiting for its first copy: nothing to read again. */
     rc = catalog_pending_match(w->cat, path, (int64_t)sb->st_size, mtime_ns(sb),
-                               (int64_t)sb->st_ino, NULL);
-    if (rc == 1)
-        return 0;
+                               (int64_t)sb->st_ino, NULL, w->err);
+    if (rc != 0)
+        return rc == 1 ? 0 : -1;
     return emit(w, RECONCILE_QUEUE, path, NULL);
 }
 

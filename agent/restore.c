@@ -2,17 +2,19 @@
  * restore.c - fetch, open, verify, place (see restore.h).
  *
  * Nothing is written where the operator will look until it has verified:
- * the plaintext goes to a temporary file beside the target, is checked
- * against the catalog's SHA-256 and size, and only then renamed into place
- * (renameat2 RENAME_NOREPLACE without --force, so a file that appeared
- * meanwhile is not clobbered either).
+ * the plaintext goes to an anonymous file (O_TMPFILE) in the target's
+ * folder, is checked against the catalog's SHA-256 and size, and only then
+ * linked into place (never over an existing name without --force, so a file
+ * that appeared meanwhile is not clobbered either). The target's folder is
+ * found beneath the restore root without following any symlink
+ * (common/beneath.c), and decryption stops at the recorded size, so neither a
+ * planted link nor a forged object can make a restore write anywhere else or
+ * any more.
  */
 #include "restore.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
-#include <linux/fs.h>
 #include <openssl/evp.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@
 
 #include "agent/dests.h"
 #include "agent/keys.h"
+#include "common/beneath.h"
 #include "common/util.h"
 #include "shipper/container.h"
 
@@ -52,6 +55,11 @@ struct restorer *restorer_new(struct cli *cli, const char *from_dest, int need_s
     }
     if (sodium_init() < 0) {
         *status = cli_fail(EXIT_FAILED, "libsodium failed to initialise");
+        return NULL;
+    }
+    /* A secret key from another key set would make every object look damaged: say so. */
+    if (need_secret && keys_check_backup_pair(cfg->public_key, cfg->secret_key, &err) < 0) {
+        cli_fail(EXIT_USAGE, "%s", err.msg);
         return NULL;
     }
     r = util_xcalloc(1, sizeof(*r));
@@ -101,19 +109,21 @@ void restorer_free(struct restorer *r)
     free(r);
 }
 
-/* Decrypt v's object into out_fd (from offset 0, truncated first) and check it. */
 /* What to fetch: where each destination keeps it, and what it must turn out to be. */
 struct wanted {
     const char *what; /* for messages: "object <id>", or a daily artifact's key */
-    char *(*key_on)(struct restorer *r, struct dest *d, const void *arg); /* NULL: not there */
+    /* 1 and *key where d keeps it, 0 if d holds none, -1 and err if the catalog cannot say */
+    int (*key_on)(struct restorer *r, struct dest *d, const void *arg, char **key,
+                  struct cst_err *err);
     const void *arg;
     int sealed;                  /* a container to open, or plain bytes */
     const unsigned char *sha256; /* of the plaintext (sealed), or of the bytes as stored */
     int64_t size;
 };
 
-/* Plain bytes from in_fd to out_fd, hashed on the way. */
-static int copy_hashing(int in_fd, int out_fd, unsigned char sha[32], uint64_t *size)
+/* Plain bytes from in_fd to out_fd, hashed on the way. It stops writing at max bytes:
+ * *size is then max + 1, which fails the caller's size check. */
+static int copy_hashing(int in_fd, int out_fd, uint64_t max, unsigned char sha[32], uint64_t *size)
 {
     char buf[1 << 16];
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -123,6 +133,11 @@ static int copy_hashing(int in_fd, int out_fd, unsigned char sha[32], uint64_t *
     *size = 0;
     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
     while ((n = util_read_full(in_fd, buf, sizeof(buf))) > 0) {
+        if ((uint64_t)n > max - *size) {
+            *size = max + 1;
+            n = 0;
+            break;
+        }
         EVP_DigestUpdate(ctx, buf, (size_t)n);
         *size += (uint64_t)n;
         if (util_write_all(out_fd, buf, (size_t)n) < 0)
@@ -144,33 +159,32 @@ static int fetch_checked(struct restorer *r, const struct wanted *w, int out_fd,
 
     for (size_t d = 0; d < r->n_dests && rc < 0; d++) {
         struct dest *dest = r->dests[d];
-        char *key, *obj_path;
+        char *key;
         unsigned char sha[32];
         uint64_t size;
         int obj_fd;
 
         if (r->from_dest && strcmp(dest->name, r->from_dest) != 0)
             continue;
-        key = w->key_on(r, dest, w->arg);
-        if (key == NULL)
+        switch (w->key_on(r, dest, w->arg, &key, err)) {
+        case -1:
+            return -1;
+        case 0:
             continue;
+        }
         tried++;
-        obj_path = util_join(r->spool, "fetch.XXXXXX");
-        obj_fd = mkostemp(obj_path, O_CLOEXEC);
+        obj_fd = beneath_scratch_file(r->spool, err);
         if (obj_fd < 0) {
-            cst_err_sys(err, "cannot create a temporary file in %s", r->spool);
-            free(obj_path);
             free(key);
             return -1;
         }
-        unlink(obj_path);
-        free(obj_path);
         if (dest->ops->get(dest, key, obj_fd, err) == 0 && lseek(obj_fd, 0, SEEK_SET) == 0 &&
             ftruncate(out_fd, 0) == 0 && lseek(out_fd, 0, SEEK_SET) == 0) {
-            if (w->sealed &&
-                crypt_open_fd(obj_fd, out_fd, r->public_key, r->secret_key, sha, &size, err) < 0)
+            /* Never more than the recorded size: the hash is only known at the end. */
+            if (w->sealed && crypt_open_fd_limit(obj_fd, out_fd, r->public_key, r->secret_key,
+                                                 (uint64_t)w->size, sha, &size, err) < 0)
                 cst_err_wrap(err, "%s on destination %s", w->what, dest->name);
-            else if (!w->sealed && copy_hashing(obj_fd, out_fd, sha, &size) < 0)
+            else if (!w->sealed && copy_hashing(obj_fd, out_fd, (uint64_t)w->size, sha, &size) < 0)
                 cst_err_sys(err, "copy of %s failed", w->what);
             else if (memcmp(sha, w->sha256, 32) != 0 || (int64_t)size != w->size)
                 cst_err_set(err,
@@ -191,9 +205,10 @@ static int fetch_checked(struct restorer *r, const struct wanted *w, int out_fd,
     return rc;
 }
 
-static char *object_key_on(struct restorer *r, struct dest *d, const void *arg)
+static int object_key_on(struct restorer *r, struct dest *d, const void *arg, char **key,
+                         struct cst_err *err)
 {
-    return catalog_copy_key(r->cli->cat, arg, d->name);
+    return catalog_copy_key(r->cli->cat, arg, d->name, key, err);
 }
 
 static int fetch_verified(struct restorer *r, const struct catalog_version *v, int out_fd,
@@ -209,22 +224,15 @@ static int fetch_verified(struct restorer *r, const struct catalog_version *v, i
 int restorer_to_fd(struct restorer *r, const struct catalog_version *v, int out_fd,
                    struct cst_err *err)
 {
-    char *tmp = util_join(r->spool, "restore.XXXXXX");
-    int fd = mkostemp(tmp, O_CLOEXEC), rc = -1;
+    int fd, rc = -1;
     char buf[1 << 16];
 
-    if (fd < 0) {
-        cst_err_sys(err, "cannot create a temporary file in %s", r->spool);
-        free(tmp);
-        return -1;
-    }
-    unlink(tmp);
-    free(tmp);
-    if (v->kind == CATALOG_SYMLINK) {
-        close(fd);
+    if (v->kind == CATALOG_SYMLINK)
         return cst_err_set(err, "%s is a symlink (to %s); restore it with --to", v->path,
                            v->link_target);
-    }
+    fd = beneath_scratch_file(r->spool, err);
+    if (fd < 0)
+        return -1;
     if (fetch_verified(r, v, fd, err) < 0 || lseek(fd, 0, SEEK_SET) != 0)
         goto out;
     for (;;) {
@@ -247,39 +255,69 @@ out:
     return rc;
 }
 
-/* Put content at out_path: written by fill() into a temporary file beside it,
- * made durable, then renamed into place (never over an existing file without
- * force) and the folder synced. On failure nothing is left behind. fill is NULL
- * for a symlink to link_target. */
-static int place(const char *out_path, int force,
+int restore_root_open(struct restore_root *root, const char *path, int create, struct cst_err *err)
+{
+    size_t n = strlen(path);
+
+    /* Shown as "<path>/<rel>": without its trailing slashes ("/" becomes ""). */
+    root->path = util_xstrdup(path);
+    while (n > 0 && root->path[n - 1] == '/')
+        root->path[--n] = '\0';
+    /* The root is the operator's own choice (or a watched folder): symlinks up to it are
+     * followed, as a shell would; none below it ever is. */
+    if (create && util_mkdir_p(path, 0700, err) < 0) {
+        free(root->path);
+        root->path = NULL;
+        root->fd = -1;
+        return -1;
+    }
+    root->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (root->fd < 0) {
+        cst_err_sys(err, "cannot open folder %s", path);
+        free(root->path);
+        root->path = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void restore_root_close(struct restore_root *root)
+{
+    if (root->fd >= 0)
+        close(root->fd);
+    root->fd = -1;
+    free(root->path);
+    root->path = NULL;
+}
+
+/* Put content at rel beneath root: written by fill() into an anonymous file in the
+ * target folder, made durable, then linked into place (never over an existing name
+ * without force) and the folder synced. On failure nothing is left behind. fill is
+ * NULL for a symlink to link_target. */
+static int place(const struct restore_root *root, const char *rel, int force,
                  int (*fill)(void *arg, int fd, struct cst_err *err), void *arg,
                  const char *link_target, int64_t mtime_ns, struct cst_err *err)
 {
-    char *copy = util_xstrdup(out_path), *dir = dirname(copy);
-    char *base_copy = util_xstrdup(out_path), *base = basename(base_copy);
-    char *tmp = NULL;
-    int fd = -1, rc = -1;
+    const char *leaf;
+    char tmp_name[32];
+    int dir_fd, fd = -1, named = 0, rc = -1;
+    struct stat st;
 
-    if (!force && access(out_path, F_OK) == 0) {
-        cst_err_set(err, "%s exists; restore elsewhere with --to, or replace it with --force",
-                    out_path);
+    dir_fd = beneath_open_parent(root->fd, root->path, rel, 1, 0700, &leaf, err);
+    if (dir_fd < 0)
+        return -1;
+    if (!force && fstatat(dir_fd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        cst_err_set(err, "%s/%s exists; restore elsewhere with --to, or replace it with --force",
+                    root->path, rel);
         goto out;
     }
-    if (util_mkdir_p(dir, 0700, err) < 0)
-        goto out;
-    tmp = util_printf("%s/.%s.custodian-restore.%d", dir, base, (int)getpid());
     if (fill == NULL) {
-        unlink(tmp);
-        if (symlink(link_target, tmp) < 0) {
-            cst_err_sys(err, "cannot create symlink %s", tmp);
-            goto out;
-        }
+        if (beneath_symlink(link_target, dir_fd, leaf, force, err) < 0)
+            goto fail_named;
     } else {
-        fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0) {
-            cst_err_sys(err, "cannot create %s", tmp);
-            goto out;
-        }
+        fd = beneath_tmpfile(dir_fd, &named, tmp_name, err);
+        if (fd < 0)
+            goto fail_named;
         if (fill(arg, fd, err) < 0)
             goto fail;
         if (mtime_ns > 0) {
@@ -290,30 +328,34 @@ static int place(const char *out_path, int force,
             futimens(fd, times);
         }
         if (fsync(fd) < 0) {
-            cst_err_sys(err, "fsync of %s failed", tmp);
+            cst_err_sys(err, "fsync of the file restored to %s/%s failed", root->path, rel);
             goto fail;
         }
-        if (close(fd) < 0) {
-            fd = -1;
-            cst_err_sys(err, "write of %s failed", tmp);
-            goto fail;
+        if (beneath_link(fd, named, tmp_name, dir_fd, leaf, force, err) < 0) {
+            named = 0; /* beneath_link removed it */
+            goto fail_named;
         }
-        fd = -1;
+        named = 0;
     }
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out_path, force ? 0 : RENAME_NOREPLACE) < 0) {
-        cst_err_sys(err, "cannot move the restored file into place at %s", out_path);
-        goto fail;
+    if (fsync(dir_fd) < 0) {
+        cst_err_sys(err, "fsync of the folder of %s/%s failed", root->path, rel);
+        goto out;
     }
-    rc = util_fsync_dir(dir, err);
+    rc = 0;
     goto out;
+fail_named:
+    if (errno == EEXIST)
+        cst_err_set(err, "%s/%s exists; restore elsewhere with --to, or replace it with --force",
+                    root->path, rel);
+    else
+        cst_err_wrap(err, "%s/%s", root->path, rel);
 fail:
-    unlink(tmp);
+    if (named)
+        unlinkat(dir_fd, tmp_name, 0);
 out:
     if (fd >= 0)
         close(fd);
-    free(tmp);
-    free(copy);
-    free(base_copy);
+    close(dir_fd);
     return rc;
 }
 
@@ -329,14 +371,20 @@ static int fill_version(void *arg, int fd, struct cst_err *err)
     return fetch_verified(f->r, f->v, fd, err);
 }
 
-int restorer_to_path(struct restorer *r, const struct catalog_version *v, const char *out_path,
-                     int force, struct cst_err *err)
+int restorer_to_path(struct restorer *r, const struct catalog_version *v,
+                     const struct restore_root *root, const char *rel, int force,
+                     struct cst_err *err)
 {
     struct fill_version f = {r, v};
 
     if (v->kind == CATALOG_SYMLINK)
-        return place(out_path, force, NULL, NULL, v->link_target, 0, err);
-    return place(out_path, force, fill_version, &f, NULL, v->mtime_ns, err);
+        return place(root, rel, force, NULL, NULL, v->link_target, 0, err);
+    return place(root, rel, force, fill_version, &f, NULL, v->mtime_ns, err);
+}
+
+int restorer_scratch_file(struct restorer *r, struct cst_err *err)
+{
+    return beneath_scratch_file(r->spool, err);
 }
 
 struct dest **restorer_dests(struct restorer *r, size_t *n)
@@ -345,13 +393,14 @@ struct dest **restorer_dests(struct restorer *r, size_t *n)
     return r->dests;
 }
 
-static char *artifact_key_on(struct restorer *r, struct dest *d, const void *arg)
+static int artifact_key_on(struct restorer *r, struct dest *d, const void *arg, char **key,
+                           struct cst_err *err)
 {
     const struct catalog_artifact *a = arg;
+    int has = catalog_artifact_has_copy(r->cli->cat, a->date, a->kind, d->name, err);
 
-    if (catalog_artifact_has_copy(r->cli->cat, a->date, a->kind, d->name) != 1)
-        return NULL;
-    return util_xstrdup(a->remote_key);
+    *key = has == 1 ? util_xstrdup(a->remote_key) : NULL;
+    return has;
 }
 
 int restorer_artifact_to_fd(struct restorer *r, const struct catalog_artifact *a, int out_fd,
@@ -380,30 +429,33 @@ static int fill_artifact(void *arg, int fd, struct cst_err *err)
 }
 
 int restorer_artifact_to_path(struct restorer *r, const struct catalog_artifact *a,
-                              const char *out_path, int force, struct cst_err *err)
+                              const struct restore_root *root, const char *rel, int force,
+                              struct cst_err *err)
 {
     struct fill_artifact f = {r, a};
 
-    return place(out_path, force, fill_artifact, &f, NULL, 0, err);
+    return place(root, rel, force, fill_artifact, &f, NULL, 0, err);
 }
 
 int restorer_check_copy(struct restorer *r, struct dest *d, const char *key,
                         const unsigned char plain_sha256[32], int64_t plain_size,
                         struct cst_err *err)
 {
-    char *tmp = util_join(r->spool, "check.XXXXXX");
-    int fd = mkostemp(tmp, O_CLOEXEC), out = open("/dev/null", O_WRONLY | O_CLOEXEC), rc = -1;
+    int fd = beneath_scratch_file(r->spool, err), out = open("/dev/null", O_WRONLY | O_CLOEXEC);
     unsigned char sha[32];
     uint64_t size;
+    int rc = -1;
 
-    if (fd < 0 || out < 0) {
-        cst_err_sys(err, "cannot create %s", tmp);
+    if (fd < 0)
+        goto out;
+    if (out < 0) {
+        cst_err_sys(err, "cannot open /dev/null");
         goto out;
     }
-    unlink(tmp);
     if (d->ops->get(d, key, fd, err) < 0 || lseek(fd, 0, SEEK_SET) != 0)
         goto out;
-    if (crypt_open_fd(fd, out, r->public_key, r->secret_key, sha, &size, err) < 0)
+    if (crypt_open_fd_limit(fd, out, r->public_key, r->secret_key, (uint64_t)plain_size, sha, &size,
+                            err) < 0)
         goto out;
     if (memcmp(sha, plain_sha256, 32) != 0 || (int64_t)size != plain_size) {
         cst_err_set(err, "integrity error: decrypts, but not to the content the catalog recorded");
@@ -415,6 +467,5 @@ out:
         close(fd);
     if (out >= 0)
         close(out);
-    free(tmp);
     return rc;
 }

@@ -51,9 +51,15 @@ int catalog_audit(struct catalog *cat, const char *actor, const char *action,
     int64_t id = 1, at = util_now_ms();
     sqlite3_stmt *st = catalog_stmt(cat, q_last, err);
 
+    int found;
+
     if (st == NULL)
         return -1;
-    if (sqlite3_step(st) == SQLITE_ROW) {
+    /* An unreadable chain head must not start a second chain at row 1. */
+    found = catalog_step(cat, st, "read audit chain head", err);
+    if (found < 0)
+        return -1;
+    if (found) {
         id = sqlite3_column_int64(st, 0) + 1;
         if (sqlite3_column_bytes(st, 1) == 32)
             memcpy(prev, sqlite3_column_blob(st, 1), 32);
@@ -85,11 +91,11 @@ int catalog_audit_verify(struct catalog *cat, int64_t *rows, struct cst_err *err
     unsigned char prev[32] = {0}, hash[32];
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
     int64_t count = 0, expect_id = 1;
-    int rc = 0;
+    int rc = 0, step;
 
     if (st == NULL)
         return -1;
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    while ((step = catalog_step(cat, st, "read audit log", err)) == 1) {
         int64_t id = sqlite3_column_int64(st, 0);
 
         row_hash(prev, id, sqlite3_column_int64(st, 1), (const char *)sqlite3_column_text(st, 2),
@@ -110,6 +116,9 @@ int catalog_audit_verify(struct catalog *cat, int64_t *rows, struct cst_err *err
         expect_id++;
         count++;
     }
+    /* A read that fails part-way is no proof of an intact chain. */
+    if (step < 0)
+        rc = -1;
     sqlite3_reset(st);
     *rows = count;
     return rc;
@@ -123,15 +132,17 @@ int catalog_each_audit(struct catalog *cat, int64_t since,
     static const char q[] =
         "SELECT id, at, actor, action, detail FROM audit WHERE at >= ? ORDER BY id";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
-    int rc = 0;
+    int rc = 0, step = 0;
 
     if (st == NULL)
         return -1;
     sqlite3_bind_int64(st, 1, since);
-    while (rc == 0 && sqlite3_step(st) == SQLITE_ROW)
+    while (rc == 0 && (step = catalog_step(cat, st, "read audit log", err)) == 1)
         rc = cb(arg, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
                 (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3),
                 (const char *)sqlite3_column_text(st, 4));
+    if (rc == 0 && step < 0)
+        return -1;
     sqlite3_reset(st);
     return rc;
 }

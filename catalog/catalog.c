@@ -20,32 +20,41 @@ int catalog_sql_err(struct catalog *cat, struct cst_err *err, const char *what)
 
 sqlite3_stmt *catalog_stmt(struct catalog *cat, const char *sql, struct cst_err *err)
 {
-    int free_slot = -1;
+    sqlite3_stmt *st = NULL;
 
-    for (int i = 0; i < CATALOG_STMT_CACHE; i++) {
+    for (size_t i = 0; i < cat->n_cache; i++) {
         if (cat->cache[i].sql == sql) {
             sqlite3_reset(cat->cache[i].stmt);
             sqlite3_clear_bindings(cat->cache[i].stmt);
             return cat->cache[i].stmt;
         }
-        if (cat->cache[i].sql == NULL && free_slot < 0)
-            free_slot = i;
     }
-    sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v3(cat->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
         catalog_sql_err(cat, err, "prepare");
+        sqlite3_finalize(st);
         return NULL;
     }
-    if (free_slot >= 0) {
-        cat->cache[free_slot].sql = sql;
-        cat->cache[free_slot].stmt = st;
-    } else {
-        /* Cache full: a programming error (more literals than slots); still work. */
-        sqlite3_finalize(cat->cache[CATALOG_STMT_CACHE - 1].stmt);
-        cat->cache[CATALOG_STMT_CACHE - 1].sql = sql;
-        cat->cache[CATALOG_STMT_CACHE - 1].stmt = st;
+    if (cat->n_cache == cat->cap_cache) {
+        cat->cap_cache = cat->cap_cache ? 2 * cat->cap_cache : 64;
+        cat->cache = util_xrealloc(cat->cache, cat->cap_cache * sizeof(*cat->cache));
     }
+    cat->cache[cat->n_cache].sql = sql;
+    cat->cache[cat->n_cache].stmt = st;
+    cat->n_cache++;
     return st;
+}
+
+int catalog_step(struct catalog *cat, sqlite3_stmt *st, const char *what, struct cst_err *err)
+{
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    catalog_sql_err(cat, err, what);
+    sqlite3_reset(st);
+    return -1;
 }
 
 int catalog_bind_path(sqlite3_stmt *st, int idx, const char *path)
@@ -143,6 +152,7 @@ static struct catalog *open_common(const char *path, int flags, struct cst_err *
 
 struct catalog *catalog_open(const char *path, struct cst_err *err)
 {
+    int64_t installed_at;
     struct catalog *cat =
         open_common(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, err);
 
@@ -161,8 +171,8 @@ struct catalog *catalog_open(const char *path, struct cst_err *err)
         return NULL;
     }
     /* When protection began: daily runs missed before it are not owed. */
-    if (catalog_state_get_int(cat, "installed_at", 0) == 0 &&
-        catalog_state_set_int(cat, "installed_at", util_now_ms(), err) < 0) {
+    if (catalog_state_get_int(cat, "installed_at", 0, &installed_at, err) < 0 ||
+        (installed_at == 0 && catalog_state_set_int(cat, "installed_at", util_now_ms(), err) < 0)) {
         catalog_close(cat);
         return NULL;
     }
@@ -191,9 +201,9 @@ void catalog_close(struct catalog *cat)
 {
     if (cat == NULL)
         return;
-    for (int i = 0; i < CATALOG_STMT_CACHE; i++)
-        if (cat->cache[i].stmt)
-            sqlite3_finalize(cat->cache[i].stmt);
+    for (size_t i = 0; i < cat->n_cache; i++)
+        sqlite3_finalize(cat->cache[i].stmt);
+    free(cat->cache);
     if (cat->db)
         sqlite3_close(cat->db);
     free(cat->path);
@@ -244,6 +254,8 @@ int catalog_integrity_check(struct catalog *cat, struct cst_err *err)
             rc = 0;
         else
             cst_err_set(err, "catalog %s fails integrity_check: %s", cat->path, r ? r : "?");
+    } else {
+        catalog_sql_err(cat, err, "integrity_check");
     }
     sqlite3_finalize(st);
     return rc;
@@ -255,11 +267,15 @@ int64_t catalog_path_id(struct catalog *cat, const char *path, int create, struc
     static const char q_ins[] = "INSERT INTO paths (path) VALUES (?)";
     sqlite3_stmt *st = catalog_stmt(cat, q_sel, err);
     int64_t id = 0;
+    int found;
 
     if (st == NULL)
         return -1;
     catalog_bind_path(st, 1, path);
-    if (sqlite3_step(st) == SQLITE_ROW)
+    found = catalog_step(cat, st, "path lookup", err);
+    if (found < 0)
+        return -1;
+    if (found)
         id = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     if (id || !create)
@@ -268,8 +284,11 @@ int64_t catalog_path_id(struct catalog *cat, const char *path, int create, struc
     if (st == NULL)
         return -1;
     catalog_bind_path(st, 1, path);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        return catalog_sql_err(cat, err, "insert path");
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        catalog_sql_err(cat, err, "insert path");
+        sqlite3_reset(st);
+        return -1;
+    }
     sqlite3_reset(st);
     return sqlite3_last_insert_rowid(cat->db);
 }
@@ -290,31 +309,38 @@ int catalog_state_set_int(struct catalog *cat, const char *key, int64_t value, s
     return 0;
 }
 
-int64_t catalog_state_get_int(struct catalog *cat, const char *key, int64_t dflt)
+int catalog_state_get_int(struct catalog *cat, const char *key, int64_t dflt, int64_t *value,
+                          struct cst_err *err)
 {
     static const char q[] = "SELECT value FROM agent_state WHERE key = ?";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
-    int64_t v = dflt;
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int found;
 
+    *value = dflt;
     if (st == NULL)
-        return dflt;
+        return -1;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
+    found = catalog_step(cat, st, "read state", err);
+    if (found < 0)
+        return -1;
+    if (found)
+        *value = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
-    return v;
+    return 0;
 }
 
-int catalog_row_exists(struct catalog *cat, const char *sql, const char *a, const char *b)
+int catalog_row_exists(struct catalog *cat, const char *sql, const char *a, const char *b,
+                       struct cst_err *err)
 {
-    sqlite3_stmt *st = catalog_stmt(cat, sql, NULL);
+    sqlite3_stmt *st = catalog_stmt(cat, sql, err);
     int found;
 
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
-    found = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_reset(st);
+    found = catalog_step(cat, st, "lookup", err);
+    if (found >= 0)
+        sqlite3_reset(st);
     return found;
 }

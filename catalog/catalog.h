@@ -76,8 +76,10 @@ int catalog_queue_ready(struct catalog *cat, int64_t now, size_t limit,
                         int (*skip)(void *arg, int64_t path_id), void *arg,
                         struct catalog_queue_item **items, size_t *n, struct cst_err *err);
 void catalog_queue_items_free(struct catalog_queue_item *items, size_t n);
-/* Earliest ready_at later than `after`, or INT64_MAX when there is none. */
-int64_t catalog_queue_next_ready(struct catalog *cat, int64_t after);
+/* *next: earliest ready_at later than `after`, or INT64_MAX when there is none.
+ * 0, or -1 and err (then *next is INT64_MAX, and the caller must retry, not sleep). */
+int catalog_queue_next_ready(struct catalog *cat, int64_t after, int64_t *next,
+                             struct cst_err *err);
 /* Remove the entry if it is still at generation gen (nothing re-queued it meanwhile). */
 int catalog_queue_done(struct catalog *cat, int64_t path_id, int64_t gen, struct cst_err *err);
 /* The entry's current generation: > 0, 0 if path_id has no entry, -1 on error. */
@@ -91,9 +93,13 @@ void catalog_set_max_delay(struct catalog *cat, int64_t max_delay_ms);
 /* Push the entry back by delay_ms and note why. */
 int catalog_queue_retry(struct catalog *cat, int64_t path_id, int64_t gen, int64_t delay_ms,
                         const char *why, struct cst_err *err);
-int catalog_queue_stats(struct catalog *cat, int64_t *depth, int64_t *oldest_queued_at);
+/* Lookups and counts below return -1 with err when SQLite fails: a failed read is an
+ * error, never "none" or "0". */
+int catalog_queue_stats(struct catalog *cat, int64_t *depth, int64_t *oldest_queued_at,
+                        struct cst_err *err);
 /* Entries that failed at least once, and the newest error among them (malloc'd or NULL). */
-int catalog_queue_failing(struct catalog *cat, int64_t *count, char **last_error);
+int catalog_queue_failing(struct catalog *cat, int64_t *count, char **last_error,
+                          struct cst_err *err);
 
 /* --- versions, objects, copies --- */
 
@@ -106,11 +112,16 @@ int catalog_version_at(struct catalog *cat, const char *path, int64_t at, struct
                        struct cst_err *err);
 void catalog_version_clear(struct catalog_version *v);
 
-int catalog_object_get(struct catalog *cat, const char *object_id, struct catalog_object *o);
-/* 1 if dest holds a verified copy of object_id, 0 if not, -1 on error. */
-int catalog_copy_exists(struct catalog *cat, const char *object_id, const char *dest);
-/* Remote key of a verified copy on dest (malloc'd) or NULL. */
-char *catalog_copy_key(struct catalog *cat, const char *object_id, const char *dest);
+/* 1 and *o filled, 0 if there is no such object, -1 and err on error. */
+int catalog_object_get(struct catalog *cat, const char *object_id, struct catalog_object *o,
+                       struct cst_err *err);
+/* 1 if dest holds a verified copy of object_id, 0 if not, -1 and err on error. */
+int catalog_copy_exists(struct catalog *cat, const char *object_id, const char *dest,
+                        struct cst_err *err);
+/* 1 and *key (malloc'd) the remote key of a verified copy on dest, 0 (*key NULL) if dest
+ * holds none, -1 and err on error. */
+int catalog_copy_key(struct catalog *cat, const char *object_id, const char *dest, char **key,
+                     struct cst_err *err);
 
 int catalog_record_object(struct catalog *cat, const struct catalog_object *o, int64_t now,
                           struct cst_err *err);
@@ -160,7 +171,7 @@ struct catalog_stats {
 int catalog_stats(struct catalog *cat, struct catalog_stats *st, struct cst_err *err);
 /* Copies on dest, objects lacking one there, and the newest verification time. */
 int catalog_dest_stats(struct catalog *cat, const char *dest, int64_t *copies, int64_t *missing,
-                       int64_t *last_verified_at);
+                       int64_t *last_verified_at, struct cst_err *err);
 
 /* --- replication: one queue entry per copy, versions waiting for a first copy --- */
 
@@ -179,11 +190,14 @@ struct catalog_copy_item {
 int catalog_copy_queue_add(struct catalog *cat, const char *object_id, const char *dest,
                            const char *spool, int64_t stored_size,
                            const unsigned char stored_sha256[32], int64_t now, struct cst_err *err);
-/* 1 and the spool file and seal of a queued copy of object_id (any destination), 0 if none. */
+/* 1 and the spool file and seal of a queued copy of object_id (any destination), 0 if none,
+ * -1 and err on error. */
 int catalog_copy_queue_find(struct catalog *cat, const char *object_id, char **spool,
-                            int64_t *stored_size, unsigned char stored_sha256[32]);
-/* 1 if a copy of object_id to dest is queued. */
-int catalog_copy_queue_has(struct catalog *cat, const char *object_id, const char *dest);
+                            int64_t *stored_size, unsigned char stored_sha256[32],
+                            struct cst_err *err);
+/* 1 if a copy of object_id to dest is queued, 0 if not, -1 and err on error. */
+int catalog_copy_queue_has(struct catalog *cat, const char *object_id, const char *dest,
+                           struct cst_err *err);
 /* Up to limit copies to dest ready at now, oldest first, skipping what skip() claims. */
 int catalog_copy_queue_ready(struct catalog *cat, const char *dest, int64_t now, size_t limit,
                              int (*skip)(void *arg, const char *object_id), void *arg,
@@ -194,13 +208,15 @@ int catalog_copy_queue_done(struct catalog *cat, const char *object_id, const ch
 int catalog_copy_queue_retry(struct catalog *cat, const char *object_id, const char *dest,
                              int64_t delay_ms, const char *kind, const char *why,
                              struct cst_err *err);
-/* Copies of object_id still queued (to any destination). */
+/* Copies of object_id still queued (to any destination); -1 on error (never 0). */
 int64_t catalog_copy_queue_count(struct catalog *cat, const char *object_id);
-/* Earliest ready_at later than `after` for dest (NULL: any), or INT64_MAX. */
-int64_t catalog_copy_queue_next_ready(struct catalog *cat, const char *dest, int64_t after);
+/* *next: earliest ready_at later than `after` for dest (NULL: any), or INT64_MAX. 0, or -1
+ * and err. */
+int catalog_copy_queue_next_ready(struct catalog *cat, const char *dest, int64_t after,
+                                  int64_t *next, struct cst_err *err);
 /* Backlog of dest: queued copies, the oldest one's queued_at, the newest error (malloc'd). */
 int catalog_copy_queue_stats(struct catalog *cat, const char *dest, int64_t *depth, int64_t *oldest,
-                             char **last_error);
+                             char **last_error, struct cst_err *err);
 /* Visit each distinct spool file the copy queue refers to. */
 int catalog_each_spool_file(struct catalog *cat, int (*cb)(void *arg, const char *spool), void *arg,
                             struct cst_err *err);
@@ -218,17 +234,18 @@ int catalog_pending_promote(struct catalog *cat, const char *object_id, int64_t 
                             void (*cb)(void *arg, const char *path, int64_t size,
                                        int64_t first_seen),
                             void *arg, struct cst_err *err);
-int catalog_pending_stats(struct catalog *cat, int64_t *count, int64_t *oldest_first_seen);
+int catalog_pending_stats(struct catalog *cat, int64_t *count, int64_t *oldest_first_seen,
+                          struct cst_err *err);
 /* Everything not yet done: paths to seal, versions waiting for a first copy, copies
  * still to make (all destinations). */
 struct catalog_backlog {
     int64_t queued, waiting, copies;
 };
-int catalog_backlog(struct catalog *cat, struct catalog_backlog *b);
+int catalog_backlog(struct catalog *cat, struct catalog_backlog *b, struct cst_err *err);
 /* 1 if a version of path with this stat (and object_id, unless NULL) is waiting for
- * its first copy: it needs no second sealing. */
+ * its first copy: it needs no second sealing. 0 if not, -1 and err on error. */
 int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, int64_t mtime_ns,
-                          int64_t inode, const char *object_id);
+                          int64_t inode, const char *object_id, struct cst_err *err);
 
 /* --- coverage: every configured destination holds every retained object --- */
 
@@ -327,10 +344,12 @@ struct catalog_artifact {
 /* A run for date starts (or starts again: attempts + 1, earlier artifacts forgotten). */
 int catalog_daily_begin(struct catalog *cat, const char *date, int64_t now, struct cst_err *err);
 int catalog_daily_finish(struct catalog *cat, const struct catalog_daily *d, struct cst_err *err);
-/* 1 and *d filled if a run for date exists; date NULL: the newest run. */
-int catalog_daily_get(struct catalog *cat, const char *date, struct catalog_daily *d);
-/* Date of the newest successful run into out[11]; 0 if none. */
-int catalog_daily_last_success(struct catalog *cat, char out[11]);
+/* 1 and *d filled if a run for date exists; date NULL: the newest run. 0 if none, -1 and
+ * err on error. */
+int catalog_daily_get(struct catalog *cat, const char *date, struct catalog_daily *d,
+                      struct cst_err *err);
+/* 1 and the date of the newest successful run in out[11]; 0 if none; -1 and err. */
+int catalog_daily_last_success(struct catalog *cat, char out[11], struct cst_err *err);
 void catalog_daily_clear(struct catalog_daily *d);
 /* When the newest successful run finished (ms), 0 if none. */
 int64_t catalog_daily_last_success_at(struct catalog *cat);
@@ -338,18 +357,20 @@ int catalog_artifact_record(struct catalog *cat, const struct catalog_artifact *
                             struct cst_err *err);
 int catalog_artifact_copy(struct catalog *cat, const char *date, const char *kind, const char *dest,
                           int64_t now, struct cst_err *err);
-/* 1 and *a filled (free remote_key) if date has an artifact of kind. */
+/* 1 and *a filled (free remote_key) if date has an artifact of kind, 0 if not, -1 and err. */
 int catalog_artifact_get(struct catalog *cat, const char *date, const char *kind,
-                         struct catalog_artifact *a);
-/* 1 if dest holds a verified copy of that artifact. */
+                         struct catalog_artifact *a, struct cst_err *err);
+/* 1 if dest holds a verified copy of that artifact, 0 if not, -1 and err. */
 int catalog_artifact_has_copy(struct catalog *cat, const char *date, const char *kind,
-                              const char *dest);
+                              const char *dest, struct cst_err *err);
 /* A consistent copy of the whole catalog into path (SQLite's online backup). */
 int catalog_backup_to(struct catalog *cat, const char *path, struct cst_err *err);
 
 /* --- agent state (small key/value facts: rescans, last start) --- */
 int catalog_state_set_int(struct catalog *cat, const char *key, int64_t value, struct cst_err *err);
-int64_t catalog_state_get_int(struct catalog *cat, const char *key, int64_t dflt);
+/* *value: the stored value, or dflt when the key was never set. 0, or -1 and err. */
+int catalog_state_get_int(struct catalog *cat, const char *key, int64_t dflt, int64_t *value,
+                          struct cst_err *err);
 
 /* --- audit log --- */
 

@@ -8,22 +8,28 @@
 
 #include "catalog.h"
 
-#define CATALOG_STMT_CACHE 48
+/* One prepared statement per SQL string literal, kept for the connection's life. */
+struct catalog_stmt_slot {
+    const char *sql; /* compared by address: callers pass string literals */
+    sqlite3_stmt *stmt;
+};
 
 struct catalog {
     sqlite3 *db;
     char *path;
     int in_tx;
     int64_t max_delay_ms; /* queue: the longest a changing file waits (catalog_set_max_delay) */
-    struct {
-        const char *sql; /* compared by address: callers pass string literals */
-        sqlite3_stmt *stmt;
-    } cache[CATALOG_STMT_CACHE];
+    /* Grows as new literals are seen and never evicts: a caller may be holding (stepping)
+     * any statement it got, so none is finalized before catalog_close. */
+    struct catalog_stmt_slot *cache;
+    size_t n_cache, cap_cache;
 };
 
 /* SQL of migration `version` (1-based), or NULL. */
 const char *catalog_migration_sql(int version);
-/* A prepared, reset statement for a string literal, cached for the connection's life. */
+/* A prepared, reset statement for a string literal, cached for the connection's life: the
+ * same literal always gives the same statement, and no statement is ever finalized while
+ * the catalog is open. NULL and err if it cannot be prepared. */
 sqlite3_stmt *catalog_stmt(struct catalog *cat, const char *sql, struct cst_err *err);
 /* Fill err with what failed and SQLite's message; returns -1. */
 int catalog_sql_err(struct catalog *cat, struct cst_err *err, const char *what);
@@ -31,9 +37,14 @@ int catalog_sql_err(struct catalog *cat, struct cst_err *err, const char *what);
 int catalog_bind_path(sqlite3_stmt *st, int idx, const char *path);
 /* Copy a BLOB/TEXT column into a malloc'd NUL-terminated string (NULL if NULL). */
 char *catalog_column_dup(sqlite3_stmt *st, int col);
-/* 1 if the query (two text parameters) returns a row, 0 if not, -1 on error. */
-int catalog_row_exists(struct catalog *cat, const char *sql, const char *a, const char *b);
-/* Id of path in the paths table, creating the row when create is set; 0 if absent. */
+/* 1 if the query (two text parameters) returns a row, 0 if not, -1 and err on error. */
+int catalog_row_exists(struct catalog *cat, const char *sql, const char *a, const char *b,
+                       struct cst_err *err);
+/* sqlite3_step, and an error (not "no row") unless it gave SQLITE_ROW or SQLITE_DONE:
+ * 1 for a row, 0 for done, -1 with err naming what. The statement is reset on -1. */
+int catalog_step(struct catalog *cat, sqlite3_stmt *st, const char *what, struct cst_err *err);
+/* Id of path in the paths table, creating the row when create is set; 0 if absent, -1 and
+ * err on error. */
 int64_t catalog_path_id(struct catalog *cat, const char *path, int create, struct cst_err *err);
 
 #endif

@@ -42,18 +42,20 @@ int catalog_copy_queue_add(struct catalog *cat, const char *object_id, const cha
 }
 
 int catalog_copy_queue_find(struct catalog *cat, const char *object_id, char **spool,
-                            int64_t *stored_size, unsigned char stored_sha256[32])
+                            int64_t *stored_size, unsigned char stored_sha256[32],
+                            struct cst_err *err)
 {
     static const char q[] = "SELECT spool, stored_size, stored_sha256 FROM copy_queue WHERE "
-                            "object_id = ? AND spool <> ''"
-                            " LIMIT 1";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
-    int found = 0;
+                            "object_id = ? AND spool <> '' LIMIT 1";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int found = 0, step;
 
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 2) == 32) {
+    if ((step = catalog_step(cat, st, "copy queue lookup", err)) < 0)
+        return -1;
+    if (step == 1 && sqlite3_column_bytes(st, 2) == 32) {
         *spool = catalog_column_dup(st, 0);
         *stored_size = sqlite3_column_int64(st, 1);
         memcpy(stored_sha256, sqlite3_column_blob(st, 2), 32);
@@ -63,11 +65,12 @@ int catalog_copy_queue_find(struct catalog *cat, const char *object_id, char **s
     return found;
 }
 
-int catalog_copy_queue_has(struct catalog *cat, const char *object_id, const char *dest)
+int catalog_copy_queue_has(struct catalog *cat, const char *object_id, const char *dest,
+                           struct cst_err *err)
 {
     static const char q[] = "SELECT 1 FROM copy_queue WHERE object_id = ? AND dest = ?";
 
-    return catalog_row_exists(cat, q, object_id, dest);
+    return catalog_row_exists(cat, q, object_id, dest, err);
 }
 
 int catalog_copy_queue_ready(struct catalog *cat, const char *dest, int64_t now, size_t limit,
@@ -177,49 +180,53 @@ int64_t catalog_copy_queue_count(struct catalog *cat, const char *object_id)
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
+    /* -1 on error: a caller that deletes a spool file at 0 keeps it. */
     if (sqlite3_step(st) == SQLITE_ROW)
         n = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     return n;
 }
 
-int64_t catalog_copy_queue_next_ready(struct catalog *cat, const char *dest, int64_t after)
+int catalog_copy_queue_next_ready(struct catalog *cat, const char *dest, int64_t after,
+                                  int64_t *next, struct cst_err *err)
 {
     static const char q[] =
         "SELECT min(ready_at) FROM copy_queue WHERE (?1 IS NULL OR dest = ?1) AND ready_at > ?2";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
-    int64_t v = INT64_MAX;
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
 
+    *next = INT64_MAX;
     if (st == NULL)
-        return INT64_MAX;
+        return -1;
     if (dest)
         sqlite3_bind_text(st, 1, dest, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, after);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-        v = sqlite3_column_int64(st, 0);
+    if (catalog_step(cat, st, "copy queue schedule", err) < 0)
+        return -1;
+    if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+        *next = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
-    return v;
+    return 0;
 }
 
 int catalog_copy_queue_stats(struct catalog *cat, const char *dest, int64_t *depth, int64_t *oldest,
-                             char **last_error)
+                             char **last_error, struct cst_err *err)
 {
     static const char q[] =
         "SELECT count(*), coalesce(min(queued_at), 0), (SELECT last_error FROM copy_queue"
         " WHERE dest = ?1 AND last_error IS NOT NULL ORDER BY ready_at DESC LIMIT 1)"
         " FROM copy_queue WHERE dest = ?1";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
 
     *depth = *oldest = 0;
     *last_error = NULL;
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, dest, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *depth = sqlite3_column_int64(st, 0);
-        *oldest = sqlite3_column_int64(st, 1);
-        *last_error = catalog_column_dup(st, 2);
-    }
+    if (catalog_step(cat, st, "copy queue stats", err) < 0)
+        return -1;
+    *depth = sqlite3_column_int64(st, 0);
+    *oldest = sqlite3_column_int64(st, 1);
+    *last_error = catalog_column_dup(st, 2);
     sqlite3_reset(st);
     return 0;
 }
@@ -265,15 +272,17 @@ int catalog_reseal_object(struct catalog *cat, const char *object_id, int64_t no
     sqlite3_stmt *st = catalog_stmt(cat, q_paths, err);
     char **paths = NULL;
     size_t n = 0;
-    int rc = 0;
+    int rc = 0, step;
 
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    while ((step = catalog_step(cat, st, "paths of a lost spool file", err)) == 1) {
         paths = util_xrealloc(paths, (n + 1) * sizeof(char *));
         paths[n++] = catalog_column_dup(st, 0);
     }
+    if (step < 0)
+        rc = -1;
     sqlite3_reset(st);
     for (size_t i = 0; i < n; i++) {
         if (rc == 0)
@@ -340,19 +349,21 @@ int catalog_pending_promote(struct catalog *cat, const char *object_id, int64_t 
         " WHERE object_id = ?1 ORDER BY id";
     static const char q_del[] = "DELETE FROM pending_versions WHERE object_id = ?1";
     sqlite3_stmt *st;
-    int n;
+    int n, step;
 
     if (cb) {
         st = catalog_stmt(cat, q_list, err);
         if (st == NULL)
             return -1;
         sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
-        while (sqlite3_step(st) == SQLITE_ROW) {
+        while ((step = catalog_step(cat, st, "list pending versions", err)) == 1) {
             char *path = catalog_column_dup(st, 0);
 
             cb(arg, path, sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2));
             free(path);
         }
+        if (step < 0)
+            return -1;
         sqlite3_reset(st);
     }
     st = catalog_stmt(cat, q_ins, err);
@@ -378,30 +389,31 @@ int catalog_pending_promote(struct catalog *cat, const char *object_id, int64_t 
     return n;
 }
 
-int catalog_pending_stats(struct catalog *cat, int64_t *count, int64_t *oldest_first_seen)
+int catalog_pending_stats(struct catalog *cat, int64_t *count, int64_t *oldest_first_seen,
+                          struct cst_err *err)
 {
     static const char q[] = "SELECT count(*), coalesce(min(first_seen), 0) FROM pending_versions";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
 
     *count = *oldest_first_seen = 0;
     if (st == NULL)
         return -1;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *count = sqlite3_column_int64(st, 0);
-        *oldest_first_seen = sqlite3_column_int64(st, 1);
-    }
+    if (catalog_step(cat, st, "pending stats", err) < 0)
+        return -1;
+    *count = sqlite3_column_int64(st, 0);
+    *oldest_first_seen = sqlite3_column_int64(st, 1);
     sqlite3_reset(st);
     return 0;
 }
 
 int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, int64_t mtime_ns,
-                          int64_t inode, const char *object_id)
+                          int64_t inode, const char *object_id, struct cst_err *err)
 {
     static const char q[] =
         "SELECT 1 FROM pending_versions pv JOIN paths p ON p.id = pv.path_id"
         " WHERE p.path = ?1 AND pv.size = ?2 AND pv.mtime_ns = ?3 AND pv.inode = ?4"
         " AND (?5 IS NULL OR pv.object_id = ?5)";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
     int found;
 
     if (st == NULL)
@@ -412,28 +424,27 @@ int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, i
     sqlite3_bind_int64(st, 4, inode);
     if (object_id)
         sqlite3_bind_text(st, 5, object_id, -1, SQLITE_STATIC);
-    found = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_reset(st);
+    found = catalog_step(cat, st, "pending lookup", err);
+    if (found >= 0)
+        sqlite3_reset(st);
     return found;
 }
 
-int catalog_backlog(struct catalog *cat, struct catalog_backlog *b)
+int catalog_backlog(struct catalog *cat, struct catalog_backlog *b, struct cst_err *err)
 {
     static const char q[] = "SELECT (SELECT count(*) FROM queue),"
                             " (SELECT count(*) FROM pending_versions),"
                             " (SELECT count(*) FROM copy_queue)";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
-    int rc = -1;
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
 
     memset(b, 0, sizeof(*b));
     if (st == NULL)
         return -1;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        b->queued = sqlite3_column_int64(st, 0);
-        b->waiting = sqlite3_column_int64(st, 1);
-        b->copies = sqlite3_column_int64(st, 2);
-        rc = 0;
-    }
+    if (catalog_step(cat, st, "backlog", err) < 0)
+        return -1;
+    b->queued = sqlite3_column_int64(st, 0);
+    b->waiting = sqlite3_column_int64(st, 1);
+    b->copies = sqlite3_column_int64(st, 2);
     sqlite3_reset(st);
-    return rc;
+    return 0;
 }

@@ -68,21 +68,25 @@ int catalog_daily_finish(struct catalog *cat, const struct catalog_daily *d, str
     return 0;
 }
 
-int catalog_daily_get(struct catalog *cat, const char *date, struct catalog_daily *d)
+int catalog_daily_get(struct catalog *cat, const char *date, struct catalog_daily *d,
+                      struct cst_err *err)
 {
     static const char q[] =
         "SELECT date, status, started_at, coalesce(finished_at, 0), attempts, ran,"
         " manifest_written, offsite_verified, db_status, files_status, catalog_status, error"
         " FROM daily_runs WHERE ?1 IS NULL OR date = ?1 ORDER BY date DESC LIMIT 1";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
-    int found = 0;
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int found;
 
     memset(d, 0, sizeof(*d));
     if (st == NULL)
         return -1;
     if (date)
         sqlite3_bind_text(st, 1, date, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW) {
+    found = catalog_step(cat, st, "daily run lookup", err);
+    if (found < 0)
+        return -1;
+    if (found) {
         snprintf(d->date, sizeof(d->date), "%s", (const char *)sqlite3_column_text(st, 0));
         snprintf(d->status, sizeof(d->status), "%s", (const char *)sqlite3_column_text(st, 1));
         d->started_at = sqlite3_column_int64(st, 2);
@@ -95,7 +99,6 @@ int catalog_daily_get(struct catalog *cat, const char *date, struct catalog_dail
         d->files_status = catalog_column_dup(st, 9);
         d->catalog_status = catalog_column_dup(st, 10);
         d->error = catalog_column_dup(st, 11);
-        found = 1;
     }
     sqlite3_reset(st);
     return found;
@@ -110,16 +113,18 @@ void catalog_daily_clear(struct catalog_daily *d)
     memset(d, 0, sizeof(*d));
 }
 
-int catalog_daily_last_success(struct catalog *cat, char out[11])
+int catalog_daily_last_success(struct catalog *cat, char out[11], struct cst_err *err)
 {
     static const char q[] = "SELECT max(date) FROM daily_runs WHERE status = 'ok'";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
     int found = 0;
 
     out[0] = '\0';
     if (st == NULL)
         return -1;
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+    if (catalog_step(cat, st, "last daily run", err) < 0)
+        return -1;
+    if (sqlite3_column_type(st, 0) != SQLITE_NULL) {
         snprintf(out, 11, "%s", (const char *)sqlite3_column_text(st, 0));
         found = 1;
     }
@@ -191,20 +196,23 @@ int catalog_artifact_copy(struct catalog *cat, const char *date, const char *kin
 }
 
 int catalog_artifact_get(struct catalog *cat, const char *date, const char *kind,
-                         struct catalog_artifact *a)
+                         struct catalog_artifact *a, struct cst_err *err)
 {
     static const char q[] =
         "SELECT remote_key, sealed, plain_sha256, plain_size, stored_sha256, stored_size"
         " FROM artifacts WHERE date = ? AND kind = ?";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
-    int found = 0;
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int found;
 
     memset(a, 0, sizeof(*a));
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, date, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW) {
+    found = catalog_step(cat, st, "artifact lookup", err);
+    if (found < 0)
+        return -1;
+    if (found) {
         snprintf(a->date, sizeof(a->date), "%s", date);
         snprintf(a->kind, sizeof(a->kind), "%s", kind);
         a->remote_key = catalog_column_dup(st, 0);
@@ -215,18 +223,17 @@ int catalog_artifact_get(struct catalog *cat, const char *date, const char *kind
         if (sqlite3_column_bytes(st, 4) == 32)
             memcpy(a->stored_sha256, sqlite3_column_blob(st, 4), 32);
         a->stored_size = sqlite3_column_int64(st, 5);
-        found = 1;
     }
     sqlite3_reset(st);
     return found;
 }
 
 int catalog_artifact_has_copy(struct catalog *cat, const char *date, const char *kind,
-                              const char *dest)
+                              const char *dest, struct cst_err *err)
 {
     static const char q[] =
         "SELECT 1 FROM artifact_copies WHERE date = ? AND kind = ? AND dest = ?";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
     int found;
 
     if (st == NULL)
@@ -234,8 +241,9 @@ int catalog_artifact_has_copy(struct catalog *cat, const char *date, const char 
     sqlite3_bind_text(st, 1, date, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, dest, -1, SQLITE_STATIC);
-    found = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_reset(st);
+    found = catalog_step(cat, st, "artifact copy lookup", err);
+    if (found >= 0)
+        sqlite3_reset(st);
     return found;
 }
 

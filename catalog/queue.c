@@ -58,15 +58,15 @@ int catalog_queue_ready(struct catalog *cat, int64_t now, size_t limit,
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
     struct catalog_queue_item *out;
     size_t count = 0;
-    int rc;
+    int rc = 0;
 
     *items = NULL;
     *n = 0;
     if (st == NULL)
         return -1;
-    out = util_xcalloc(limit, sizeof(*out));
+    out = util_xcalloc(limit ? limit : 1, sizeof(*out));
     sqlite3_bind_int64(st, 1, now);
-    while (count < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (count < limit && (rc = catalog_step(cat, st, "read queue", err)) == 1) {
         int64_t id = sqlite3_column_int64(st, 0);
 
         if (skip && skip(arg, id))
@@ -79,6 +79,10 @@ int catalog_queue_ready(struct catalog *cat, int64_t now, size_t limit,
                  (const char *)sqlite3_column_text(st, 4));
         out[count].path = catalog_column_dup(st, 5);
         count++;
+    }
+    if (rc < 0) {
+        catalog_queue_items_free(out, count);
+        return -1;
     }
     sqlite3_reset(st);
     *items = out;
@@ -93,19 +97,21 @@ void catalog_queue_items_free(struct catalog_queue_item *items, size_t n)
     free(items);
 }
 
-int64_t catalog_queue_next_ready(struct catalog *cat, int64_t after)
+int catalog_queue_next_ready(struct catalog *cat, int64_t after, int64_t *next, struct cst_err *err)
 {
     static const char q[] = "SELECT min(ready_at) FROM queue WHERE ready_at > ?";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
-    int64_t v = INT64_MAX;
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
 
+    *next = INT64_MAX;
     if (st == NULL)
-        return INT64_MAX;
+        return -1;
     sqlite3_bind_int64(st, 1, after);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-        v = sqlite3_column_int64(st, 0);
+    if (catalog_step(cat, st, "queue schedule", err) < 0)
+        return -1;
+    if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+        *next = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
-    return v;
+    return 0;
 }
 
 int catalog_queue_done(struct catalog *cat, int64_t path_id, int64_t gen, struct cst_err *err)
@@ -142,37 +148,39 @@ int catalog_queue_retry(struct catalog *cat, int64_t path_id, int64_t gen, int64
     return 0;
 }
 
-int catalog_queue_stats(struct catalog *cat, int64_t *depth, int64_t *oldest_queued_at)
+int catalog_queue_stats(struct catalog *cat, int64_t *depth, int64_t *oldest_queued_at,
+                        struct cst_err *err)
 {
     static const char q[] = "SELECT count(*), min(queued_at) FROM queue";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
 
     *depth = 0;
     *oldest_queued_at = 0;
     if (st == NULL)
         return -1;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *depth = sqlite3_column_int64(st, 0);
-        *oldest_queued_at = sqlite3_column_int64(st, 1);
-    }
+    if (catalog_step(cat, st, "queue stats", err) < 0)
+        return -1;
+    *depth = sqlite3_column_int64(st, 0);
+    *oldest_queued_at = sqlite3_column_int64(st, 1);
     sqlite3_reset(st);
     return 0;
 }
 
-int catalog_queue_failing(struct catalog *cat, int64_t *count, char **last_error)
+int catalog_queue_failing(struct catalog *cat, int64_t *count, char **last_error,
+                          struct cst_err *err)
 {
     static const char q[] = "SELECT count(*), (SELECT last_error FROM queue WHERE attempts > 0 "
                             "ORDER BY ready_at DESC LIMIT 1) FROM queue WHERE attempts > 0";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
 
     *count = 0;
     *last_error = NULL;
     if (st == NULL)
         return -1;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *count = sqlite3_column_int64(st, 0);
-        *last_error = catalog_column_dup(st, 1);
-    }
+    if (catalog_step(cat, st, "queue failures", err) < 0)
+        return -1;
+    *count = sqlite3_column_int64(st, 0);
+    *last_error = catalog_column_dup(st, 1);
     sqlite3_reset(st);
     return 0;
 }

@@ -97,17 +97,21 @@ int catalog_live_version(struct catalog *cat, const char *path, struct catalog_v
     return rc;
 }
 
-int catalog_object_get(struct catalog *cat, const char *object_id, struct catalog_object *o)
+int catalog_object_get(struct catalog *cat, const char *object_id, struct catalog_object *o,
+                       struct cst_err *err)
 {
     static const char q[] = "SELECT sha256, plain_size, stored_size, stored_sha256, compressed "
                             "FROM objects WHERE id = ?";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
-    int found = 0;
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int found;
 
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW) {
+    found = catalog_step(cat, st, "object lookup", err);
+    if (found < 0)
+        return -1;
+    if (found) {
         memset(o, 0, sizeof(*o));
         snprintf(o->id, sizeof(o->id), "%s", object_id);
         if (sqlite3_column_bytes(st, 0) == 32)
@@ -117,35 +121,40 @@ int catalog_object_get(struct catalog *cat, const char *object_id, struct catalo
         if (sqlite3_column_bytes(st, 3) == 32)
             memcpy(o->stored_sha256, sqlite3_column_blob(st, 3), 32);
         o->compressed = sqlite3_column_int(st, 4);
-        found = 1;
     }
     sqlite3_reset(st);
     return found;
 }
 
-int catalog_copy_exists(struct catalog *cat, const char *object_id, const char *dest)
+int catalog_copy_exists(struct catalog *cat, const char *object_id, const char *dest,
+                        struct cst_err *err)
 {
     static const char q[] =
         "SELECT 1 FROM copies WHERE object_id = ? AND dest = ? AND damaged_at IS NULL";
 
-    return catalog_row_exists(cat, q, object_id, dest);
+    return catalog_row_exists(cat, q, object_id, dest, err);
 }
 
-char *catalog_copy_key(struct catalog *cat, const char *object_id, const char *dest)
+int catalog_copy_key(struct catalog *cat, const char *object_id, const char *dest, char **key,
+                     struct cst_err *err)
 {
     static const char q[] =
         "SELECT remote_key FROM copies WHERE object_id = ? AND dest = ? AND damaged_at IS NULL";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
-    char *key = NULL;
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int found;
 
+    *key = NULL;
     if (st == NULL)
-        return NULL;
+        return -1;
     sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, dest, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        key = catalog_column_dup(st, 0);
+    found = catalog_step(cat, st, "copy lookup", err);
+    if (found < 0)
+        return -1;
+    if (found)
+        *key = catalog_column_dup(st, 0);
     sqlite3_reset(st);
-    return key;
+    return found;
 }
 
 int catalog_record_object(struct catalog *cat, const struct catalog_object *o, int64_t now,
@@ -321,29 +330,33 @@ int catalog_record_move(struct catalog *cat, const char *from, const char *to, i
     char **queued = NULL;
     size_t nq = 0;
     sqlite3_stmt *st = catalog_stmt(cat, q_live, err);
-    int rc = -1;
+    int rc = -1, step;
 
     if (st == NULL)
         goto out;
     catalog_bind_path(st, 1, from);
     bind_below(st, 2, from);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    while ((step = catalog_step(cat, st, "read moved versions", err)) == 1) {
         if (n == cap) {
             cap *= 2;
             rows = util_xrealloc(rows, cap * sizeof(*rows));
         }
         read_version(st, &rows[n++]);
     }
+    if (step < 0)
+        goto out;
     sqlite3_reset(st);
     st = catalog_stmt(cat, q_queued, err);
     if (st == NULL)
         goto out;
     catalog_bind_path(st, 1, from);
     bind_below(st, 2, from);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    while ((step = catalog_step(cat, st, "read moved queue entries", err)) == 1) {
         queued = util_xrealloc(queued, (nq + 1) * sizeof(*queued));
         queued[nq++] = catalog_column_dup(st, 0);
     }
+    if (step < 0)
+        goto out;
     sqlite3_reset(st);
 
     if (catalog_record_delete(cat, from, at, err) < 0)
@@ -482,14 +495,16 @@ int catalog_each_copy(struct catalog *cat, const char *object_id,
     static const char q[] =
         "SELECT dest, remote_key, verified_at FROM copies WHERE object_id = ? ORDER BY dest";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
-    int rc = 0;
+    int rc = 0, step;
 
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, object_id, -1, SQLITE_TRANSIENT);
-    while (rc == 0 && sqlite3_step(st) == SQLITE_ROW)
+    while (rc == 0 && (step = catalog_step(cat, st, "list copies", err)) == 1)
         rc = cb(arg, (const char *)sqlite3_column_text(st, 0),
                 (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2));
+    if (rc == 0 && step < 0)
+        return -1;
     sqlite3_reset(st);
     return rc;
 }
@@ -528,7 +543,7 @@ int catalog_stats(struct catalog *cat, struct catalog_stats *s, struct cst_err *
 }
 
 int catalog_dest_stats(struct catalog *cat, const char *dest, int64_t *copies, int64_t *missing,
-                       int64_t *last_verified_at)
+                       int64_t *last_verified_at, struct cst_err *err)
 {
     static const char q[] = "SELECT (SELECT count(*) FROM copies WHERE dest = ?1"
                             "   AND damaged_at IS NULL),"
@@ -536,17 +551,17 @@ int catalog_dest_stats(struct catalog *cat, const char *dest, int64_t *copies, i
                             "   (SELECT 1 FROM copies c WHERE c.object_id = o.id AND c.dest = ?1"
                             "    AND c.damaged_at IS NULL)),"
                             " (SELECT coalesce(max(verified_at), 0) FROM copies WHERE dest = ?1)";
-    sqlite3_stmt *st = catalog_stmt(cat, q, NULL);
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
 
     *copies = *missing = *last_verified_at = 0;
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, dest, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *copies = sqlite3_column_int64(st, 0);
-        *missing = sqlite3_column_int64(st, 1);
-        *last_verified_at = sqlite3_column_int64(st, 2);
-    }
+    if (catalog_step(cat, st, "destination stats", err) < 0)
+        return -1;
+    *copies = sqlite3_column_int64(st, 0);
+    *missing = sqlite3_column_int64(st, 1);
+    *last_verified_at = sqlite3_column_int64(st, 2);
     sqlite3_reset(st);
     return 0;
 }
@@ -569,7 +584,7 @@ int catalog_each_copy_sample(struct catalog *cat, const char *dest, int64_t samp
         unsigned char sha[32];
     } *rows = NULL;
     size_t n = 0;
-    int rc = 0;
+    int rc = 0, step;
 
     if (st == NULL)
         return -1;
@@ -577,7 +592,7 @@ int catalog_each_copy_sample(struct catalog *cat, const char *dest, int64_t samp
         sqlite3_bind_text(st, 1, dest, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, sample);
     /* Collected first: the callback does slow I/O and must not hold the read open. */
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    while ((step = catalog_step(cat, st, "list copies", err)) == 1) {
         rows = util_xrealloc(rows, (n + 1) * sizeof(*rows));
         rows[n].object_id = catalog_column_dup(st, 0);
         rows[n].dest = catalog_column_dup(st, 1);
@@ -588,6 +603,8 @@ int catalog_each_copy_sample(struct catalog *cat, const char *dest, int64_t samp
             memcpy(rows[n].sha, sqlite3_column_blob(st, 4), 32);
         n++;
     }
+    if (step < 0)
+        rc = -1; /* err is filled; nothing is checked from a partial list */
     sqlite3_reset(st);
     for (size_t i = 0; i < n; i++) {
         if (rc == 0)

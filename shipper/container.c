@@ -555,6 +555,7 @@ struct opener {
     ZSTD_DCtx *zstd;
     EVP_MD_CTX *plain_hash;
     uint64_t plain_size;
+    uint64_t max_plain;     /* the plaintext may not grow past this */
     unsigned char *record;  /* one chunk's ciphertext */
     unsigned char *payload; /* one chunk's payload */
     unsigned char *plain;   /* zstd output */
@@ -565,6 +566,12 @@ static int emit_plain(struct opener *o, const unsigned char *buf, size_t len, st
 {
     if (len == 0)
         return 0;
+    /* Anyone with the public key can seal an object; one that inflates past what the
+     * catalog recorded is stopped before it writes more than that. */
+    if (len > o->max_plain - o->plain_size)
+        return integrity_error(
+            err, "object decompresses to more than the %" PRIu64 " bytes expected; stopped there",
+            o->max_plain);
     if (sha256_update(o->plain_hash, buf, len, err) != 0)
         return -1;
     if (write_all(o->out_fd, buf, len, "restored plaintext", err) != 0)
@@ -732,6 +739,15 @@ int crypt_open_fd(int in_fd, int out_fd, const unsigned char public_key[32],
                   const unsigned char secret_key[32], unsigned char plain_sha256_out[32],
                   uint64_t *plain_size_out, struct cst_err *err)
 {
+    return crypt_open_fd_limit(in_fd, out_fd, public_key, secret_key, UINT64_MAX, plain_sha256_out,
+                               plain_size_out, err);
+}
+
+int crypt_open_fd_limit(int in_fd, int out_fd, const unsigned char public_key[32],
+                        const unsigned char secret_key[32], uint64_t max_plain,
+                        unsigned char plain_sha256_out[32], uint64_t *plain_size_out,
+                        struct cst_err *err)
+{
     struct opener o;
     unsigned char derived_public[crypto_box_PUBLICKEYBYTES];
     unsigned char digest[32];
@@ -740,6 +756,7 @@ int crypt_open_fd(int in_fd, int out_fd, const unsigned char public_key[32],
     memset(&o, 0, sizeof(o));
     o.in_fd = in_fd;
     o.out_fd = out_fd;
+    o.max_plain = max_plain;
     if (sodium_ready(err) != 0)
         return -1;
     /* A mismatched pair would make every object look damaged; say what is really wrong. */

@@ -87,6 +87,19 @@ int crypt_open_fd(int in_fd, int out_fd, const unsigned char public_key[32],
                   const unsigned char secret_key[32], unsigned char plain_sha256_out[32],
                   uint64_t *plain_size_out, struct cst_err *err);
 
+/*
+ * crypt_open_fd that stops as soon as the plaintext would grow past
+ * max_plain bytes: -1 with "integrity error: object decompresses to more
+ * than N bytes expected", and at most max_plain bytes reached out_fd.
+ * Restores pass the size the catalog recorded, so a forged object (anyone
+ * with the public key can seal one) cannot fill the disk before its hash
+ * is found wrong; the SHA-256 is still computed and must still be compared.
+ */
+int crypt_open_fd_limit(int in_fd, int out_fd, const unsigned char public_key[32],
+                        const unsigned char secret_key[32], uint64_t max_plain,
+                        unsigned char plain_sha256_out[32], uint64_t *plain_size_out,
+                        struct cst_err *err);
+
 /* Key id of a public key: the first 8 bytes of unkeyed BLAKE2b-256 over it. */
 void crypt_key_id(const unsigned char public_key[32], unsigned char id[8]);
 

@@ -31,6 +31,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/pathenc.h"
+#include "common/json.h"
 #include "common/util.h"
 #include "shipper/container.h"
 
@@ -345,9 +346,10 @@ static int same_as_live(struct shipper *s, const struct job *j, struct cst_err *
     int rc, same;
 
     if (j->outcome == SEAL_OK &&
-        catalog_pending_match(s->p.catalog, j->item.path, (int64_t)j->st.st_size,
-                              stat_mtime_ns(&j->st), (int64_t)j->st.st_ino, j->object_id) == 1)
-        return 1;
+        (rc = catalog_pending_match(s->p.catalog, j->item.path, (int64_t)j->st.st_size,
+                                    stat_mtime_ns(&j->st), (int64_t)j->st.st_ino, j->object_id,
+                                    err)) != 0)
+        return rc;
     rc = catalog_live_version(s->p.catalog, j->item.path, &live, err);
     if (rc <= 0)
         return rc;
@@ -379,13 +381,15 @@ static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *reco
     if (same < 0)
         return -1;
     for (size_t d = 0; d < s->p.n_dests; d++) {
-        int c = catalog_copy_exists(s->p.catalog, j->object_id, s->p.dests[d]->name);
+        int c = catalog_copy_exists(s->p.catalog, j->object_id, s->p.dests[d]->name, err), q = 1;
 
-        if (c < 0)
-            return cst_err_set(err, "cannot read copies of %s", j->object_id);
+        if (c == 0)
+            q = catalog_copy_queue_has(s->p.catalog, j->object_id, s->p.dests[d]->name, err);
+        if (c < 0 || q < 0)
+            return cst_err_wrap(err, "cannot read copies of %s", j->object_id);
         if (c)
             have_copy = 1;
-        else if (catalog_copy_queue_has(s->p.catalog, j->object_id, s->p.dests[d]->name) != 1)
+        else if (!q)
             lacking |= 1u << d;
     }
     unsourced = catalog_copy_queue_unsourced_has(s->p.catalog, j->object_id, err);
@@ -404,10 +408,10 @@ static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *reco
         return -1;
     if (lacking || unsourced) {
         /* A copy already queued elsewhere keeps its spool file; else ours becomes it. */
-        queued_elsewhere =
-            catalog_copy_queue_find(s->p.catalog, j->object_id, &spool, &stored_size, stored_sha);
+        queued_elsewhere = catalog_copy_queue_find(s->p.catalog, j->object_id, &spool, &stored_size,
+                                                   stored_sha, err);
         if (queued_elsewhere < 0)
-            return cst_err_set(err, "cannot read the copy queue");
+            return cst_err_wrap(err, "cannot read the copy queue");
         if (!queued_elsewhere) {
             char *final;
 
@@ -663,11 +667,22 @@ static void copies_done(void *arg, struct dest_put *puts, size_t n)
             goto fail;
     }
     if (ok_count > 0) {
-        char *detail = util_printf("{\"dest\":\"%s\",\"copies\":%zu,\"bytes\":%llu,\"failed\":%zu}",
-                                   l->d->name, ok_count, (unsigned long long)bytes, failed);
-        int rc = catalog_audit(s->p.catalog, "agent", "ship_batch", detail, &err);
+        struct json detail;
+        int rc;
 
-        free(detail);
+        json_init(&detail);
+        json_obj_begin(&detail);
+        json_key(&detail, "dest");
+        json_str(&detail, l->d->name);
+        json_key(&detail, "copies");
+        json_int(&detail, (int64_t)ok_count);
+        json_key(&detail, "bytes");
+        json_int(&detail, (int64_t)bytes);
+        json_key(&detail, "failed");
+        json_int(&detail, (int64_t)failed);
+        json_obj_end(&detail);
+        rc = catalog_audit(s->p.catalog, "agent", "ship_batch", detail.buf, &err);
+        json_free(&detail);
         if (rc < 0)
             goto fail;
     }
@@ -1006,8 +1021,13 @@ static void fill_sources(struct shipper *s, int64_t now)
         char *spool = NULL;
         int64_t size;
         unsigned char sha[32];
-        int found = catalog_copy_queue_find(s->p.catalog, ids[i], &spool, &size, sha);
+        int found = catalog_copy_queue_find(s->p.catalog, ids[i], &spool, &size, sha, &err);
 
+        if (found < 0) {
+            log_error("%s", err.msg);
+            free(ids[i]);
+            continue;
+        }
         if (found == 1) {
             /* Another destination's queued copy has the bytes in the spool already. */
             if (catalog_copy_queue_source(s->p.catalog, ids[i], spool, size, sha, now, &err) < 0)
@@ -1088,8 +1108,14 @@ static void fill(struct shipper *s)
     for (size_t d = 0; d < s->p.n_dests; d++)
         fill_copies(&s->lanes[d], now);
     /* Entries not ready yet (settling, backing off): wake up when the first is. */
-    next = catalog_queue_next_ready(s->p.catalog, now);
-    int64_t next_copy = catalog_copy_queue_next_ready(s->p.catalog, NULL, now);
+    int64_t next_copy;
+    struct cst_err err;
+    if (catalog_queue_next_ready(s->p.catalog, now, &next, &err) < 0 ||
+        catalog_copy_queue_next_ready(s->p.catalog, NULL, now, &next_copy, &err) < 0) {
+        /* The catalog cannot say when: look again soon rather than sleep for ever. */
+        log_warn("cannot read the queue schedule: %s", err.msg);
+        next = next_copy = now + 1000;
+    }
     if (next_copy < next)
         next = next_copy;
     after = next == INT64_MAX ? -1.0 : (double)(next - now) / 1000.0;
@@ -1383,7 +1409,7 @@ int shipper_drained(struct shipper *s)
 {
     struct catalog_backlog b;
 
-    if (shipper_in_flight(s) > 0 || catalog_backlog(s->p.catalog, &b) < 0)
+    if (shipper_in_flight(s) > 0 || catalog_backlog(s->p.catalog, &b, NULL) < 0)
         return 0;
     return b.queued + b.waiting + b.copies == 0;
 }

@@ -706,6 +706,44 @@ static void test_wrong_key(void **state)
     close(null_fd);
 }
 
+/* A forged object that inflates (8 MiB of zeros is a few hundred bytes sealed) stops at the
+ * limit given, with at most that many bytes written, and opens in full at its own size. */
+static void test_limit_stops_an_inflating_object(void **state)
+{
+    size_t len = 8u << 20;
+    unsigned char *data = calloc(1, len), sha[32];
+    struct crypt_sealed_info info;
+    struct cst_err err = {{0}};
+    uint64_t size = 0;
+    int fd, out = temp_fd();
+    struct stat st;
+
+    (void)state;
+    assert_non_null(data);
+    fd = seal_buffer(test_pk, CRYPT_LEVEL_AUTO, data, len, len, &info);
+    assert_true(info.compressed);
+    assert_true(info.stored_size < 64 * 1024);
+
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    assert_int_equal(crypt_open_fd_limit(fd, out, test_pk, test_sk, 1000, sha, &size, &err), -1);
+    assert_non_null(strstr(err.msg, "integrity error: object decompresses to more than the 1000"));
+    assert_int_equal(fstat(out, &st), 0);
+    assert_true(st.st_size <= 1000);
+
+    /* Exactly its size is fine, and one byte less is not. */
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    assert_int_equal(crypt_open_fd_limit(fd, out, test_pk, test_sk, len - 1, sha, &size, &err), -1);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    assert_int_equal(ftruncate(out, 0), 0);
+    assert_int_equal(lseek(out, 0, SEEK_SET), 0);
+    assert_int_equal(crypt_open_fd_limit(fd, out, test_pk, test_sk, len, sha, &size, &err), 0);
+    assert_int_equal(size, len);
+    assert_memory_equal(sha, info.plain_sha256, 32);
+    close(fd);
+    close(out);
+    free(data);
+}
+
 static void test_key_id(void **state)
 {
     unsigned char digest[32], id[8];
@@ -743,6 +781,7 @@ int main(void)
         cmocka_unit_test(test_trailing_data),
         cmocka_unit_test(test_wrong_key),
         cmocka_unit_test(test_key_id),
+        cmocka_unit_test(test_limit_stops_an_inflating_object),
     };
 
     return cmocka_run_group_tests(tests, setup, NULL);
