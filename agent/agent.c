@@ -21,6 +21,7 @@
 
 #include "agent/dests.h"
 #include "agent/keys.h"
+#include "agent/notify.h"
 #include "agent/reconcile.h"
 #include "agent/sched.h"
 #include "common/log.h"
@@ -41,6 +42,7 @@ struct agent {
     struct workpool *pool;    /* sealing: hashing, compression, encryption */
     struct workpool *io_pool; /* destinations whose I/O blocks (local: syncfs) */
     struct curl_ev *curl;
+    struct notify *notify; /* systemd: READY, STATUS, WATCHDOG, STOPPING */
     struct dest **dests;
     size_t n_dests;
     unsigned char public_key[32];
@@ -315,6 +317,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)revents;
     log_info("stopping: finishing what is in flight signal=%d in_flight=%zu", w->signum,
              shipper_in_flight(a->shipper));
+    notify_stopping(a->notify, shipper_in_flight(a->shipper));
     begin_stop(a);
 }
 
@@ -477,6 +480,9 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
     ev_signal_init(&a.sig_int, on_signal, SIGINT);
     a.sig_int.data = &a;
     ev_signal_start(a.loop, &a.sig_int);
+    /* READY=1 only now: the start-up scan is committed and SIGTERM is handled. */
+    if (opts->watch)
+        a.notify = notify_start(a.loop, a.cat);
     ev_timer_init(&a.poll, on_poll, 2.0, 2.0);
     a.poll.data = &a;
     ev_timer_start(a.loop, &a.poll);
@@ -499,6 +505,7 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
 out:
     if (a.in_tx)
         catalog_rollback(a.cat);
+    notify_free(a.notify);
     watcher_free(a.watcher);
     /* Worker threads first: nothing may call back into what is freed next. */
     workpool_free(a.pool);
