@@ -119,6 +119,10 @@ install: all
 	install -D -m 0644 packaging/custodian.service $(DESTDIR)$(PREFIX)/lib/systemd/system/custodian.service
 	install -D -m 0644 packaging/custodian.conf.example $(DESTDIR)$(PREFIX)/share/doc/custodian/custodian.conf.example
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/custodian/README.md
+	install -D -m 0644 packaging/man/custodian.8 $(DESTDIR)$(PREFIX)/share/man/man8/custodian.8
+	install -D -m 0644 packaging/man/custodian.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/custodian.conf.5
+	install -D -m 0644 packaging/bash-completion/custodian \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/custodian
 	for f in docs/*.md; do install -D -m 0644 $$f $(DESTDIR)$(PREFIX)/share/doc/custodian/$$f; done
 
 # The Debian package: dpkg-buildpackage on a copy of the tree with

@@ -68,11 +68,13 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     if (n->stall_ms > 0 && ++n->ticks == NOTIFY_STALL_TICK) {
         struct timespec ts = {(time_t)(n->stall_ms / 1000), (long)(n->stall_ms % 1000) * 1000000};
+        int slept;
 
         log_warn("test hook: blocking the loop for %lld ms (CUSTODIAN_TEST_STALL_MS)",
                  (long long)n->stall_ms);
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-            continue;
+        do
+            slept = nanosleep(&ts, &ts);
+        while (slept < 0 && errno == EINTR);
     }
     describe(n, status, sizeof(status));
     sd_notifyf(0, "%sSTATUS=%s", n->watchdog ? "WATCHDOG=1\n" : "", status);
@@ -114,7 +116,7 @@ struct notify *notify_start(struct ev_loop *loop, struct catalog *cat)
     return n;
 }
 
-void notify_stopping(struct notify *n, size_t in_flight)
+void notify_stopping(const struct notify *n, size_t in_flight)
 {
     if (n == NULL)
         return;

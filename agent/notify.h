@@ -29,7 +29,7 @@ struct catalog;
  * when not run by systemd (then the other calls do nothing). */
 struct notify *notify_start(struct ev_loop *loop, struct catalog *cat);
 /* STOPPING=1, with what is still in flight. */
-void notify_stopping(struct notify *n, size_t in_flight);
+void notify_stopping(const struct notify *n, size_t in_flight);
 /* Stop the tick. NULL does nothing. */
 void notify_free(struct notify *n);
 

@@ -192,6 +192,7 @@ man8 += [
     "custodian keygen --out /etc/custodian/keys",
     "install -m 0640 -g custodian /etc/custodian/custodian.conf.example \\",
     "    /etc/custodian/custodian.conf",
+    "runuser -u custodian -- custodian init",
     "runuser -u custodian -- custodian doctor",
     "systemctl start custodian",
     "custodian status",
