@@ -100,7 +100,7 @@ def test_ready_comes_after_the_startup_scan(demo, notify):
     demo.stop_agent()
 
 
-def test_watchdog_pings_from_the_loop_and_status_shows_the_queue(demo, notify):
+def test_watchdog_pings_from_the_loop_and_status_shows_the_queue(demo, notify, capsys):
     demo.set_option("agent", "settle_ms", "600000")
     demo.start_agent()
     t_ready, _ = notify.wait("READY")
@@ -113,8 +113,9 @@ def test_watchdog_pings_from_the_loop_and_status_shows_the_queue(demo, notify):
     time.sleep(3 * WATCHDOG_S)
     pings = notify.pings(t_ready)
     gaps = [b - a for a, b in zip(pings, pings[1:])]
-    print(f"WATCHDOG=1 pings: {len(pings)} in {pings[-1] - pings[0]:.1f} s, "
-          f"largest gap {max(gaps):.2f} s (WatchdogSec={WATCHDOG_S} s)")
+    with capsys.disabled():
+        print(f"\nWATCHDOG=1 pings: {len(pings)} in {pings[-1] - pings[0]:.1f} s, "
+              f"largest gap {max(gaps):.2f} s (WatchdogSec={WATCHDOG_S} s)")
     assert len(pings) >= 8, pings
     assert max(gaps) <= WATCHDOG_S / 2, gaps
     depth, age, _ = status_numbers(notify.snapshot()[-1][1])

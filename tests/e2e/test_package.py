@@ -401,14 +401,15 @@ def test_install_creates_the_user_folders_and_conffile(installed):
     assert sh("man", "-w", "5", "custodian.conf").stdout.strip().endswith("custodian.conf.5.gz")
 
 
-def test_unit_verifies_and_scores_ok(installed):
+def test_unit_verifies_and_scores_ok(installed, capsys):
     p = sh("systemd-analyze", "verify", UNIT, check=False)
     ours = [ln for ln in (p.stdout + p.stderr).splitlines() if "custodian" in ln]
     assert p.returncode == 0 and not ours, p.stdout + p.stderr
     p = sh("systemd-analyze", "security", "--offline=true", "--no-pager", UNIT, check=False)
     m = re.search(r"Overall exposure level for custodian\.service: ([\d.]+) (\w+)", p.stdout)
     assert m, p.stdout + p.stderr
-    print(f"systemd-analyze security --offline=true {UNIT}: {m.group(1)} {m.group(2)}")
+    with capsys.disabled():  # shown in `make test`'s output too
+        print(f"\nsystemd-analyze security --offline=true {UNIT}: {m.group(1)} {m.group(2)}")
     assert float(m.group(1)) <= 2.0, p.stdout
     # The documented drop-ins are valid on top of the unit.
     units = tempfile.mkdtemp(prefix="custodian-units-")
