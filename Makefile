@@ -5,16 +5,24 @@
 #   make torture    the kill -9 crash loop, 200 times
 #   make bench      benchmark against rclone, restic and borg
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make deb        the Debian package build/custodian_<version>_<arch>.deb, checked by lintian
+#   make docs       regenerate docs/configuration.md, the man pages and the bash completion
 
 PREFIX ?= /usr/local
 DESTDIR ?=
 CC ?= cc
 PYTHON := /usr/bin/python3
 
-PKGS := libsodium libzstd sqlite3 libcrypto inih libcurl libmongoc-1.0
+# The version, in one place: the top entry of packaging/debian/changelog (the
+# package's version), compiled into `custodian --version`.
+VERSION := $(shell head -n 1 packaging/debian/changelog | cut -d ' ' -f 2 | tr -d '()')
+
+PKGS := libsodium libzstd sqlite3 libcrypto inih libcurl libmongoc-1.0 libsystemd
 WARN := -std=c17 -Wall -Wextra -Wpedantic -Werror -Wno-format-truncation -D_GNU_SOURCE
-CFLAGS_COMMON = $(WARN) -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lpthread -lm
+# CPPFLAGS, CFLAGS and LDFLAGS from the environment are added (dpkg-buildflags'
+# hardening when the package is built); they are empty otherwise.
+CFLAGS_COMMON = $(WARN) -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CPPFLAGS)
+LIBS = $(LDFLAGS) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lpthread -lm
 
 SRC := $(wildcard common/*.c catalog/*.c watcher/*.c shipper/*.c agent/*.c)
 LIB_SRC := $(filter-out agent/main.c,$(SRC))
@@ -27,7 +35,7 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 # Keep unit test objects between runs.
 .SECONDARY:
 
-.PHONY: all run test unit fuzz e2e torture bench install clean deps deps-test format check-format
+.PHONY: all run test unit fuzz e2e torture bench install clean deps deps-test format check-format deb docs
 all: deps $(RELEASE)/custodian
 
 deps:
@@ -36,12 +44,16 @@ deps:
 $(RELEASE)/%.o: %.c $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	@$(CC) $(CFLAGS_COMMON) -O2 -g -c $< -o $@
+	@$(CC) $(CFLAGS_COMMON) -O2 -g $(CFLAGS) -c $< -o $@
 
 $(ASAN)/%.o: %.c $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	@echo "  CC asan $<"
 	@$(CC) $(CFLAGS_COMMON) -O1 -g $(SAN) -c $< -o $@
+
+# Only main.c sees the version: a new changelog entry rebuilds one file.
+$(RELEASE)/agent/main.o $(ASAN)/agent/main.o: packaging/debian/changelog
+$(RELEASE)/agent/main.o $(ASAN)/agent/main.o: CFLAGS_COMMON += -DCUSTODIAN_VERSION='"$(VERSION)"'
 
 $(RELEASE)/custodian: $(patsubst %.c,$(RELEASE)/%.o,$(SRC))
 	$(CC) -o $@ $^ $(LIBS)
@@ -128,7 +140,34 @@ install: all
 	install -D -m 0644 packaging/custodian.service $(DESTDIR)$(PREFIX)/lib/systemd/system/custodian.service
 	install -D -m 0644 packaging/custodian.conf.example $(DESTDIR)$(PREFIX)/share/doc/custodian/custodian.conf.example
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/custodian/README.md
+	install -D -m 0644 packaging/man/custodian.8 $(DESTDIR)$(PREFIX)/share/man/man8/custodian.8
+	install -D -m 0644 packaging/man/custodian.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/custodian.conf.5
+	install -D -m 0644 packaging/bash-completion/custodian \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/custodian
 	for f in docs/*.md; do install -D -m 0644 $$f $(DESTDIR)$(PREFIX)/share/doc/custodian/$$f; done
+
+# The Debian package: dpkg-buildpackage on a copy of the tree with
+# packaging/debian as debian/ (binary only, unsigned), then lintian, which must
+# report no errors and no warnings (overrides carry their reasons in
+# packaging/debian/custodian.lintian-overrides). Not part of `make`.
+DEB_STAGE := build/deb/custodian-$(VERSION)
+deb:
+	@scripts/install-deps.sh deb
+	rm -rf build/deb
+	mkdir -p $(DEB_STAGE)
+	tar -c --exclude-vcs --exclude=./build --exclude=./demo --exclude=__pycache__ . | \
+	  tar -x -C $(DEB_STAGE)
+	cp -r packaging/debian $(DEB_STAGE)/debian
+	cd $(DEB_STAGE) && dpkg-buildpackage -b -us -uc -J
+	lintian --fail-on error,warning build/deb/custodian_$(VERSION)_*.changes
+	cp build/deb/custodian_$(VERSION)_*.deb build/
+	@ls build/custodian_$(VERSION)_*.deb
+
+# Generated references, each checked against its table by a test.
+docs: $(RELEASE)/custodian
+	$(PYTHON) scripts/gen-config-doc.py $(RELEASE)/custodian
+	$(PYTHON) scripts/gen-man.py $(RELEASE)/custodian
+	$(PYTHON) scripts/gen-completion.py $(RELEASE)/custodian
 
 format:
 	clang-format -i $(SRC) $(wildcard */*.h tests/unit/*.c tests/fuzz/*.c)

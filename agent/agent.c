@@ -32,6 +32,7 @@
 #include "agent/dests.h"
 #include "agent/keys.h"
 #include "agent/metrics.h"
+#include "agent/notify.h"
 #include "agent/reconcile.h"
 #include "agent/rescan.h"
 #include "agent/sched.h"
@@ -71,6 +72,7 @@ struct agent {
     struct workpool *io_pool;  /* destinations whose I/O blocks (local) */
     struct workpool *aux_pool; /* one thread: copies between destinations, verification */
     struct curl_ev *curl;
+    struct notify *notify; /* systemd: READY, STATUS, WATCHDOG, STOPPING */
     struct dest **dests, **fetch_dests;
     size_t n_dests;
     unsigned char public_key[32];
@@ -636,6 +638,9 @@ static void on_daily_timer(struct ev_loop *loop, ev_timer *t, int revents)
 static void agent_ready(struct agent *a)
 {
     a->ready = 1;
+    /* READY=1 only now: the start-up rescans are committed (and SIGTERM is handled:
+     * the handlers are set before the loop runs). */
+    a->notify = notify_start(a->loop, a->cat);
     log_info("agent started: watching %zu folders (%zu watches), %zu destination(s), "
              "settle_ms=%d",
              a->cli->cfg->n_watch_paths, watcher_watch_count(a->watcher), a->n_dests,
@@ -669,6 +674,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)revents;
     log_info("stopping: finishing what is in flight signal=%d in_flight=%zu", w->signum,
              shipper_in_flight(a->shipper));
+    notify_stopping(a->notify, shipper_in_flight(a->shipper));
     begin_stop(a);
 }
 
@@ -923,6 +929,7 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
 out:
     if (a.in_tx)
         catalog_rollback(a.cat);
+    notify_free(a.notify);
     watcher_free(a.watcher);
     rescan_free(a.rescan);
     control_free(a.control);

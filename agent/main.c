@@ -2,6 +2,7 @@
  * main.c - custodian's entry point: global options, then the command table.
  *
  *   custodian [-c CONFIG] [--json] COMMAND [ARGS]
+ *   custodian --version | --help
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,9 +10,17 @@
 
 #include "agent/cli.h"
 
+/* One place for the version: the top entry of packaging/debian/changelog, which
+ * the Makefile passes in and the Debian package is built from. */
+#ifndef CUSTODIAN_VERSION
+#error "CUSTODIAN_VERSION is set by the Makefile from packaging/debian/changelog"
+#endif
+
 static void usage(FILE *out)
 {
-    fputs("usage: custodian [-c CONFIG] [--json] COMMAND [ARGS]\n\ncommands:\n", out);
+    fputs("usage: custodian [-c CONFIG] [--json] COMMAND [ARGS]\n"
+          "       custodian --version | --help\n\ncommands:\n",
+          out);
     for (const struct cmd_entry *const *e = cmd_table; *e; e++)
         fprintf(out, "  %-16s %-40s %s\n", (*e)->name, (*e)->usage, (*e)->help);
     fputs("\nconfig: -c CONFIG, else $CUSTODIAN_CONFIG, else /etc/custodian/custodian.conf\n", out);
@@ -46,6 +55,9 @@ int main(int argc, char **argv)
             cli.json = 1;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
+            return EXIT_OK;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("custodian %s\ncatalog schema %d\n", CUSTODIAN_VERSION, catalog_schema_latest());
             return EXIT_OK;
         } else {
             fprintf(stderr, "custodian: unknown option %s\n", argv[i]);
