@@ -91,7 +91,7 @@ def test_completion_of_commands_destinations_and_options(demo):
     assert "--version" in complete("custodian", "--")
     # Options of the command being typed, and --json.
     assert complete("custodian", "restore", "file", "/x", "--") == sorted(
-        ["--at", "--to", "--stdout", "--from", "--force", "--json"])
+        ["--at", "--to", "--stdout", "--from", "--force", "--literal", "--escaped", "--json"])
     # Destination names from the config given with -c, or $CUSTODIAN_CONFIG.
     assert complete("custodian", "-c", demo.conf, "restore", "file", "/x", "--from", "") == [
         "local", "offsite"]

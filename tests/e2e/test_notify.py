@@ -102,6 +102,7 @@ def test_ready_comes_after_the_startup_scan(demo, notify):
 
 def test_watchdog_pings_from_the_loop_and_status_shows_the_queue(demo, notify, capsys):
     demo.set_option("agent", "settle_ms", "600000")
+    demo.set_option("agent", "max_delay_ms", "600000")
     demo.start_agent()
     t_ready, _ = notify.wait("READY")
     # A file being written and not closed waits for settle_ms: it stays queued.
