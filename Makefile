@@ -87,7 +87,7 @@ build/fuzz/fuzz_container: tests/fuzz/fuzz_container.c shipper/container.c commo
 build/fuzz/fuzz_archive: tests/fuzz/fuzz_archive.c agent/mongo_archive.c common/err.c common/util.c
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $^ $(shell pkg-config --libs libmongoc-1.0) -o $@
-build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c agent/config.c common/err.c common/util.c common/log.c
+build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c agent/config.c agent/cmdline.c common/err.c common/util.c common/log.c
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $^ $(shell pkg-config --libs inih) -o $@
 

@@ -99,7 +99,9 @@ static int cmd_restore_point_exec(struct cli *cli, int argc, char **argv)
         return cli_fail(EXIT_FAILED, "cannot read the restore point of %s: %s", date,
                         fd < 0 ? "cannot create a temporary file" : err.msg);
     }
-    if (getline(&line, &cap, f) < 0 || strncmp(line, "custodian restore-point v1", 26) != 0) {
+    /* v2 adds fields to the header line only; the file lines are v1's. */
+    if (getline(&line, &cap, f) < 0 || (strncmp(line, "custodian restore-point v1\t", 27) != 0 &&
+                                        strncmp(line, "custodian restore-point v2\t", 27) != 0)) {
         rc = cli_fail(EXIT_FAILED, "the restore point of %s is not in a known format", date);
         goto out;
     }

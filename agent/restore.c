@@ -349,7 +349,7 @@ static char *artifact_key_on(struct restorer *r, struct dest *d, const void *arg
 {
     const struct catalog_artifact *a = arg;
 
-    if (catalog_artifact_has_copy(r->cli->cat, a->date, a->kind, d->name) != 1)
+    if (catalog_artifact_has_copy(r->cli->cat, a, d->name) != 1)
         return NULL;
     return util_xstrdup(a->remote_key);
 }
