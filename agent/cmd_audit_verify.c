@@ -124,7 +124,7 @@ static void local_heads(struct cli *cli, struct heads *h, const unsigned char pk
             text[i] = read_local(dir, strrchr(key, '/') + 1, &len[i]);
             free(key);
         }
-        take_trio(h, text, len, date, attempt, pk, "local");
+        take_trio(h, text, len, date, attempt, pk, "the state folder");
         for (int i = 0; i < 3; i++)
             free(text[i]);
     }
@@ -199,7 +199,7 @@ static void remote_heads(struct cli *cli, struct heads *h, const unsigned char p
 static int cmd_audit_verify_exec(struct cli *cli, int argc, char **argv)
 {
     struct heads h = {NULL, 0, 0, 0};
-    const struct head *newest = NULL;
+    struct head newest = {"", 0, 0, {0}, ""};
     unsigned char pk[32];
     struct cst_err err;
     int64_t rows = 0, checked = 0;
@@ -226,8 +226,8 @@ static int cmd_audit_verify_exec(struct cli *cli, int argc, char **argv)
         if (e->rows <= 0)
             continue; /* an empty log then, or a manifest older than published heads */
         checked++;
-        if (newest == NULL || e->rows > newest->rows)
-            newest = e;
+        if (e->rows > newest.rows)
+            newest = *e;
         if (e->rows > rows) {
             printf("FAIL  the signed manifest of %s attempt %d (%s) recorded %lld audit rows; "
                    "the log has %lld: rows were removed from its end\n",
@@ -257,11 +257,11 @@ static int cmd_audit_verify_exec(struct cli *cli, int argc, char **argv)
                         "destination(s) could not be checked (see above)",
                         (long long)rows, h.problems);
     printf("audit log intact: %lld rows, hash chain verified\n", (long long)rows);
-    if (newest)
+    if (checked)
         printf("matches %lld signed chain heads; the newest: %s attempt %d (%lld rows, from "
                "%s)\n",
-               (long long)checked, newest->date, newest->attempt, (long long)newest->rows,
-               newest->where);
+               (long long)checked, newest.date, newest.attempt, (long long)newest.rows,
+               newest.where);
     else
         printf("no signed chain head to hold it against yet (no daily manifest records one)\n");
     return EXIT_OK;

@@ -181,13 +181,14 @@ static const struct cfg_key cfg_main_keys[] = {
      CFG_FIELD(dump_command),
      .help = "A command that writes a mongodump --archive to stdout, used instead of the "
              "built-in dump, e.g. docker exec NAME mongodump --archive. It is run directly, "
-             "without a shell: words are split at blanks; '...' keeps its content as it is; "
-             "\"...\" too, except \\\" and \\\\ (a quote, a backslash); outside quotes a "
-             "backslash keeps the next character. Unquoted | & ; < > ( ) $ ` * ? [ ] { } and a "
-             "leading ~ or # are refused (no pipes, redirections, variables or globs: put "
-             "those in a script and name the script). Logs, errors and status show only the "
-             "command's name, with passwords masked in what it prints; ps shows its "
-             "arguments, so keep passwords out of them (e.g. mongodump --config FILE)."},
+             "without a shell. Words are split at blanks; single quotes keep what they hold "
+             "as it is; double quotes too, except that a backslash in them keeps a following "
+             "double quote or backslash; outside quotes a backslash keeps the next character. "
+             "The characters a shell gives a meaning to (the pipe, & ; < > ( ) $ * ? [ ] { }, "
+             "the backquote, and ~ or # starting a word) are refused unless quoted: for pipes, "
+             "redirections or variables, write a script and name it. Logs, errors and status "
+             "name only the command (its first word) and mask passwords in what it prints; "
+             "ps shows its arguments, so keep passwords out of them (mongodump --config FILE)."},
     {.section = "retention",
      .name = "hot_months",
      .type = KT_INT,
