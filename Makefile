@@ -79,7 +79,8 @@ e2e: $(ASAN)/custodian $(RELEASE)/custodian
 FUZZ_SECONDS ?= 5
 FUZZ_CC = clang -std=c17 -g -O1 -D_GNU_SOURCE -Wall -Wextra -Werror -I. \
 	-fsanitize=fuzzer,address,undefined $(shell pkg-config --cflags libmongoc-1.0 2>/dev/null)
-FUZZ := build/fuzz/fuzz_container build/fuzz/fuzz_archive build/fuzz/fuzz_config
+FUZZ := build/fuzz/fuzz_container build/fuzz/fuzz_archive build/fuzz/fuzz_config \
+	build/fuzz/fuzz_manifest
 
 build/fuzz/fuzz_container: tests/fuzz/fuzz_container.c shipper/container.c common/err.c common/util.c
 	@mkdir -p build/fuzz
@@ -91,11 +92,17 @@ build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c agent/config.c agent/cmdline.c 
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $^ $(shell pkg-config --libs inih) -o $@
 
+build/fuzz/fuzz_manifest: tests/fuzz/fuzz_manifest.c agent/manifest.c agent/keys.c common/err.c common/util.c
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $^ $(shell pkg-config --libs libsodium libcrypto libmongoc-1.0) -o $@
+
 fuzz: $(FUZZ)
-	@mkdir -p build/fuzz/corpus-container build/fuzz/corpus-archive build/fuzz/corpus-config
+	@mkdir -p build/fuzz/corpus-container build/fuzz/corpus-archive build/fuzz/corpus-config \
+	  build/fuzz/corpus-manifest
 	@cp tests/vectors/container-v1/object*.bin build/fuzz/corpus-container/
 	@cp packaging/custodian.conf.example build/fuzz/corpus-config/
-	@set -e; for f in container archive config; do echo "== fuzz_$$f ($(FUZZ_SECONDS) s)"; \
+	@cp tests/fuzz/seeds/manifest-* build/fuzz/corpus-manifest/
+	@set -e; for f in container archive config manifest; do echo "== fuzz_$$f ($(FUZZ_SECONDS) s)"; \
 	  build/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus-$$f 2>&1 | tail -1; done
 
 bench: all
