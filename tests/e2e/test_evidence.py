@@ -215,7 +215,9 @@ def test_crashed_daily_then_retry_truncates_no_destination_copy(demo):
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    # the scenario: the destination's copy is still a hard link of a spool file
+    # The scenario: the local destination's copy is a hard link of the dead run's spool
+    # file (where spool and destination share a filesystem, as here), and that spool
+    # file is still there for a retry to reuse.
     assert os.stat(point).st_nlink == 2, os.stat(point)
     spool = os.path.join(demo.root, "state", "spool")
     left = [n for n in os.listdir(spool) if n.startswith("daily-")]
