@@ -109,15 +109,15 @@ build/fuzz/fuzz_container: tests/fuzz/fuzz_container.c shipper/container.c commo
 build/fuzz/fuzz_archive: tests/fuzz/fuzz_archive.c agent/mongo_archive.c common/err.c common/util.c
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $^ $(shell pkg-config --libs libmongoc-1.0) -o $@
-build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c agent/config.c common/err.c common/util.c common/log.c
+build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c agent/config.c agent/cmdline.c common/err.c common/util.c common/log.c
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $^ $(shell pkg-config --libs inih) -o $@
 build/fuzz/fuzz_restore_point: tests/fuzz/fuzz_restore_point.c agent/restore_point.c common/pathenc.c common/err.c common/util.c
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $^ -o $@
-build/fuzz/fuzz_manifest: tests/fuzz/fuzz_manifest.c agent/manifest.c common/err.c common/util.c
+build/fuzz/fuzz_manifest: tests/fuzz/fuzz_manifest.c agent/manifest.c agent/keys.c shipper/container.c common/err.c common/util.c
 	@mkdir -p build/fuzz
-	$(FUZZ_CC) $^ -o $@
+	$(FUZZ_CC) $^ $(shell pkg-config --libs libsodium libzstd libcrypto libmongoc-1.0) -o $@
 build/fuzz/fuzz_s3_xml: tests/fuzz/fuzz_s3_xml.c shipper/s3_xml.c common/err.c common/util.c
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $^ -o $@

@@ -614,15 +614,21 @@ static void on_daily_exit(struct ev_loop *loop, ev_child *w, int revents)
 static void on_daily_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct agent *a = t->data;
+    char today[SCHED_DATE_SIZE];
+    int backfill;
     pid_t pid;
 
     (void)revents;
     if (ev_is_active(&a->daily_child))
         return; /* still running: its exit plans the next */
+    /* A run owed for an earlier day (caught up after downtime, or retried past
+     * midnight) is made now: it says so, as a backfill made today for that day. */
+    sched_local_date(a->zone, util_now_ms() / 1000, today);
+    backfill = strcmp(a->daily_date, today) < 0;
     pid = fork();
     if (pid == 0) {
         execl("/proc/self/exe", "custodian", "-c", a->cli->config_path, "daily", "--date",
-              a->daily_date, (char *)NULL);
+              a->daily_date, backfill ? "--backfill" : (char *)NULL, (char *)NULL);
         _exit(127);
     }
     if (pid < 0) {
@@ -630,7 +636,8 @@ static void on_daily_timer(struct ev_loop *loop, ev_timer *t, int revents)
         schedule_daily(a, 60.0, "retry after fork failure");
         return;
     }
-    log_info("daily run started date=%s pid=%d", a->daily_date, (int)pid);
+    log_info("daily run started date=%s pid=%d%s", a->daily_date, (int)pid,
+             backfill ? " (a backfill: that day is over)" : "");
     ev_child_set(&a->daily_child, pid, 0);
     ev_child_start(loop, &a->daily_child);
 }

@@ -11,6 +11,8 @@
  * is not a problem; it is shown as "catching up".
  */
 #include <bson/bson.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,6 +253,11 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
     if (pending && (depth == 0 || pending_oldest < oldest))
         oldest = pending_oldest;
     depth += pending;
+    /* A run whose process died stays "running" in the catalog until the next run
+     * marks it interrupted; say what it is now. */
+    if (have_daily && strcmp(daily.status, "running") == 0 &&
+        (daily.pid <= 0 || (kill((pid_t)daily.pid, 0) < 0 && errno == ESRCH)))
+        snprintf(daily.status, sizeof(daily.status), "interrupted");
     if (failing)
         problem(&v, "%lld files are failing to ship: %s", (long long)failing,
                 last_error ? last_error : "?");
@@ -386,8 +393,19 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
             json_str(&j, daily.date);
             json_key(&j, "status");
             json_str(&j, daily.status);
+            json_key(&j, "attempt");
+            json_int(&j, daily.attempt);
             json_key(&j, "attempts");
             json_int(&j, daily.attempts);
+            json_key(&j, "ok_attempt");
+            if (daily.ok_attempt)
+                json_int(&j, daily.ok_attempt);
+            else
+                json_null(&j);
+            json_key(&j, "made_on");
+            json_str(&j, daily.made_on[0] ? daily.made_on : NULL);
+            json_key(&j, "backfill");
+            json_bool(&j, daily.backfill);
             json_key(&j, "ran");
             json_bool(&j, daily.ran);
             json_key(&j, "manifest_written");
@@ -459,8 +477,13 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         if (!have_daily) {
             printf("%-22s never\n", "last daily run");
         } else {
-            printf("%-22s %s: %s (attempt %d)\n", "last daily run", daily.date, daily.status,
-                   daily.attempts);
+            printf("%-22s %s: %s (attempt %d)", "last daily run", daily.date, daily.status,
+                   daily.attempt);
+            if (daily.backfill)
+                printf(", a backfill made on %s", daily.made_on);
+            if (strcmp(daily.status, "ok") != 0 && daily.ok_attempt)
+                printf("; attempt %d of that day succeeded", daily.ok_attempt);
+            printf("\n");
             printf("%-22s ran %s, manifest %s, verified off-server %s\n", "",
                    daily.ran ? "yes" : "NO", daily.manifest_written ? "yes" : "NO",
                    daily.offsite_verified ? "yes" : "NO");

@@ -1,11 +1,12 @@
 /*
  * cmd_verify.c - two checks that backups are really there.
  *
- * `custodian verify --manifest DATE [--from DEST]`: fetch that day's
- * manifests from each destination, check their Ed25519 signature, then fetch
- * every artifact they list and check its SHA-256 as stored. Needs no secret
- * key and trusts nothing but the signing key: the catalog could be the thing
- * that is gone.
+ * `custodian verify --manifest DATE [--attempt N] [--from DEST]`: on each
+ * destination, every attempt of that day that left a manifest (or attempt
+ * N): fetch the manifest trio, check its Ed25519 signature and that the
+ * signed JSON is that day's and that attempt's, then stream every artifact
+ * it lists through SHA-256 and compare. Needs no secret key and trusts
+ * nothing but the signing key: the catalog could be the thing that is gone.
  *
  * `custodian verify [--sample N] [--deep] [--from DEST]`: every recorded copy
  * of a file object (or N chosen at random) exists at its destination with
@@ -20,71 +21,32 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/daily.h"
-#include "agent/keys.h"
+#include "agent/dests.h"
 #include "agent/manifest.h"
 #include "agent/restore.h"
 #include "agent/sched.h"
-#include "shipper/dest.h"
-#include "shipper/verifier.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "shipper/dest.h"
+#include "shipper/verifier.h"
 
-/* Fetch key from dest into memory (manifests are small); SHA-256 of what came. */
-static char *fetch(struct dest *dest, const char *key, const char *spool, size_t *len,
-                   unsigned char sha[32], struct cst_err *err)
+/* One attempt's manifest on dest: its signature, its date and attempt, then every
+ * artifact it lists, hashed as it streams by. Returns how many artifacts were
+ * checked, or -1 when anything failed. */
+static int verify_attempt(struct dest *dest, const char *date, int attempt,
+                          const unsigned char pk[32])
 {
-    char *tmp = util_join(spool, "verify.XXXXXX"), *buf = NULL;
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    EVP_MD_CTX *ctx;
-    unsigned int n32 = 32;
-    off_t size;
-
-    if (fd < 0) {
-        cst_err_sys(err, "cannot create %s", tmp);
-        free(tmp);
-        return NULL;
-    }
-    unlink(tmp);
-    free(tmp);
-    if (dest->ops->get(dest, key, fd, err) < 0 || (size = lseek(fd, 0, SEEK_END)) < 0 ||
-        lseek(fd, 0, SEEK_SET) != 0) {
-        close(fd);
-        return NULL;
-    }
-    buf = util_xmalloc((size_t)size + 1);
-    if (util_read_full(fd, buf, (size_t)size) != (ssize_t)size) {
-        cst_err_sys(err, "cannot read %s", key);
-        free(buf);
-        close(fd);
-        return NULL;
-    }
-    close(fd);
-    buf[size] = '\0';
-    ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    EVP_DigestUpdate(ctx, buf, (size_t)size);
-    EVP_DigestFinal_ex(ctx, sha, &n32);
-    EVP_MD_CTX_free(ctx);
-    *len = (size_t)size;
-    return buf;
-}
-
-static int verify_on(struct dest *dest, const char *date, const unsigned char pk[32],
-                     const char *spool)
-{
-    char *keys[3], *text[3] = {NULL, NULL, NULL};
-    size_t len[3];
-    unsigned char sha[32];
-    struct cst_err err;
-    struct manifest m;
-    int bad = 0, checked = 0;
     static const char *const kinds[] = {"manifest-sha256", "manifest-json", "manifest-sig"};
+    char *keys[3], *text[3] = {NULL, NULL, NULL}, label[64];
+    size_t len[3];
+    struct manifest m;
+    struct cst_err err;
+    int bad = 0, checked = 0;
 
-    memset(&m, 0, sizeof(m));
+    snprintf(label, sizeof(label), "%s attempt %d", date, attempt);
     for (int i = 0; i < 3; i++) {
-        keys[i] = daily_artifact_key(kinds[i], date);
-        text[i] = fetch(dest, keys[i], spool, &len[i], sha, &err);
+        keys[i] = manifest_artifact_key(kinds[i], date, attempt);
+        text[i] = manifest_fetch_small(dest, keys[i], &len[i], &err);
         if (text[i] == NULL) {
             printf("FAIL  %s: %s: %s\n", dest->name, keys[i], err.msg);
             bad = 1;
@@ -92,56 +54,89 @@ static int verify_on(struct dest *dest, const char *date, const unsigned char pk
     }
     if (bad)
         goto out;
-    if (daily_manifest_verify(text[0], len[0], text[1], len[1], text[2], pk, &err) < 0) {
-        printf("FAIL  %s: %s\n", dest->name, err.msg);
+    if (manifest_check(text[0], len[0], text[1], len[1], text[2], pk, date, attempt, &m, &err) <
+        0) {
+        printf("FAIL  %s: %s: %s\n", dest->name, keys[1], err.msg);
         bad = 1;
         goto out;
     }
-    printf("ok    %s: manifest signature verified\n", dest->name);
-    /* Signed is not enough: it must also be the manifest of this day, and say one thing. */
-    if (manifest_parse_sums(text[0], len[0], &m, &err) < 0 ||
-        manifest_parse_json(text[1], len[1], &m, &err) < 0 ||
-        manifest_check_consistent(&m, &err) < 0) {
-        printf("FAIL  %s: %s\n", dest->name, err.msg);
-        bad = 1;
-        goto out;
-    }
-    if (strcmp(m.date, date) != 0) {
-        printf("FAIL  %s: the manifest found for %s is the one of %s\n", dest->name, date, m.date);
-        bad = 1;
-        goto out;
-    }
-    for (size_t i = 0; i < m.n_sums; i++) {
-        const char *key = m.sums[i].key;
-        size_t n;
-        char *body;
+    printf("ok    %s: manifest signature verified (%s%s)\n", dest->name, label,
+           m.backfill ? ", a backfill" : "");
+    for (size_t i = 0; i < m.n_artifacts; i++) {
+        unsigned char sha[32];
+        char hex[65], want[65];
+        uint64_t size;
 
-        body = fetch(dest, key, spool, &n, sha, &err);
-        if (body == NULL) {
-            printf("FAIL  %s: %s: %s\n", dest->name, key, err.msg);
+        checked++;
+        if (manifest_hash_remote(dest, m.artifacts[i].key, sha, &size, &err) < 0) {
+            printf("FAIL  %s: %s: %s\n", dest->name, m.artifacts[i].key, err.msg);
             bad = 1;
             continue;
         }
-        free(body);
-        checked++;
-        if (memcmp(sha, m.sums[i].sha256, 32) != 0) {
-            char hex[65], want[65];
-
-            util_hex(sha, 32, hex);
-            util_hex(m.sums[i].sha256, 32, want);
-            printf("FAIL  %s: %s: SHA-256 %s, the manifest says %s\n", dest->name, key, hex, want);
+        util_hex(sha, 32, hex);
+        util_hex(m.artifacts[i].stored_sha256, 32, want);
+        if (strcmp(hex, want) != 0 || (int64_t)size != m.artifacts[i].stored_size) {
+            printf("FAIL  %s: %s: SHA-256 %s (%llu bytes), the manifest says %s (%lld bytes)\n",
+                   dest->name, m.artifacts[i].key, hex, (unsigned long long)size, want,
+                   (long long)m.artifacts[i].stored_size);
             bad = 1;
         } else {
-            printf("ok    %s: %s\n", dest->name, key);
+            printf("ok    %s: %s\n", dest->name, m.artifacts[i].key);
         }
     }
 out:
-    manifest_free(&m);
     for (int i = 0; i < 3; i++) {
         free(keys[i]);
         free(text[i]);
     }
     return bad ? -1 : checked;
+}
+
+struct attempts {
+    int list[64];
+    size_t n;
+};
+
+static int add_attempt(void *arg, const char *date, int attempt)
+{
+    struct attempts *a = arg;
+
+    (void)date;
+    for (size_t i = 0; i < a->n; i++)
+        if (a->list[i] == attempt)
+            return 0;
+    if (a->n < sizeof(a->list) / sizeof(a->list[0]))
+        a->list[a->n++] = attempt;
+    return 0;
+}
+
+static int by_number(const void *x, const void *y)
+{
+    return *(const int *)x - *(const int *)y;
+}
+
+/* Every attempt of date with a manifest on dest (or only `only`), each verified. */
+static int verify_on(struct dest *dest, const char *date, int only, const unsigned char pk[32])
+{
+    struct attempts found = {{0}, 0};
+    struct cst_err err;
+    int bad = 0;
+
+    if (only > 0) {
+        add_attempt(&found, date, only);
+    } else if (manifest_list(dest, date, add_attempt, &found, &err) < 0) {
+        printf("FAIL  %s: %s\n", dest->name, err.msg);
+        return -1;
+    }
+    if (found.n == 0) {
+        printf("FAIL  %s: no manifest of %s there\n", dest->name, date);
+        return -1;
+    }
+    qsort(found.list, found.n, sizeof(found.list[0]), by_number);
+    for (size_t i = 0; i < found.n; i++)
+        if (verify_attempt(dest, date, found.list[i], pk) < 0)
+            bad = 1;
+    return bad ? -1 : 0;
 }
 
 struct copy_check {
@@ -304,14 +299,12 @@ static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
 {
     const char *date = NULL, *from = NULL;
     int64_t sample = 0;
-    int deep = 0;
-    unsigned char *sk, pk[32];
-    struct restorer *r;
+    int deep = 0, attempt = 0;
+    unsigned char pk[32];
     struct dest **dests;
     struct cst_err err;
     size_t n;
     int rc, y, m, d, failed = 0;
-    char *spool;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--manifest") == 0 && i + 1 < argc &&
@@ -319,53 +312,59 @@ static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
             date = argv[++i];
         else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
             from = argv[++i];
+        else if (strcmp(argv[i], "--attempt") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0)
+            attempt = atoi(argv[++i]);
         else if (strcmp(argv[i], "--sample") == 0 && i + 1 < argc && atoll(argv[i + 1]) > 0)
             sample = atoll(argv[++i]);
         else if (strcmp(argv[i], "--deep") == 0)
             deep = 1;
         else
-            return cli_fail(EXIT_USAGE, "usage: custodian verify [--manifest DATE] [--sample N] "
-                                        "[--deep] [--from DEST]");
+            return cli_fail(EXIT_USAGE, "usage: custodian verify [--manifest DATE [--attempt N]] "
+                                        "[--sample N] [--deep] [--from DEST]");
     }
     if ((rc = cli_load_config(cli)) != EXIT_OK || (rc = cli_open_catalog(cli, 0)) != EXIT_OK)
         return rc;
+    if (attempt > 0 && date == NULL)
+        return cli_fail(EXIT_USAGE, "--attempt goes with --manifest DATE");
     if (date == NULL)
         return verify_copies(cli, from, sample, deep);
-    if (sodium_init() < 0 || (sk = sodium_malloc(64)) == NULL)
+    if (sodium_init() < 0)
         return cli_fail(EXIT_FAILED, "libsodium failed to initialise");
-    /* The public half of the signing key (libsodium keeps it in the secret key), or,
-     * where only the public key is at hand, signing.pub beside signing_key. */
-    rc = keys_load_secret(cli->cfg->signing_key, "signing-secret-key", sk, 64, &err);
-    if (rc == 0) {
-        crypto_sign_ed25519_sk_to_pk(pk, sk);
-    } else {
-        size_t n = strlen(cli->cfg->signing_key);
-        char *pub = util_printf(
-            "%.*s.pub",
-            (int)(n > 4 && strcmp(cli->cfg->signing_key + n - 4, ".key") == 0 ? n - 4 : n),
-            cli->cfg->signing_key);
-        struct cst_err perr;
-
-        if (keys_load_signing_public(pub, pk, &perr) == 0)
-            rc = 0;
-        free(pub);
-    }
-    sodium_free(sk);
-    if (rc < 0)
+    if (manifest_signing_public(cli->cfg, pk, &err) < 0)
         return cli_fail(EXIT_USAGE, "%s", err.msg);
-    r = restorer_new(cli, from, 0, &rc);
-    if (r == NULL)
-        return rc;
-    spool = cli_state_path(cli, "spool");
-    dests = restorer_dests(r, &n);
+    if (from) {
+        for (n = 0; n < cli->cfg->n_dests && strcmp(cli->cfg->dests[n].name, from) != 0; n++)
+            ;
+        if (n == cli->cfg->n_dests)
+            return cli_fail(EXIT_USAGE, "no destination named %s in %s", from, cli->config_path);
+    }
+    /* Blocking operations only: no secret key is needed, none is read. */
+    if (dests_open(cli->cfg, NULL, &dests, &n, &err) < 0)
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
     for (size_t i = 0; i < n; i++) {
         if (from && strcmp(dests[i]->name, from) != 0)
             continue;
-        if (verify_on(dests[i], date, pk, spool) < 0)
+        if (verify_on(dests[i], date, attempt, pk) < 0)
             failed++;
     }
-    free(spool);
-    restorer_free(r);
+    dests_free(dests, n);
+    {
+        struct cst_err aerr;
+        struct json j;
+
+        json_init(&j);
+        json_obj_begin(&j);
+        json_key(&j, "manifest");
+        json_str(&j, date);
+        json_key(&j, "from");
+        json_str(&j, from);
+        json_key(&j, "failed_destinations");
+        json_int(&j, failed);
+        json_obj_end(&j);
+        if (catalog_audit(cli->cat, "operator", "verify_manifest", j.buf, &aerr) < 0)
+            fprintf(stderr, "custodian: %s\n", aerr.msg);
+        json_free(&j);
+    }
     if (failed)
         return cli_fail(EXIT_FAILED, "the %s manifest did not verify on %d destination(s)", date,
                         failed);
@@ -375,7 +374,7 @@ static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
 
 const struct cmd_entry cmd_verify_entry = {
     .name = "verify",
-    .usage = "[--manifest DATE] [--sample N] [--deep] [--from DEST]",
+    .usage = "[--manifest DATE [--attempt N]] [--sample N] [--deep] [--from DEST]",
     .help = "check that copies exist (--deep: restore and hash), or a daily manifest",
     .exec = cmd_verify_exec,
 };

@@ -28,12 +28,14 @@
 #include <ini.h>
 
 #include "../common/log.h"
+#include "cmdline.h"
 
 #define CFG_ZONEINFO_DIR "/usr/share/zoneinfo"
 #define CFG_DEST_NAME_MAX 64
 
 enum cfg_key_type {
     KT_STRING,
+    KT_COMMAND, /* a command line, split into words by agent/cmdline.c and run without a shell */
     KT_PATH,
     KT_URL,
     KT_INT,
@@ -185,10 +187,18 @@ static const struct cfg_key cfg_main_keys[] = {
      .help = "The database dumped by the daily run; no dump when unset."},
     {.section = "mongodb",
      .name = "dump_command",
-     .type = KT_STRING,
+     .type = KT_COMMAND,
      CFG_FIELD(dump_command),
      .help = "A command that writes a mongodump --archive to stdout, used instead of the "
-             "built-in dump, e.g. docker exec NAME mongodump --archive."},
+             "built-in dump, e.g. docker exec NAME mongodump --archive. It is run directly, "
+             "without a shell. Words are split at blanks; single quotes keep what they hold "
+             "as it is; double quotes too, except that a backslash in them keeps a following "
+             "double quote or backslash; outside quotes a backslash keeps the next character. "
+             "The characters a shell gives a meaning to (the pipe, & ; < > ( ) $ * ? [ ] { }, "
+             "the backquote, and ~ or # starting a word) are refused unless quoted: for pipes, "
+             "redirections or variables, write a script and name it. Logs, errors and status "
+             "name only the command (its first word) and mask passwords in what it prints; "
+             "ps shows its arguments, so keep passwords out of them (mongodump --config FILE)."},
     {.section = "verify",
      .name = "per_day",
      .type = KT_INT,
@@ -653,10 +663,20 @@ static int cfg_set(struct cfg_parser *p, const struct cfg_key *k, void *base, co
         return cfg_fail(p, line, section, k->name, "value is empty");
     switch (k->type) {
     case KT_STRING:
+    case KT_COMMAND:
     case KT_URL:
     case KT_TIMEZONE:
         if (k->type == KT_URL && cfg_check_url(p, line, section, k, value) < 0)
             return -1;
+        if (k->type == KT_COMMAND) {
+            struct cst_err why;
+            char **argv;
+
+            /* The message names a position, never the value: it may hold a password. */
+            if (cmdline_split(value, &argv, &why) < 0)
+                return cfg_fail(p, line, section, k->name, "%s", why.msg);
+            cmdline_free(argv);
+        }
         if (k->type == KT_TIMEZONE && cfg_check_timezone(p, line, section, k, value) < 0)
             return -1;
         if ((copy = strdup(value)) == NULL)
@@ -1134,8 +1154,8 @@ static void cfg_free_strings(const struct cfg_key *table, size_t n, void *base)
     for (size_t i = 0; i < n; i++) {
         const struct cfg_key *k = &table[i];
 
-        if (k->type == KT_STRING || k->type == KT_PATH || k->type == KT_URL ||
-            k->type == KT_TIMEZONE) {
+        if (k->type == KT_STRING || k->type == KT_COMMAND || k->type == KT_PATH ||
+            k->type == KT_URL || k->type == KT_TIMEZONE) {
             free(*(char **)((char *)base + k->off));
         } else if (k->type == KT_PATH_LIST || k->type == KT_GLOB_LIST) {
             char **list = *(char ***)((char *)base + k->off);
@@ -1195,6 +1215,9 @@ static void cfg_describe_type(const struct cfg_key *k, char *buf, size_t size)
     switch (k->type) {
     case KT_STRING:
         snprintf(buf, size, "string");
+        break;
+    case KT_COMMAND:
+        snprintf(buf, size, "command line");
         break;
     case KT_PATH:
         snprintf(buf, size, "path");

@@ -7,29 +7,47 @@
  *              write the restore point: every live file and its object
  *   2. db      mongo_dump() (or the operator's dump_command, whose output is
  *              checked as mongorestore would) streamed into a container
- *   3. catalog SQLite's online backup of the catalog, sealed
+ *   3. catalog a copy of the catalog (VACUUM INTO, one read transaction), sealed
  *   4. ship    every artifact to every destination, verified there
  *   5. sign    the manifests (sha256sum text, JSON), signed with Ed25519,
- *              shipped and verified too
+ *              shipped and verified too, and kept in state_dir/manifests/
  * The run is ok only if all of it is; a failed run is retried by the agent.
+ *
+ * Evidence is never rewritten: each run is a new attempt for its date
+ * (catalog/daily.c), with remote names of its own (agent/manifest.h), and a
+ * name already present on a destination is never overwritten. The restore
+ * point and the manifest publish the audit chain's head, so that cutting
+ * rows off the audit log is caught (`audit verify`). A run for another day
+ * than today (a backfill) says so: made on X, for D.
+ *
+ * Spool: each run writes into a folder of its own, spool/daily-PID-START
+ * (START: the process's start time, so a reused pid is not taken for it),
+ * with O_EXCL names. A local destination may hard-link a spool file, so a
+ * spool file is only ever unlinked, never truncated or rewritten; folders
+ * left by a run whose process died are removed by the next run.
  */
 #include "daily.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/cmdline.h"
 #include "agent/dests.h"
 #include "agent/keys.h"
+#include "agent/manifest.h"
 #include "agent/mongo_archive.h"
 #include "agent/mongo_dump.h"
 #include "agent/reconcile.h"
@@ -57,32 +75,140 @@ struct artifact {
 struct run {
     struct cli *cli;
     const char *date;
+    const char *made_on;
+    int backfill, attempt;
     unsigned char public_key[32];
-    char *spool;
+    char *spool; /* this process's own folder under state_dir/spool */
     struct artifact arts[MAX_ARTIFACTS];
     size_t n_arts;
     struct json manifest;
     int64_t started;
+    int64_t audit_rows; /* the audit chain head the manifest published */
+    unsigned char audit_head[32];
 };
 
-char *daily_artifact_key(const char *kind, const char *date)
-{
-    char y[5], m[3], d[3];
+/* --- the spool: a folder per process --- */
 
-    snprintf(y, sizeof(y), "%.4s", date);
-    snprintf(m, sizeof(m), "%.2s", date + 5);
-    snprintf(d, sizeof(d), "%.2s", date + 8);
-    if (strcmp(kind, "db") == 0)
-        return util_printf("backups/daily/db/%s/%s/%s/mongodb-%s.archive.cst", y, m, d, date);
-    if (strcmp(kind, "files") == 0)
-        return util_printf("backups/daily/files/%s/%s/%s/restore-point-%s.tsv.cst", y, m, d, date);
-    if (strcmp(kind, "catalog") == 0)
-        return util_printf("backups/daily/catalog/%s/%s/%s/catalog-%s.db.cst", y, m, d, date);
-    if (strcmp(kind, "manifest-sha256") == 0)
-        return util_printf("backups/manifests/%s.sha256", date);
-    if (strcmp(kind, "manifest-json") == 0)
-        return util_printf("backups/manifests/%s.json", date);
-    return util_printf("backups/manifests/%s.sig", date);
+/* Start time of process pid (clock ticks since boot, /proc/PID/stat field 22), or 0. */
+static unsigned long long process_start(pid_t pid)
+{
+    char path[64], buf[1024];
+    unsigned long long start = 0;
+    const char *p;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = util_read_full(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    /* Fields after the command name, which may itself hold spaces and ')'. */
+    p = strrchr(buf, ')');
+    for (int field = 2; p && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    if (p == NULL || sscanf(p + 1, "%llu", &start) != 1)
+        return 0;
+    return start;
+}
+
+/* Remove a dead run's spool folder: unlink its files (never open them: one may be
+ * hard-linked to a destination's copy), then the folder. */
+static void remove_spool_folder(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) < 0)
+            log_warn("cannot remove a stale daily spool file path=%s/%s: %s", dir, de->d_name,
+                     strerror(errno));
+    }
+    closedir(d);
+    if (rmdir(dir) < 0)
+        log_warn("cannot remove a stale daily spool folder path=%s: %s", dir, strerror(errno));
+    else
+        log_info("removed the spool of an interrupted daily run path=%s", dir);
+}
+
+/* Left by runs whose process is gone (the caller holds the daily lock, so no other
+ * run is in progress): this version's daily-PID-START folders, and the fixed-name
+ * files (daily-YYYY-MM-DD-KIND) of earlier versions. */
+static void remove_stale_spool(const char *spool)
+{
+    DIR *d = opendir(spool);
+    struct dirent *de;
+
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        char *path;
+        int pid = 0;
+        unsigned long long start = 0;
+        struct stat sb;
+        char tail;
+
+        if (strncmp(de->d_name, "daily-", 6) != 0)
+            continue;
+        path = util_join(spool, de->d_name);
+        if (lstat(path, &sb) < 0) {
+            free(path);
+            continue;
+        }
+        if (S_ISDIR(sb.st_mode) &&
+            sscanf(de->d_name, "daily-%d-%llu%c", &pid, &start, &tail) == 2) {
+            if (pid > 0 && process_start((pid_t)pid) != start)
+                remove_spool_folder(path);
+        } else if (S_ISREG(sb.st_mode) && strlen(de->d_name) > 17 && de->d_name[10] == '-' &&
+                   de->d_name[13] == '-' && de->d_name[16] == '-') {
+            if (unlink(path) == 0)
+                log_info("removed an earlier version's daily spool file path=%s", path);
+        }
+        free(path);
+    }
+    closedir(d);
+}
+
+static int make_spool(struct run *r, struct cst_err *err)
+{
+    char *top = cli_state_path(r->cli, "spool");
+    char name[64];
+    int rc = 0;
+
+    snprintf(name, sizeof(name), "daily-%d-%llu", (int)getpid(), process_start(getpid()));
+    if (util_mkdir_p(top, 0700, err) < 0) {
+        free(top);
+        return -1;
+    }
+    remove_stale_spool(top);
+    r->spool = util_join(top, name);
+    if (mkdir(r->spool, 0700) < 0)
+        rc = cst_err_sys(err, "cannot create the daily run's spool folder %s", r->spool);
+    free(top);
+    return rc;
+}
+
+/* A new file in the run's spool, created (O_EXCL) under a name nothing else has. */
+static int spool_create(struct run *r, const char *what, char **path, struct cst_err *err)
+{
+    char *tmpl = util_printf("%s/%s.XXXXXX", r->spool, what);
+    int fd = mkostemp(tmpl, O_CLOEXEC);
+
+    if (fd < 0) {
+        cst_err_sys(err, "cannot create a file in %s", r->spool);
+        free(tmpl);
+        return -1;
+    }
+    *path = tmpl;
+    return fd;
 }
 
 /* --- producing artifacts into the spool --- */
@@ -101,9 +227,9 @@ static struct artifact *new_artifact(struct run *r, const char *kind, int sealed
 
     memset(a, 0, sizeof(*a));
     snprintf(a->kind, sizeof(a->kind), "%s", kind);
-    a->remote_key = daily_artifact_key(kind, r->date);
+    a->remote_key = manifest_artifact_key(kind, r->date, r->attempt);
     a->sealed = sealed;
-    a->spool_path = util_printf("%s/daily-%s-%s", r->spool, r->date, kind);
+    a->spool_path = NULL; /* created when it is written */
     return a;
 }
 
@@ -111,7 +237,8 @@ static void drop_artifact(struct run *r)
 {
     struct artifact *a = &r->arts[--r->n_arts];
 
-    unlink(a->spool_path);
+    if (a->spool_path)
+        unlink(a->spool_path);
     free(a->spool_path);
     free(a->remote_key);
 }
@@ -121,9 +248,9 @@ static int sealing_begin(struct run *r, struct sealing *s, struct artifact *a, s
     memset(s, 0, sizeof(*s));
     s->a = a;
     s->err = err;
-    s->fd = open(a->spool_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    s->fd = spool_create(r, a->kind, &a->spool_path, err);
     if (s->fd < 0)
-        return cst_err_sys(err, "cannot create %s", a->spool_path);
+        return -1;
     s->sealer = crypt_sealer_new(r->public_key, CRYPT_LEVEL_AUTO, s->fd, err);
     if (s->sealer == NULL) {
         close(s->fd);
@@ -172,14 +299,16 @@ static void sha256(const void *buf, size_t len, unsigned char out[32])
 }
 
 /* A plain (unsealed) artifact: the manifests. */
-static int write_plain(struct artifact *a, const char *text, size_t len, struct cst_err *err)
+static int write_plain(struct run *r, struct artifact *a, const char *text, size_t len,
+                       struct cst_err *err)
 {
-    int fd = open(a->spool_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = spool_create(r, a->kind, &a->spool_path, err);
 
-    if (fd < 0 || util_write_all(fd, text, len) < 0) {
+    if (fd < 0)
+        return -1;
+    if (util_write_all(fd, text, len) < 0) {
         cst_err_sys(err, "cannot write %s", a->spool_path);
-        if (fd >= 0)
-            close(fd);
+        close(fd);
         return -1;
     }
     if (close(fd) < 0)
@@ -270,7 +399,9 @@ static void step_files(struct run *r, char **status)
     struct point p = {&s, 0, 0};
     struct cst_err err;
     char *drained = NULL;
-    char *header;
+    char *header, head_hex[65];
+    unsigned char audit_head[32];
+    int64_t audit_rows;
     int complete = drain(r, &drained);
     int64_t at = util_now_ms();
 
@@ -281,7 +412,20 @@ static void step_files(struct run *r, char **status)
         drop_artifact(r);
         return;
     }
-    header = util_printf("custodian restore-point v1\tdate=%s\tat=%lld\n", r->date, (long long)at);
+    if (catalog_audit_head(r->cli->cat, &audit_rows, audit_head, &err) < 0) {
+        sealing_end(&s, 0);
+        *status = util_printf("failed: %s", err.msg);
+        free(drained);
+        drop_artifact(r);
+        return;
+    }
+    util_hex(audit_head, 32, head_hex);
+    /* v2: v1's date and at, plus which attempt made it, when (a backfill is a point
+     * for `date` made on `made_on`), and the audit chain's head at that time. */
+    header = util_printf("custodian restore-point v2\tdate=%s\tattempt=%d\tmade_on=%s\t"
+                         "backfill=%d\tat=%lld\taudit_rows=%lld\taudit_head=%s\n",
+                         r->date, r->attempt, r->made_on, r->backfill, (long long)at,
+                         (long long)audit_rows, head_hex);
     sealing_write(&s, header, strlen(header));
     free(header);
     if (catalog_each_version_at(r->cli->cat, "", at, point_line, &p, &err) < 0 ||
@@ -328,57 +472,74 @@ static ssize_t command_read(void *arg, void *buf, size_t len)
     return n;
 }
 
-static void tail_of(const char *path, char *out, size_t outlen)
+/* The last outlen-1 bytes of what fd holds, without trailing newlines. */
+static void tail_of(int fd, char *out, size_t outlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
     off_t size;
     ssize_t n = 0;
 
     out[0] = '\0';
-    if (fd < 0)
-        return;
     size = lseek(fd, 0, SEEK_END);
+    if (size < 0)
+        return;
     if (size > (off_t)outlen - 1)
         lseek(fd, size - (off_t)outlen + 1, SEEK_SET);
     else
         lseek(fd, 0, SEEK_SET);
     n = util_read_full(fd, out, outlen - 1);
-    close(fd);
     out[n > 0 ? n : 0] = '\0';
     while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
         out[--n] = '\0';
 }
 
-/* The operator's command writes the archive to stdout: seal it and check it parses. */
+/*
+ * The operator's command writes the archive to stdout: seal it and check it parses.
+ * It runs without a shell, on the words of dump_command (agent/cmdline.h), with
+ * stdin from /dev/null (a command that asks for a password fails instead of waiting
+ * for ever). What is said about it names only argv[0]; its stderr is redacted.
+ */
 static int run_dump_command(struct run *r, struct sealing *s, struct marchive_stats *st,
                             struct cst_err *err)
 {
-    const char *cmd = r->cli->cfg->dump_command;
-    char *errfile = util_printf("%s/daily-%s-dump.stderr", r->spool, r->date);
-    int pipefd[2], errfd, status, rc;
+    char **argv = NULL, *errfile = NULL;
+    int pipefd[2] = {-1, -1}, errfd, nullfd, status, rc;
     char invalid[CST_ERR_SIZE] = "";
     struct command_source src;
     pid_t pid;
 
-    errfd = open(errfile, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (errfd < 0 || pipe2(pipefd, O_CLOEXEC) < 0) {
-        cst_err_sys(err, "cannot start dump_command");
-        free(errfile);
+    if (cmdline_split(r->cli->cfg->dump_command, &argv, err) < 0)
+        return cst_err_wrap(err, "dump_command");
+    errfd = spool_create(r, "dump-stderr", &errfile, err);
+    if (errfd < 0) {
+        cmdline_free(argv);
         return -1;
+    }
+    /* Its stderr is read back through errfd, not by name. */
+    unlink(errfile);
+    free(errfile);
+    nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (nullfd < 0 || pipe2(pipefd, O_CLOEXEC) < 0) {
+        rc = cst_err_sys(err, "cannot start dump_command %s", argv[0]);
+        goto out;
     }
     pid = fork();
     if (pid == 0) {
-        dup2(pipefd[1], STDOUT_FILENO);
-        dup2(errfd, STDERR_FILENO);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        char msg[512];
+
+        if (dup2(nullfd, STDIN_FILENO) < 0 || dup2(pipefd[1], STDOUT_FILENO) < 0 ||
+            dup2(errfd, STDERR_FILENO) < 0)
+            _exit(126);
+        execvp(argv[0], argv);
+        snprintf(msg, sizeof(msg), "cannot run %s: %s\n", argv[0], strerror(errno));
+        if (write(STDERR_FILENO, msg, strlen(msg)) < 0)
+            _exit(127);
         _exit(127);
     }
     close(pipefd[1]);
-    close(errfd);
+    pipefd[1] = -1;
     if (pid < 0) {
-        close(pipefd[0]);
-        free(errfile);
-        return cst_err_sys(err, "cannot start dump_command");
+        rc = cst_err_sys(err, "cannot start dump_command %s", argv[0]);
+        goto out;
     }
     src.fd = pipefd[0];
     src.s = s;
@@ -386,6 +547,7 @@ static int run_dump_command(struct run *r, struct sealing *s, struct marchive_st
     if (rc < 0)
         snprintf(invalid, sizeof(invalid), "%s", err->msg);
     close(pipefd[0]);
+    pipefd[0] = -1;
     if (rc < 0) {
         /* A command that failed on its own explains more than the broken stream it
          * left: give it a moment to exit; one still writing is stopped. */
@@ -398,31 +560,38 @@ static int run_dump_command(struct run *r, struct sealing *s, struct marchive_st
             kill(pid, SIGTERM);
             while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
-            cst_err_wrap(err, "the output of dump_command is not a mongodump archive");
-            unlink(errfile);
-            free(errfile);
-            return -1;
+            cst_err_wrap(err, "the output of dump_command %s is not a mongodump archive", argv[0]);
+            goto out;
         }
     } else {
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        char tail[512];
+        char tail[512], *shown;
 
-        tail_of(errfile, tail, sizeof(tail));
-        cst_err_set(err, "dump_command `%s` %s %d: %s%s%s", cmd,
+        tail_of(errfd, tail, sizeof(tail));
+        shown = cmdline_redact(tail[0] ? tail : "(nothing on stderr)", argv);
+        cst_err_set(err, "dump_command %s %s %d: %s%s%s", argv[0],
                     WIFEXITED(status) ? "exited with status" : "was killed by signal",
-                    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
-                    tail[0] ? tail : "(nothing on stderr)",
+                    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), shown,
                     rc < 0 ? "; and its output is not a mongodump archive: " : "",
                     rc < 0 ? invalid : "");
+        explicit_bzero(tail, sizeof(tail));
+        free(shown);
         rc = -1;
     } else if (rc < 0) {
-        cst_err_wrap(err, "the output of dump_command is not a mongodump archive");
+        cst_err_wrap(err, "the output of dump_command %s is not a mongodump archive", argv[0]);
     }
-    unlink(errfile);
-    free(errfile);
+out:
+    if (pipefd[0] >= 0)
+        close(pipefd[0]);
+    if (pipefd[1] >= 0)
+        close(pipefd[1]);
+    if (nullfd >= 0)
+        close(nullfd);
+    close(errfd);
+    cmdline_free(argv);
     return rc;
 }
 
@@ -545,20 +714,29 @@ static int copy_file_into(struct sealing *s, const char *path, struct cst_err *e
 static void step_catalog(struct run *r, char **status)
 {
     struct artifact *a = new_artifact(r, "catalog", 1);
-    char *copy = util_printf("%s/daily-%s-catalog.db", r->spool, r->date);
+    char *copy = NULL;
     struct sealing s;
     struct cst_err err;
-    int rc;
+    int64_t t0 = util_mono_ms();
+    int fd, rc = -1;
 
-    unlink(copy);
-    rc = catalog_backup_to(r->cli->cat, copy, &err);
-    if (rc == 0 && sealing_begin(r, &s, a, &err) == 0) {
-        rc = copy_file_into(&s, copy, &err);
-        rc = sealing_end(&s, rc == 0) < 0 ? -1 : rc;
-    } else {
-        rc = -1;
+    /* An empty file of our own, which VACUUM INTO fills. */
+    fd = spool_create(r, "catalog-copy", &copy, &err);
+    if (fd >= 0) {
+        close(fd);
+        rc = catalog_backup_to(r->cli->cat, copy, &err);
     }
-    unlink(copy);
+    if (rc == 0) {
+        log_info("catalog copied ms=%lld", (long long)(util_mono_ms() - t0));
+        if (sealing_begin(r, &s, a, &err) == 0) {
+            rc = copy_file_into(&s, copy, &err);
+            rc = sealing_end(&s, rc == 0) < 0 ? -1 : rc;
+        } else {
+            rc = -1;
+        }
+    }
+    if (copy)
+        unlink(copy);
     free(copy);
     if (rc < 0) {
         *status = util_printf("failed: %s", err.msg);
@@ -583,6 +761,21 @@ static void upload_done(void *arg, struct dest_put *puts, size_t n)
     u->done = 1;
 }
 
+/* Append a message to *errors, "; " between messages. */
+static void add_error(char **errors, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_error(char **errors, const char *fmt, ...)
+{
+    char msg[CST_ERR_SIZE * 2], *more;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    more = util_printf("%s%s%s", *errors ? *errors : "", *errors ? "; " : "", msg);
+    free(*errors);
+    *errors = more;
+}
+
 /* Put arts[first..n) on every destination; record verified copies. Returns how many
  * (artifact, destination) pairs failed. */
 static int ship(struct run *r, size_t first, char **errors)
@@ -598,7 +791,7 @@ static int ship(struct run *r, size_t first, char **errors)
     int failed = 0;
 
     if (dests_open(cli->cfg, &env, &dests, &nd, &err) < 0) {
-        *errors = util_printf("%s", err.msg);
+        add_error(errors, "%s", err.msg);
         failed = (int)(r->n_arts - first);
         goto out;
     }
@@ -607,7 +800,23 @@ static int ship(struct run *r, size_t first, char **errors)
             struct artifact *a = &r->arts[i];
             struct dest_put put;
             struct upload u = {0};
+            uint64_t size;
+            int there = 0;
 
+            /* Names are this attempt's own; one that is already there is another
+             * run's evidence (a catalog that forgot its attempts): never overwritten. */
+            if (dests[d]->ops->exists &&
+                (there = dests[d]->ops->exists(dests[d], a->remote_key, &size, &err)) != 0) {
+                failed++;
+                if (there < 0)
+                    add_error(errors, "destination %s: %s", dests[d]->name, err.msg);
+                else
+                    add_error(errors,
+                              "destination %s already holds %s, which this run did not make; "
+                              "it was not overwritten",
+                              dests[d]->name, a->remote_key);
+                continue;
+            }
             memset(&put, 0, sizeof(put));
             put.spool_path = a->spool_path;
             put.remote_key = a->remote_key;
@@ -623,10 +832,7 @@ static int ship(struct run *r, size_t first, char **errors)
                 continue;
             }
             failed++;
-            char *more = util_printf("%s%sdestination %s: %s: %s", *errors ? *errors : "",
-                                     *errors ? "; " : "", dests[d]->name, a->remote_key, put.error);
-            free(*errors);
-            *errors = more;
+            add_error(errors, "destination %s: %s: %s", dests[d]->name, a->remote_key, put.error);
         }
     }
 out:
@@ -662,34 +868,67 @@ static void signed_message(const char *a, size_t alen, const char *b, size_t ble
     sha256(b, blen, msg + 32);
 }
 
-int daily_manifest_verify(const char *sha256_text, size_t sha256_len, const char *json_text,
-                          size_t json_len, const char *sig_text, const unsigned char pk[32],
-                          struct cst_err *err)
+/* Keep a signed manifest file in state_dir/manifests/ too (temp, fsync, rename,
+ * fsync): `audit verify` finds the chain heads there before it asks the
+ * destinations. An existing file of that name is never replaced. */
+static int keep_locally(struct run *r, const struct artifact *a, const char *text, size_t len,
+                        struct cst_err *err)
 {
-    unsigned char msg[64], sig[64];
-    const char *line = strstr(sig_text, "\nsignature: ");
+    char *dir = cli_state_path(r->cli, "manifests");
+    const char *base = strrchr(a->remote_key, '/') + 1;
+    char *final = util_join(dir, base), *tmp = util_printf("%s/.%s.XXXXXX", dir, base);
+    int fd = -1, rc = -1;
 
-    if (line == NULL || strlen(line + 12) < 128)
-        return cst_err_set(err, "the signature file is malformed");
-    char hex[129];
-    memcpy(hex, line + 12, 128);
-    hex[128] = '\0';
-    if (util_unhex(hex, sig, 64) < 0)
-        return cst_err_set(err, "the signature file is malformed");
-    signed_message(sha256_text, sha256_len, json_text, json_len, msg);
-    if (crypto_sign_verify_detached(sig, msg, sizeof(msg), pk) != 0)
-        return cst_err_set(err, "manifest signature does not verify: the manifest or its "
-                                "signature was altered, or signed with another key");
-    return 0;
+    if (util_mkdir_p(dir, 0700, err) < 0)
+        goto out;
+    if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
+        cst_err_sys(err, "cannot create %s", tmp);
+        goto out;
+    }
+    if (util_write_all(fd, text, len) < 0 || fsync(fd) < 0) {
+        cst_err_sys(err, "cannot write %s", tmp);
+        goto out;
+    }
+    /* link() fails on an existing name, where rename() would replace it. */
+    if (link(tmp, final) < 0) {
+        cst_err_sys(err, "cannot keep %s", final);
+        goto out;
+    }
+    rc = util_fsync_dir(dir, err);
+out:
+    if (fd >= 0) {
+        close(fd);
+        unlink(tmp);
+    }
+    free(tmp);
+    free(final);
+    free(dir);
+    return rc;
 }
 
 static int step_manifests(struct run *r, size_t n_data, struct cst_err *err)
 {
     unsigned char *sk = sodium_malloc(64), msg[64], sig[64];
-    char *sums = sha256sum_text(r, n_data), sig_hex[129], *sig_text;
+    char *sums = sha256sum_text(r, n_data), sig_hex[129], head_hex[65], *sig_text, *name;
     struct artifact *a;
     int rc = -1;
 
+    /* The audit chain as it stands now: trimming or rewriting it later is caught
+     * against this signed head (`audit verify`). */
+    if (catalog_audit_head(r->cli->cat, &r->audit_rows, r->audit_head, err) < 0) {
+        free(sums);
+        if (sk)
+            sodium_free(sk);
+        return -1;
+    }
+    util_hex(r->audit_head, 32, head_hex);
+    json_key(&r->manifest, "audit");
+    json_obj_begin(&r->manifest);
+    json_key(&r->manifest, "rows");
+    json_int(&r->manifest, r->audit_rows);
+    json_key(&r->manifest, "head");
+    json_str(&r->manifest, head_hex);
+    json_obj_end(&r->manifest);
     json_key(&r->manifest, "artifacts");
     json_arr_begin(&r->manifest);
     for (size_t i = 0; i < n_data; i++) {
@@ -723,18 +962,28 @@ static int step_manifests(struct run *r, size_t n_data, struct cst_err *err)
     signed_message(sums, strlen(sums), r->manifest.buf, r->manifest.len, msg);
     crypto_sign_detached(sig, NULL, msg, sizeof(msg), sk);
     util_hex(sig, 64, sig_hex);
+    /* The file names the signature covers: the attempt's own. */
+    name = manifest_artifact_key("manifest-json", r->date, r->attempt);
+    name[strlen(name) - 5] = '\0';
     sig_text = util_printf("custodian manifest-signature v1\n"
                            "signs: Ed25519 over SHA-256(%s.sha256) || SHA-256(%s.json)\n"
                            "signature: %s\n",
-                           r->date, r->date, sig_hex);
+                           strrchr(name, '/') + 1, strrchr(name, '/') + 1, sig_hex);
+    free(name);
     a = new_artifact(r, "manifest-sha256", 0);
-    rc = write_plain(a, sums, strlen(sums), err);
+    rc = write_plain(r, a, sums, strlen(sums), err);
+    if (rc == 0)
+        rc = keep_locally(r, a, sums, strlen(sums), err);
     a = new_artifact(r, "manifest-json", 0);
     if (rc == 0)
-        rc = write_plain(a, r->manifest.buf, r->manifest.len, err);
+        rc = write_plain(r, a, r->manifest.buf, r->manifest.len, err);
+    if (rc == 0)
+        rc = keep_locally(r, a, r->manifest.buf, r->manifest.len, err);
     a = new_artifact(r, "manifest-sig", 0);
     if (rc == 0)
-        rc = write_plain(a, sig_text, strlen(sig_text), err);
+        rc = write_plain(r, a, sig_text, strlen(sig_text), err);
+    if (rc == 0)
+        rc = keep_locally(r, a, sig_text, strlen(sig_text), err);
     free(sig_text);
 out:
     if (sk)
@@ -755,6 +1004,7 @@ static int record_artifacts(struct run *r, size_t n_dests, struct cst_err *err)
 
         memset(&ca, 0, sizeof(ca));
         snprintf(ca.date, sizeof(ca.date), "%s", r->date);
+        ca.attempt = r->attempt;
         snprintf(ca.kind, sizeof(ca.kind), "%s", a->kind);
         ca.remote_key = a->remote_key;
         ca.sealed = a->sealed;
@@ -766,14 +1016,36 @@ static int record_artifacts(struct run *r, size_t n_dests, struct cst_err *err)
             return -1;
         for (size_t d = 0; d < n_dests; d++)
             if ((a->ok_mask & (1u << d)) &&
-                catalog_artifact_copy(r->cli->cat, r->date, a->kind, r->cli->cfg->dests[d].name,
-                                      now, err) < 0)
+                catalog_artifact_copy(r->cli->cat, &ca, r->cli->cfg->dests[d].name, now, err) < 0)
                 return -1;
     }
     return 0;
 }
 
-int daily_run(struct cli *cli, const char *date)
+static char *audit_detail(const struct run *r, const char *status)
+{
+    struct json j;
+    char *out;
+
+    json_init(&j);
+    json_obj_begin(&j);
+    json_key(&j, "date");
+    json_str(&j, r->date);
+    json_key(&j, "attempt");
+    json_int(&j, r->attempt);
+    json_key(&j, "made_on");
+    json_str(&j, r->made_on);
+    json_key(&j, "backfill");
+    json_bool(&j, r->backfill);
+    json_key(&j, "status");
+    json_str(&j, status);
+    json_obj_end(&j);
+    out = util_printf("%.*s", (int)j.len, j.buf);
+    json_free(&j);
+    return out;
+}
+
+int daily_run(struct cli *cli, const char *date, const char *made_on)
 {
     struct run r;
     struct catalog_daily d;
@@ -785,6 +1057,8 @@ int daily_run(struct cli *cli, const char *date)
     memset(&r, 0, sizeof(r));
     r.cli = cli;
     r.date = date;
+    r.made_on = made_on;
+    r.backfill = strcmp(date, made_on) != 0;
     r.started = util_now_ms();
     if (sodium_init() < 0)
         return cli_fail(EXIT_FAILED, "libsodium failed to initialise");
@@ -801,17 +1075,35 @@ int daily_run(struct cli *cli, const char *date)
             close(lock_fd);
         return cli_fail(EXIT_FAILED, "another daily run is in progress");
     }
-    r.spool = cli_state_path(cli, "spool");
-    if (util_mkdir_p(r.spool, 0700, &err) < 0 ||
-        catalog_daily_begin(cli->cat, date, r.started, &err) < 0) {
+    if (make_spool(&r, &err) < 0 || catalog_begin(cli->cat, &err) < 0) {
         rc = cli_fail(EXIT_FAILED, "%s", err.msg);
         goto out;
     }
-    log_info("daily run started date=%s", date);
+    if (catalog_daily_begin(cli->cat, date, made_on, r.backfill, (int64_t)getpid(), r.started,
+                            &r.attempt, &err) < 0 ||
+        catalog_commit(cli->cat, &err) < 0) {
+        catalog_rollback(cli->cat);
+        rc = cli_fail(EXIT_FAILED, "%s", err.msg);
+        goto out;
+    }
+    if (r.backfill)
+        log_warn("daily run started date=%s attempt=%d: a backfill, made on %s with the files "
+                 "and database as they are now",
+                 date, r.attempt, made_on);
+    else
+        log_info("daily run started date=%s attempt=%d", date, r.attempt);
     json_init(&r.manifest);
     json_obj_begin(&r.manifest);
+    json_key(&r.manifest, "version");
+    json_int(&r.manifest, 2);
     json_key(&r.manifest, "date");
     json_str(&r.manifest, date);
+    json_key(&r.manifest, "attempt");
+    json_int(&r.manifest, r.attempt);
+    json_key(&r.manifest, "made_on");
+    json_str(&r.manifest, made_on);
+    json_key(&r.manifest, "backfill");
+    json_bool(&r.manifest, r.backfill);
     json_key(&r.manifest, "timezone");
     json_str(&r.manifest, cli->cfg->timezone);
     json_key(&r.manifest, "started_at");
@@ -847,6 +1139,7 @@ int daily_run(struct cli *cli, const char *date)
 
     memset(&d, 0, sizeof(d));
     snprintf(d.date, sizeof(d.date), "%s", date);
+    d.attempt = r.attempt;
     d.ran = 1;
     d.manifest_written = manifest_ok;
     d.offsite_verified = failed == 0 && manifest_ok;
@@ -854,6 +1147,8 @@ int daily_run(struct cli *cli, const char *date)
     d.files_status = files;
     d.catalog_status = catalog;
     d.finished_at = util_now_ms();
+    d.audit_rows = r.audit_rows;
+    memcpy(d.audit_head, r.audit_head, 32);
     int ok = d.offsite_verified && (strcmp(db, "ok") == 0 || strcmp(db, "not configured") == 0) &&
              strncmp(files, "ok", 2) == 0 && strcmp(catalog, "ok") == 0;
     snprintf(d.status, sizeof(d.status), "%s", ok ? "ok" : "failed");
@@ -878,39 +1173,34 @@ int daily_run(struct cli *cli, const char *date)
             d.error = more;
         }
     }
+    char *detail = audit_detail(&r, d.status);
     if (catalog_begin(cli->cat, &err) < 0 || record_artifacts(&r, cli->cfg->n_dests, &err) < 0 ||
-        catalog_daily_finish(cli->cat, &d, &err) < 0) {
+        catalog_daily_finish(cli->cat, &d, &err) < 0 ||
+        catalog_audit(cli->cat, "agent", "daily_run", detail, &err) < 0 ||
+        catalog_commit(cli->cat, &err) < 0) {
         catalog_rollback(cli->cat);
         rc = cli_fail(EXIT_FAILED, "cannot record the daily run: %s", err.msg);
+    } else if (ok) {
+        log_info("daily run ok date=%s attempt=%d artifacts=%zu destinations=%zu", date, r.attempt,
+                 r.n_arts, cli->cfg->n_dests);
+        rc = EXIT_OK;
     } else {
-        struct json detail;
-
-        json_init(&detail);
-        json_obj_begin(&detail);
-        json_key(&detail, "date");
-        json_str(&detail, date);
-        json_key(&detail, "status");
-        json_str(&detail, d.status);
-        json_obj_end(&detail);
-        catalog_audit(cli->cat, "agent", "daily_run", detail.buf, &err);
-        json_free(&detail);
-        catalog_commit(cli->cat, &err);
-        if (ok) {
-            log_info("daily run ok date=%s artifacts=%zu destinations=%zu", date, r.n_arts,
-                     cli->cfg->n_dests);
-            rc = EXIT_OK;
-        } else {
-            rc = cli_fail(EXIT_FAILED, "daily run for %s failed: %s", date, d.error);
-        }
+        rc = cli_fail(EXIT_FAILED, "daily run for %s (attempt %d) failed: %s", date, r.attempt,
+                      d.error);
     }
+    free(detail);
     free(d.error);
     json_free(&r.manifest);
 out:
     for (size_t i = 0; i < r.n_arts; i++) {
-        unlink(r.arts[i].spool_path);
+        if (r.arts[i].spool_path)
+            unlink(r.arts[i].spool_path);
         free(r.arts[i].spool_path);
         free(r.arts[i].remote_key);
     }
+    if (r.spool && rmdir(r.spool) < 0 && errno != ENOENT)
+        log_warn("cannot remove the daily run's spool folder path=%s: %s", r.spool,
+                 strerror(errno));
     free(db);
     free(files);
     free(catalog);

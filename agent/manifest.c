@@ -1,694 +1,569 @@
 /*
- * manifest.c - parsing the daily manifests (see manifest.h).
+ * manifest.c - the daily run's layout and manifests (see manifest.h).
+ *
+ * A manifest is trusted only as far as the signing key goes: the signature
+ * covers the .sha256 and .json texts, and the signed JSON names its date
+ * and attempt, so a genuine manifest of another day copied over this day's
+ * names is caught here, not taken for this day's. The JSON is read with
+ * libbson's parser (linked already for the MongoDB dump).
+ *
+ * Remote files are read through a pipe from a thread running the
+ * destination's blocking get(): what is hashed streams by in 64 KiB pieces,
+ * so checking a multi-gigabyte dump needs neither its size in memory nor in
+ * the spool.
  */
 #include "manifest.h"
 
+#include <bson/bson.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "agent/keys.h"
 #include "common/util.h"
 
-#define JSON_MAX_DEPTH 32
+/* --- layout --- */
 
-/* ---- small checks ---- */
-
-static int hex_digit(char c)
+char *manifest_artifact_key(const char *kind, const char *date, int attempt)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
+    char y[5], m[3], d[3], tag[32] = "";
 
-/* Exactly 2 * n lowercase hex digits at s into out. */
-static int lower_hex(const char *s, size_t len, unsigned char *out, size_t n)
-{
-    if (len != 2 * n)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
-
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return 0;
-}
-
-/* A remote key: relative, no empty, "." or ".." component, no control bytes. */
-static int good_key(const char *s, size_t len)
-{
-    size_t start = 0;
-
-    if (len == 0 || s[0] == '/' || s[len - 1] == '/')
-        return 0;
-    for (size_t i = 0; i <= len; i++) {
-        if (i < len && ((unsigned char)s[i] < 0x20 || s[i] == 0x7f))
-            return 0;
-        if (i == len || s[i] == '/') {
-            size_t n = i - start;
-
-            if (n == 0 || (n == 1 && s[start] == '.') ||
-                (n == 2 && s[start] == '.' && s[start + 1] == '.'))
-                return 0;
-            start = i + 1;
-        }
-    }
-    return 1;
+    snprintf(y, sizeof(y), "%.4s", date);
+    snprintf(m, sizeof(m), "%.2s", date + 5);
+    snprintf(d, sizeof(d), "%.2s", date + 8);
+    if (attempt > 1)
+        snprintf(tag, sizeof(tag), ".attempt-%d", attempt);
+    if (strcmp(kind, "db") == 0)
+        return util_printf("backups/daily/db/%s/%s/%s/mongodb-%s%s.archive.cst", y, m, d, date,
+                           tag);
+    if (strcmp(kind, "files") == 0)
+        return util_printf("backups/daily/files/%s/%s/%s/restore-point-%s%s.tsv.cst", y, m, d, date,
+                           tag);
+    if (strcmp(kind, "catalog") == 0)
+        return util_printf("backups/daily/catalog/%s/%s/%s/catalog-%s%s.db.cst", y, m, d, date,
+                           tag);
+    if (strcmp(kind, "manifest-sha256") == 0)
+        return util_printf("backups/manifests/%s%s.sha256", date, tag);
+    if (strcmp(kind, "manifest-json") == 0)
+        return util_printf("backups/manifests/%s%s.json", date, tag);
+    return util_printf("backups/manifests/%s%s.sig", date, tag);
 }
 
 static int is_date(const char *s)
 {
-    if (strlen(s) != 10)
-        return 0;
-    for (int i = 0; i < 10; i++)
-        if ((i == 4 || i == 7) ? s[i] != '-' : !(s[i] >= '0' && s[i] <= '9'))
+    for (int i = 0; i < 10; i++) {
+        if (i == 4 || i == 7) {
+            if (s[i] != '-')
+                return 0;
+        } else if (s[i] < '0' || s[i] > '9') {
             return 0;
+        }
+    }
     return 1;
 }
 
-/* ---- the .sha256 text ---- */
-
-int manifest_parse_sums(const char *text, size_t len, struct manifest *m, struct cst_err *err)
+int manifest_parse_name(const char *name, char date[11], int *attempt, char ext[8])
 {
-    size_t pos = 0, line = 0;
+    const char *p = name + 10;
 
-    while (pos < len) {
-        const char *nl = memchr(text + pos, '\n', len - pos);
-        size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
-        const char *l = text + pos;
-        struct manifest_sum sum;
+    if (strlen(name) < 11 || !is_date(name) || *p != '.')
+        return -1;
+    *attempt = 1;
+    if (strncmp(p, ".attempt-", 9) == 0) {
+        long n = 0;
 
-        line++;
-        if (nl == NULL)
-            return cst_err_set(err, "manifest sha256 list: line %zu does not end in a newline",
-                               line);
-        if (n < 64 + 2 + 1 || lower_hex(l, 64, sum.sha256, 32) < 0 || l[64] != ' ' ||
-            l[65] != ' ' || !good_key(l + 66, n - 66))
-            return cst_err_set(err, "manifest sha256 list: line %zu is not '<sha256>  <key>'",
-                               line);
-        sum.key = util_xmalloc(n - 66 + 1);
-        memcpy(sum.key, l + 66, n - 66);
-        sum.key[n - 66] = '\0';
-        m->sums = util_xrealloc(m->sums, (m->n_sums + 1) * sizeof(*m->sums));
-        m->sums[m->n_sums++] = sum;
-        pos += n + 1;
+        p += 9;
+        if (*p < '1' || *p > '9')
+            return -1;
+        while (*p >= '0' && *p <= '9' && n < 1000000)
+            n = n * 10 + (*p++ - '0');
+        if (n < 2 || n >= 1000000 || *p != '.')
+            return -1;
+        *attempt = (int)n;
     }
-    if (m->n_sums == 0)
-        return cst_err_set(err, "manifest sha256 list is empty");
+    p++;
+    if (strcmp(p, "sha256") != 0 && strcmp(p, "json") != 0 && strcmp(p, "sig") != 0)
+        return -1;
+    memcpy(date, name, 10);
+    date[10] = '\0';
+    snprintf(ext, 8, "%s", p);
     return 0;
 }
 
-/* ---- the .sig text ---- */
+/* --- signature --- */
 
-int manifest_parse_signature(const char *text, size_t len, unsigned char sig[64],
-                             struct cst_err *err)
+static void sha256(const void *buf, size_t len, unsigned char out[32])
 {
-    static const char label[] = "signature: ";
-    size_t pos = 0;
+    unsigned int n = 32;
 
-    while (pos < len) {
-        const char *nl = memchr(text + pos, '\n', len - pos);
-        size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
-
-        if (n == strlen(label) + 128 && memcmp(text + pos, label, strlen(label)) == 0 &&
-            lower_hex(text + pos + strlen(label), 128, sig, 64) == 0)
-            return 0;
-        pos += n + 1;
-    }
-    return cst_err_set(err, "the signature file is malformed (no 'signature: <128 hex>' line)");
+    EVP_Digest(buf, len, out, &n, EVP_sha256(), NULL);
 }
 
-/* ---- the .json text: RFC 8259, strictly ---- */
+int manifest_signature_verify(const char *sha256_text, size_t sha256_len, const char *json_text,
+                              size_t json_len, const char *sig_text, const unsigned char pk[32],
+                              struct cst_err *err)
+{
+    unsigned char msg[64], sig[64];
+    const char *line = strstr(sig_text, "\nsignature: ");
+    char hex[129];
 
-struct json_in {
+    if (line == NULL || strlen(line + 12) < 128)
+        return cst_err_set(err, "the signature file is malformed");
+    memcpy(hex, line + 12, 128);
+    hex[128] = '\0';
+    if (util_unhex(hex, sig, 64) < 0)
+        return cst_err_set(err, "the signature file is malformed");
+    sha256(sha256_text, sha256_len, msg);
+    sha256(json_text, json_len, msg + 32);
+    if (crypto_sign_verify_detached(sig, msg, sizeof(msg), pk) != 0)
+        return cst_err_set(err, "manifest signature does not verify: the manifest or its "
+                                "signature was altered, or signed with another key");
+    return 0;
+}
+
+/* --- the JSON --- */
+
+static int iter_int(const bson_iter_t *it, int64_t *out)
+{
+    if (BSON_ITER_HOLDS_INT32(it))
+        *out = bson_iter_int32(it);
+    else if (BSON_ITER_HOLDS_INT64(it))
+        *out = bson_iter_int64(it);
+    else
+        return -1;
+    return 0;
+}
+
+static int iter_text(const bson_iter_t *it, char *out, size_t size)
+{
+    uint32_t len;
     const char *s;
-    size_t len, pos;
-    int depth;
-    struct cst_err *err;
-};
 
-static int fail(struct json_in *p, const char *what)
-{
-    return cst_err_set(p->err, "manifest JSON: %s at byte %zu", what, p->pos);
-}
-
-static void skip_ws(struct json_in *p)
-{
-    while (p->pos < p->len && (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' ||
-                               p->s[p->pos] == '\n' || p->s[p->pos] == '\r'))
-        p->pos++;
-}
-
-static int peek(struct json_in *p)
-{
-    skip_ws(p);
-    return p->pos < p->len ? (unsigned char)p->s[p->pos] : -1;
-}
-
-static int expect(struct json_in *p, char c)
-{
-    if (peek(p) != (unsigned char)c) {
-        char what[32];
-
-        snprintf(what, sizeof(what), "expected '%c'", c);
-        return fail(p, what);
-    }
-    p->pos++;
-    return 0;
-}
-
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t need;
-    unsigned long cp;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        need = 2, cp = s[0] & 0x1f;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef)
-        need = 3, cp = s[0] & 0x0f;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        need = 4, cp = s[0] & 0x07;
-    else
-        return 0;
-    if (n < need)
-        return 0;
-    for (size_t i = 1; i < need; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if ((need == 3 && cp < 0x800) || (need == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return need;
-}
-
-static size_t put_utf8(unsigned long cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xc0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xe0 | cp >> 12);
-        out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-        out[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | cp >> 18);
-    out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-    out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-    out[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
-static int hex4(struct json_in *p, unsigned long *v)
-{
-    *v = 0;
-    if (p->len - p->pos < 4)
-        return fail(p, "truncated \\u escape");
-    for (int i = 0; i < 4; i++) {
-        char c = p->s[p->pos++];
-        int d = hex_digit(c >= 'A' && c <= 'F' ? (char)(c - 'A' + 'a') : c);
-
-        if (d < 0)
-            return fail(p, "bad \\u escape");
-        *v = *v << 4 | (unsigned long)d;
-    }
-    return 0;
-}
-
-/* A string; its decoded bytes (malloc'd, NUL-terminated) in *out unless out is NULL. A
- * decoded NUL is refused: every string here becomes a C string. */
-static int parse_string(struct json_in *p, char **out)
-{
-    char *buf;
-    size_t o = 0;
-
-    if (expect(p, '"') < 0)
+    if (!BSON_ITER_HOLDS_UTF8(it))
         return -1;
-    /* Decoded text is never longer than its source. */
-    buf = util_xmalloc(p->len - p->pos + 1);
-    for (;;) {
-        unsigned char c;
-
-        if (p->pos >= p->len) {
-            fail(p, "unterminated string");
-            goto bad;
-        }
-        c = (unsigned char)p->s[p->pos];
-        if (c == '"') {
-            p->pos++;
-            break;
-        }
-        if (c < 0x20) {
-            fail(p, "control character in a string");
-            goto bad;
-        }
-        if (c == '\\') {
-            unsigned long cp;
-
-            if (++p->pos >= p->len) {
-                fail(p, "unterminated string");
-                goto bad;
-            }
-            c = (unsigned char)p->s[p->pos++];
-            switch (c) {
-            case '"':
-            case '\\':
-            case '/':
-                buf[o++] = (char)c;
-                continue;
-            case 'b':
-                buf[o++] = '\b';
-                continue;
-            case 'f':
-                buf[o++] = '\f';
-                continue;
-            case 'n':
-                buf[o++] = '\n';
-                continue;
-            case 'r':
-                buf[o++] = '\r';
-                continue;
-            case 't':
-                buf[o++] = '\t';
-                continue;
-            case 'u':
-                break;
-            default:
-                fail(p, "bad escape in a string");
-                goto bad;
-            }
-            if (hex4(p, &cp) < 0)
-                goto bad;
-            if (cp >= 0xd800 && cp <= 0xdbff) {
-                unsigned long lo;
-
-                if (p->len - p->pos < 2 || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u') {
-                    fail(p, "lone surrogate in a string");
-                    goto bad;
-                }
-                p->pos += 2;
-                if (hex4(p, &lo) < 0)
-                    goto bad;
-                if (lo < 0xdc00 || lo > 0xdfff) {
-                    fail(p, "lone surrogate in a string");
-                    goto bad;
-                }
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-            } else if ((cp >= 0xdc00 && cp <= 0xdfff) || cp == 0) {
-                fail(p, cp ? "lone surrogate in a string" : "NUL in a string");
-                goto bad;
-            }
-            o += put_utf8(cp, buf + o);
-            continue;
-        }
-        {
-            size_t n = utf8_len((const unsigned char *)p->s + p->pos, p->len - p->pos);
-
-            if (n == 0) {
-                fail(p, "invalid UTF-8 in a string");
-                goto bad;
-            }
-            memcpy(buf + o, p->s + p->pos, n);
-            o += n;
-            p->pos += n;
-        }
-    }
-    buf[o] = '\0';
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return 0;
-bad:
-    free(buf);
-    return -1;
-}
-
-/* A number; *out when it is an integer that fits int64 (is_int says so). */
-static int parse_number(struct json_in *p, int64_t *out, int *is_int)
-{
-    size_t start;
-    int integral = 1;
-    char buf[32];
-
-    skip_ws(p);
-    start = p->pos;
-    if (p->pos < p->len && p->s[p->pos] == '-')
-        p->pos++;
-    if (p->pos >= p->len || !(p->s[p->pos] >= '0' && p->s[p->pos] <= '9'))
-        return fail(p, "bad number");
-    if (p->s[p->pos] == '0')
-        p->pos++;
-    else
-        while (p->pos < p->len && p->s[p->pos] >= '0' && p->s[p->pos] <= '9')
-            p->pos++;
-    if (p->pos < p->len && p->s[p->pos] == '.') {
-        integral = 0;
-        if (++p->pos >= p->len || !(p->s[p->pos] >= '0' && p->s[p->pos] <= '9'))
-            return fail(p, "bad number");
-        while (p->pos < p->len && p->s[p->pos] >= '0' && p->s[p->pos] <= '9')
-            p->pos++;
-    }
-    if (p->pos < p->len && (p->s[p->pos] == 'e' || p->s[p->pos] == 'E')) {
-        integral = 0;
-        if (++p->pos < p->len && (p->s[p->pos] == '+' || p->s[p->pos] == '-'))
-            p->pos++;
-        if (p->pos >= p->len || !(p->s[p->pos] >= '0' && p->s[p->pos] <= '9'))
-            return fail(p, "bad number");
-        while (p->pos < p->len && p->s[p->pos] >= '0' && p->s[p->pos] <= '9')
-            p->pos++;
-    }
-    *is_int = 0;
-    if (integral && p->pos - start < sizeof(buf)) {
-        char *end;
-        long long v;
-
-        memcpy(buf, p->s + start, p->pos - start);
-        buf[p->pos - start] = '\0';
-        errno = 0;
-        v = strtoll(buf, &end, 10);
-        if (errno == 0 && *end == '\0') {
-            *out = v;
-            *is_int = 1;
-        }
-    }
-    return 0;
-}
-
-static int skip_value(struct json_in *p);
-
-static int skip_word(struct json_in *p, const char *word)
-{
-    size_t n = strlen(word);
-
-    if (p->len - p->pos < n || memcmp(p->s + p->pos, word, n) != 0)
-        return fail(p, "unexpected text");
-    p->pos += n;
-    return 0;
-}
-
-/* Members of an object, each handed to member() (which must consume the value). */
-static int parse_object(struct json_in *p,
-                        int (*member)(struct json_in *p, const char *key, void *arg), void *arg)
-{
-    if (expect(p, '{') < 0)
+    s = bson_iter_utf8(it, &len);
+    if (len >= size || strlen(s) != len)
         return -1;
-    if (++p->depth > JSON_MAX_DEPTH)
-        return fail(p, "nested too deeply");
-    if (peek(p) == '}') {
-        p->pos++;
-        p->depth--;
-        return 0;
-    }
-    for (;;) {
-        char *key;
-        int rc;
-
-        if (parse_string(p, &key) < 0)
-            return -1;
-        rc = expect(p, ':') < 0 ? -1 : member(p, key, arg);
-        free(key);
-        if (rc < 0)
-            return -1;
-        if (peek(p) == ',') {
-            p->pos++;
-            continue;
-        }
-        if (expect(p, '}') < 0)
-            return -1;
-        p->depth--;
-        return 0;
-    }
+    memcpy(out, s, len + 1);
+    return 0;
 }
 
-static int skip_member(struct json_in *p, const char *key, void *arg)
+static int parse_artifact(bson_iter_t *doc, struct manifest *m, struct cst_err *err)
 {
-    (void)key;
-    (void)arg;
-    return skip_value(p);
-}
+    bson_iter_t it;
+    char hex[65];
+    int have = 0;
 
-/* Elements of an array, each handed to element(). */
-static int parse_array(struct json_in *p, int (*element)(struct json_in *p, void *arg), void *arg)
-{
-    if (expect(p, '[') < 0)
-        return -1;
-    if (++p->depth > JSON_MAX_DEPTH)
-        return fail(p, "nested too deeply");
-    if (peek(p) == ']') {
-        p->pos++;
-        p->depth--;
-        return 0;
+    if (m->n_artifacts == MANIFEST_MAX_ARTIFACTS)
+        return cst_err_set(err, "the manifest lists more artifacts than a daily run makes");
+    while (bson_iter_next(doc)) {
+        const char *k = bson_iter_key(doc);
+        size_t i = m->n_artifacts;
+
+        it = *doc;
+        if (strcmp(k, "kind") == 0 &&
+            iter_text(&it, m->artifacts[i].kind, sizeof(m->artifacts[i].kind)) == 0)
+            have |= 1;
+        else if (strcmp(k, "key") == 0 &&
+                 iter_text(&it, m->artifacts[i].key, sizeof(m->artifacts[i].key)) == 0)
+            have |= 2;
+        else if (strcmp(k, "stored_sha256") == 0 && iter_text(&it, hex, sizeof(hex)) == 0 &&
+                 util_unhex(hex, m->artifacts[i].stored_sha256, 32) == 0)
+            have |= 4;
+        else if (strcmp(k, "stored_size") == 0 && iter_int(&it, &m->artifacts[i].stored_size) == 0)
+            have |= 8;
     }
-    for (;;) {
-        if (element(p, arg) < 0)
-            return -1;
-        if (peek(p) == ',') {
-            p->pos++;
-            continue;
-        }
-        if (expect(p, ']') < 0)
-            return -1;
-        p->depth--;
-        return 0;
-    }
+    if (have != 15)
+        return cst_err_set(err, "the manifest JSON has an artifact without a valid kind, key, "
+                                "stored_sha256 or stored_size");
+    m->n_artifacts++;
+    return 0;
 }
 
-static int skip_element(struct json_in *p, void *arg)
+int manifest_parse_json(const char *json_text, size_t json_len, struct manifest *m,
+                        struct cst_err *err)
 {
-    (void)arg;
-    return skip_value(p);
-}
-
-static int skip_value(struct json_in *p)
-{
+    bson_error_t error;
+    bson_t *doc;
+    bson_iter_t it, sub;
     int64_t n;
-    int is_int;
+    int rc = -1, have_date = 0, have_artifacts = 0;
 
-    switch (peek(p)) {
-    case '{':
-        return parse_object(p, skip_member, NULL);
-    case '[':
-        return parse_array(p, skip_element, NULL);
-    case '"':
-        return parse_string(p, NULL);
-    case 't':
-        return skip_word(p, "true");
-    case 'f':
-        return skip_word(p, "false");
-    case 'n':
-        return skip_word(p, "null");
-    case -1:
-        return fail(p, "truncated");
-    default:
-        return parse_number(p, &n, &is_int);
+    memset(m, 0, sizeof(*m));
+    m->attempt = 1;
+    if (json_len > MANIFEST_MAX_BYTES || (json_len > 0 && json_text[0] != '{'))
+        return cst_err_set(err, "the manifest JSON is not a JSON object");
+    doc = bson_new_from_json((const uint8_t *)json_text, (ssize_t)json_len, &error);
+    if (doc == NULL)
+        return cst_err_set(err, "the manifest JSON does not parse: %s", error.message);
+    if (!bson_iter_init(&it, doc)) {
+        cst_err_set(err, "the manifest JSON does not parse");
+        goto out;
     }
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+
+        if (strcmp(k, "date") == 0) {
+            if (iter_text(&it, m->date, sizeof(m->date)) < 0 || strlen(m->date) != 10 ||
+                !is_date(m->date)) {
+                cst_err_set(err, "the manifest JSON's date is not a YYYY-MM-DD date");
+                goto out;
+            }
+            have_date = 1;
+        } else if (strcmp(k, "attempt") == 0) {
+            if (iter_int(&it, &n) < 0 || n < 1 || n > 1000000) {
+                cst_err_set(err, "the manifest JSON's attempt is not a positive number");
+                goto out;
+            }
+            m->attempt = (int)n;
+        } else if (strcmp(k, "made_on") == 0) {
+            if (iter_text(&it, m->made_on, sizeof(m->made_on)) < 0) {
+                cst_err_set(err, "the manifest JSON's made_on is not a date");
+                goto out;
+            }
+        } else if (strcmp(k, "backfill") == 0) {
+            if (!BSON_ITER_HOLDS_BOOL(&it)) {
+                cst_err_set(err, "the manifest JSON's backfill is not true or false");
+                goto out;
+            }
+            m->backfill = bson_iter_bool(&it);
+        } else if (strcmp(k, "audit") == 0) {
+            int have = 0;
+            char hex[65];
+
+            if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &sub)) {
+                cst_err_set(err, "the manifest JSON's audit is not an object");
+                goto out;
+            }
+            while (bson_iter_next(&sub)) {
+                if (strcmp(bson_iter_key(&sub), "rows") == 0 &&
+                    iter_int(&sub, &m->audit_rows) == 0 && m->audit_rows >= 0)
+                    have |= 1;
+                else if (strcmp(bson_iter_key(&sub), "head") == 0 &&
+                         iter_text(&sub, hex, sizeof(hex)) == 0 &&
+                         util_unhex(hex, m->audit_head, 32) == 0)
+                    have |= 2;
+            }
+            if (have != 3) {
+                cst_err_set(err, "the manifest JSON's audit has no valid rows and head");
+                goto out;
+            }
+            m->has_audit = 1;
+        } else if (strcmp(k, "artifacts") == 0) {
+            if (!BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &sub)) {
+                cst_err_set(err, "the manifest JSON's artifacts is not a list");
+                goto out;
+            }
+            while (bson_iter_next(&sub)) {
+                bson_iter_t art;
+
+                if (!BSON_ITER_HOLDS_DOCUMENT(&sub) || !bson_iter_recurse(&sub, &art)) {
+                    cst_err_set(err, "the manifest JSON's artifacts holds a non-object");
+                    goto out;
+                }
+                if (parse_artifact(&art, m, err) < 0)
+                    goto out;
+            }
+            have_artifacts = 1;
+        }
+    }
+    if (!have_date || !have_artifacts) {
+        cst_err_set(err, "the manifest JSON has no %s", have_date ? "artifacts" : "date");
+        goto out;
+    }
+    rc = 0;
+out:
+    bson_destroy(doc);
+    return rc;
 }
 
-/* ---- the manifest's own members ---- */
-
-enum {
-    HAVE_KIND = 1,
-    HAVE_KEY = 2,
-    HAVE_PSHA = 4,
-    HAVE_PSIZE = 8,
-    HAVE_SSHA = 16,
-    HAVE_SSIZE = 32
-};
-
-struct artifact_in {
-    struct manifest_artifact a;
-    unsigned have;
-};
-
-static int string_member(struct json_in *p, char **out, unsigned *have, unsigned bit)
+/* One line of .sha256: 64 hex digits, two spaces, the key. */
+static int sums_line(const char *line, size_t len, unsigned char sha[32], char *key,
+                     size_t key_size)
 {
-    if (*have & bit)
-        return fail(p, "a member is given twice");
-    if (peek(p) != '"')
-        return fail(p, "expected a string");
-    if (parse_string(p, out) < 0)
+    char hex[65];
+
+    if (len < 67 || line[64] != ' ' || line[65] != ' ' || len - 66 >= key_size)
         return -1;
-    *have |= bit;
+    memcpy(hex, line, 64);
+    hex[64] = '\0';
+    if (util_unhex(hex, sha, 32) < 0)
+        return -1;
+    memcpy(key, line + 66, len - 66);
+    key[len - 66] = '\0';
     return 0;
 }
 
-static int size_member(struct json_in *p, int64_t *out, unsigned *have, unsigned bit)
+int manifest_check(const char *sha256_text, size_t sha256_len, const char *json_text,
+                   size_t json_len, const char *sig_text, const unsigned char pk[32],
+                   const char *date, int attempt, struct manifest *m, struct cst_err *err)
 {
-    int is_int;
+    static const char *const kinds[] = {"db", "files", "catalog"};
+    const char *p = sha256_text, *end = sha256_text + sha256_len;
+    size_t lines = 0;
+    unsigned seen = 0;
 
-    if (*have & bit)
-        return fail(p, "a member is given twice");
-    if (parse_number(p, out, &is_int) < 0)
+    if (manifest_signature_verify(sha256_text, sha256_len, json_text, json_len, sig_text, pk, err) <
+        0)
         return -1;
-    if (!is_int || *out < 0)
-        return fail(p, "a size is not a non-negative integer");
-    *have |= bit;
+    if (manifest_parse_json(json_text, json_len, m, err) < 0)
+        return -1;
+    /* What the signature covers must be this day's, this attempt's manifest. */
+    if (strcmp(m->date, date) != 0 || m->attempt != attempt)
+        return cst_err_set(err,
+                           "the manifest stored as %s attempt %d is the signed manifest of %s "
+                           "attempt %d: it was put in another day's place",
+                           date, attempt, m->date, m->attempt);
+    for (size_t i = 0; i < m->n_artifacts; i++) {
+        size_t k;
+        char *want = NULL;
+
+        for (k = 0; k < 3 && strcmp(kinds[k], m->artifacts[i].kind) != 0; k++)
+            ;
+        if (k < 3)
+            want = manifest_artifact_key(kinds[k], date, attempt);
+        if (k == 3 || (seen & (1u << k)) || strcmp(want, m->artifacts[i].key) != 0) {
+            cst_err_set(err, "the manifest's %s artifact is not stored as %s attempt %d's",
+                        m->artifacts[i].kind, date, attempt);
+            free(want);
+            return -1;
+        }
+        seen |= 1u << k;
+        free(want);
+    }
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        unsigned char sha[32];
+        char key[256];
+        size_t i;
+
+        if (sums_line(p, len, sha, key, sizeof(key)) < 0)
+            return cst_err_set(err, "malformed manifest line %zu", lines + 1);
+        for (i = 0; i < m->n_artifacts && strcmp(m->artifacts[i].key, key) != 0; i++)
+            ;
+        if (i == m->n_artifacts || memcmp(m->artifacts[i].stored_sha256, sha, 32) != 0)
+            return cst_err_set(err, "manifest line %zu (%s) does not match the signed JSON",
+                               lines + 1, key);
+        lines++;
+        p += len + (nl ? 1 : 0);
+    }
+    if (lines != m->n_artifacts)
+        return cst_err_set(err, "the manifest's .sha256 lists %zu artifacts, its JSON %zu", lines,
+                           m->n_artifacts);
     return 0;
 }
 
-static int artifact_member(struct json_in *p, const char *key, void *arg)
+int manifest_signing_public(const struct cfg *cfg, unsigned char pk[32], struct cst_err *err)
 {
-    struct artifact_in *in = arg;
-    char *text = NULL;
+    unsigned char *sk = sodium_malloc(64);
     int rc;
 
-    if (strcmp(key, "kind") == 0 || strcmp(key, "key") == 0 || strcmp(key, "plain_sha256") == 0 ||
-        strcmp(key, "stored_sha256") == 0) {
-        unsigned bit = key[1] == 'i'   ? HAVE_KIND
-                       : key[1] == 'e' ? HAVE_KEY
-                       : key[0] == 'p' ? HAVE_PSHA
-                                       : HAVE_SSHA;
+    if (sk == NULL)
+        return cst_err_set(err, "out of memory");
+    rc = keys_load_secret(cfg->signing_key, "signing-secret-key", sk, 64, err);
+    if (rc == 0) {
+        crypto_sign_ed25519_sk_to_pk(pk, sk);
+    } else {
+        size_t n = strlen(cfg->signing_key);
+        char *pub = util_printf(
+            "%.*s.pub", (int)(n > 4 && strcmp(cfg->signing_key + n - 4, ".key") == 0 ? n - 4 : n),
+            cfg->signing_key);
+        struct cst_err perr;
 
-        if (string_member(p, &text, &in->have, bit) < 0)
-            return -1;
-        rc = 0;
-        if (bit == HAVE_KIND) {
-            if (strlen(text) >= sizeof(in->a.kind) || text[0] == '\0')
-                rc = fail(p, "bad artifact kind");
-            else
-                memcpy(in->a.kind, text, strlen(text) + 1);
-        } else if (bit == HAVE_KEY) {
-            if (!good_key(text, strlen(text)))
-                rc = fail(p, "bad artifact key");
-            in->a.key = text;
-            text = NULL;
-        } else if (lower_hex(text, strlen(text),
-                             bit == HAVE_PSHA ? in->a.plain_sha256 : in->a.stored_sha256, 32) < 0) {
-            rc = fail(p, "bad SHA-256");
-        }
-        free(text);
-        return rc;
+        if (keys_load_signing_public(pub, pk, &perr) == 0)
+            rc = 0;
+        free(pub);
     }
-    if (strcmp(key, "plain_size") == 0)
-        return size_member(p, &in->a.plain_size, &in->have, HAVE_PSIZE);
-    if (strcmp(key, "stored_size") == 0)
-        return size_member(p, &in->a.stored_size, &in->have, HAVE_SSIZE);
-    return skip_value(p);
+    sodium_free(sk);
+    return rc;
 }
 
-static int artifact_element(struct json_in *p, void *arg)
-{
-    struct manifest *m = arg;
-    struct artifact_in in;
+/* --- reading remote files as they stream by --- */
 
-    memset(&in, 0, sizeof(in));
-    if (peek(p) != '{')
-        return fail(p, "an artifact is not an object");
-    if (parse_object(p, artifact_member, &in) < 0) {
-        free(in.a.key);
-        return -1;
-    }
-    if (in.have != (HAVE_KIND | HAVE_KEY | HAVE_PSHA | HAVE_PSIZE | HAVE_SSHA | HAVE_SSIZE)) {
-        free(in.a.key);
-        return fail(p, "an artifact lacks kind, key, a SHA-256 or a size");
-    }
-    m->artifacts = util_xrealloc(m->artifacts, (m->n_artifacts + 1) * sizeof(*m->artifacts));
-    m->artifacts[m->n_artifacts++] = in.a;
-    return 0;
-}
-
-struct top_in {
-    struct manifest *m;
-    int have_date, have_artifacts;
+struct getter {
+    struct dest *d;
+    const char *key;
+    int fd;
+    int rc;
+    struct cst_err err;
 };
 
-static int top_member(struct json_in *p, const char *key, void *arg)
+static void *getter_main(void *arg)
 {
-    struct top_in *t = arg;
+    struct getter *g = arg;
+    sigset_t pipe_only;
 
-    if (strcmp(key, "date") == 0) {
-        char *date;
-        unsigned have = (unsigned)t->have_date;
-
-        if (string_member(p, &date, &have, 1) < 0)
-            return -1;
-        t->have_date = 1;
-        if (!is_date(date)) {
-            free(date);
-            return fail(p, "\"date\" is not YYYY-MM-DD");
-        }
-        memcpy(t->m->date, date, 11);
-        free(date);
-        return 0;
-    }
-    if (strcmp(key, "artifacts") == 0) {
-        if (t->have_artifacts)
-            return fail(p, "a member is given twice");
-        t->have_artifacts = 1;
-        if (peek(p) != '[')
-            return fail(p, "\"artifacts\" is not an array");
-        return parse_array(p, artifact_element, t->m);
-    }
-    return skip_value(p);
+    /* The reader always drains the pipe; should it fail, this write fails with EPIPE
+     * instead of killing the process. */
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, NULL);
+    g->rc = g->d->ops->get(g->d, g->key, g->fd, &g->err);
+    close(g->fd);
+    return NULL;
 }
 
-int manifest_parse_json(const char *text, size_t len, struct manifest *m, struct cst_err *err)
+/* Feed remote_key through sink in pieces; sink returning -1 stops it (the rest is
+ * drained unread). */
+static int stream_get(struct dest *d, const char *key, int (*sink)(void *, const void *, size_t),
+                      void *arg, struct cst_err *err)
 {
-    struct json_in p = {text, len, 0, 0, err};
-    struct top_in t = {m, 0, 0};
+    struct getter g = {d, key, -1, 0, {{0}}};
+    char *buf = util_xmalloc(1 << 16);
+    int fds[2], stopped = 0, read_errno = 0;
+    pthread_t thread;
 
-    if (peek(&p) != '{')
-        return fail(&p, "not a JSON object");
-    if (parse_object(&p, top_member, &t) < 0)
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        free(buf);
+        return cst_err_sys(err, "cannot fetch %s from %s", key, d->name);
+    }
+    g.fd = fds[1];
+    if ((errno = pthread_create(&thread, NULL, getter_main, &g)) != 0) {
+        cst_err_sys(err, "cannot fetch %s from %s", key, d->name);
+        close(fds[0]);
+        close(fds[1]);
+        free(buf);
         return -1;
-    if (peek(&p) != -1)
-        return fail(&p, "text after the object");
-    if (!t.have_date || !t.have_artifacts)
-        return cst_err_set(err, "manifest JSON: no \"date\" or no \"artifacts\"");
-    return 0;
-}
-
-int manifest_check_consistent(const struct manifest *m, struct cst_err *err)
-{
-    if (m->n_sums != m->n_artifacts)
-        return cst_err_set(err,
-                           "the manifest lists %zu artifacts in its sha256 file and %zu in its "
-                           "JSON",
-                           m->n_sums, m->n_artifacts);
-    for (size_t i = 0; i < m->n_sums; i++) {
-        size_t k;
-
-        for (k = 0; k < m->n_artifacts; k++)
-            if (strcmp(m->sums[i].key, m->artifacts[k].key) == 0)
-                break;
-        if (k == m->n_artifacts)
-            return cst_err_set(err, "%s is in the manifest's sha256 file but not in its JSON",
-                               m->sums[i].key);
-        if (memcmp(m->sums[i].sha256, m->artifacts[k].stored_sha256, 32) != 0)
-            return cst_err_set(err,
-                               "%s has one SHA-256 in the manifest's sha256 file and another in "
-                               "its JSON",
-                               m->sums[i].key);
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(m->sums[i].key, m->sums[j].key) == 0)
-                return cst_err_set(err, "%s is listed twice in the manifest", m->sums[i].key);
     }
+    for (;;) {
+        ssize_t n = read(fds[0], buf, 1 << 16);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            read_errno = errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        if (!stopped && sink(arg, buf, (size_t)n) < 0)
+            stopped = 1;
+    }
+    close(fds[0]);
+    pthread_join(thread, NULL);
+    free(buf);
+    if (g.rc < 0) {
+        *err = g.err;
+        return -1;
+    }
+    if (read_errno) {
+        errno = read_errno;
+        return cst_err_sys(err, "cannot fetch %s from %s", key, d->name);
+    }
+    return stopped ? -1 : 0;
+}
+
+struct small {
+    char *buf;
+    size_t len;
+    int too_large;
+};
+
+static int small_sink(void *arg, const void *data, size_t n)
+{
+    struct small *s = arg;
+
+    if (s->len + n > MANIFEST_MAX_BYTES) {
+        s->too_large = 1;
+        return -1;
+    }
+    memcpy(s->buf + s->len, data, n);
+    s->len += n;
     return 0;
 }
 
-void manifest_free(struct manifest *m)
+char *manifest_fetch_small(struct dest *d, const char *remote_key, size_t *len, struct cst_err *err)
 {
-    for (size_t i = 0; i < m->n_sums; i++)
-        free(m->sums[i].key);
-    free(m->sums);
-    for (size_t i = 0; i < m->n_artifacts; i++)
-        free(m->artifacts[i].key);
-    free(m->artifacts);
-    memset(m, 0, sizeof(*m));
+    struct small s = {util_xmalloc(MANIFEST_MAX_BYTES + 1), 0, 0};
+
+    if (stream_get(d, remote_key, small_sink, &s, err) < 0) {
+        if (s.too_large)
+            cst_err_set(err, "destination %s: %s is larger than %u bytes: not a manifest", d->name,
+                        remote_key, MANIFEST_MAX_BYTES);
+        free(s.buf);
+        return NULL;
+    }
+    s.buf[s.len] = '\0';
+    *len = s.len;
+    return util_xrealloc(s.buf, s.len + 1);
+}
+
+struct hashing {
+    EVP_MD_CTX *ctx;
+    uint64_t size;
+};
+
+static int hash_sink(void *arg, const void *data, size_t n)
+{
+    struct hashing *h = arg;
+
+    h->size += n;
+    return EVP_DigestUpdate(h->ctx, data, n) == 1 ? 0 : -1;
+}
+
+int manifest_hash_remote(struct dest *d, const char *remote_key, unsigned char sha256[32],
+                         uint64_t *size, struct cst_err *err)
+{
+    struct hashing h = {EVP_MD_CTX_new(), 0};
+    unsigned int n32 = 32;
+    int rc;
+
+    if (h.ctx == NULL || EVP_DigestInit_ex(h.ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(h.ctx);
+        return cst_err_set(err, "cannot hash %s: out of memory", remote_key);
+    }
+    rc = stream_get(d, remote_key, hash_sink, &h, err);
+    if (rc == 0 && EVP_DigestFinal_ex(h.ctx, sha256, &n32) != 1)
+        rc = cst_err_set(err, "cannot hash %s", remote_key);
+    EVP_MD_CTX_free(h.ctx);
+    *size = h.size;
+    return rc;
+}
+
+/* --- listing --- */
+
+struct listing {
+    const char *date;
+    int (*cb)(void *arg, const char *date, int attempt);
+    void *arg;
+};
+
+static int list_one(void *arg, const char *key, uint64_t size)
+{
+    struct listing *l = arg;
+    const char *name = strrchr(key, '/');
+    char date[11], ext[8];
+    int attempt;
+
+    (void)size;
+    name = name ? name + 1 : key;
+    if (manifest_parse_name(name, date, &attempt, ext) < 0 || strcmp(ext, "json") != 0 ||
+        (l->date && strcmp(l->date, date) != 0))
+        return 0;
+    return l->cb(l->arg, date, attempt);
+}
+
+int manifest_list(struct dest *d, const char *date,
+                  int (*cb)(void *arg, const char *date, int attempt), void *arg,
+                  struct cst_err *err)
+{
+    struct listing l = {date, cb, arg};
+    char *prefix = util_printf("backups/manifests/%s", date ? date : "");
+    int rc;
+
+    if (d->ops->list == NULL) {
+        free(prefix);
+        return cst_err_set(err, "destination %s (%s) cannot list its files", d->name, d->ops->type);
+    }
+    rc = d->ops->list(d, prefix, list_one, &l, err);
+    free(prefix);
+    return rc < 0 ? -1 : 0;
 }

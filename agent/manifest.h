@@ -1,16 +1,18 @@
 /*
- * manifest.h - reading a day's signed manifests back (`verify --manifest`):
+ * manifest.h - the daily run's remote layout and its signed manifests:
+ * where each attempt's artifacts go, reading a manifest trio back, checking
+ * its signature and that it is the manifest of the date and attempt it is
+ * stored as, and hashing what it lists without holding it in memory.
  *
- *   YYYY-MM-DD.sha256  sha256sum lines "<64 hex>  <key>" of the stored artifacts
- *   YYYY-MM-DD.json    what the run did: {"date": ..., "artifacts": [{"kind",
- *                      "key", "plain_sha256", "plain_size", "stored_sha256",
- *                      "stored_size"}, ...], ...}
- *   YYYY-MM-DD.sig     "signature: <128 hex>" (Ed25519; agent/daily.c)
- *
- * They come from a destination, so each is parsed strictly and completely
- * (the JSON by a small RFC 8259 parser with a nesting limit) before
- * anything in them is used. Pure functions (no I/O), fuzzed by
- * tests/fuzz/fuzz_manifest.c.
+ * Layout under each destination's root (attempt 1 is the plan's layout;
+ * a retry of the same date never reuses an earlier attempt's names):
+ *   backups/daily/db/YYYY/MM/DD/mongodb-D[.attempt-N].archive.cst
+ *   backups/daily/files/YYYY/MM/DD/restore-point-D[.attempt-N].tsv.cst
+ *   backups/daily/catalog/YYYY/MM/DD/catalog-D[.attempt-N].db.cst
+ *   backups/manifests/D[.attempt-N].sha256   sha256sum list of the three above
+ *   backups/manifests/D[.attempt-N].json     what the attempt did
+ *   backups/manifests/D[.attempt-N].sig      Ed25519 over both
+ * D is YYYY-MM-DD; ".attempt-N" appears for N >= 2 only.
  */
 #ifndef CST_MANIFEST_H
 #define CST_MANIFEST_H
@@ -18,44 +20,78 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent/config.h"
 #include "common/err.h"
+#include "shipper/dest.h"
 
-struct manifest_sum {
-    unsigned char sha256[32];
-    char *key; /* malloc'd */
-};
+/* A manifest file larger than this is refused unread (a real one is a few KiB). */
+#define MANIFEST_MAX_BYTES (1u << 20)
+#define MANIFEST_MAX_ARTIFACTS 8
 
-struct manifest_artifact {
-    char kind[24];
-    char *key; /* malloc'd */
-    unsigned char plain_sha256[32], stored_sha256[32];
-    int64_t plain_size, stored_size;
-};
+/* Remote key of an artifact kind (db, files, catalog, manifest-sha256, manifest-json,
+ * manifest-sig) of attempt `attempt` for date (malloc'd). */
+char *manifest_artifact_key(const char *kind, const char *date, int attempt);
 
+/* "D.json", "D.attempt-3.sig", ...: 0 and date, attempt (1 when absent) and the
+ * extension ("sha256", "json" or "sig") filled, or -1 for any other name. */
+int manifest_parse_name(const char *name, char date[11], int *attempt, char ext[8]);
+
+/* What a verified manifest says. */
 struct manifest {
-    char date[11]; /* from the JSON's "date" */
-    struct manifest_sum *sums;
-    size_t n_sums;
-    struct manifest_artifact *artifacts;
-    size_t n_artifacts;
+    char date[11];
+    int attempt;      /* 1 for manifests written before attempts were numbered */
+    char made_on[11]; /* "" when the manifest does not say (before backfills were labelled) */
+    int backfill;
+    int has_audit; /* the audit chain head it published, if it did */
+    int64_t audit_rows;
+    unsigned char audit_head[32];
+    size_t n_artifacts; /* the stored artifacts listed in .sha256 and .json, checked to agree */
+    struct {
+        char kind[24];
+        char key[256];
+        unsigned char stored_sha256[32];
+        int64_t stored_size;
+    } artifacts[MANIFEST_MAX_ARTIFACTS];
 };
 
-/* The .sha256 text: one "<64 lowercase hex>  <key>" per line, each line ending in "\n";
- * a key is a relative path without "." or ".." components. Appends to m->sums. */
-int manifest_parse_sums(const char *text, size_t len, struct manifest *m, struct cst_err *err);
+/* The Ed25519 signature over SHA-256(sha256 text) || SHA-256(json text), as the sig
+ * file's text names it. */
+int manifest_signature_verify(const char *sha256_text, size_t sha256_len, const char *json_text,
+                              size_t json_len, const char *sig_text, const unsigned char pk[32],
+                              struct cst_err *err);
 
-/* The .json text: a JSON object with a "date" (YYYY-MM-DD) and an "artifacts" array (every
- * member of each entry present and of its type); other members are ignored. */
-int manifest_parse_json(const char *text, size_t len, struct manifest *m, struct cst_err *err);
+/* Parse the manifest JSON into *m (no checks beyond its shape). 0 or -1 with err. */
+int manifest_parse_json(const char *json_text, size_t json_len, struct manifest *m,
+                        struct cst_err *err);
 
-/* The .sig text: the 64-byte signature from its "signature: " line. */
-int manifest_parse_signature(const char *text, size_t len, unsigned char sig[64],
-                             struct cst_err *err);
+/*
+ * The whole check of a trio stored as the manifest of (date, attempt): the signature,
+ * then that the signed JSON names that date and attempt, and that .sha256 lists
+ * exactly the artifacts the JSON lists, under that date and attempt's keys. A trio of
+ * another day (or attempt) put in this one's place fails. texts are NUL-terminated.
+ */
+int manifest_check(const char *sha256_text, size_t sha256_len, const char *json_text,
+                   size_t json_len, const char *sig_text, const unsigned char pk[32],
+                   const char *date, int attempt, struct manifest *m, struct cst_err *err);
 
-/* The three agree: every sha256 line is an artifact of the JSON with that stored SHA-256,
- * and every artifact has its line. */
-int manifest_check_consistent(const struct manifest *m, struct cst_err *err);
+/* The Ed25519 public key that verifies manifests: from [keys] signing_key (libsodium
+ * keeps it in the secret key), or signing.pub beside it where only that is at hand. */
+int manifest_signing_public(const struct cfg *cfg, unsigned char pk[32], struct cst_err *err);
 
-void manifest_free(struct manifest *m);
+/* Fetch remote_key from d into memory (at most MANIFEST_MAX_BYTES, NUL-terminated;
+ * free it). NULL with err when missing, unreadable or too large. */
+char *manifest_fetch_small(struct dest *d, const char *remote_key, size_t *len,
+                           struct cst_err *err);
+
+/* Fetch remote_key from d and hash it as it streams by: memory does not grow with
+ * its size and nothing is written to disk. */
+int manifest_hash_remote(struct dest *d, const char *remote_key, unsigned char sha256[32],
+                         uint64_t *size, struct cst_err *err);
+
+/* Every (date, attempt) with a .json manifest on d (date NULL: every date), through
+ * cb; cb returning non-zero stops. -1 with err when d cannot be listed. */
+int manifest_list(struct dest *d, const char *date,
+                  int (*cb)(void *arg, const char *date, int attempt), void *arg,
+                  struct cst_err *err);
 
 #endif

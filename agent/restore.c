@@ -397,8 +397,10 @@ static int artifact_key_on(struct restorer *r, struct dest *d, const void *arg, 
                            struct cst_err *err)
 {
     const struct catalog_artifact *a = arg;
-    int has = catalog_artifact_has_copy(r->cli->cat, a->date, a->kind, d->name, err);
+    int has = catalog_artifact_has_copy(r->cli->cat, a, d->name, err);
 
+    if (has < 0)
+        return -1;
     *key = has == 1 ? util_xstrdup(a->remote_key) : NULL;
     return has;
 }

@@ -11,7 +11,8 @@
 #include "common/pathenc.h"
 #include "common/util.h"
 
-#define MAGIC "custodian restore-point v1"
+/* v2 (the daily run's attempts) adds header fields only; the file lines are v1's. */
+#define MAGIC "custodian restore-point v"
 #define MAX_FIELDS 7
 
 /* A decimal integer filling the whole field, optionally negative. */
@@ -78,8 +79,18 @@ int restore_point_header(const char *line, size_t len, char date[11], int64_t *a
 
     date[0] = '\0';
     *at = 0;
-    if (len < magic || memcmp(line, MAGIC, magic) != 0 || (p < end && *p != '\t'))
-        return cst_err_set(err, "not a restore point in a known format (expected '%s')", MAGIC);
+    if (len < magic + 1 || memcmp(line, MAGIC, magic) != 0 ||
+        (line[magic] != '1' && line[magic] != '2'))
+        return cst_err_set(err,
+                           "not a restore point in a known format (expected '%s1' or "
+                           "'%s2')",
+                           MAGIC, MAGIC);
+    p++;
+    if (p < end && *p != '\t')
+        return cst_err_set(err,
+                           "not a restore point in a known format (expected '%s1' or "
+                           "'%s2')",
+                           MAGIC, MAGIC);
     while (p < end) {
         const char *field = ++p, *stop = memchr(p, '\t', (size_t)(end - p));
         size_t n = stop ? (size_t)(stop - field) : (size_t)(end - field);

@@ -3,9 +3,11 @@
  *
  * Each row's hash is SHA-256 over the previous row's hash and this row's
  * fields, so editing or deleting a row in the middle breaks every hash after
- * it, and `audit verify` finds the first broken row. (Someone who can write
- * the catalog can rewrite the whole chain; the signed daily manifests, which
- * leave the host, are what pins it.)
+ * it, and `audit verify` finds the first broken row. Someone who can write
+ * the catalog can rewrite the whole chain, or cut rows off its end: each
+ * signed daily manifest, which leaves the host, publishes the chain's head
+ * (row count and last hash), and `audit verify` checks the chain against
+ * every head it can find (agent/cmd_audit_verify.c).
  */
 #include "catalog_int.h"
 
@@ -144,5 +146,57 @@ int catalog_each_audit(struct catalog *cat, int64_t since,
     if (rc == 0 && step < 0)
         return -1;
     sqlite3_reset(st);
+    return rc;
+}
+
+int catalog_audit_head(struct catalog *cat, int64_t *rows, unsigned char hash[32],
+                       struct cst_err *err)
+{
+    static const char q[] = "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1";
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    *rows = 0;
+    memset(hash, 0, 32);
+    if (sqlite3_prepare_v2(cat->db, q, -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return catalog_sql_err(cat, err, "read the audit log's head");
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *rows = sqlite3_column_int64(st, 0);
+        if (sqlite3_column_bytes(st, 1) == 32)
+            memcpy(hash, sqlite3_column_blob(st, 1), 32);
+    } else if (rc != SQLITE_DONE) {
+        catalog_sql_err(cat, err, "read the audit log's head");
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+int catalog_audit_row_hash(struct catalog *cat, int64_t id, unsigned char hash[32],
+                           struct cst_err *err)
+{
+    static const char q[] = "SELECT hash FROM audit WHERE id = ?";
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    memset(hash, 0, 32);
+    if (sqlite3_prepare_v2(cat->db, q, -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return catalog_sql_err(cat, err, "read an audit row");
+    }
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 0) == 32)
+            memcpy(hash, sqlite3_column_blob(st, 0), 32);
+        rc = 1;
+    } else if (rc == SQLITE_DONE) {
+        rc = 0;
+    } else {
+        rc = catalog_sql_err(cat, err, "read an audit row");
+    }
+    sqlite3_finalize(st);
     return rc;
 }

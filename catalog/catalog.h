@@ -324,16 +324,29 @@ int catalog_each_dest_notice(struct catalog *cat, int64_t since,
 
 /* --- the daily run --- */
 
+/*
+ * Each daily run is an attempt for a date: attempts are numbered 1, 2, ...
+ * per date, never reused, and every one is kept with its artifacts, so a
+ * retry never rewrites what an earlier attempt recorded or shipped.
+ */
 struct catalog_daily {
-    char date[11];
-    char status[16];
-    int64_t started_at, finished_at;
-    int attempts, ran, manifest_written, offsite_verified;
+    char date[11];    /* the day the point is for */
+    int attempt;      /* this attempt's number */
+    char made_on[11]; /* the local date it ran on ("" when not recorded, before schema 4) */
+    int backfill;     /* made on another day than date */
+    char status[16];  /* running | ok | failed */
+    int64_t started_at, finished_at, pid;
+    int attempts;   /* of the date so far (= the newest attempt's number) */
+    int ok_attempt; /* the newest attempt of the date that succeeded, 0 if none */
+    int ran, manifest_written, offsite_verified;
     char *db_status, *files_status, *catalog_status, *error; /* malloc'd or NULL */
+    int64_t audit_rows; /* the audit chain head its manifest published (0: none) */
+    unsigned char audit_head[32];
 };
 
 struct catalog_artifact {
     char date[11];
+    int attempt;
     char kind[24];
     char *remote_key; /* malloc'd */
     int sealed;
@@ -341,29 +354,38 @@ struct catalog_artifact {
     int64_t plain_size, stored_size;
 };
 
-/* A run for date starts (or starts again: attempts + 1, earlier artifacts forgotten). */
-int catalog_daily_begin(struct catalog *cat, const char *date, int64_t now, struct cst_err *err);
+/* A new attempt for date starts; *attempt gets its number (the date's highest + 1).
+ * Attempts of any date still marked running are marked failed (interrupted): the
+ * caller holds the daily run's lock, so their process is gone. */
+int catalog_daily_begin(struct catalog *cat, const char *date, const char *made_on, int backfill,
+                        int64_t pid, int64_t now, int *attempt, struct cst_err *err);
+/* Record how attempt d->attempt of d->date ended. */
 int catalog_daily_finish(struct catalog *cat, const struct catalog_daily *d, struct cst_err *err);
-/* 1 and *d filled if a run for date exists; date NULL: the newest run. 0 if none, -1 and
- * err on error. */
+/* 1 and *d filled with the latest attempt for date (date NULL: of the newest date), 0 if
+ * none, -1 on error. */
 int catalog_daily_get(struct catalog *cat, const char *date, struct catalog_daily *d,
                       struct cst_err *err);
-/* 1 and the date of the newest successful run in out[11]; 0 if none; -1 and err. */
+/* Date of the newest date with a successful attempt into out[11]; 0 if none, -1 on error. */
 int catalog_daily_last_success(struct catalog *cat, char out[11], struct cst_err *err);
 void catalog_daily_clear(struct catalog_daily *d);
 /* When the newest successful run finished (ms), 0 if none. */
 int64_t catalog_daily_last_success_at(struct catalog *cat);
 int catalog_artifact_record(struct catalog *cat, const struct catalog_artifact *a, int64_t now,
                             struct cst_err *err);
-int catalog_artifact_copy(struct catalog *cat, const char *date, const char *kind, const char *dest,
+int catalog_artifact_copy(struct catalog *cat, const struct catalog_artifact *a, const char *dest,
                           int64_t now, struct cst_err *err);
-/* 1 and *a filled (free remote_key) if date has an artifact of kind, 0 if not, -1 and err. */
+/* The artifact of kind for date: of the newest attempt that has a verified copy of it,
+ * else of the newest attempt that made it. 1 and *a filled (free remote_key), 0 if no
+ * attempt made one, -1 on error. */
 int catalog_artifact_get(struct catalog *cat, const char *date, const char *kind,
                          struct catalog_artifact *a, struct cst_err *err);
-/* 1 if dest holds a verified copy of that artifact, 0 if not, -1 and err. */
-int catalog_artifact_has_copy(struct catalog *cat, const char *date, const char *kind,
+/* 1 if dest holds a verified copy of that artifact (its date, attempt and kind), 0 if
+ * not, -1 on error. */
+int catalog_artifact_has_copy(struct catalog *cat, const struct catalog_artifact *a,
                               const char *dest, struct cst_err *err);
-/* A consistent copy of the whole catalog into path (SQLite's online backup). */
+/* A consistent copy of the whole catalog into path, which must not exist or be empty
+ * (VACUUM INTO: one read transaction, so it ends in bounded time however busy the
+ * agent's writes keep the catalog). */
 int catalog_backup_to(struct catalog *cat, const char *path, struct cst_err *err);
 
 /* --- agent state (small key/value facts: rescans, last start) --- */
@@ -379,6 +401,13 @@ int catalog_audit(struct catalog *cat, const char *actor, const char *action,
                   const char *detail_json, struct cst_err *err);
 /* Recompute the chain: 0 if intact (*rows set), -1 with the first bad row in err. */
 int catalog_audit_verify(struct catalog *cat, int64_t *rows, struct cst_err *err);
+/* The chain's head: how many rows, and the hash of the last one (zeros when empty).
+ * Rows are numbered 1..rows without gaps (catalog_audit_verify checks it). */
+int catalog_audit_head(struct catalog *cat, int64_t *rows, unsigned char hash[32],
+                       struct cst_err *err);
+/* The stored hash of row id: 1 and hash filled, 0 if there is no such row, -1 on error. */
+int catalog_audit_row_hash(struct catalog *cat, int64_t id, unsigned char hash[32],
+                           struct cst_err *err);
 int catalog_each_audit(struct catalog *cat, int64_t since,
                        int (*cb)(void *arg, int64_t id, int64_t at, const char *actor,
                                  const char *action, const char *detail),

@@ -173,6 +173,80 @@ static const char *const migrations[] = {
     "  dest TEXT NOT NULL,"
     "  notice TEXT NOT NULL"
     ");",
+
+    /* 5: every attempt of a daily run is kept. A retry used to overwrite the
+     * date's row and delete the earlier attempt's artifact records; now each
+     * attempt is a row of its own, artifacts and their copies are keyed by
+     * attempt, and daily_runs becomes a view of each date's latest attempt
+     * (same columns as before, plus attempt, made_on, backfill, ok_attempt).
+     * Rows from schema 3 become the attempt they were (their count): the
+     * earlier attempts they replaced are gone already. made_on is NULL for
+     * them (not recorded then). */
+    "CREATE TABLE daily_attempts ("
+    "  date TEXT NOT NULL,"       /* the day the point is for, YYYY-MM-DD in the configured zone */
+    "  attempt INTEGER NOT NULL," /* 1, 2, ... per date, never reused */
+    "  made_on TEXT,"             /* the local date it ran on; differs from date: a backfill */
+    "  backfill INTEGER NOT NULL DEFAULT 0,"
+    "  pid INTEGER,"          /* of the process that ran it */
+    "  status TEXT NOT NULL," /* running | ok | failed */
+    "  started_at INTEGER NOT NULL,"
+    "  finished_at INTEGER,"
+    "  ran INTEGER NOT NULL DEFAULT 0,"
+    "  manifest_written INTEGER NOT NULL DEFAULT 0,"
+    "  offsite_verified INTEGER NOT NULL DEFAULT 0,"
+    "  db_status TEXT,"
+    "  files_status TEXT,"
+    "  catalog_status TEXT,"
+    "  error TEXT,"
+    "  audit_rows INTEGER," /* the audit chain head its manifest published */
+    "  audit_head BLOB,"
+    "  PRIMARY KEY (date, attempt)"
+    ") WITHOUT ROWID;"
+    "INSERT INTO daily_attempts (date, attempt, status, started_at, finished_at, ran,"
+    "  manifest_written, offsite_verified, db_status, files_status, catalog_status, error)"
+    "  SELECT date, attempts, status, started_at, finished_at, ran, manifest_written,"
+    "  offsite_verified, db_status, files_status, catalog_status, error FROM daily_runs;"
+    "ALTER TABLE artifacts RENAME TO artifacts_v3;"
+    "ALTER TABLE artifact_copies RENAME TO artifact_copies_v3;"
+    "CREATE TABLE artifacts ("
+    "  date TEXT NOT NULL,"
+    "  attempt INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  remote_key TEXT NOT NULL,"
+    "  sealed INTEGER NOT NULL,"
+    "  plain_sha256 BLOB,"
+    "  plain_size INTEGER,"
+    "  stored_sha256 BLOB NOT NULL,"
+    "  stored_size INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (date, attempt, kind)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE artifact_copies ("
+    "  date TEXT NOT NULL,"
+    "  attempt INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  dest TEXT NOT NULL,"
+    "  verified_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (date, attempt, kind, dest)"
+    ") WITHOUT ROWID;"
+    "INSERT INTO artifacts SELECT a.date,"
+    "  coalesce((SELECT r.attempts FROM daily_runs r WHERE r.date = a.date), 1), a.kind,"
+    "  a.remote_key, a.sealed, a.plain_sha256, a.plain_size, a.stored_sha256, a.stored_size,"
+    "  a.created_at FROM artifacts_v3 a;"
+    "INSERT INTO artifact_copies SELECT c.date,"
+    "  coalesce((SELECT r.attempts FROM daily_runs r WHERE r.date = c.date), 1), c.kind, c.dest,"
+    "  c.verified_at FROM artifact_copies_v3 c;"
+    "DROP TABLE artifacts_v3;"
+    "DROP TABLE artifact_copies_v3;"
+    "DROP TABLE daily_runs;"
+    "CREATE VIEW daily_runs AS"
+    "  SELECT a.date, a.status, a.started_at, a.finished_at, a.attempt AS attempts, a.ran,"
+    "         a.manifest_written, a.offsite_verified, a.db_status, a.files_status,"
+    "         a.catalog_status, a.error, a.attempt, a.made_on, a.backfill,"
+    "         (SELECT max(o.attempt) FROM daily_attempts o"
+    "           WHERE o.date = a.date AND o.status = 'ok') AS ok_attempt"
+    "  FROM daily_attempts a"
+    "  WHERE a.attempt = (SELECT max(l.attempt) FROM daily_attempts l WHERE l.date = a.date);",
 };
 
 int catalog_schema_latest(void)

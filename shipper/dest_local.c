@@ -371,6 +371,69 @@ out:
     return failed ? -1 : 0;
 }
 
+/* Every file under root/dir whose key starts with prefix; dot files (temporaries) are
+ * skipped. Returns 0, 1 when cb stopped, -1 with err. */
+static int list_dir(struct dest *d, const char *root, const char *dir_key, const char *prefix,
+                    int (*cb)(void *arg, const char *key, uint64_t size), void *arg,
+                    struct cst_err *err)
+{
+    char *path = dir_key[0] ? util_join(root, dir_key) : util_xstrdup(root);
+    DIR *dir = opendir(path);
+    struct dirent *de;
+    int rc = 0;
+
+    if (dir == NULL) {
+        rc = errno == ENOENT || errno == ENOTDIR
+                 ? 0
+                 : cst_err_sys(err, "destination %s: cannot list %s", d->name, path);
+        free(path);
+        return rc;
+    }
+    while (rc == 0 && (errno = 0, de = readdir(dir)) != NULL) {
+        char *key =
+            dir_key[0] ? util_printf("%s/%s", dir_key, de->d_name) : util_xstrdup(de->d_name);
+        size_t klen = strlen(key), plen = strlen(prefix);
+        struct stat sb;
+
+        /* Only what can hold a key with the prefix: a key below it, or a folder
+         * on the way to it. */
+        if (de->d_name[0] == '.' || strncmp(key, prefix, klen < plen ? klen : plen) != 0 ||
+            fstatat(dirfd(dir), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+            free(key);
+            continue;
+        }
+        if (S_ISDIR(sb.st_mode))
+            rc = list_dir(d, root, key, prefix, cb, arg, err);
+        else if (S_ISREG(sb.st_mode) && klen >= plen)
+            rc = cb(arg, key, (uint64_t)sb.st_size) != 0 ? 1 : 0;
+        free(key);
+    }
+    if (rc == 0 && errno != 0)
+        rc = cst_err_sys(err, "destination %s: cannot list %s", d->name, path);
+    closedir(dir);
+    free(path);
+    return rc;
+}
+
+static int local_list(struct dest *d, const char *prefix,
+                      int (*cb)(void *arg, const char *key, uint64_t size), void *arg,
+                      struct cst_err *err)
+{
+    struct local *l = d->impl;
+    const char *slash;
+    char *top;
+    int rc;
+
+    if (prefix == NULL)
+        prefix = "";
+    /* Start at the folder the prefix names, not at the root. */
+    slash = strrchr(prefix, '/');
+    top = util_printf("%.*s", slash ? (int)(slash - prefix) : 0, prefix);
+    rc = list_dir(d, l->root, top, prefix, cb, arg, err);
+    free(top);
+    return rc < 0 ? -1 : 0;
+}
+
 static void local_free(struct dest *d)
 {
     struct local *l = d->impl;
@@ -388,6 +451,7 @@ static const struct dest_ops dest_local_ops = {
     .get = local_get,
     .free = local_free,
     .exists = local_exists,
+    .list = local_list,
     .probe = local_probe,
 };
 

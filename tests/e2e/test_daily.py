@@ -232,9 +232,19 @@ def files_under(root):
     return out
 
 
-def daily(demo, date, check):
+def today():
+    """Today in the demo's zone (America/New_York): the one date `daily --date`
+    takes without --backfill."""
+    import datetime
+    import zoneinfo
+    return datetime.datetime.now(zoneinfo.ZoneInfo("America/New_York")).strftime("%Y-%m-%d")
+
+
+def daily(demo, date, check, binary=None):
+    """`daily --date date`: a past date (the tests' fixed DATE) is a backfill."""
     t = time.monotonic()
-    p = demo.run("daily", "--date", date, check=check, timeout=300)
+    extra = ["--backfill"] if date != today() else []
+    p = demo.run("daily", "--date", date, *extra, check=check, timeout=300, binary=binary)
     return p, time.monotonic() - t
 
 
