@@ -336,6 +336,17 @@ static const struct cfg_key cfg_dest_keys[] = {
      DEST_FIELD(bandwidth_kbps),
      .help = "Upload limit in kilobits per second; 0 means unlimited."},
     {.section = "destination",
+     .name = "readback_mb",
+     .type = KT_INT,
+     .min = 1,
+     .max = 1048576,
+     .default_value = "256",
+     .dest_types = DT_SFTP,
+     DEST_FIELD(readback_mb),
+     .help = "After each upload the copy is read back from the server: whole, and its "
+             "SHA-256 compared, up to this many MiB; a larger copy by its size and sampled "
+             "ranges (the first and last MiB and 8 random ones) compared byte for byte."},
+    {.section = "destination",
      .name = "part_size_mb",
      .type = KT_INT,
      .min = 5,

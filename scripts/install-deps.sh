@@ -7,7 +7,7 @@
 set -eu
 
 build="gcc make pkg-config libev-dev libcurl4-openssl-dev libsodium-dev libzstd-dev
-libsqlite3-dev libssl-dev libinih-dev libarchive-dev libmongoc-dev tzdata"
+libsqlite3-dev libssl-dev libssh2-1-dev libinih-dev libarchive-dev libmongoc-dev tzdata"
 test="$build libcmocka-dev python3 python3-pytest valgrind sqlite3 clang-format clang libclang-rt-14-dev
 ceph-mon ceph-osd radosgw ceph-common openssh-server openssh-client openssl uuid-runtime curl
 python3-mockupdb python3-mongomock python3-bson python3-pymongo python3-cryptography"
