@@ -331,20 +331,17 @@ static long last_fx(struct conn *c)
 }
 
 /*
- * What a failed call on c means: the kind and "destination NAME (URL): WHAT: why; what to
- * do" into e. An error below the SFTP layer (socket, timeout, channel) breaks the session.
+ * What a failure means: the kind, and "destination NAME (URL): WHAT: why; what to do" into
+ * e. fx is the SFTP status, or -1 when the failure was below SFTP (then code and msg are
+ * libssh2's), which breaks the session.
  */
-static int sftp_fail(struct sftp *s, struct conn *c, const char *what, struct store_err *e)
+static int sftp_explain(const struct sftp *s, long fx, int code, const char *msg,
+                        const char *what, struct store_err *e)
 {
-    long fx = last_fx(c);
     enum dest_error kind = DEST_ERR_TRANSIENT;
     char reason[768];
 
     if (fx < 0) {
-        char *msg = NULL;
-        int code = libssh2_session_last_error(c->ssh, &msg, NULL, 0);
-
-        c->broken = 1;
         snprintf(reason, sizeof(reason),
                  "the SSH connection failed or the server closed it (%s, libssh2 error %d); will "
                  "retry",
@@ -354,7 +351,8 @@ static int sftp_fail(struct sftp *s, struct conn *c, const char *what, struct st
         snprintf(reason, sizeof(reason),
                  "%s: let user %s create, rename and delete files under %s on %s, or change the "
                  "url",
-                 fx_name((unsigned long)fx), s->t.user, s->t.base[0] ? s->t.base : "/", s->t.host);
+                 fx_name((unsigned long)fx), s->t.user, s->t.base[0] ? s->t.base : "/",
+                 s->t.host);
     } else if (fx == LIBSSH2_FX_NO_SPACE_ON_FILESYSTEM || fx == LIBSSH2_FX_QUOTA_EXCEEDED) {
         kind = DEST_ERR_CONFIG;
         snprintf(reason, sizeof(reason), "%s: free space on %s", fx_name((unsigned long)fx),
@@ -368,7 +366,22 @@ static int sftp_fail(struct sftp *s, struct conn *c, const char *what, struct st
     } else {
         snprintf(reason, sizeof(reason), "%s; will retry", fx_name((unsigned long)fx));
     }
-    return store_fail(e, kind, "destination %s (%s): %s: %s", s->d->name, s->display, what, reason);
+    return store_fail(e, kind, "destination %s (%s): %s: %s", s->d->name, s->display, what,
+                      reason);
+}
+
+/* sftp_explain for the last failed call on c. */
+static int sftp_fail(struct sftp *s, struct conn *c, const char *what, struct store_err *e)
+{
+    long fx = last_fx(c);
+    char *msg = NULL;
+    int code = 0;
+
+    if (fx < 0) {
+        code = libssh2_session_last_error(c->ssh, &msg, NULL, 0);
+        c->broken = 1;
+    }
+    return sftp_explain(s, fx, code, msg, what, e);
 }
 
 /* ---- sessions ---- */
@@ -505,6 +518,29 @@ static void conn_close(struct sftp *s, struct conn *c)
     free(c);
 }
 
+/* What libssh2_knownhost_checkp's answer means: 0 for a match, else -1 (CONFIG). Never
+ * learn or replace a key: only an exact match in the file is good enough. */
+static int hostkey_verdict(const struct sftp *s, int check, struct store_err *e)
+{
+    if (check == LIBSSH2_KNOWNHOST_CHECK_MATCH)
+        return 0;
+    if (check == LIBSSH2_KNOWNHOST_CHECK_MISMATCH)
+        return store_fail(e, DEST_ERR_CONFIG,
+                          "destination %s (%s): host key of %s:%ld is not in %s (changed: the "
+                          "file holds another key for this host): refusing to connect; if the "
+                          "server's key was replaced on purpose, remove its old line "
+                          "(ssh-keygen -R '[%s]:%ld' -f %s) and add the new one after checking "
+                          "its fingerprint",
+                          s->d->name, s->display, s->t.host, s->t.port, s->known_hosts, s->t.host,
+                          s->t.port, s->known_hosts);
+    return store_fail(e, DEST_ERR_CONFIG,
+                      "destination %s (%s): host key of %s:%ld is not in %s (unknown or "
+                      "changed): refusing to connect; add it (ssh-keyscan -p %ld %s >> %s) after "
+                      "checking its fingerprint (ssh-keygen -lf) against the server's",
+                      s->d->name, s->display, s->t.host, s->t.port, s->known_hosts, s->t.port,
+                      s->t.host, s->known_hosts);
+}
+
 /* The host key against known_hosts: 0 matches, -1 (CONFIG) with what to do. */
 static int check_hostkey(struct sftp *s, struct conn *c, struct store_err *e)
 {
@@ -554,24 +590,7 @@ static int check_hostkey(struct sftp *s, struct conn *c, struct store_err *e)
         kh, s->t.host, (int)s->t.port, key, len,
         LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | mask, NULL);
     libssh2_knownhost_free(kh);
-    if (rc == LIBSSH2_KNOWNHOST_CHECK_MATCH)
-        return 0;
-    /* Never learn or replace a key: only an exact match in the file is good enough. */
-    if (rc == LIBSSH2_KNOWNHOST_CHECK_MISMATCH)
-        return store_fail(e, DEST_ERR_CONFIG,
-                          "destination %s (%s): host key of %s:%ld is not in %s (changed: the "
-                          "file holds another key for this host): refusing to connect; if the "
-                          "server's key was replaced on purpose, remove its old line "
-                          "(ssh-keygen -R '[%s]:%ld' -f %s) and add the new one after checking "
-                          "its fingerprint",
-                          s->d->name, s->display, s->t.host, s->t.port, s->known_hosts, s->t.host,
-                          s->t.port, s->known_hosts);
-    return store_fail(e, DEST_ERR_CONFIG,
-                      "destination %s (%s): host key of %s:%ld is not in %s (unknown or "
-                      "changed): refusing to connect; add it (ssh-keyscan -p %ld %s >> %s) after "
-                      "checking its fingerprint (ssh-keygen -lf) against the server's",
-                      s->d->name, s->display, s->t.host, s->t.port, s->known_hosts, s->t.port,
-                      s->t.host, s->known_hosts);
+    return hostkey_verdict(s, rc, e);
 }
 
 /* A new session: connect, handshake, host key, key authentication, SFTP. */

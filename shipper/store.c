@@ -843,7 +843,7 @@ static int marker_write(struct store *st, struct store_err *e)
 static int root_ready(struct store *st, int allow_mark, struct store_err *e)
 {
     struct dest *d = st->d;
-    int root, rc, in_use, may_mark;
+    int root, rc, in_use, may_mark, known;
     char *recorded = NULL;
 
     if (!(st->drv->features & STORE_FEAT_MARKER))
@@ -861,7 +861,8 @@ static int root_ready(struct store *st, int allow_mark, struct store_err *e)
     if (rc != 0)
         return rc < 0 ? -1 : 0;
     pthread_mutex_lock(&st->lock);
-    in_use = st->usage_known ? st->in_use : 1;
+    known = st->usage_known;
+    in_use = known ? st->in_use : 1;
     may_mark = allow_mark && st->usage_known && st->may_mark;
     if (st->recorded_key)
         recorded = util_xstrdup(st->recorded_key);
@@ -893,6 +894,11 @@ static int root_ready(struct store *st, int allow_mark, struct store_err *e)
         store_fail(e, DEST_ERR_TRANSIENT,
                    "destination %s: %s is not marked yet: the agent marks this empty folder "
                    "when it first ships to it",
+                   d->name, st->where);
+    else if (root == STORE_ROOT_EMPTY && !known)
+        store_fail(e, DEST_ERR_TRANSIENT,
+                   "destination %s: %s is empty and not marked: not mounted, or not used yet "
+                   "(the agent marks an empty folder when it first ships to it); copies wait",
                    d->name, st->where);
     else if (!in_use)
         store_fail(e, DEST_ERR_CONFIG,
