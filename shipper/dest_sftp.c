@@ -425,14 +425,33 @@ static char *hostkey_pref(const struct sftp_target *t, const char *known_hosts)
                     have[i] = 1;
         }
     }
+    /* Only names this libssh2 knows: 1.10's method_pref mangles a list it must trim. */
+    const char **algs = NULL;
+    int n_algs = ssh ? libssh2_session_supported_algs(ssh, LIBSSH2_METHOD_HOSTKEY, &algs) : 0;
+
     for (int pass = 1; pass >= 0; pass--)
-        for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-            if (have[i] == pass) {
-                char *more = util_printf("%s%s%s", out, out[0] ? "," : "", kinds[i].names);
+        for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+            if (have[i] != pass)
+                continue;
+            char *names = util_xstrdup(kinds[i].names), *save = NULL;
+
+            for (char *name = strtok_r(names, ",", &save); name;
+                 name = strtok_r(NULL, ",", &save)) {
+                int known = 0;
+
+                for (int k = 0; k < n_algs && !known; k++)
+                    known = strcmp(algs[k], name) == 0;
+                if (!known)
+                    continue;
+                char *more = util_printf("%s%s%s", out, out[0] ? "," : "", name);
 
                 free(out);
                 out = more;
             }
+            free(names);
+        }
+    if (algs)
+        libssh2_free(ssh, algs);
     if (kh)
         libssh2_knownhost_free(kh);
     if (ssh)
