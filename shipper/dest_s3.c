@@ -1875,6 +1875,8 @@ struct records {
     size_t n_ids;
     struct rec_begin *dead_begins; /* keys a dead process was starting, and when */
     size_t n_dead_begins;
+    struct rec_begin *live_begins; /* keys a live process (this one too) is starting */
+    size_t n_live_begins;
     char **dead_files;
     size_t n_dead_files;
 };
@@ -1893,12 +1895,12 @@ static void records_read(struct records *r, const char *path, int dead)
             continue; /* a torn last line: nothing to learn */
         *nl = '\0';
         if (strncmp(line, "begin ", 6) == 0 && (sp = strchr(line + 6, ' ')) != NULL) {
-            if (!dead)
-                continue;
-            r->dead_begins =
-                util_xrealloc(r->dead_begins, (r->n_dead_begins + 1) * sizeof(*r->dead_begins));
-            r->dead_begins[r->n_dead_begins].at = strtoll(line + 6, NULL, 10);
-            r->dead_begins[r->n_dead_begins++].key = util_xstrdup(sp + 1);
+            struct rec_begin **list = dead ? &r->dead_begins : &r->live_begins;
+            size_t *n = dead ? &r->n_dead_begins : &r->n_live_begins;
+
+            *list = util_xrealloc(*list, (*n + 1) * sizeof(**list));
+            (*list)[*n].at = strtoll(line + 6, NULL, 10);
+            (*list)[(*n)++].key = util_xstrdup(sp + 1);
         } else if (strncmp(line, "id ", 3) == 0 && (sp = strchr(line + 3, ' ')) != NULL) {
             *sp = '\0';
             r->ids = util_xrealloc(r->ids, (r->n_ids + 1) * sizeof(*r->ids));
@@ -1955,6 +1957,9 @@ static void records_free(struct records *r)
     }
     for (size_t i = 0; i < r->n_dead_begins; i++)
         free(r->dead_begins[i].key);
+    for (size_t i = 0; i < r->n_live_begins; i++)
+        free(r->live_begins[i].key);
+    free(r->live_begins);
     for (size_t i = 0; i < r->n_dead_files; i++)
         free(r->dead_files[i]);
     free(r->ids);
@@ -1962,40 +1967,65 @@ static void records_free(struct records *r)
     free(r->dead_files);
 }
 
+struct listed_upload {
+    char *key, *id;
+    int64_t at;
+};
+
 struct sweep {
     struct s3 *s3;
     struct records *r;
     int64_t now;
     size_t aborted, kept, failed;
+    struct listed_upload *found;
+    size_t n_found;
 };
 
-/*
- * Whose is this upload? Recorded by a live process: leave it. Recorded by a dead one, or
- * started within minutes of a key a dead process was about to start: abort. Nobody's and
- * older than a day (a record lost with a power cut, another tool): abort. Else leave it:
- * it may be a live process's that has not recorded its id yet.
- */
-static int sweep_upload(void *arg, const char *key, const char *upload_id, const char *initiated)
+/* Listed first, decided after the records are read: a live process writes "begin" before
+ * it starts an upload, so every live upload the listing shows is known by then. */
+static int collect_upload(void *arg, const char *key, const char *upload_id, const char *initiated)
 {
     struct sweep *sw = arg;
+
+    sw->found = util_xrealloc(sw->found, (sw->n_found + 1) * sizeof(*sw->found));
+    sw->found[sw->n_found].key = util_xstrdup(key);
+    sw->found[sw->n_found].id = util_xstrdup(upload_id);
+    sw->found[sw->n_found++].at = s3_xml_time_ms(initiated);
+    return 0;
+}
+
+static int begun_near(const struct rec_begin *list, size_t n, const char *key, int64_t at)
+{
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(list[k].key, key) == 0 && at >= 0 && at >= list[k].at - S3_RECORD_SLACK_MS &&
+            at <= list[k].at + S3_RECORD_SLACK_MS)
+            return 1;
+    return 0;
+}
+
+/*
+ * Whose is this upload? Recorded by a live process, or of a key a live process is starting:
+ * leave it. Recorded by a dead one, or started within minutes of a key a dead process was
+ * about to start (killed before it recorded the id): abort. Nobody's and older than a day
+ * (a record lost with a power cut, another tool): abort. Else leave it.
+ */
+static int sweep_upload(struct sweep *sw, const char *key, const char *upload_id, int64_t at)
+{
     struct records *r = sw->r;
-    int64_t at = s3_xml_time_ms(initiated);
     int abort_it = 0;
     size_t i;
 
     for (i = 0; i < r->n_ids; i++)
         if (strcmp(r->ids[i].id, upload_id) == 0)
             break;
-    if (i < r->n_ids) {
+    if (i < r->n_ids)
         abort_it = r->ids[i].dead;
-    } else {
-        for (size_t k = 0; k < r->n_dead_begins && !abort_it; k++)
-            abort_it = strcmp(r->dead_begins[k].key, key) == 0 && at >= 0 &&
-                       at >= r->dead_begins[k].at - S3_RECORD_SLACK_MS &&
-                       at <= r->dead_begins[k].at + S3_RECORD_SLACK_MS;
-        if (!abort_it)
-            abort_it = at >= 0 && sw->now - at > S3_UNKNOWN_UPLOAD_AGE_MS;
-    }
+    else if (begun_near(r->live_begins, r->n_live_begins, key, at))
+        abort_it = 0;
+    else if (begun_near(r->dead_begins, r->n_dead_begins, key, at))
+        abort_it = 1;
+    else
+        abort_it = at >= 0 && sw->now - at > S3_UNKNOWN_UPLOAD_AGE_MS;
     if (!abort_it) {
         sw->kept++;
         return 0;
@@ -2027,10 +2057,10 @@ static int s3_cleanup(struct dest *d, struct cst_err *err)
     struct s3 *s3 = d->impl;
     static const char *const prefixes[] = {"objects/", "backups/"};
     struct records r;
-    struct sweep sw = {s3, &r, util_now_ms(), 0, 0, 0};
+    struct sweep sw = {s3, &r, util_now_ms(), 0, 0, 0, NULL, 0};
     int rc = 0;
 
-    records_load(s3, &r);
+    memset(&r, 0, sizeof(r));
     for (size_t p = 0; p < 2 && rc == 0; p++) {
         char *key_marker = NULL, *id_marker = NULL;
 
@@ -2056,7 +2086,7 @@ static int s3_cleanup(struct dest *d, struct cst_err *err)
                 rc = -1;
                 break;
             }
-            int pr = s3_xml_uploads(c->reply, c->reply_len, sweep_upload, &sw, &page);
+            int pr = s3_xml_uploads(c->reply, c->reply_len, collect_upload, &sw, &page);
 
             call_free(c);
             if (pr < 0) {
@@ -2074,6 +2104,16 @@ static int s3_cleanup(struct dest *d, struct cst_err *err)
         free(key_marker);
         free(id_marker);
     }
+    if (rc == 0) {
+        records_load(s3, &r);
+        for (size_t i = 0; i < sw.n_found; i++)
+            sweep_upload(&sw, sw.found[i].key, sw.found[i].id, sw.found[i].at);
+    }
+    for (size_t i = 0; i < sw.n_found; i++) {
+        free(sw.found[i].key);
+        free(sw.found[i].id);
+    }
+    free(sw.found);
     /* A dead process's record goes once nothing it names can still be there. */
     if (rc == 0 && sw.failed == 0)
         for (size_t i = 0; i < r.n_dead_files; i++)

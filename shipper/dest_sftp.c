@@ -335,8 +335,8 @@ static long last_fx(struct conn *c)
  * e. fx is the SFTP status, or -1 when the failure was below SFTP (then code and msg are
  * libssh2's), which breaks the session.
  */
-static int sftp_explain(const struct sftp *s, long fx, int code, const char *msg,
-                        const char *what, struct store_err *e)
+static int sftp_explain(const struct sftp *s, long fx, int code, const char *msg, const char *what,
+                        struct store_err *e)
 {
     enum dest_error kind = DEST_ERR_TRANSIENT;
     char reason[768];
@@ -351,8 +351,7 @@ static int sftp_explain(const struct sftp *s, long fx, int code, const char *msg
         snprintf(reason, sizeof(reason),
                  "%s: let user %s create, rename and delete files under %s on %s, or change the "
                  "url",
-                 fx_name((unsigned long)fx), s->t.user, s->t.base[0] ? s->t.base : "/",
-                 s->t.host);
+                 fx_name((unsigned long)fx), s->t.user, s->t.base[0] ? s->t.base : "/", s->t.host);
     } else if (fx == LIBSSH2_FX_NO_SPACE_ON_FILESYSTEM || fx == LIBSSH2_FX_QUOTA_EXCEEDED) {
         kind = DEST_ERR_CONFIG;
         snprintf(reason, sizeof(reason), "%s: free space on %s", fx_name((unsigned long)fx),
@@ -366,8 +365,7 @@ static int sftp_explain(const struct sftp *s, long fx, int code, const char *msg
     } else {
         snprintf(reason, sizeof(reason), "%s; will retry", fx_name((unsigned long)fx));
     }
-    return store_fail(e, kind, "destination %s (%s): %s: %s", s->d->name, s->display, what,
-                      reason);
+    return store_fail(e, kind, "destination %s (%s): %s: %s", s->d->name, s->display, what, reason);
 }
 
 /* sftp_explain for the last failed call on c. */

@@ -60,6 +60,7 @@ struct store {
     char *install_id;
     int usage_known, in_use, may_mark;
     char *recorded_key;
+    int seen_marker; /* this process found (or wrote) the marker */
     pthread_mutex_t mark_lock;
     /* outstanding work, freed with the destination when its done() never came */
     struct batch *batches;
@@ -268,9 +269,10 @@ static void pace(struct store *st, size_t n)
         return;
     pthread_mutex_lock(&st->lock);
     now = mono_s();
-    /* Idle time is not saved up beyond a second: a long pause does not buy a burst. */
-    if (st->next_send < now - 1.0)
-        st->next_send = now - 1.0;
+    /* Idle time is not saved up: a pause does not buy a burst (50 ms of slack, for the
+     * time between two reads). */
+    if (st->next_send < now - 0.05)
+        st->next_send = now - 0.05;
     start = st->next_send;
     st->next_send += (double)n / st->rate;
     pthread_mutex_unlock(&st->lock);
@@ -858,11 +860,17 @@ static int root_ready(struct store *st, int allow_mark, struct store_err *e)
                           "nothing is created there",
                           d->name, st->where);
     rc = marker_check(st, e);
+    pthread_mutex_lock(&st->lock);
+    if (rc == 1)
+        st->seen_marker = 1;
+    pthread_mutex_unlock(&st->lock);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
     pthread_mutex_lock(&st->lock);
     known = st->usage_known;
-    in_use = known ? st->in_use : 1;
+    /* Marked once in this process's life and now without a marker: the folder was
+     * unmounted (the catalog may not have recorded a copy there yet). Never mark it again. */
+    in_use = known && !st->seen_marker ? st->in_use : 1;
     may_mark = allow_mark && st->usage_known && st->may_mark;
     if (st->recorded_key)
         recorded = util_xstrdup(st->recorded_key);
@@ -880,6 +888,11 @@ static int root_ready(struct store *st, int allow_mark, struct store_err *e)
             rc = marker_check(st, e);
             if (rc == 0) {
                 rc = marker_write(st, e);
+                if (rc == 0) {
+                    pthread_mutex_lock(&st->lock);
+                    st->seen_marker = 1;
+                    pthread_mutex_unlock(&st->lock);
+                }
                 if (rc == 0)
                     log_info("%s destination %s dest=%s",
                              recorded ? "marked (it holds recorded copies)" : "marked (first use)",
@@ -1418,8 +1431,8 @@ static void startup_run(struct work *w)
     struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
     struct cst_err err;
 
-    if (stopping(st))
-        return;
+    /* Runs even when the process is already stopping (a `ship` with nothing to do): its
+     * cleanup is quick, and a stopped backend fails at once. */
     if (root_ready(st, 1, &e) < 0) {
         log_warn("%s", e.err.msg);
         return; /* no cleanup where the root is not ours */

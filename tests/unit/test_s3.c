@@ -669,11 +669,10 @@ static void test_xml_uploads(void **state)
     assert_false(pg.truncated);
     /* not a listing; a truncated page that does not say where to go on */
     assert_int_equal(s3_xml_uploads("<Error/>", 8, seen_upload, &u, &pg), -1);
-    assert_int_equal(
-        s3_xml_uploads("<ListMultipartUploadsResult><IsTruncated>true</IsTruncated>"
-                       "</ListMultipartUploadsResult>",
-                       88, seen_upload, &u, &pg),
-        -1);
+    assert_int_equal(s3_xml_uploads("<ListMultipartUploadsResult><IsTruncated>true</IsTruncated>"
+                                    "</ListMultipartUploadsResult>",
+                                    88, seen_upload, &u, &pg),
+                     -1);
 
     assert_int_equal(s3_xml_time_ms("2026-11-20T19:00:00.123Z"), 1795201200123LL);
     assert_int_equal(s3_xml_time_ms("2026-11-20T19:00:00Z"), 1795201200000LL);

@@ -228,9 +228,9 @@ static void test_explain(void **state)
     assert_non_null(strstr(msg, "will retry"));
     assert_int_equal(explain(LIBSSH2_FX_NO_SUCH_FILE, 0, NULL, msg, sizeof(msg)),
                      DEST_ERR_TRANSIENT);
-    assert_int_equal(explain(-1, LIBSSH2_ERROR_SOCKET_RECV, "Failed getting banner", msg,
-                             sizeof(msg)),
-                     DEST_ERR_TRANSIENT);
+    assert_int_equal(
+        explain(-1, LIBSSH2_ERROR_SOCKET_RECV, "Failed getting banner", msg, sizeof(msg)),
+        DEST_ERR_TRANSIENT);
     assert_non_null(strstr(msg, "closed it (Failed getting banner, libssh2 error -43)"));
     assert_int_equal(explain(-1, LIBSSH2_ERROR_TIMEOUT, NULL, msg, sizeof(msg)),
                      DEST_ERR_TRANSIENT);

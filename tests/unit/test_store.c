@@ -435,8 +435,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_changed_spool_is_a_source_error, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_existing_object, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_spool_hard_linked_and_verified, fx_setup,
-                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_spool_hard_linked_and_verified, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_blocking_operations, fx_setup, fx_teardown),
     };
 
