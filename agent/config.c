@@ -325,7 +325,8 @@ static const struct cfg_key cfg_dest_keys[] = {
      .default_value = "4",
      .dest_types = DT_ALL,
      DEST_FIELD(max_inflight),
-     .help = "Uploads in progress at once to this destination."},
+     .help = "Copies in progress at once to this destination: threads writing and fsyncing "
+             "(local), SSH sessions (sftp), requests (s3)."},
     {.section = "destination",
      .name = "bandwidth_kbps",
      .type = KT_INT,
@@ -334,7 +335,8 @@ static const struct cfg_key cfg_dest_keys[] = {
      .default_value = "0",
      .dest_types = DT_ALL,
      DEST_FIELD(bandwidth_kbps),
-     .help = "Upload limit in kilobits per second; 0 means unlimited."},
+     .help = "Limit on the bytes sent to this destination, in kilobits per second (a local "
+             "destination: copied bytes; a hard-linked copy sends none); 0 means unlimited."},
     {.section = "destination",
      .name = "readback_mb",
      .type = KT_INT,

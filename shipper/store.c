@@ -1389,10 +1389,16 @@ int store_probe(struct dest *d, struct dest_probe *out)
                    size, key,
                    st->drv->features & STORE_FEAT_SERVER_CHECKS_HASH ? "hash checked by the server"
                                                                      : "fsync");
-    dest_check_add(out, "read probe", 1, "%s",
-                   st->drv->features & STORE_FEAT_SERVER_CHECKS_HASH
-                       ? "the server accepted the bytes only with their signed SHA-256"
-                       : "read back, SHA-256 equal to what was written");
+    /* Read back always here, also where a commit proves the bytes: this checks reading. */
+    int damaged;
+
+    if (verify_object(st, &p, payload, &damaged, &e) < 0) {
+        dest_check_add(out, "read probe", 0, "%s", e.err.msg);
+        failed = 1;
+    } else {
+        dest_check_add(out, "read probe", 1,
+                       "read back %zu bytes, SHA-256 equal to what was written", size);
+    }
     if (st->drv->probe_object && st->drv->probe_object(d, key, out) < 0)
         failed = 1;
 out:
