@@ -523,7 +523,13 @@ static void conn_close(struct sftp *s, struct conn *c)
     if (c->all_next)
         c->all_next->all_prev = c->all_prev;
     pthread_mutex_unlock(&s->lock);
-    if (c->sftp && !c->broken)
+    /* A broken session: its socket is shut first, so that what follows fails at once
+     * rather than wait for a dead peer. libssh2_sftp_shutdown still runs: it frees what
+     * the SFTP layer queued (packets, abandoned requests), which freeing the session
+     * alone would leak. */
+    if (c->broken && c->fd >= 0)
+        shutdown(c->fd, SHUT_RDWR);
+    if (c->sftp)
         libssh2_sftp_shutdown(c->sftp);
     if (c->ssh) {
         if (!c->broken)
