@@ -17,7 +17,7 @@ PYTHON := /usr/bin/python3
 # package's version), compiled into `custodian --version`.
 VERSION := $(shell head -n 1 packaging/debian/changelog | cut -d ' ' -f 2 | tr -d '()')
 
-PKGS := libsodium libzstd sqlite3 libcrypto inih libcurl libmongoc-1.0 libsystemd
+PKGS := libsodium libzstd sqlite3 libcrypto inih libcurl libssh2 libmongoc-1.0 libsystemd
 WARN := -std=c17 -Wall -Wextra -Wpedantic -Werror -Wno-format-truncation -D_GNU_SOURCE
 # CPPFLAGS, CFLAGS and LDFLAGS from the environment are added (dpkg-buildflags'
 # hardening when the package is built); they are empty otherwise.

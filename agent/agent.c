@@ -874,6 +874,14 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
         rc = cli_fail(EXIT_FAILED, "%s", err.msg);
         goto out;
     }
+    /* This process ships: it may mark a destination at first use, and it removes what
+     * dead processes left there (temporary files, multipart uploads), in the background. */
+    if (dests_usage(a.dests, a.n_dests, a.cat, 1, &err) < 0) {
+        rc = cli_fail(EXIT_FAILED, "%s", err.msg);
+        goto out;
+    }
+    for (size_t i = 0; i < a.n_dests; i++)
+        dest_startup(a.dests[i]);
     spool = cli_state_path(cli, "spool");
     if (util_mkdir_p(spool, 0700, &err) < 0) {
         rc = cli_fail(EXIT_FAILED, "%s", err.msg);

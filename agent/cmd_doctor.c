@@ -261,30 +261,77 @@ static void check_clock(struct doctor *doc)
     }
 }
 
+/* S3: objects whose metadata older versions wrote (the plaintext's SHA-256 and size) are
+ * reported, and rewritten by a self-copy where the bucket has no Object Lock. */
+static void check_s3_metadata(struct doctor *doc, const char *area, struct dest *d)
+{
+    struct dest_scrub sc;
+    struct cst_err err;
+
+    if (dest_s3_scrub(d, 1, &sc, &err) < 0) {
+        report(doc, area, "no plaintext metadata", CHECK_FAIL, "cannot check: %s", err.msg);
+        return;
+    }
+    if (sc.legacy == 0)
+        report(doc, area, "no plaintext metadata", CHECK_OK,
+               "%lld objects: none carries metadata derived from the plaintext",
+               (long long)sc.objects);
+    else if (sc.fixed == sc.legacy)
+        report(doc, area, "no plaintext metadata", CHECK_WARN,
+               "%lld of %lld objects carried the plaintext's SHA-256 and size (written by an "
+               "older version, e.g. %s): their metadata was rewritten by a self-copy and now "
+               "holds only the stored object's size, SHA-256, key id and format%s",
+               (long long)sc.legacy, (long long)sc.objects, sc.example,
+               " (on a versioned bucket the older versions keep theirs until they expire)");
+    else if (sc.locked)
+        report(doc, area, "no plaintext metadata", CHECK_FAIL,
+               "%lld of %lld objects carry the plaintext's SHA-256 and size (written by an older "
+               "version, e.g. %s), and the bucket has Object Lock: they cannot be rewritten and "
+               "keep it until their retention ends",
+               (long long)sc.legacy, (long long)sc.objects, sc.example);
+    else
+        report(doc, area, "no plaintext metadata", CHECK_FAIL,
+               "%lld of %lld objects carry the plaintext's SHA-256 and size (e.g. %s); %lld "
+               "were rewritten; the first failure: %s",
+               (long long)sc.legacy, (long long)sc.objects, sc.example, (long long)sc.fixed,
+               sc.error);
+}
+
 static void check_destinations(struct doctor *doc)
 {
     struct dest **dests = NULL;
     size_t n = 0;
     struct cst_err err;
+    char *path;
+    struct catalog *cat;
 
     if (dests_open(doc->cli->cfg, NULL, &dests, &n, &err) < 0) {
         report(doc, "destination", "open", CHECK_FAIL, "%s", err.msg);
         return;
     }
+    /* What the catalog knows decides whether an unmarked folder is one at first use;
+     * doctor never marks (nor creates) anything itself. */
+    path = cli_state_path(doc->cli, "catalog.db");
+    cat = access(path, F_OK) == 0 ? catalog_open_readonly(path, &err) : NULL;
+    if (cat && dests_usage(dests, n, cat, 0, &err) < 0)
+        report(doc, "destination", "catalog", CHECK_FAIL, "%s", err.msg);
+    catalog_close(cat);
+    free(path);
     for (size_t i = 0; i < n; i++) {
         struct dest_probe probe;
         char area[128];
+        int usable = 1;
 
         snprintf(area, sizeof(area), "destination %s", dests[i]->name);
-        if (dests[i]->ops->probe == NULL) {
-            report(doc, area, "probe", CHECK_WARN, "type %s has no probe", dests[i]->ops->type);
-            continue;
-        }
         memset(&probe, 0, sizeof(probe));
         dests[i]->ops->probe(dests[i], &probe);
-        for (size_t k = 0; k < probe.n; k++)
+        for (size_t k = 0; k < probe.n; k++) {
             report(doc, area, probe.checks[k].name, probe.checks[k].ok ? CHECK_OK : CHECK_FAIL,
                    "%s", probe.checks[k].detail);
+            usable &= probe.checks[k].ok;
+        }
+        if (usable && strcmp(dests[i]->ops->type, "s3") == 0)
+            check_s3_metadata(doc, area, dests[i]);
     }
     dests_free(dests, n);
 }

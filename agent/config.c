@@ -364,7 +364,8 @@ static const struct cfg_key cfg_dest_keys[] = {
      .default_value = "4",
      .dest_types = DT_ALL,
      DEST_FIELD(max_inflight),
-     .help = "Uploads in progress at once to this destination."},
+     .help = "Copies in progress at once to this destination: threads writing and fsyncing "
+             "(local), SSH sessions (sftp), requests (s3)."},
     {.section = "destination",
      .name = "bandwidth_kbps",
      .type = KT_INT,
@@ -373,7 +374,19 @@ static const struct cfg_key cfg_dest_keys[] = {
      .default_value = "0",
      .dest_types = DT_ALL,
      DEST_FIELD(bandwidth_kbps),
-     .help = "Upload limit in kilobits per second; 0 means unlimited."},
+     .help = "Limit on the bytes sent to this destination, in kilobits per second (a local "
+             "destination: copied bytes; a hard-linked copy sends none); 0 means unlimited."},
+    {.section = "destination",
+     .name = "readback_mb",
+     .type = KT_INT,
+     .min = 1,
+     .max = 1048576,
+     .default_value = "256",
+     .dest_types = DT_SFTP,
+     DEST_FIELD(readback_mb),
+     .help = "After each upload the copy is read back from the server: whole, and its "
+             "SHA-256 compared, up to this many MiB; a larger copy by its size and sampled "
+             "ranges (the first and last MiB and 8 random ones) compared byte for byte."},
     {.section = "destination",
      .name = "part_size_mb",
      .type = KT_INT,

@@ -34,6 +34,7 @@ struct cfg_dest {
     int max_inflight;    /* 1..64, default 4 */
     long bandwidth_kbps; /* 0 = unlimited (default) */
     int part_size_mb;    /* s3: multipart above this, 5..5120, default 64 */
+    int readback_mb;     /* sftp: copies up to this size are read back whole, default 256 */
 };
 
 struct cfg {

@@ -1,12 +1,16 @@
 /*
- * dests.c - one struct dest per [destination NAME] section.
+ * dests.c - one struct dest per [destination NAME] section, and what the
+ * catalog tells each about itself (for the destination marker).
  */
 #include "dests.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "agent/keys.h"
+#include "common/log.h"
 #include "common/util.h"
 
 /* ca_file and known_hosts decide whom the agent trusts: checked like key files, here, so
@@ -27,14 +31,21 @@ static int check_trust_files(const struct cfg_dest *c, struct cst_err *err)
     return 0;
 }
 
-static struct dest *open_one(const struct cfg_dest *c, const struct dest_env *env,
-                             struct cst_err *err)
+static struct dest *open_one(const struct cfg *cfg, const struct cfg_dest *c,
+                             const struct dest_env *env, struct cst_err *err)
 {
     if (check_trust_files(c, err) < 0)
         return NULL;
     switch (c->type) {
-    case CFG_DEST_LOCAL:
-        return dest_local_new(c->name, c->path, env, err);
+    case CFG_DEST_LOCAL: {
+        struct dest_local_config local = {
+            .name = c->name,
+            .path = c->path,
+            .max_inflight = c->max_inflight,
+            .bandwidth_kbps = c->bandwidth_kbps,
+        };
+        return dest_local_new(&local, env, err);
+    }
     case CFG_DEST_S3: {
         struct dest_s3_config s3 = {
             .name = c->name,
@@ -49,6 +60,7 @@ static struct dest *open_one(const struct cfg_dest *c, const struct dest_env *en
             .max_inflight = c->max_inflight,
             .bandwidth_kbps = c->bandwidth_kbps,
             .part_size = (uint64_t)c->part_size_mb << 20,
+            .state_dir = cfg->state_dir,
         };
         return dest_s3_new(&s3, env, err);
     }
@@ -60,6 +72,7 @@ static struct dest *open_one(const struct cfg_dest *c, const struct dest_env *en
             .known_hosts = c->known_hosts,
             .max_inflight = c->max_inflight,
             .bandwidth_kbps = c->bandwidth_kbps,
+            .readback_full = (uint64_t)c->readback_mb << 20,
         };
         return dest_sftp_new(&sftp, env, err);
     }
@@ -68,21 +81,71 @@ static struct dest *open_one(const struct cfg_dest *c, const struct dest_env *en
     return NULL;
 }
 
+/*
+ * The install a destination marker names: keyed BLAKE2b of a fixed text under the naming
+ * key, the per-install secret (it says nothing about the key). NULL when the key cannot be
+ * read here (then markers are compared by destination name only).
+ */
+static char *install_id(const struct cfg *cfg)
+{
+    unsigned char *key = sodium_malloc(KEYS_NAMING_BYTES), id[16];
+    static const char what[] = "custodian install id v1";
+    struct cst_err err;
+    char hex[33];
+
+    if (key == NULL)
+        return NULL;
+    if (keys_load_secret(cfg->naming_key, "naming-key", key, KEYS_NAMING_BYTES, &err) < 0) {
+        log_debug("destination markers without the install: %s", err.msg);
+        sodium_free(key);
+        return NULL;
+    }
+    crypto_generichash(id, sizeof(id), (const unsigned char *)what, sizeof(what) - 1, key,
+                       KEYS_NAMING_BYTES);
+    sodium_free(key);
+    util_hex(id, sizeof(id), hex);
+    return util_xstrdup(hex);
+}
+
 int dests_open(const struct cfg *cfg, const struct dest_env *env, struct dest ***out, size_t *n,
                struct cst_err *err)
 {
     struct dest **d = util_xcalloc(cfg->n_dests, sizeof(*d));
+    char *install = NULL;
 
+    if (sodium_init() >= 0)
+        install = install_id(cfg);
     for (size_t i = 0; i < cfg->n_dests; i++) {
-        d[i] = open_one(&cfg->dests[i], env, err);
+        d[i] = open_one(cfg, &cfg->dests[i], env, err);
         if (d[i] == NULL) {
             dests_free(d, i);
+            free(install);
             return -1;
         }
         d[i]->role = (int)cfg->dests[i].role;
+        dest_set_install(d[i], install);
     }
+    free(install);
     *out = d;
     *n = cfg->n_dests;
+    return 0;
+}
+
+int dests_usage(struct dest **dests, size_t n, struct catalog *cat, int may_mark,
+                struct cst_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct dest_usage u = {0, NULL, may_mark};
+        char *key = NULL;
+        int rc = catalog_dest_in_use(cat, dests[i]->name, &key, err);
+
+        if (rc < 0)
+            return -1;
+        u.in_use = rc;
+        u.recorded_key = key;
+        dest_set_usage(dests[i], &u);
+        free(key);
+    }
     return 0;
 }
 

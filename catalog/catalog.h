@@ -242,6 +242,10 @@ struct catalog_backlog {
     int64_t queued, waiting, copies;
 };
 int catalog_backlog(struct catalog *cat, struct catalog_backlog *b, struct cst_err *err);
+/* 1 when copies (of objects or daily artifacts) are recorded on dest, with the remote key of
+ * one of them in *recorded_key (malloc'd); 0 when none; -1 with err. */
+int catalog_dest_in_use(struct catalog *cat, const char *dest, char **recorded_key,
+                        struct cst_err *err);
 /* 1 if a version of path with this stat (and object_id, unless NULL) is waiting for
  * its first copy: it needs no second sealing. 0 if not, -1 and err on error. */
 int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, int64_t mtime_ns,

@@ -448,3 +448,31 @@ int catalog_backlog(struct catalog *cat, struct catalog_backlog *b, struct cst_e
     sqlite3_reset(st);
     return 0;
 }
+
+int catalog_dest_in_use(struct catalog *cat, const char *dest, char **recorded_key,
+                        struct cst_err *err)
+{
+    /* Once, at start-up: prepared here rather than kept in the statement cache. */
+    static const char q[] = "SELECT remote_key FROM copies WHERE dest = ?1"
+                            " UNION ALL SELECT remote_key FROM artifact_copies ac"
+                            " JOIN artifacts a ON a.date = ac.date AND a.kind = ac.kind"
+                            " WHERE ac.dest = ?1 LIMIT 1";
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    *recorded_key = NULL;
+    if (sqlite3_prepare_v2(cat->db, q, -1, &st, NULL) != SQLITE_OK)
+        return catalog_sql_err(cat, err, "cannot read the copies of a destination");
+    sqlite3_bind_text(st, 1, dest, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *recorded_key = catalog_column_dup(st, 0);
+        rc = 1;
+    } else if (rc == SQLITE_DONE) {
+        rc = 0;
+    } else {
+        rc = catalog_sql_err(cat, err, "cannot read the copies of a destination");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}

@@ -8,7 +8,7 @@
 set -eu
 
 build="gcc make pkg-config libev-dev libcurl4-openssl-dev libsodium-dev libzstd-dev
-libsqlite3-dev libssl-dev libinih-dev libarchive-dev libmongoc-dev libsystemd-dev tzdata"
+libsqlite3-dev libssl-dev libssh2-1-dev libinih-dev libarchive-dev libmongoc-dev libsystemd-dev tzdata"
 deb="$build dpkg-dev debhelper lintian"
 # The package tests: dpkg, the user (adduser), ACLs, the unit (systemd-analyze),
 # the man pages (groff, man-db) and the completion.

@@ -1,13 +1,17 @@
 /*
  * dest.h - where sealed objects go: one interface, a backend per `type`.
  *
- * Every backend fills a const struct dest_ops (required operations first,
- * then optional ones, NULL when absent), the way pgBackRest's
- * StorageInterface does. Uploads are asynchronous: put_batch() returns at
- * once and calls done() later on the loop thread, after each item is
- * durable at the destination and verified there (or has failed, with a
- * kind that says whether retrying soon can help). The blocking operations
- * (get, exists, remove, probe) are for the command-line tools.
+ * Callers see one struct dest_ops per destination. Its operations are the
+ * same for every backend: store.c's, which own the sequence that makes a
+ * copy durable and verified (store.h), over the primitives each backend
+ * supplies (struct store_driver, the way pgBackRest's StorageInterface
+ * splits a driver from the storage core). Uploads are asynchronous:
+ * put_batch() returns at once and calls done() later on the loop thread,
+ * after each item is durable at the destination and verified there (or has
+ * failed, with a kind that says whether retrying soon can help). The
+ * blocking operations (get, exists, list, remove, probe) may be called from
+ * any thread, also several at once, and from a destination opened without
+ * an event loop.
  */
 #ifndef CST_DEST_H
 #define CST_DEST_H
@@ -35,8 +39,8 @@ struct dest_put {
     const char *remote_key;          /* "objects/ab/abcd…" */
     uint64_t stored_size;            /* size of the sealed object */
     unsigned char stored_sha256[32]; /* SHA-256 of the sealed object */
-    uint64_t plain_size;             /* of the content, for metadata */
-    unsigned char plain_sha256[32];  /* of the content, for metadata */
+    uint64_t plain_size;             /* of the content: never sent to a destination */
+    unsigned char plain_sha256[32];  /* of the content: never sent to a destination */
     void *owner;                     /* the caller's */
     /* out */
     int ok;               /* stored and verified */
@@ -59,12 +63,11 @@ struct dest_probe {
 
 struct dest_ops {
     const char *type;
-    /* required */
+    /* all present for every backend (store.h: STORE_DEST_OPS) */
     void (*put_batch)(struct dest *d, struct dest_put *puts, size_t n, dest_done_fn done,
                       void *arg);
     int (*get)(struct dest *d, const char *remote_key, int out_fd, struct cst_err *err);
     void (*free)(struct dest *d);
-    /* optional */
     int (*exists)(struct dest *d, const char *remote_key, uint64_t *size, struct cst_err *err);
     int (*remove)(struct dest *d, const char *remote_key, struct cst_err *err);
     /* Every key under prefix, with its size; cb returning non-zero stops. */
@@ -78,8 +81,13 @@ struct dest_ops {
 
 enum dest_role { DEST_ROLE_PRIMARY = 0, DEST_ROLE_REPLICA, DEST_ROLE_ARCHIVE };
 
+struct store_driver;
+struct store;
+
 struct dest {
     const struct dest_ops *ops;
+    const struct store_driver *driver; /* the backend's primitives (store.h) */
+    struct store *store;               /* the core's state for this destination */
     char *name;
     int role;
     size_t max_batch;      /* items per put_batch call */
@@ -104,8 +112,9 @@ struct dest_s3_config {
     const char *hot_class;                         /* x-amz-storage-class, NULL: bucket default */
     int path_style;
     int max_inflight;
-    long bandwidth_kbps; /* 0: unlimited */
-    uint64_t part_size;  /* multipart above this size; >= 5 MiB */
+    long bandwidth_kbps;   /* 0: unlimited */
+    uint64_t part_size;    /* multipart above this size; >= 5 MiB */
+    const char *state_dir; /* uploads/ there records multipart uploads in progress; NULL: none */
 };
 
 struct dest_sftp_config {
@@ -113,7 +122,15 @@ struct dest_sftp_config {
     const char *url;         /* sftp://user@host:port/base */
     const char *identity;    /* private key file */
     const char *known_hosts; /* must hold the server's key */
-    int max_inflight;
+    int max_inflight;        /* sessions (and threads) at once */
+    long bandwidth_kbps;
+    uint64_t readback_full; /* copies up to this size are read back whole; larger: sampled */
+};
+
+struct dest_local_config {
+    const char *name;
+    const char *path; /* never created: a missing folder is an unmounted one */
+    int max_inflight; /* threads writing (and fdatasyncing) at once */
     long bandwidth_kbps;
 };
 
@@ -121,16 +138,47 @@ struct dest_sftp_config {
 void dest_check_add(struct dest_probe *out, const char *name, int ok, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* A folder on a mounted disk or NAS; created if missing. */
-struct dest *dest_local_new(const char *name, const char *root, const struct dest_env *env,
+/* A folder on a mounted disk or NAS. */
+struct dest *dest_local_new(const struct dest_local_config *c, const struct dest_env *env,
                             struct cst_err *err);
 struct dest *dest_s3_new(const struct dest_s3_config *c, const struct dest_env *env,
                          struct cst_err *err);
 struct dest *dest_sftp_new(const struct dest_sftp_config *c, const struct dest_env *env,
                            struct cst_err *err);
+/* S3 objects whose metadata still holds what versions before this one wrote (the
+ * plaintext's SHA-256 and size). fix: rewrite their metadata by a self-copy, unless the
+ * bucket has Object Lock (then out->locked and nothing changes). */
+struct dest_scrub {
+    int64_t objects, legacy, fixed;
+    int locked;
+    char example[256]; /* one such key */
+    char error[512];   /* the first fix that failed */
+};
+int dest_s3_scrub(struct dest *d, int fix, struct dest_scrub *out, struct cst_err *err);
+
 /* "objects/<2 hex>/<id>" (malloc'd). */
 char *dest_object_key(const char *object_id);
 const char *dest_error_name(enum dest_error kind);
 void dest_free(struct dest *d);
+
+/*
+ * The destination marker (local and SFTP roots; docs/destinations.md): a root
+ * that is missing, or carries no marker once copies were recorded on it, is
+ * unreachable (copies wait, nothing is created there). What the catalog
+ * knows decides whether an unmarked root may be marked now.
+ */
+struct dest_usage {
+    int in_use;               /* copies are recorded on this destination */
+    const char *recorded_key; /* one of them, or NULL */
+    int may_mark;             /* this process ships: it may mark the root at first use */
+};
+/* The install the marker names (hex; NULL: not known, only the name is compared). */
+void dest_set_install(struct dest *d, const char *install_id);
+void dest_set_usage(struct dest *d, const struct dest_usage *u);
+/* In a process that ships, once: check (and at first use mark) the root, and remove
+ * what dead processes left behind. On the destination's threads when it has them. */
+void dest_startup(struct dest *d);
+/* The marker's state in words, for status and doctor: 0 ready, -1 not (why in out). */
+int dest_root_state(struct dest *d, char *out, size_t outlen);
 
 #endif

@@ -1,416 +1,509 @@
 /*
- * dest_local.c - the `local` destination: a folder on a mounted disk/NAS.
+ * dest_local.c - the `local` destination: a folder on a mounted disk or
+ * NAS. It supplies store.h's primitives; store.c runs the sequence.
  *
- * Durability is paid per batch: every object of the batch is written to a
- * temporary name (hard-linked from the spool when both share a filesystem,
- * so its bytes reach the disk once) and renamed into place, then one
- * syncfs() makes data and renames durable together. A crash leaves at most
- * ".tmp." files, which start-up removes, and final names the catalog never
- * recorded. A copied object is then read back and its SHA-256 compared; a
- * linked one is the very inode that was hashed while it was sealed.
+ * write   the spool file is hard-linked in when both share a filesystem
+ *         (its bytes reach the disk once; the shipper fdatasynced it when it
+ *         was sealed, and it is fdatasynced here again, which costs nothing
+ *         when it is clean), else copied through the store_source (hashed
+ *         on the way) and fdatasynced; then moved to its final name with
+ *         renameat2(RENAME_NOREPLACE), so that an object already there is
+ *         verified and kept rather than silently replaced.
+ * settle  a damaged object is replaced by rename(2), which swaps the name
+ *         atomically: the name is never empty.
+ * sync    each folder an object was moved into, once per batch.
+ * verify  store.c reads every copy back and compares its SHA-256, the
+ *         hard-linked ones too: the link proves which inode it is, not what
+ *         the inode holds now.
+ *
+ * The folder is never created: a missing one is a NAS that is not mounted.
+ * Every write opens the root and checks that it is still the folder whose
+ * marker store.c checked at the start of the batch (same device and inode),
+ * and works below that descriptor, so that an unmount in the middle of a
+ * batch sends nothing to the disk underneath.
  */
 #include "dest.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/util.h"
-#include "shipper/workpool.h"
+#include "shipper/store.h"
+
+#define LOCAL_BUF (256u * 1024)
+#define LOCAL_THREADS_DEFAULT 4
 
 struct local {
     char *root;
-    struct workpool *pool;
-    char **known; /* shard folders known to exist */
+    pthread_mutex_t lock;
+    int have_id; /* the root's identity, as of the last root() */
+    dev_t dev;
+    ino_t ino;
+    char **known; /* folders (keys) known to exist under that root */
     size_t n_known;
 };
 
-struct local_batch {
-    struct work work;
-    struct dest *d;
-    struct dest_put *puts;
-    size_t n;
-    dest_done_fn done;
-    void *arg;
-};
-
-static int copy_fd(int in, int out)
+static int fail_errno(struct store_err *e, struct dest *d, const char *what, const char *path)
 {
-    char buf[1 << 16];
+    int saved = errno;
+    enum dest_error kind =
+        saved == EACCES || saved == EPERM || saved == EROFS ? DEST_ERR_CONFIG : DEST_ERR_TRANSIENT;
 
-    for (;;) {
-        ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
-
-        if (n > 0)
-            continue;
-        if (n == 0)
-            return 0;
-        if (errno == EINTR)
-            continue;
-        if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
-            return -1;
-        break;
-    }
-    /* Fallback for filesystems without copy_file_range. */
-    for (;;) {
-        ssize_t n = util_read_full(in, buf, sizeof(buf));
-
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            return 0;
-        if (util_write_all(out, buf, (size_t)n) < 0)
-            return -1;
-    }
+    return store_fail(e, kind, "destination %s: %s %s: %s", d->name, what, path, strerror(saved));
 }
 
-/* SHA-256 and size of a file, to verify what landed. */
-static int hash_file(const char *path, unsigned char out[32], uint64_t *size)
+static char *path_of(const struct local *l, const char *key)
 {
-    unsigned char buf[1 << 16];
-    EVP_MD_CTX *ctx;
-    unsigned int len = 32;
-    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = -1;
+    return key[0] ? util_join(l->root, key) : util_xstrdup(l->root);
+}
+
+/* The root, if it is still the folder store.c checked. */
+static int open_root(struct dest *d, struct store_err *e)
+{
+    struct local *l = d->impl;
+    struct stat sb;
+    int fd = open(l->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC), same;
 
     if (fd < 0)
+        return fail_errno(e, d, "cannot open folder", l->root);
+    if (fstat(fd, &sb) < 0) {
+        fail_errno(e, d, "cannot stat folder", l->root);
+        close(fd);
         return -1;
-    ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    *size = 0;
-    for (;;) {
-        ssize_t n = util_read_full(fd, buf, sizeof(buf));
-
-        if (n < 0)
-            goto out;
-        if (n == 0)
-            break;
-        EVP_DigestUpdate(ctx, buf, (size_t)n);
-        *size += (uint64_t)n;
     }
-    EVP_DigestFinal_ex(ctx, out, &len);
-    rc = 0;
-out:
-    EVP_MD_CTX_free(ctx);
-    close(fd);
-    return rc;
+    pthread_mutex_lock(&l->lock);
+    same = !l->have_id || (sb.st_dev == l->dev && sb.st_ino == l->ino);
+    pthread_mutex_unlock(&l->lock);
+    if (!same) {
+        close(fd);
+        return store_fail(e, DEST_ERR_TRANSIENT,
+                          "destination %s: %s changed since it was checked (unmounted or "
+                          "remounted): copies wait",
+                          d->name, l->root);
+    }
+    return fd;
 }
 
-/* The shard folder of a key exists (created once, then remembered). */
-static int ensure_folder(struct local *l, const char *dir)
+static int known(struct local *l, const char *dir)
 {
-    for (size_t i = 0; i < l->n_known; i++)
-        if (strcmp(l->known[i], dir) == 0)
-            return 0;
-    if (util_mkdir_p(dir, 0700, NULL) < 0)
-        return -1;
+    int found = 0;
+
+    pthread_mutex_lock(&l->lock);
+    for (size_t i = 0; i < l->n_known && !found; i++)
+        found = strcmp(l->known[i], dir) == 0;
+    pthread_mutex_unlock(&l->lock);
+    return found;
+}
+
+static void remember(struct local *l, const char *dir)
+{
+    pthread_mutex_lock(&l->lock);
     l->known = util_xrealloc(l->known, (l->n_known + 1) * sizeof(char *));
     l->known[l->n_known++] = util_xstrdup(dir);
+    pthread_mutex_unlock(&l->lock);
+}
+
+static void forget_all(struct local *l)
+{
+    for (size_t i = 0; i < l->n_known; i++)
+        free(l->known[i]);
+    free(l->known);
+    l->known = NULL;
+    l->n_known = 0;
+}
+
+/* The folders of dir below the root exist (created 0700 as needed; a created folder's
+ * parent is touched, so that its entry is made durable with the batch). */
+static int ensure_dirs(struct dest *d, int rootfd, const char *dir, struct store_write *w,
+                       struct store_err *e)
+{
+    struct local *l = d->impl;
+    char *prefix;
+
+    if (dir[0] == '\0' || known(l, dir))
+        return 0;
+    prefix = util_xstrdup(dir);
+    for (char *p = prefix;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+
+        *p = '\0';
+        if (!known(l, prefix)) {
+            if (mkdirat(rootfd, prefix, 0700) == 0) {
+                char *parent = store_key_dir(prefix);
+
+                store_write_touch(w, parent);
+                free(parent);
+            } else if (errno != EEXIST) {
+                char *path = path_of(l, prefix);
+
+                fail_errno(e, d, "cannot create folder", path);
+                free(path);
+                free(prefix);
+                return -1;
+            }
+            remember(l, prefix);
+        }
+        *p = saved;
+        if (saved == '\0')
+            break;
+    }
+    free(prefix);
     return 0;
 }
 
-static void store_batch(struct dest *d, struct dest_put *items, size_t n)
+/* Copy the source into fd, through the store_source (hashed, paced, checked). */
+static int copy_source(struct store_source *src, int fd)
+{
+    char *buf = util_xmalloc(LOCAL_BUF);
+    int rc = 0;
+
+    for (;;) {
+        ssize_t n = store_source_read(src, buf, LOCAL_BUF);
+
+        if (n < 0) {
+            rc = -1;
+            errno = 0;
+            break;
+        }
+        if (n == 0)
+            break;
+        if (util_write_all(fd, buf, (size_t)n) < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+/* Move temp to name in dirfd without replacing: 0 moved, 1 name taken, -1 errno. */
+static int move_noreplace(int dirfd, const char *temp, const char *name)
+{
+    struct stat sb;
+
+    if (renameat2(dirfd, temp, dirfd, name, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno == EEXIST)
+        return 1;
+    if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+        return -1;
+    /* A filesystem without RENAME_NOREPLACE (some NAS protocols): link then unlink. */
+    if (linkat(dirfd, temp, dirfd, name, 0) == 0) {
+        unlinkat(dirfd, temp, 0);
+        return 0;
+    }
+    if (errno == EEXIST)
+        return 1;
+    if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS)
+        return -1;
+    /* Nor hard links: only this process writes this name, so look, then rename. */
+    if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0)
+        return 1;
+    return renameat(dirfd, temp, dirfd, name) == 0 ? 0 : -1;
+}
+
+static int local_write(struct dest *d, struct store_write *w)
 {
     struct local *l = d->impl;
-    char **final = util_xcalloc(n, sizeof(char *));
-    ino_t *linked = util_xcalloc(n, sizeof(ino_t)); /* inode shared with the spool, or 0 */
-    int rootfd;
+    struct dest_put *p = w->put;
+    struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
+    const char *spool = store_source_path(w->src);
+    const char *slash = strrchr(p->remote_key, '/');
+    const char *name = slash ? slash + 1 : p->remote_key;
+    char *dir = store_key_dir(p->remote_key), *temp = NULL, *shown = NULL;
+    int rootfd = -1, dirfd = -1, fd = -1, linked = 0, rc = -1, moved;
+    struct stat sb;
 
-    for (size_t i = 0; i < n; i++) {
-        struct dest_put *it = &items[i];
-        char *dir, *tmp;
-        int in = -1, out = -1;
-        struct stat sb;
-
-        it->ok = 0;
-        it->kind = DEST_ERR_TRANSIENT;
-        final[i] = util_join(l->root, it->remote_key);
-        dir = util_xstrdup(final[i]);
-        *strrchr(dir, '/') = '\0';
-        if (ensure_folder(l, dir) < 0) {
-            snprintf(it->error, sizeof(it->error), "cannot create folder %s: %s", dir,
-                     strerror(errno));
-            free(dir);
-            continue;
-        }
-        free(dir);
-        tmp = util_printf("%s.tmp.%d.%zu", final[i], (int)getpid(), i);
-        in = open(it->spool_path, O_RDONLY | O_CLOEXEC);
-        if (in < 0 || fstat(in, &sb) < 0 || (uint64_t)sb.st_size != it->stored_size) {
-            it->kind = DEST_ERR_SOURCE;
-            snprintf(it->error, sizeof(it->error), "spool file %s is missing or truncated",
-                     it->spool_path);
-            goto next;
-        }
-        /* Same filesystem as the spool: the sealed file itself becomes the copy (a
-         * hard link), so its bytes reach the disk once, not twice. */
-        if (link(it->spool_path, tmp) == 0) {
-            struct stat ls;
-
-            /* Only one destination may own the spool's inode: two "copies" sharing
-             * one inode would be one copy. Another got there first: copy instead. */
-            if (stat(tmp, &ls) == 0 && ls.st_nlink == 2) {
-                linked[i] = ls.st_ino;
-                goto place;
-            }
-            unlink(tmp);
-        }
-        out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (out < 0 || copy_fd(in, out) < 0) {
-            snprintf(it->error, sizeof(it->error), "cannot write %s: %s", tmp, strerror(errno));
-            if (out >= 0)
-                close(out);
-            unlink(tmp);
-            goto next;
-        }
-        if (close(out) < 0) {
-            snprintf(it->error, sizeof(it->error), "cannot write %s: %s", tmp, strerror(errno));
-            unlink(tmp);
-            goto next;
-        }
-    place:
-        /* Renamed before the sync: an object under its final name that did not reach
-         * the disk is harmless, because only the catalog says a copy exists, and it
-         * says so after the sync below. */
-        if (rename(tmp, final[i]) < 0) {
-            snprintf(it->error, sizeof(it->error), "cannot rename %s: %s", tmp, strerror(errno));
-            unlink(tmp);
-            goto next;
-        }
-        it->ok = 1; /* in place; not yet durable */
-    next:
-        free(tmp);
-        if (in >= 0)
-            close(in);
+    rootfd = open_root(d, &e);
+    if (rootfd < 0)
+        goto fail;
+    if (ensure_dirs(d, rootfd, dir, w, &e) < 0)
+        goto fail;
+    dirfd = dir[0] ? openat(rootfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : dup(rootfd);
+    if (dirfd < 0 && errno == ENOENT) {
+        /* A folder removed behind our back: forget what we knew and create it again. */
+        pthread_mutex_lock(&l->lock);
+        forget_all(l);
+        pthread_mutex_unlock(&l->lock);
+        if (ensure_dirs(d, rootfd, dir, w, &e) < 0)
+            goto fail;
+        dirfd = openat(rootfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     }
-
-    /* One sync for the whole batch: the data and the renames (the journal commit
-     * carries the directory entries) become durable together. */
-    rootfd = open(l->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (rootfd < 0 || syncfs(rootfd) < 0) {
-        struct cst_err err;
-
-        cst_err_sys(&err, "cannot sync destination %s (%s)", d->name, l->root);
-        for (size_t i = 0; i < n; i++)
-            if (items[i].ok) {
-                items[i].ok = 0;
-                snprintf(items[i].error, sizeof(items[i].error), "%s", err.msg);
-            }
+    shown = path_of(l, dir);
+    if (dirfd < 0) {
+        fail_errno(&e, d, "cannot open folder", shown);
+        goto fail;
     }
+    temp = store_temp_name(name);
+    /* Same filesystem as the spool: the sealed file itself becomes the copy. Only one
+     * destination may own its inode: two "copies" sharing an inode would be one copy. */
+    if (spool && linkat(AT_FDCWD, spool, dirfd, temp, 0) == 0) {
+        if (fstatat(dirfd, temp, &sb, AT_SYMLINK_NOFOLLOW) == 0 && sb.st_nlink == 2 &&
+            (uint64_t)sb.st_size == p->stored_size)
+            linked = 1;
+        else
+            unlinkat(dirfd, temp, 0);
+    }
+    fd = openat(dirfd, temp,
+                linked ? O_RDONLY | O_CLOEXEC : O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fail_errno(&e, d, "cannot create a temporary file in", shown);
+        goto fail_unlink;
+    }
+    if (!linked && copy_source(w->src, fd) < 0) {
+        if (errno != 0)
+            fail_errno(&e, d, "cannot write a temporary file in", shown);
+        goto fail_unlink;
+    }
+    /* Data first, then the name: a crash leaves a temporary file, never a torn object. */
+    if (fdatasync(fd) < 0) {
+        fail_errno(&e, d, "fdatasync failed in", shown);
+        goto fail_unlink;
+    }
+    if (close(fd) < 0) {
+        fd = -1;
+        fail_errno(&e, d, "cannot write a temporary file in", shown);
+        goto fail_unlink;
+    }
+    fd = -1;
+    moved = move_noreplace(dirfd, temp, name);
+    if (moved < 0) {
+        fail_errno(&e, d, "cannot move a temporary file into place in", shown);
+        goto fail_unlink;
+    }
+    store_write_touch(w, dir);
+    if (moved == 1) {
+        w->exists = 1;
+        w->temp = temp;
+        temp = NULL;
+    }
+    rc = 0;
+    goto out;
+fail_unlink:
+    if (fd >= 0)
+        close(fd);
+    fd = -1;
+    unlinkat(dirfd, temp, 0);
+fail:
+    if (e.err.msg[0]) {
+        p->kind = e.kind;
+        snprintf(p->error, sizeof(p->error), "%s", e.err.msg);
+    }
+out:
+    if (dirfd >= 0)
+        close(dirfd);
     if (rootfd >= 0)
         close(rootfd);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char sha[32];
-        uint64_t size;
-        struct stat sb;
-
-        if (!items[i].ok)
-            continue;
-        if (linked[i]) {
-            /* The very inode that was hashed while it was sealed. */
-            if (stat(final[i], &sb) == 0 && sb.st_ino == linked[i] &&
-                (uint64_t)sb.st_size == items[i].stored_size)
-                continue;
-        } else if (hash_file(final[i], sha, &size) == 0 && size == items[i].stored_size &&
-                   memcmp(sha, items[i].stored_sha256, 32) == 0) {
-            continue;
-        }
-        items[i].ok = 0;
-        /* Was the copy bad, or the spool file it came from? */
-        if (hash_file(items[i].spool_path, sha, &size) == 0 &&
-            (size != items[i].stored_size || memcmp(sha, items[i].stored_sha256, 32) != 0))
-            items[i].kind = DEST_ERR_SOURCE;
-        snprintf(items[i].error, sizeof(items[i].error),
-                 "verification of %s failed: the stored copy differs from what was sealed",
-                 final[i]);
-    }
-    for (size_t i = 0; i < n; i++)
-        free(final[i]);
-    free(final);
-    free(linked);
-}
-
-static void batch_run(struct work *w)
-{
-    struct local_batch *b = (struct local_batch *)w;
-
-    store_batch(b->d, b->puts, b->n);
-}
-
-static void batch_done(struct work *w)
-{
-    struct local_batch *b = (struct local_batch *)w;
-
-    b->done(b->arg, b->puts, b->n);
-    free(b);
-}
-
-static void local_put_batch(struct dest *d, struct dest_put *puts, size_t n, dest_done_fn done,
-                            void *arg)
-{
-    struct local *l = d->impl;
-    struct local_batch *b = util_xcalloc(1, sizeof(*b));
-
-    b->d = d;
-    b->puts = puts;
-    b->n = n;
-    b->done = done;
-    b->arg = arg;
-    b->work.run = batch_run;
-    b->work.done = batch_done;
-    if (l->pool) {
-        workpool_submit(l->pool, &b->work);
-    } else {
-        batch_run(&b->work);
-        batch_done(&b->work);
-    }
-}
-
-static int local_get(struct dest *d, const char *remote_key, int out_fd, struct cst_err *err)
-{
-    struct local *l = d->impl;
-    char *path = util_join(l->root, remote_key);
-    int in = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
-
-    if (in < 0) {
-        rc = cst_err_sys(err, "destination %s: cannot read %s", d->name, path);
-    } else {
-        if (copy_fd(in, out_fd) < 0)
-            rc = cst_err_sys(err, "destination %s: cannot copy %s", d->name, path);
-        close(in);
-    }
-    free(path);
+    free(temp);
+    free(shown);
+    free(dir);
     return rc;
 }
 
-static int local_exists(struct dest *d, const char *remote_key, uint64_t *size, struct cst_err *err)
+static int local_settle(struct dest *d, struct store_write *w, int replace, struct store_err *e)
 {
-    struct local *l = d->impl;
-    char *path = util_join(l->root, remote_key);
-    struct stat sb;
-    int rc;
+    char *dir = store_key_dir(w->put->remote_key);
+    const char *slash = strrchr(w->put->remote_key, '/');
+    const char *name = slash ? slash + 1 : w->put->remote_key;
+    int rootfd = open_root(d, e), dirfd = -1, rc = -1;
 
-    if (stat(path, &sb) == 0) {
-        *size = (uint64_t)sb.st_size;
-        rc = 1;
-    } else if (errno == ENOENT) {
+    if (rootfd < 0)
+        goto out;
+    dirfd = dir[0] ? openat(rootfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : dup(rootfd);
+    if (dirfd < 0) {
+        fail_errno(e, d, "cannot open the folder of", w->put->remote_key);
+        goto out;
+    }
+    if (!replace) {
+        if (unlinkat(dirfd, w->temp, 0) < 0 && errno != ENOENT)
+            fail_errno(e, d, "cannot remove the temporary copy of", w->put->remote_key);
+        else
+            rc = 0;
+    } else if (renameat(dirfd, w->temp, dirfd, name) < 0) {
+        /* rename(2) swaps the name atomically: the damaged object stays until it does. */
+        fail_errno(e, d, "cannot replace the damaged copy", w->put->remote_key);
+        unlinkat(dirfd, w->temp, 0);
+    } else {
         rc = 0;
-    } else {
-        rc = cst_err_sys(err, "destination %s: cannot stat %s", d->name, path);
     }
-    free(path);
+out:
+    if (dirfd >= 0)
+        close(dirfd);
+    if (rootfd >= 0)
+        close(rootfd);
+    free(dir);
     return rc;
 }
 
-/* doctor: the folder is there, private, and a probe object survives a round trip. */
-static int local_probe(struct dest *d, struct dest_probe *out)
+static int local_sync_dir(struct dest *d, const char *dir, struct store_err *e)
 {
     struct local *l = d->impl;
-    char *dir = util_join(l->root, "custodian-probe");
-    char *path = NULL, *tmp = NULL;
-    unsigned char sent[64], got[64];
-    struct stat sb;
-    int fd, failed = 0;
+    int rootfd = open_root(d, e), fd, rc = 0;
 
-    out->n = 0;
-    if (stat(l->root, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
-        dest_check_add(out, "reachable", 0, "%s is not a folder: %s", l->root, strerror(errno));
-        free(dir);
+    if (rootfd < 0)
         return -1;
-    }
-    dest_check_add(out, "reachable", 1, "%s", l->root);
-    dest_check_add(out, "private", (sb.st_mode & 0007) == 0,
-                   (sb.st_mode & 0007)
-                       ? "%s is open to other users (mode %04o); run chmod o-rwx on it"
-                       : "%s is not open to other users (mode %04o)",
-                   l->root, (unsigned)(sb.st_mode & 07777));
-    failed |= (sb.st_mode & 0007) != 0;
-    for (size_t i = 0; i < sizeof(sent); i++)
-        sent[i] = (unsigned char)(rand() & 0xff);
-    path = util_printf("%s/probe-%d", dir, (int)getpid());
-    tmp = util_printf("%s.tmp", path);
-    if (util_mkdir_p(dir, 0700, NULL) < 0 ||
-        (fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
-        dest_check_add(out, "write probe", 0, "cannot create %s: %s", tmp, strerror(errno));
-        failed = 1;
-        goto out;
-    }
-    if (util_write_all(fd, sent, sizeof(sent)) < 0 || fsync(fd) < 0 || close(fd) < 0 ||
-        rename(tmp, path) < 0 || util_fsync_dir(dir, NULL) < 0) {
-        dest_check_add(out, "write probe", 0, "cannot write %s: %s", path, strerror(errno));
-        failed = 1;
-        goto out;
-    }
-    dest_check_add(out, "write probe", 1, "%s", path);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || util_read_full(fd, got, sizeof(got)) != (ssize_t)sizeof(got) ||
-        memcmp(sent, got, sizeof(got)) != 0) {
-        dest_check_add(out, "read probe", 0, "%s did not read back as written", path);
-        failed = 1;
-    } else {
-        dest_check_add(out, "read probe", 1, "read back identical");
+    fd = dir[0] ? openat(rootfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : dup(rootfd);
+    if (fd < 0 || fsync(fd) < 0) {
+        char *path = path_of(l, dir);
+
+        rc = fail_errno(e, d, "cannot fsync folder", path);
+        free(path);
     }
     if (fd >= 0)
         close(fd);
-    if (unlink(path) < 0 || rmdir(dir) < 0) {
-        dest_check_add(out, "delete probe", 0, "cannot remove %s: %s", path, strerror(errno));
-        failed = 1;
-    } else {
-        dest_check_add(out, "delete probe", 1, "removed");
-    }
-out:
-    unlink(tmp);
-    free(tmp);
-    free(path);
-    free(dir);
-    return failed ? -1 : 0;
+    close(rootfd);
+    return rc;
 }
 
-/* Every file under root/dir whose key starts with prefix; dot files (temporaries) are
- * skipped. Returns 0, 1 when cb stopped, -1 with err. */
-static int list_dir(struct dest *d, const char *root, const char *dir_key, const char *prefix,
-                    int (*cb)(void *arg, const char *key, uint64_t size), void *arg,
-                    struct cst_err *err)
+static int local_read(struct dest *d, const char *key, uint64_t off, uint64_t len,
+                      store_sink_fn sink, void *arg, struct store_err *e)
 {
-    char *path = dir_key[0] ? util_join(root, dir_key) : util_xstrdup(root);
-    DIR *dir = opendir(path);
+    struct local *l = d->impl;
+    char *path = path_of(l, key);
+    char *buf = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+
+    if (fd < 0) {
+        rc = fail_errno(e, d, "cannot read", path);
+        goto out;
+    }
+    posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_SEQUENTIAL);
+    buf = util_xmalloc(LOCAL_BUF);
+    while (len > 0) {
+        size_t want = len > LOCAL_BUF ? LOCAL_BUF : (size_t)len;
+        ssize_t n;
+
+        do
+            n = pread(fd, buf, want, (off_t)off);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            rc = fail_errno(e, d, "cannot read", path);
+            break;
+        }
+        if (n == 0)
+            break; /* shorter than asked: the caller sees what it got */
+        if (sink(arg, buf, (size_t)n) < 0) {
+            rc = store_fail(e, DEST_ERR_TRANSIENT, "destination %s: reading %s stopped", d->name,
+                            path);
+            break;
+        }
+        off += (uint64_t)n;
+        len -= (uint64_t)n;
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    free(path);
+    return rc;
+}
+
+static int local_stat(struct dest *d, const char *key, uint64_t *size, struct store_err *e)
+{
+    struct local *l = d->impl;
+    char *path = path_of(l, key);
+    struct stat sb;
+    int rc;
+
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        *size = (uint64_t)sb.st_size;
+        rc = 1;
+    } else if (errno == ENOENT || errno == ENOTDIR || (errno == 0 && !S_ISREG(sb.st_mode))) {
+        rc = 0;
+    } else {
+        rc = fail_errno(e, d, "cannot stat", path);
+    }
+    free(path);
+    return rc;
+}
+
+static int local_root(struct dest *d, struct store_err *e)
+{
+    struct local *l = d->impl;
+    struct stat sb;
+    struct dirent *de;
+    DIR *dir;
+    int state = STORE_ROOT_EMPTY;
+
+    errno = 0;
+    if (stat(l->root, &sb) < 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return STORE_ROOT_MISSING;
+        return fail_errno(e, d, "cannot stat folder", l->root);
+    }
+    if (!S_ISDIR(sb.st_mode))
+        return store_fail(e, DEST_ERR_CONFIG, "destination %s: %s is not a folder", d->name,
+                          l->root);
+    pthread_mutex_lock(&l->lock);
+    if (l->have_id && (l->dev != sb.st_dev || l->ino != sb.st_ino))
+        forget_all(l); /* remounted: what we knew of the old folder says nothing */
+    l->have_id = 1;
+    l->dev = sb.st_dev;
+    l->ino = sb.st_ino;
+    pthread_mutex_unlock(&l->lock);
+    dir = opendir(l->root);
+    if (dir == NULL)
+        return fail_errno(e, d, "cannot read folder", l->root);
+    while ((de = readdir(dir)) != NULL) {
+        /* A freshly formatted disk has lost+found: still empty for our purposes. */
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            strcmp(de->d_name, "lost+found") == 0)
+            continue;
+        state = STORE_ROOT_USED;
+        break;
+    }
+    closedir(dir);
+    return state;
+}
+
+/* Walk dir (a key) depth first: files through cb(key, size); returns cb's stop or -1. */
+static int walk(struct dest *d, const char *dir, const char *prefix,
+                int (*cb)(void *arg, const char *key, uint64_t size), void *arg,
+                struct cst_err *err)
+{
+    struct local *l = d->impl;
+    char *path = path_of(l, dir);
+    DIR *dh = opendir(path);
     struct dirent *de;
     int rc = 0;
 
-    if (dir == NULL) {
-        rc = errno == ENOENT || errno == ENOTDIR
-                 ? 0
-                 : cst_err_sys(err, "destination %s: cannot list %s", d->name, path);
+    if (dh == NULL) {
+        rc =
+            errno == ENOENT ? 0 : cst_err_sys(err, "destination %s: cannot list %s", d->name, path);
         free(path);
         return rc;
     }
-    while (rc == 0 && (errno = 0, de = readdir(dir)) != NULL) {
-        char *key =
-            dir_key[0] ? util_printf("%s/%s", dir_key, de->d_name) : util_xstrdup(de->d_name);
-        size_t klen = strlen(key), plen = strlen(prefix);
+    while (rc == 0 && (de = readdir(dh)) != NULL) {
+        char *key;
         struct stat sb;
 
-        /* Only what can hold a key with the prefix: a key below it, or a folder
-         * on the way to it. */
-        if (de->d_name[0] == '.' || strncmp(key, prefix, klen < plen ? klen : plen) != 0 ||
-            fstatat(dirfd(dir), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (de->d_name[0] == '.')
+            continue; /* ., .., and temporary files */
+        key = dir[0] ? util_printf("%s/%s", dir, de->d_name) : util_xstrdup(de->d_name);
+        if (strncmp(key, prefix, strlen(key) < strlen(prefix) ? strlen(key) : strlen(prefix)) !=
+            0) {
             free(key);
             continue;
         }
-        if (S_ISDIR(sb.st_mode))
-            rc = list_dir(d, root, key, prefix, cb, arg, err);
-        else if (S_ISREG(sb.st_mode) && klen >= plen)
-            rc = cb(arg, key, (uint64_t)sb.st_size) != 0 ? 1 : 0;
+        if (fstatat(dirfd(dh), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+            if (S_ISDIR(sb.st_mode))
+                rc = walk(d, key, prefix, cb, arg, err);
+            else if (S_ISREG(sb.st_mode) && strncmp(key, prefix, strlen(prefix)) == 0)
+                rc = cb(arg, key, (uint64_t)sb.st_size) ? 1 : 0;
+        }
         free(key);
     }
-    if (rc == 0 && errno != 0)
-        rc = cst_err_sys(err, "destination %s: cannot list %s", d->name, path);
-    closedir(dir);
+    closedir(dh);
     free(path);
     return rc;
 }
@@ -419,99 +512,165 @@ static int local_list(struct dest *d, const char *prefix,
                       int (*cb)(void *arg, const char *key, uint64_t size), void *arg,
                       struct cst_err *err)
 {
-    struct local *l = d->impl;
-    const char *slash;
-    char *top;
-    int rc;
+    return walk(d, "", prefix ? prefix : "", cb, arg, err) < 0 ? -1 : 0;
+}
 
-    if (prefix == NULL)
-        prefix = "";
-    /* Start at the folder the prefix names, not at the root. */
-    slash = strrchr(prefix, '/');
-    top = util_printf("%.*s", slash ? (int)(slash - prefix) : 0, prefix);
-    rc = list_dir(d, l->root, top, prefix, cb, arg, err);
-    free(top);
-    return rc < 0 ? -1 : 0;
+static int local_remove(struct dest *d, const char *key, struct cst_err *err)
+{
+    struct local *l = d->impl;
+    char *path = path_of(l, key);
+    int rc = 0;
+
+    if (unlink(path) < 0 && errno != ENOENT)
+        rc = cst_err_sys(err, "destination %s: cannot remove %s", d->name, path);
+    free(path);
+    return rc;
+}
+
+static int local_remove_dir(struct dest *d, const char *dir, struct cst_err *err)
+{
+    struct local *l = d->impl;
+    char *path = path_of(l, dir);
+    int rc = 0;
+
+    if (rmdir(path) < 0 && errno != ENOENT)
+        rc = cst_err_sys(err, "destination %s: cannot remove folder %s", d->name, path);
+    free(path);
+    return rc;
+}
+
+/* Temporary files whose owner has exited, anywhere below dir. */
+static void remove_stale(struct dest *d, int dirfd, const char *shown, size_t *removed)
+{
+    DIR *dh;
+    struct dirent *de;
+    int fd = dup(dirfd);
+
+    if (fd < 0 || (dh = fdopendir(fd)) == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    while ((de = readdir(dh)) != NULL) {
+        struct stat sb;
+
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (fstatat(dirfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (S_ISDIR(sb.st_mode)) {
+            int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+
+            if (sub >= 0) {
+                remove_stale(d, sub, shown, removed);
+                close(sub);
+            }
+        } else if (store_temp_is_stale(de->d_name)) {
+            if (unlinkat(dirfd, de->d_name, 0) == 0)
+                (*removed)++;
+        }
+    }
+    closedir(dh);
+}
+
+static int local_cleanup(struct dest *d, struct cst_err *err)
+{
+    struct local *l = d->impl;
+    struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
+    size_t removed = 0;
+    int rootfd = open_root(d, &e);
+
+    if (rootfd < 0) {
+        *err = e.err;
+        return -1;
+    }
+    remove_stale(d, rootfd, l->root, &removed);
+    close(rootfd);
+    if (removed)
+        log_info("removed %zu temporary files that stopped processes left dest=%s", removed,
+                 d->name);
+    return 0;
+}
+
+/* doctor: the folder is there and private. */
+static int local_probe_connect(struct dest *d, struct dest_probe *out)
+{
+    struct local *l = d->impl;
+    struct stat sb;
+
+    if (stat(l->root, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+        dest_check_add(out, "reachable", 0,
+                       "%s is not a folder (%s): is the NAS mounted? nothing was created; mount "
+                       "it, or create the folder (mode 0700) where it belongs",
+                       l->root, errno ? strerror(errno) : "not a directory");
+        return -1;
+    }
+    dest_check_add(out, "reachable", 1, "%s", l->root);
+    dest_check_add(out, "private", (sb.st_mode & 0007) == 0,
+                   (sb.st_mode & 0007)
+                       ? "%s is open to other users (mode %04o); run chmod o-rwx on it"
+                       : "%s is not open to other users (mode %04o)",
+                   l->root, (unsigned)(sb.st_mode & 07777));
+    return 0;
 }
 
 static void local_free(struct dest *d)
 {
     struct local *l = d->impl;
 
-    for (size_t i = 0; i < l->n_known; i++)
-        free(l->known[i]);
-    free(l->known);
+    forget_all(l);
+    pthread_mutex_destroy(&l->lock);
     free(l->root);
     free(l);
 }
 
-static const struct dest_ops dest_local_ops = {
+static const struct store_driver local_driver = {
     .type = "local",
-    .put_batch = local_put_batch,
-    .get = local_get,
-    .free = local_free,
-    .exists = local_exists,
+    .features = STORE_FEAT_DURABLE_COMMIT | STORE_FEAT_MARKER,
+    .write = local_write,
+    .settle = local_settle,
+    .sync_dir = local_sync_dir,
+    .read = local_read,
+    .stat = local_stat,
+    .root = local_root,
     .list = local_list,
-    .probe = local_probe,
+    .remove = local_remove,
+    .remove_dir = local_remove_dir,
+    .cleanup = local_cleanup,
+    .probe_connect = local_probe_connect,
+    .free = local_free,
 };
 
-/* Remove temporary files a crash left behind (".tmp." names under objects/). */
-static void remove_stale_temps(const char *root)
-{
-    char *objects = util_join(root, "objects");
-    DIR *top = opendir(objects);
-    struct dirent *de;
+static const struct dest_ops dest_local_ops = STORE_DEST_OPS("local");
 
-    if (top == NULL) {
-        free(objects);
-        return;
-    }
-    while ((de = readdir(top)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
-        char *sub = util_join(objects, de->d_name);
-        DIR *dir = opendir(sub);
-        struct dirent *fe;
-
-        while (dir && (fe = readdir(dir)) != NULL) {
-            if (strstr(fe->d_name, ".tmp.") != NULL) {
-                char *p = util_join(sub, fe->d_name);
-                unlink(p);
-                free(p);
-            }
-        }
-        if (dir)
-            closedir(dir);
-        free(sub);
-    }
-    closedir(top);
-    free(objects);
-}
-
-struct dest *dest_local_new(const char *name, const char *root, const struct dest_env *env,
+struct dest *dest_local_new(const struct dest_local_config *c, const struct dest_env *env,
                             struct cst_err *err)
 {
-    struct dest *d;
     struct local *l;
+    size_t len;
 
-    if (util_mkdir_p(root, 0700, err) < 0) {
-        cst_err_wrap(err, "destination %s", name);
+    if (c->path == NULL || c->path[0] != '/') {
+        cst_err_set(err, "destination %s: path must be an absolute folder", c->name);
         return NULL;
     }
-    if (access(root, W_OK) < 0) {
-        cst_err_sys(err, "destination %s: folder %s is not writable", name, root);
-        return NULL;
-    }
-    remove_stale_temps(root);
-    d = util_xcalloc(1, sizeof(*d));
     l = util_xcalloc(1, sizeof(*l));
-    l->root = util_xstrdup(root);
-    l->pool = env ? env->pool : NULL;
-    d->ops = &dest_local_ops;
-    /* Durability is paid per batch (one syncfs), so batches are large and one at a time. */
-    d->max_batch = 256;
-    d->max_concurrent = 1;
-    d->name = util_xstrdup(name);
-    d->impl = l;
-    return d;
+    l->root = util_xstrdup(c->path);
+    len = strlen(l->root);
+    while (len > 1 && l->root[len - 1] == '/')
+        l->root[--len] = '\0';
+    pthread_mutex_init(&l->lock, NULL);
+    struct store_params p = {
+        .name = c->name,
+        .where = l->root,
+        .ops = &dest_local_ops,
+        .driver = &local_driver,
+        .impl = l,
+        /* Large batches, two at once: one is made durable while the next is written. */
+        .max_batch = 256,
+        .max_concurrent = 2,
+        .threads = c->max_inflight > 0 ? c->max_inflight : LOCAL_THREADS_DEFAULT,
+        .readback_full = 0, /* every copy is read back whole */
+        .bandwidth_kbps = c->bandwidth_kbps,
+    };
+    return store_dest_new(&p, env);
 }

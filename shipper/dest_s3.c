@@ -3,22 +3,30 @@
  * MinIO), signed by libcurl's own SigV4, in the manner of pgBackRest's
  * src/storage/s3/storage.c.
  *
- * Uploads run on the agent's loop through curl_ev. Each request carries
- * x-amz-content-sha256 with the real SHA-256 of its body, so the server
- * itself checks every byte: for a single PUT that is the sealed object's
- * stored_sha256; for a multipart upload each part is hashed (on the
- * workpool when there is one) in order, which also rebuilds the whole
- * object's hash to compare with stored_sha256 before Complete. Every upload
- * ends with a HEAD that must show the expected size and our
- * x-amz-meta-custodian-stored-sha256; only then is the item ok. A multipart
- * upload that fails is aborted so that no parts are left behind.
+ * It supplies store.h's primitives; store.c runs the sequence. Uploads
+ * (write_async) run on the agent's loop through curl_ev. Each request
+ * carries x-amz-content-sha256 with the real SHA-256 of its body, so the
+ * server itself checks every byte: for a single PUT that is the sealed
+ * object's stored_sha256; for a multipart upload each part is hashed (on
+ * the workpool when there is one) in order, which also rebuilds the whole
+ * object's hash to compare with stored_sha256 before Complete. A server
+ * that accepted the body therefore holds exactly the sealed bytes: that is
+ * STORE_FEAT_SERVER_CHECKS_HASH, and the hot path makes no HEAD (rolling
+ * verification and `verify` read copies later). A multipart upload that
+ * fails is aborted so that no parts are left behind; one that a crash left
+ * is found at the next start (cleanup, below).
+ *
+ * Objects carry only what is derived from the ciphertext: stored size,
+ * stored SHA-256, key id and container version. Nothing in the bucket says
+ * what the plaintext is (doctor scrubs what older versions wrote).
  *
  * At most max_inflight requests run at once per destination (parts of one
  * big object or whole small objects alike); the rest wait in a FIFO. The
  * bandwidth limit is shared out over those slots.
  *
- * The blocking operations (get, exists, remove, list, probe) use one easy
- * handle, reused so that connections and TLS sessions are kept.
+ * The blocking operations (get, exists, remove, list, probe, cleanup) take
+ * an easy handle from a small pool, so that several threads may use them at
+ * once and connections and TLS sessions are kept.
  */
 #include "dest.h"
 
@@ -26,6 +34,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <dirent.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,7 +49,9 @@
 #include "common/util.h"
 #include "shipper/curl_ev.h"
 #include "shipper/s3_proto.h"
+#include "shipper/container.h"
 #include "shipper/s3_xml.h"
+#include "shipper/store.h"
 #include "shipper/workpool.h"
 
 #define S3_MIN_PART (5ull << 20)
@@ -56,18 +68,15 @@
 #endif
 /* SHA-256 of the empty string: the payload hash of bodyless requests. */
 #define S3_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define S3_IDLE_HANDLES 8 /* blocking handles kept between calls */
+/* An upload nobody recorded is aborted at start-up once it is this old. */
+#define S3_UNKNOWN_UPLOAD_AGE_MS (24LL * 3600 * 1000)
+/* A dead process's recorded start matches uploads initiated this close to it. */
+#define S3_RECORD_SLACK_MS (5LL * 60 * 1000)
 
 struct s3_upload;
 
-enum call_kind {
-    CALL_SYNC,
-    CALL_PUT,
-    CALL_CREATE,
-    CALL_PART,
-    CALL_COMPLETE,
-    CALL_HEAD,
-    CALL_ABORT
-};
+enum call_kind { CALL_SYNC, CALL_PUT, CALL_CREATE, CALL_PART, CALL_COMPLETE, CALL_ABORT };
 
 /* One HTTP request and what came back. */
 struct s3_call {
@@ -75,18 +84,20 @@ struct s3_call {
     const char *method; /* GET HEAD PUT POST DELETE */
     char *url;
     struct curl_slist *headers;
-    int unsigned_req;     /* no signature: the anonymous-access probe */
-    long timeout_s;       /* overall limit; 0: none (only the stall detection) */
-    int body_fd;          /* body from this file (pread; the call's own dup), or -1 */
-    const char *body_mem; /* or from memory */
-    char *body_owned;     /* freed with the call */
+    int unsigned_req;              /* no signature: the anonymous-access probe */
+    long timeout_s;                /* overall limit; 0: none (only the stall detection) */
+    int body_fd;                   /* body from this file (pread; the call's own dup), or -1 */
+    const char *body_mem;          /* or from memory */
+    struct store_source *body_src; /* or from the storage core's source */
+    char *body_owned;              /* freed with the call */
     uint64_t body_off, body_len, body_pos;
     int read_errno, read_short;
-    int out_fd;             /* GET: the wanted bytes go here; -1: into reply */
+    store_sink_fn out_sink; /* GET: the wanted bytes go here; NULL: into reply */
+    void *out_arg;
     uint64_t out_off;       /* the byte offset expected at the start of a 206 */
-    uint64_t out_max;       /* bytes expected into out_fd */
+    uint64_t out_max;       /* bytes expected into out_sink */
     int out_accept_200;     /* a 200 (the whole object) is fine too */
-    uint64_t out_written;   /* bytes that landed in out_fd */
+    uint64_t out_written;   /* bytes that went to out_sink */
     int out_errno, out_bad; /* write failed; the server sent what we did not ask */
     /* reply */
     CURL *easy;
@@ -98,7 +109,8 @@ struct s3_call {
     int reply_overflow;
     int has_length, has_range;
     uint64_t content_length, range_start;
-    char etag[256], stored_sha[80], storage_class[64];
+    char etag[256], stored_sha[80], storage_class[64], version_id[256];
+    int legacy_meta; /* x-amz-meta-custodian-sha256 or -plain-size: plaintext hints */
     struct s3_xml_error xerr;
     char detail[CST_ERR_SIZE]; /* our own cause when curl's is not the right one */
     /* async */
@@ -116,13 +128,6 @@ struct s3_part {
     int tries;
 };
 
-struct s3_batch {
-    struct dest_put *puts;
-    size_t n, left;
-    dest_done_fn done;
-    void *arg;
-};
-
 struct s3_hash_job {
     struct work work;
     struct s3_upload *up;
@@ -132,7 +137,7 @@ struct s3_hash_job {
 
 struct s3_upload {
     struct s3 *s3;
-    struct s3_batch *batch;
+    struct store_write *w;
     struct dest_put *put;
     int fd;
     char *url;
@@ -151,8 +156,9 @@ struct s3_upload {
     EVP_MD_CTX *whole;
     struct s3_hash_job job;
     int hashing;
-    int complete_sent, completed, abort_sent, verified;
-    int failed;                    /* put->kind and put->error hold the first failure */
+    int complete_sent, completed, abort_sent;
+    int committed; /* the PUT or Complete was accepted: the server checked every byte */
+    int failed;    /* put->kind and put->error hold the first failure */
     struct s3_upload *prev, *next; /* s3->uploads */
     struct s3_upload *ready_next;  /* s3->ready: to settle from the timer */
 };
@@ -170,8 +176,11 @@ struct s3 {
     struct ev_loop *loop;
     struct curl_ev *curl;
     struct workpool *pool;
-    CURL *easy; /* the blocking operations' handle */
-    int active; /* requests running in curl_ev */
+    pthread_mutex_t easy_lock; /* the blocking operations' handles */
+    CURL *idle[S3_IDLE_HANDLES];
+    int n_idle;
+    char *uploads_dir; /* records of multipart uploads in progress, per process; NULL: none */
+    int active;        /* requests running in curl_ev */
     struct s3_call *wait_head, *wait_tail;
     struct s3_call *running;
     struct s3_call *failed_starts; /* could not be added: completed from the timer */
@@ -209,7 +218,6 @@ static struct s3_call *call_new(const char *method, char *url)
     c->method = method;
     c->url = url;
     c->body_fd = -1;
-    c->out_fd = -1;
     return c;
 }
 
@@ -255,8 +263,18 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *arg)
 
     if (want > left)
         want = (size_t)left;
-    if (want == 0)
+    if (want == 0 && c->body_src == NULL)
         return 0;
+    if (c->body_src) {
+        ssize_t n = store_source_read(c->body_src, buf, want);
+
+        if (n < 0) {
+            c->read_short = 1;
+            return CURL_READFUNC_ABORT;
+        }
+        c->body_pos += (uint64_t)n;
+        return (size_t)n;
+    }
     if (c->body_fd >= 0) {
         ssize_t n;
 
@@ -285,6 +303,11 @@ static int on_seek(void *arg, curl_off_t offset, int origin)
 
     if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > c->body_len)
         return CURL_SEEKFUNC_FAIL;
+    if (c->body_src) {
+        /* the source hashes what it hands over: only a restart from the start keeps that */
+        if (offset != 0 || store_source_rewind(c->body_src) < 0)
+            return CURL_SEEKFUNC_CANTSEEK;
+    }
     c->body_pos = (uint64_t)offset;
     return CURL_SEEKFUNC_OK;
 }
@@ -313,7 +336,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
     size_t n = size * nmemb;
     long st = c->hdr_status;
 
-    if (c->out_fd >= 0 && (st == 206 || (st == 200 && c->out_accept_200))) {
+    if (c->out_sink && (st == 206 || (st == 200 && c->out_accept_200))) {
         /* Only the bytes asked for, where they belong: a restore is streamed, not redone. */
         if (st == 206 && (!c->has_range || c->range_start != c->out_off)) {
             c->out_bad = 1;
@@ -323,8 +346,8 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
             c->out_bad = 1;
             return 0;
         }
-        if (util_write_all(c->out_fd, p, n) < 0) {
-            c->out_errno = errno;
+        if (c->out_sink(c->out_arg, p, n) < 0) {
+            c->out_errno = errno ? errno : EIO;
             return 0;
         }
         c->out_written += n;
@@ -357,7 +380,8 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
 
         c->hdr_status = sp ? strtol(sp + 1, NULL, 10) : 0;
         c->has_length = c->has_range = 0;
-        c->etag[0] = c->stored_sha[0] = c->storage_class[0] = '\0';
+        c->etag[0] = c->stored_sha[0] = c->storage_class[0] = c->version_id[0] = '\0';
+        c->legacy_meta = 0;
         return n;
     }
     colon = memchr(p, ':', n);
@@ -395,6 +419,11 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
         snprintf(c->stored_sha, sizeof(c->stored_sha), "%s", val);
     } else if (klen == 19 && strncasecmp(p, "x-amz-storage-class", 19) == 0) {
         snprintf(c->storage_class, sizeof(c->storage_class), "%s", val);
+    } else if (klen == 16 && strncasecmp(p, "x-amz-version-id", 16) == 0) {
+        snprintf(c->version_id, sizeof(c->version_id), "%s", val);
+    } else if ((klen == 27 && strncasecmp(p, "x-amz-meta-custodian-sha256", 27) == 0) ||
+               (klen == 31 && strncasecmp(p, "x-amz-meta-custodian-plain-size", 31) == 0)) {
+        c->legacy_meta = 1; /* what versions before 2 wrote: plaintext hints */
     }
     return n;
 }
@@ -512,16 +541,50 @@ static void call_log(struct s3 *s3, const struct s3_call *c)
 
 /* ---- blocking requests ---- */
 
+/* A blocking handle: an idle one (its connections kept), or a new one. */
+static CURL *easy_take(struct s3 *s3)
+{
+    CURL *h = NULL;
+
+    pthread_mutex_lock(&s3->easy_lock);
+    if (s3->n_idle > 0)
+        h = s3->idle[--s3->n_idle];
+    pthread_mutex_unlock(&s3->easy_lock);
+    if (h == NULL)
+        h = curl_easy_init();
+    else
+        curl_easy_reset(h);
+    return h;
+}
+
+static void easy_give(struct s3 *s3, CURL *h)
+{
+    pthread_mutex_lock(&s3->easy_lock);
+    if (s3->n_idle < S3_IDLE_HANDLES) {
+        s3->idle[s3->n_idle++] = h;
+        h = NULL;
+    }
+    pthread_mutex_unlock(&s3->easy_lock);
+    if (h)
+        curl_easy_cleanup(h);
+}
+
 static int call_run(struct s3 *s3, struct s3_call *c)
 {
+    CURL *h = easy_take(s3);
     CURLcode rc;
 
-    curl_easy_reset(s3->easy);
-    call_setup(s3, s3->easy, c);
+    if (h == NULL) {
+        c->rc = CURLE_FAILED_INIT;
+        snprintf(c->detail, sizeof(c->detail), "cannot initialise libcurl");
+        return -1;
+    }
+    call_setup(s3, h, c);
     c->started_ms = util_mono_ms();
-    rc = curl_easy_perform(s3->easy);
+    rc = curl_easy_perform(h);
     call_finish(c, rc);
-    c->easy = NULL; /* the handle stays s3's */
+    c->easy = NULL; /* the handle goes back to the pool */
+    easy_give(s3, h);
     call_log(s3, c);
     return call_ok(c) ? 0 : -1;
 }
@@ -606,32 +669,20 @@ out:
     return rc;
 }
 
-static int s3_exists(struct dest *d, const char *remote_key, uint64_t *size, struct cst_err *err)
+/* Bytes [off, off+len) of key into sink, range by range, each resumed where it broke off:
+ * a large restore survives hiccups. etag (may be "") pins the version being read. */
+static int get_range(struct s3 *s3, const char *remote_key, uint64_t off, uint64_t len,
+                     const char *etag, uint64_t size, store_sink_fn sink, void *arg,
+                     enum dest_error *kind_out, struct cst_err *err)
 {
-    uint64_t sz = 0;
-    int rc = head_object(d->impl, remote_key, &sz, NULL, 0, err);
+    const char *name = s3->d->name;
+    char doing[CST_ERR_SIZE / 2];
+    uint64_t stop = off + len;
 
-    if (rc == 1 && size)
-        *size = sz;
-    return rc;
-}
-
-static int s3_get(struct dest *d, const char *remote_key, int out_fd, struct cst_err *err)
-{
-    struct s3 *s3 = d->impl;
-    char etag[256], doing[CST_ERR_SIZE / 2];
-    uint64_t size = 0, off = 0;
-    int found = head_object(s3, remote_key, &size, etag, sizeof(etag), err);
-
-    if (found < 0)
-        return -1;
-    if (found == 0)
-        return cst_err_set(err, "destination %s: cannot download %s: no such object", d->name,
-                           remote_key);
+    *kind_out = DEST_ERR_TRANSIENT;
     snprintf(doing, sizeof(doing), "cannot download %s", remote_key);
-    /* Range by range, each resumed where it broke off: a large restore survives hiccups. */
-    while (off < size) {
-        uint64_t end = (size - off > S3_GET_RANGE ? off + S3_GET_RANGE : size) - 1;
+    while (off < stop) {
+        uint64_t end = (stop - off > S3_GET_RANGE ? off + S3_GET_RANGE : stop) - 1;
         int tries = 0;
 
         while (off <= end) {
@@ -641,9 +692,10 @@ static int s3_get(struct dest *d, const char *remote_key, int out_fd, struct cst
             call_sign_empty(c);
             call_header(c, "Range: bytes=%llu-%llu", (unsigned long long)off,
                         (unsigned long long)end);
-            if (etag[0])
+            if (etag && etag[0])
                 call_header(c, "If-Match: %s", etag);
-            c->out_fd = out_fd;
+            c->out_sink = sink;
+            c->out_arg = arg;
             c->out_off = off;
             c->out_max = end - off + 1;
             c->out_accept_200 = off == 0 && end + 1 == size;
@@ -654,7 +706,7 @@ static int s3_get(struct dest *d, const char *remote_key, int out_fd, struct cst
                 break;
             }
             if (c->out_errno) {
-                cst_err_set(err, "destination %s: %s: %s", d->name, doing, c->detail);
+                cst_err_set(err, "destination %s: %s: %s", name, doing, c->detail);
                 call_free(c);
                 return -1;
             }
@@ -662,17 +714,17 @@ static int s3_get(struct dest *d, const char *remote_key, int out_fd, struct cst
                 snprintf(c->detail, sizeof(c->detail), "the server ignored the Range header");
             if (call_ok(c)) {
                 snprintf(err->msg, sizeof(err->msg),
-                         "destination %s: %s: the reply ended at byte %llu of %llu", d->name, doing,
-                         (unsigned long long)off, (unsigned long long)size);
+                         "destination %s: %s: the reply ended at byte %llu of %llu", name, doing,
+                         (unsigned long long)off, (unsigned long long)stop);
                 kind = c->detail[0] ? DEST_ERR_CONFIG : DEST_ERR_TRANSIENT;
                 if (c->detail[0])
-                    snprintf(err->msg, sizeof(err->msg), "destination %s: %s: %s", d->name, doing,
+                    snprintf(err->msg, sizeof(err->msg), "destination %s: %s: %s", name, doing,
                              c->detail);
             } else if (c->status == 412) {
                 snprintf(err->msg, sizeof(err->msg),
                          "destination %s: %s: the object changed during the download "
                          "(412 PreconditionFailed)",
-                         d->name, doing);
+                         name, doing);
                 kind = DEST_ERR_CONFIG;
             } else {
                 kind = call_explain(s3, c, doing, err->msg, sizeof(err->msg));
@@ -681,14 +733,63 @@ static int s3_get(struct dest *d, const char *remote_key, int out_fd, struct cst
             if (c->out_written >= (1u << 20))
                 tries = 0;
             call_free(c);
+            *kind_out = kind;
             if (kind != DEST_ERR_TRANSIENT || ++tries >= S3_GET_TRIES)
                 return -1;
-            log_warn("download interrupted, resuming dest=%s key=%s at=%llu try=%d: %s", d->name,
+            log_warn("download interrupted, resuming dest=%s key=%s at=%llu try=%d: %s", name,
                      remote_key, (unsigned long long)off, tries, err->msg);
             sleep(1u << (tries - 1));
         }
     }
     return 0;
+}
+
+static int fd_sink(void *arg, const void *buf, size_t len)
+{
+    return util_write_all(*(int *)arg, buf, len);
+}
+
+static int s3_get(struct dest *d, const char *remote_key, int out_fd, struct cst_err *err)
+{
+    struct s3 *s3 = d->impl;
+    char etag[256];
+    uint64_t size = 0;
+    enum dest_error kind;
+    int found = head_object(s3, remote_key, &size, etag, sizeof(etag), err);
+
+    if (found < 0)
+        return -1;
+    if (found == 0)
+        return cst_err_set(err, "destination %s: cannot download %s: no such object", d->name,
+                           remote_key);
+    return get_range(s3, remote_key, 0, size, etag, size, fd_sink, &out_fd, &kind, err);
+}
+
+static int s3_read(struct dest *d, const char *key, uint64_t off, uint64_t len, store_sink_fn sink,
+                   void *arg, struct store_err *e)
+{
+    struct s3 *s3 = d->impl;
+    char etag[256];
+    uint64_t size = 0;
+    int found = head_object(s3, key, &size, etag, sizeof(etag), &e->err);
+
+    e->kind = DEST_ERR_TRANSIENT;
+    if (found < 0)
+        return -1;
+    if (found == 0)
+        return store_fail(e, DEST_ERR_TRANSIENT, "destination %s: cannot read %s: no such object",
+                          d->name, key);
+    if (off >= size)
+        return 0;
+    if (len > size - off)
+        len = size - off;
+    return get_range(s3, key, off, len, etag, size, sink, arg, &e->kind, &e->err);
+}
+
+static int s3_stat(struct dest *d, const char *key, uint64_t *size, struct store_err *e)
+{
+    e->kind = DEST_ERR_TRANSIENT;
+    return head_object(d->impl, key, size, NULL, 0, &e->err);
 }
 
 static int s3_remove(struct dest *d, const char *remote_key, struct cst_err *err)
@@ -779,14 +880,13 @@ static struct dest_check *check_add(struct dest_probe *out, const char *name, in
     return ch;
 }
 
-static int s3_probe(struct dest *d, struct dest_probe *out)
+static int s3_probe_connect(struct dest *d, struct dest_probe *out)
 {
     struct s3 *s3 = d->impl;
-    char msg[CST_ERR_SIZE], key[64], body[160], hex[65], rnd[8];
+    char msg[CST_ERR_SIZE];
     struct s3_call *c = NULL;
-    int all_ok = 1;
+    int all_ok = 1, usable = 0;
 
-    memset(out, 0, sizeof(*out));
     /* reachable, TLS verified, authenticated, bucket: one signed GET ?location= tells all. */
     char *query = s3_query(&(struct s3_qparam){"location", NULL}, 1);
 
@@ -841,46 +941,20 @@ static int s3_probe(struct dest *d, struct dest_probe *out)
         goto out;
     }
     check_add(out, "bucket exists", 1, "bucket %s answers", s3->bucket);
+    usable = 1; /* plain http on loopback is reported above, and the probe goes on */
+out:
     call_free(c);
+    (void)all_ok;
+    return usable ? 0 : -1;
+}
 
-    /* write probe */
-    randombytes_buf(rnd, sizeof(rnd));
-    util_hex((unsigned char *)rnd, sizeof(rnd), hex);
-    snprintf(key, sizeof(key), "custodian-probe/%s", hex);
-    snprintf(body, sizeof(body), "custodian probe of destination %s, %lld\n", d->name,
-             (long long)util_now_ms());
-    c = call_new("PUT", object_url(s3, key, NULL));
-    sha256_hex(body, strlen(body), hex);
-    call_header(c, "x-amz-content-sha256: %s", hex);
-    call_header(c, "Content-Type: text/plain");
-    if (s3->hot_class)
-        call_header(c, "x-amz-storage-class: %s", s3->hot_class);
-    c->body_mem = body;
-    c->body_len = strlen(body);
-    if (call_run(s3, c) < 0) {
-        call_explain(s3, c, NULL, msg, sizeof(msg));
-        check_add(out, "write probe", 0, "%s", msg);
-        all_ok = 0;
-        goto out;
-    }
-    check_add(out, "write probe", 1, "wrote %s (%zu bytes)", key, strlen(body));
-    call_free(c);
-
-    /* read probe */
-    c = call_new("GET", object_url(s3, key, NULL));
-    call_sign_empty(c);
-    if (call_run(s3, c) < 0) {
-        call_explain(s3, c, NULL, msg, sizeof(msg));
-        check_add(out, "read probe", 0, "%s", msg);
-        all_ok = 0;
-    } else if (c->reply_len != strlen(body) || memcmp(c->reply, body, c->reply_len) != 0) {
-        check_add(out, "read probe", 0, "%s came back different (%zu bytes instead of %zu)", key,
-                  c->reply_len, strlen(body));
-        all_ok = 0;
-    } else {
-        check_add(out, "read probe", 1, "read %s back, same bytes", key);
-    }
-    call_free(c);
+/* While the probe object exists: its storage class, and that nobody may read it unsigned. */
+static int s3_probe_object(struct dest *d, const char *key, struct dest_probe *out)
+{
+    struct s3 *s3 = d->impl;
+    char msg[CST_ERR_SIZE];
+    struct s3_call *c;
+    int all_ok = 1;
 
     /* storage class */
     if (s3->hot_class) {
@@ -927,18 +1001,6 @@ static int s3_probe(struct dest *d, struct dest_probe *out)
     }
     call_free(c);
 
-    /* delete probe */
-    c = call_new("DELETE", object_url(s3, key, NULL));
-    call_sign_empty(c);
-    if (call_run(s3, c) < 0) {
-        call_explain(s3, c, NULL, msg, sizeof(msg));
-        check_add(out, "delete probe", 0, "%s", msg);
-        all_ok = 0;
-    } else {
-        check_add(out, "delete probe", 1, "deleted %s", key);
-    }
-out:
-    call_free(c);
     return all_ok ? 0 : -1;
 }
 
@@ -1059,20 +1121,93 @@ static void upload_fail_call(struct s3_upload *up, const struct s3_call *c, cons
     upload_fail(up, kind, msg);
 }
 
-/* Headers every new object carries: class and our metadata (on PUT, or on Create). */
-static void object_headers(struct s3 *s3, struct s3_call *c, const struct dest_put *p)
+/*
+ * Metadata of a stored object: only what the stored bytes themselves show (their size and
+ * SHA-256, and for a container its version and key id, which are in its header). Nothing
+ * derived from the plaintext: a HEAD must not let anyone test for a known file.
+ */
+static void meta_headers(struct s3_call *c, uint64_t stored_size, const unsigned char sha[32],
+                         const unsigned char *head, size_t head_len)
 {
     char hex[65];
+
+    util_hex(sha, 32, hex);
+    call_header(c, "x-amz-meta-custodian-stored-sha256: %s", hex);
+    call_header(c, "x-amz-meta-custodian-stored-size: %llu", (unsigned long long)stored_size);
+    if (head && head_len >= 18 && memcmp(head, "CSTDOBJ\n", 8) == 0) {
+        call_header(c, "x-amz-meta-custodian-format: %u", (unsigned)head[8]);
+        util_hex(head + 10, CRYPT_KEY_ID_SIZE, hex);
+        call_header(c, "x-amz-meta-custodian-key-id: %s", hex);
+    }
+}
+
+/* Headers every new object carries: class and metadata (on PUT, or on Create). fd: the
+ * spool file (its header gives version and key id), or -1. */
+static void object_headers(struct s3 *s3, struct s3_call *c, const struct dest_put *p, int fd,
+                           const unsigned char *mem)
+{
+    unsigned char head[18];
+    size_t n = 0;
 
     call_header(c, "Content-Type: application/octet-stream");
     if (s3->hot_class)
         call_header(c, "x-amz-storage-class: %s", s3->hot_class);
-    util_hex(p->plain_sha256, 32, hex);
-    call_header(c, "x-amz-meta-custodian-sha256: %s", hex);
-    util_hex(p->stored_sha256, 32, hex);
-    call_header(c, "x-amz-meta-custodian-stored-sha256: %s", hex);
-    call_header(c, "x-amz-meta-custodian-plain-size: %llu", (unsigned long long)p->plain_size);
-    call_header(c, "x-amz-meta-custodian-stored-size: %llu", (unsigned long long)p->stored_size);
+    if (mem && p->stored_size >= sizeof(head)) {
+        memcpy(head, mem, sizeof(head));
+        n = sizeof(head);
+    } else if (fd >= 0 && pread(fd, head, sizeof(head), 0) == (ssize_t)sizeof(head)) {
+        n = sizeof(head);
+    }
+    meta_headers(c, p->stored_size, p->stored_sha256, head, n);
+}
+
+/* ---- records of multipart uploads in progress (start-up cleanup reads them) ---- */
+
+static char *record_path(const struct s3 *s3, const char *owner)
+{
+    char safe[CST_ERR_SIZE / 4];
+    size_t i = 0;
+
+    for (const char *p = s3->d->name; *p && i + 1 < sizeof(safe); p++)
+        safe[i++] = (char)((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                                   (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'
+                               ? *p
+                               : '_');
+    safe[i] = '\0';
+    return util_printf("%s/%s.%s", s3->uploads_dir, safe, owner);
+}
+
+/* One line per event, "begin MS KEY", "id UPLOADID KEY", "end UPLOADID": a process that dies
+ * leaves the ids (and the keys it was about to start) for the next start to abort. */
+static void record_upload(struct s3 *s3, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void record_upload(struct s3 *s3, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    char *path;
+    int fd, n;
+
+    if (s3->uploads_dir == NULL)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(line) - 1)
+        return;
+    line[n++] = '\n';
+    if (mkdir(s3->uploads_dir, 0700) < 0 && errno != EEXIST) {
+        log_warn("cannot record a multipart upload in %s: %s", s3->uploads_dir, strerror(errno));
+        return;
+    }
+    path = record_path(s3, store_owner());
+    /* One write with O_APPEND: a line is never torn by a concurrent writer or a kill. */
+    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0 || util_write_all(fd, line, (size_t)n) < 0)
+        log_warn("cannot record a multipart upload in %s: %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    free(path);
 }
 
 /* Requests read the spool file through their own descriptor, so that one still running when
@@ -1107,14 +1242,6 @@ static char *upload_query_url(struct s3_upload *up, const struct s3_qparam *q, s
 
     free(query);
     return url;
-}
-
-static void submit_head(struct s3_upload *up)
-{
-    struct s3_call *c = upload_call(up, CALL_HEAD, "HEAD", util_xstrdup(up->url));
-
-    call_sign_empty(c);
-    call_submit(up->s3, c);
 }
 
 static void submit_part(struct s3_upload *up, size_t i)
@@ -1315,17 +1442,16 @@ static void pump_parts(struct s3_upload *up)
 static void upload_finish(struct s3_upload *up)
 {
     struct s3 *s3 = up->s3;
-    struct s3_batch *b = up->batch;
+    struct store_write *w = up->w;
 
-    up->put->ok = up->verified && !up->failed;
-    if (up->put->ok) {
+    if (up->committed && !up->failed) {
         up->put->kind = DEST_OK;
         up->put->error[0] = '\0';
     } else if (!up->failed) {
-        /* Cannot happen: every path that leaves nothing outstanding verified or failed. */
+        /* Cannot happen: every path that leaves nothing outstanding committed or failed. */
         up->put->kind = DEST_ERR_TRANSIENT;
         snprintf(up->put->error, sizeof(up->put->error),
-                 "destination %s: upload of %s ended without verification", s3->d->name,
+                 "destination %s: upload of %s ended without being committed", s3->d->name,
                  up->put->remote_key);
     }
     if (up->prev)
@@ -1335,10 +1461,7 @@ static void upload_finish(struct s3_upload *up)
     if (up->next)
         up->next->prev = up->prev;
     upload_free(up);
-    if (--b->left == 0) {
-        b->done(b->arg, b->puts, b->n);
-        free(b);
-    }
+    store_write_done(w);
 }
 
 /* Decide what an upload does next, once something it waited for has happened. */
@@ -1392,7 +1515,7 @@ static void call_complete(struct s3 *s3, struct s3_call *c)
     switch (c->kind) {
     case CALL_PUT:
         if (call_ok(c)) {
-            submit_head(up);
+            up->committed = 1; /* accepted only with the signed SHA-256 of the body */
         } else {
             snprintf(doing, sizeof(doing), "cannot upload %s", key);
             upload_fail_call(up, c, doing);
@@ -1415,6 +1538,7 @@ static void call_complete(struct s3 *s3, struct s3_call *c)
             upload_fail(up, DEST_ERR_TRANSIENT, msg);
         } else {
             up->upload_id = util_xstrdup(id);
+            record_upload(s3, "id %s %s", id, key);
         }
         break;
     }
@@ -1460,8 +1584,11 @@ static void call_complete(struct s3 *s3, struct s3_call *c)
     case CALL_COMPLETE:
         /* 200 may still carry an <Error>: S3 reports late failures that way. */
         if (call_ok(c) && s3_xml_error(c->reply, c->reply_len, &c->xerr) < 0) {
+            /* Every part was accepted only with its signed SHA-256, and the parts hash to
+             * the sealed object's SHA-256 (checked before Complete). */
             up->completed = 1;
-            submit_head(up);
+            up->committed = 1;
+            record_upload(s3, "end %s", up->upload_id);
         } else {
             if (call_ok(c))
                 c->status = 500; /* an error document in a 200: classify as a server failure */
@@ -1469,27 +1596,9 @@ static void call_complete(struct s3 *s3, struct s3_call *c)
             upload_fail_call(up, c, doing);
         }
         break;
-    case CALL_HEAD: {
-        char hex[65], msg[CST_ERR_SIZE];
-
-        util_hex(up->put->stored_sha256, 32, hex);
-        if (!call_ok(c)) {
-            snprintf(doing, sizeof(doing), "cannot verify %s after the upload", key);
-            upload_fail_call(up, c, doing);
-        } else if (!c->has_length || c->content_length != up->put->stored_size ||
-                   strcasecmp(c->stored_sha, hex) != 0) {
-            snprintf(msg, sizeof(msg),
-                     "destination %s: verification of %s failed: S3 holds %llu bytes with "
-                     "stored SHA-256 '%s', expected %llu bytes with %s",
-                     s3->d->name, key, c->has_length ? (unsigned long long)c->content_length : 0,
-                     c->stored_sha, (unsigned long long)up->put->stored_size, hex);
-            upload_fail(up, DEST_ERR_TRANSIENT, msg);
-        } else {
-            up->verified = 1;
-        }
-        break;
-    }
     case CALL_ABORT:
+        if (call_ok(c) || (c->rc == CURLE_OK && c->status == 404))
+            record_upload(s3, "end %s", up->upload_id);
         if (!call_ok(c) && !(c->rc == CURLE_OK && c->status == 404)) {
             char msg[CST_ERR_SIZE];
             size_t len = strlen(up->put->error);
@@ -1520,7 +1629,7 @@ static void upload_start(struct s3 *s3, struct s3_upload *up)
         util_hex(p->stored_sha256, 32, hex);
         /* The sealed object's own hash: S3 checks every byte it receives against it. */
         call_header(c, "x-amz-content-sha256: %s", hex);
-        object_headers(s3, c, p);
+        object_headers(s3, c, p, up->fd, NULL);
         if (call_body_file(c, up) < 0) {
             call_free(c);
             up->ready_next = s3->ready;
@@ -1553,103 +1662,121 @@ static void upload_start(struct s3 *s3, struct s3_upload *up)
     c = upload_call(up, CALL_CREATE, "POST", upload_query_url(up, &q, 1));
     call_sign_empty(c);
     /* Metadata and storage class go on Create; Complete carries none. */
-    object_headers(s3, c, p);
+    object_headers(s3, c, p, up->fd, NULL);
+    /* Before Create: killed before its id is recorded, the upload is still known. */
+    record_upload(s3, "begin %lld %s", (long long)util_now_ms(), p->remote_key);
     call_submit(s3, c);
 }
 
-static void s3_put_batch(struct dest *d, struct dest_put *puts, size_t n, dest_done_fn done,
-                         void *arg)
+/* store.h write_async: one object, on the loop; store_write_done() when it is committed or
+ * has failed (never from inside this call). */
+static void s3_write_async(struct dest *d, struct store_write *w)
 {
     struct s3 *s3 = d->impl;
-    struct s3_batch *b;
+    struct s3_upload *up = util_xcalloc(1, sizeof(*up));
+    struct dest_put *p = w->put;
+    struct stat sb;
+    char msg[CST_ERR_SIZE];
 
-    for (size_t i = 0; i < n; i++) {
-        puts[i].ok = 0;
-        puts[i].kind = DEST_OK;
-        puts[i].error[0] = '\0';
+    up->s3 = s3;
+    up->w = w;
+    ev_timer_init(&up->retry, on_retry, 0.0, 0.0);
+    up->retry.data = up;
+    up->put = p;
+    up->url = object_url(s3, p->remote_key, NULL);
+    up->next = s3->uploads;
+    if (up->next)
+        up->next->prev = up;
+    s3->uploads = up;
+    up->fd = open(p->spool_path, O_RDONLY | O_CLOEXEC);
+    if (up->fd < 0 || fstat(up->fd, &sb) < 0) {
+        snprintf(msg, sizeof(msg), "destination %s: cannot open spool file %s: %s", d->name,
+                 p->spool_path, strerror(errno));
+        upload_fail(up, DEST_ERR_SOURCE, msg);
+    } else if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != p->stored_size) {
+        snprintf(msg, sizeof(msg),
+                 "destination %s: spool file %s has %llu bytes, not the %llu that were sealed",
+                 d->name, p->spool_path, (unsigned long long)sb.st_size,
+                 (unsigned long long)p->stored_size);
+        upload_fail(up, DEST_ERR_SOURCE, msg);
     }
-    if (n == 0) {
-        done(arg, puts, n);
+    if (up->failed) {
+        up->ready_next = s3->ready;
+        s3->ready = up;
+        kick_soon(s3);
         return;
     }
-    if (s3->loop == NULL || s3->curl == NULL) {
-        for (size_t i = 0; i < n; i++) {
-            puts[i].kind = DEST_ERR_CONFIG;
-            snprintf(puts[i].error, sizeof(puts[i].error),
-                     "destination %s: uploads need the agent's event loop", d->name);
-        }
-        done(arg, puts, n);
-        return;
-    }
-    b = util_xcalloc(1, sizeof(*b));
-    b->puts = puts;
-    b->n = b->left = n;
-    b->done = done;
-    b->arg = arg;
-    for (size_t i = 0; i < n; i++) {
-        struct s3_upload *up = util_xcalloc(1, sizeof(*up));
-        struct dest_put *p = &puts[i];
-        struct stat sb;
-        char msg[CST_ERR_SIZE];
+    upload_start(s3, up);
+}
 
-        up->s3 = s3;
-        up->batch = b;
-        ev_timer_init(&up->retry, on_retry, 0.0, 0.0);
-        up->retry.data = up;
-        up->put = p;
-        up->url = object_url(s3, p->remote_key, NULL);
-        up->next = s3->uploads;
-        if (up->next)
-            up->next->prev = up;
-        s3->uploads = up;
-        up->fd = open(p->spool_path, O_RDONLY | O_CLOEXEC);
-        if (up->fd < 0 || fstat(up->fd, &sb) < 0) {
-            snprintf(msg, sizeof(msg), "destination %s: cannot open spool file %s: %s", d->name,
-                     p->spool_path, strerror(errno));
-            upload_fail(up, DEST_ERR_SOURCE, msg);
-        } else if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != p->stored_size) {
-            snprintf(msg, sizeof(msg),
-                     "destination %s: spool file %s has %llu bytes, not the %llu that were "
-                     "sealed",
-                     d->name, p->spool_path, (unsigned long long)sb.st_size,
-                     (unsigned long long)p->stored_size);
-            upload_fail(up, DEST_ERR_SOURCE, msg);
-        }
-        if (up->failed) {
-            /* done() comes later, from the loop, never from inside put_batch. */
-            up->ready_next = s3->ready;
-            s3->ready = up;
-            kick_soon(s3);
-            continue;
-        }
-        upload_start(s3, up);
+/* store.h write, without a loop (doctor's probe): one PUT, its body from the store_source. */
+static int s3_write(struct dest *d, struct store_write *w)
+{
+    struct s3 *s3 = d->impl;
+    struct dest_put *p = w->put;
+    struct s3_call *c;
+    char hex[65], doing[CST_ERR_SIZE / 2];
+    const char *path = store_source_path(w->src);
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1, rc = 0;
+
+    if (p->stored_size > s3->part_size) {
+        if (fd >= 0)
+            close(fd);
+        p->kind = DEST_ERR_CONFIG;
+        snprintf(p->error, sizeof(p->error),
+                 "destination %s: objects larger than part_size_mb need the agent's loop", d->name);
+        return -1;
     }
+    c = call_new("PUT", object_url(s3, p->remote_key, NULL));
+    util_hex(p->stored_sha256, 32, hex);
+    call_header(c, "x-amz-content-sha256: %s", hex);
+    object_headers(s3, c, p, fd, NULL);
+    if (fd >= 0)
+        close(fd);
+    c->body_src = w->src;
+    c->body_len = p->stored_size;
+    if (call_run(s3, c) < 0) {
+        snprintf(doing, sizeof(doing), "cannot upload %s", p->remote_key);
+        p->kind = call_explain(s3, c, doing, p->error, sizeof(p->error));
+        rc = -1;
+    }
+    call_free(c);
+    return rc;
 }
 
 /* ---- life cycle ---- */
 
-/* Stopping mid-upload: abort it now (briefly, best effort) so that no parts are left. */
-static void abort_now(struct s3 *s3, struct s3_upload *up)
+/* Stopping mid-upload: abort it now (briefly, best effort) so that no parts are left.
+ * -1 when it may still be there (the next start finds it through the record). */
+static int abort_now(struct s3 *s3, struct s3_upload *up)
 {
+    int rc = 0;
+
     struct s3_qparam q = {"uploadId", up->upload_id};
     struct s3_call *c = call_new("DELETE", upload_query_url(up, &q, 1));
 
     call_sign_empty(c);
     c->timeout_s = 5;
-    if (call_run(s3, c) < 0 && !(c->rc == CURLE_OK && c->status == 404))
+    if (call_run(s3, c) < 0 && !(c->rc == CURLE_OK && c->status == 404)) {
+        rc = -1;
         log_warn("cannot abort the multipart upload of %s on destination %s (HTTP %ld, %s); its "
                  "parts stay until a lifecycle rule removes them",
                  up->put->remote_key, s3->d->name, c->status,
                  c->errbuf[0] ? c->errbuf : curl_easy_strerror(c->rc));
-    else
+    } else {
+        record_upload(s3, "end %s", up->upload_id);
         log_info("stopped an upload in progress dest=%s key=%s", s3->d->name, up->put->remote_key);
+    }
     call_free(c);
+    return rc;
 }
 
 static void s3_destroy(struct s3 *s3)
 {
-    if (s3->easy)
-        curl_easy_cleanup(s3->easy);
+    for (int i = 0; i < s3->n_idle; i++)
+        curl_easy_cleanup(s3->idle[i]);
+    pthread_mutex_destroy(&s3->easy_lock);
+    free(s3->uploads_dir);
     if (s3->access_key)
         sodium_free(s3->access_key);
     if (s3->secret_key)
@@ -1703,15 +1830,22 @@ static void s3_free(struct dest *d)
         }
     }
     /* The pool is freed first (agent.c): a hash job has run, its done() will not come. */
+    int kept = 0;
+
     while (s3->uploads) {
         struct s3_upload *up = s3->uploads;
 
         s3->uploads = up->next;
         if (up->upload_id && !up->completed)
-            abort_now(s3, up);
-        if (--up->batch->left == 0)
-            free(up->batch); /* its done() is not called */
-        upload_free(up);
+            kept |= abort_now(s3, up) < 0;
+        upload_free(up); /* store.c frees what waited for it */
+    }
+    if (s3->uploads_dir && !kept) {
+        /* Every upload of this process ended: its record says nothing any more. */
+        char *path = record_path(s3, store_owner());
+
+        unlink(path);
+        free(path);
     }
     s3->d = NULL;
     if (s3->running) {
@@ -1724,16 +1858,412 @@ static void s3_free(struct dest *d)
     d->impl = NULL;
 }
 
-static const struct dest_ops dest_s3_ops = {
-    .type = "s3",
-    .put_batch = s3_put_batch,
-    .get = s3_get,
-    .free = s3_free,
-    .exists = s3_exists,
-    .remove = s3_remove,
-    .list = s3_list,
-    .probe = s3_probe,
+/* ---- start-up: multipart uploads that a crash left ---- */
+
+struct rec_id {
+    char *id, *key;
+    int dead;
 };
+
+struct rec_begin {
+    char *key;
+    int64_t at;
+};
+
+struct records {
+    struct rec_id *ids; /* uploads started and not ended */
+    size_t n_ids;
+    struct rec_begin *dead_begins; /* keys a dead process was starting, and when */
+    size_t n_dead_begins;
+    struct rec_begin *live_begins; /* keys a live process (this one too) is starting */
+    size_t n_live_begins;
+    char **dead_files;
+    size_t n_dead_files;
+};
+
+static void records_read(struct records *r, const char *path, int dead)
+{
+    FILE *f = fopen(path, "re");
+    char line[2048];
+
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof(line), f)) {
+        char *nl = strchr(line, '\n'), *sp;
+
+        if (nl == NULL)
+            continue; /* a torn last line: nothing to learn */
+        *nl = '\0';
+        if (strncmp(line, "begin ", 6) == 0 && (sp = strchr(line + 6, ' ')) != NULL) {
+            struct rec_begin **list = dead ? &r->dead_begins : &r->live_begins;
+            size_t *n = dead ? &r->n_dead_begins : &r->n_live_begins;
+
+            *list = util_xrealloc(*list, (*n + 1) * sizeof(**list));
+            (*list)[*n].at = strtoll(line + 6, NULL, 10);
+            (*list)[(*n)++].key = util_xstrdup(sp + 1);
+        } else if (strncmp(line, "id ", 3) == 0 && (sp = strchr(line + 3, ' ')) != NULL) {
+            *sp = '\0';
+            r->ids = util_xrealloc(r->ids, (r->n_ids + 1) * sizeof(*r->ids));
+            r->ids[r->n_ids].id = util_xstrdup(line + 3);
+            r->ids[r->n_ids].key = util_xstrdup(sp + 1);
+            r->ids[r->n_ids++].dead = dead;
+        } else if (strncmp(line, "end ", 4) == 0) {
+            for (size_t i = 0; i < r->n_ids; i++)
+                if (strcmp(r->ids[i].id, line + 4) == 0) {
+                    free(r->ids[i].id);
+                    free(r->ids[i].key);
+                    r->ids[i] = r->ids[--r->n_ids];
+                    break;
+                }
+        }
+    }
+    fclose(f);
+}
+
+static void records_load(struct s3 *s3, struct records *r)
+{
+    char *mine = record_path(s3, "");
+    const char *base = strrchr(mine, '/') + 1;
+    size_t blen = strlen(base);
+    DIR *dir = opendir(s3->uploads_dir);
+    struct dirent *de;
+
+    memset(r, 0, sizeof(*r));
+    while (dir && (de = readdir(dir)) != NULL) {
+        if (strncmp(de->d_name, base, blen) != 0 || de->d_name[blen] == '\0')
+            continue;
+        const char *owner = de->d_name + blen;
+        int dead = strcmp(owner, store_owner()) != 0 && !store_owner_alive(owner);
+        char *path = util_join(s3->uploads_dir, de->d_name);
+
+        records_read(r, path, dead);
+        if (dead) {
+            r->dead_files = util_xrealloc(r->dead_files, (r->n_dead_files + 1) * sizeof(char *));
+            r->dead_files[r->n_dead_files++] = path;
+        } else {
+            free(path);
+        }
+    }
+    if (dir)
+        closedir(dir);
+    free(mine);
+}
+
+static void records_free(struct records *r)
+{
+    for (size_t i = 0; i < r->n_ids; i++) {
+        free(r->ids[i].id);
+        free(r->ids[i].key);
+    }
+    for (size_t i = 0; i < r->n_dead_begins; i++)
+        free(r->dead_begins[i].key);
+    for (size_t i = 0; i < r->n_live_begins; i++)
+        free(r->live_begins[i].key);
+    free(r->live_begins);
+    for (size_t i = 0; i < r->n_dead_files; i++)
+        free(r->dead_files[i]);
+    free(r->ids);
+    free(r->dead_begins);
+    free(r->dead_files);
+}
+
+struct listed_upload {
+    char *key, *id;
+    int64_t at;
+};
+
+struct sweep {
+    struct s3 *s3;
+    struct records *r;
+    int64_t now;
+    size_t aborted, kept, failed;
+    struct listed_upload *found;
+    size_t n_found;
+};
+
+/* Listed first, decided after the records are read: a live process writes "begin" before
+ * it starts an upload, so every live upload the listing shows is known by then. */
+static int collect_upload(void *arg, const char *key, const char *upload_id, const char *initiated)
+{
+    struct sweep *sw = arg;
+
+    sw->found = util_xrealloc(sw->found, (sw->n_found + 1) * sizeof(*sw->found));
+    sw->found[sw->n_found].key = util_xstrdup(key);
+    sw->found[sw->n_found].id = util_xstrdup(upload_id);
+    sw->found[sw->n_found++].at = s3_xml_time_ms(initiated);
+    return 0;
+}
+
+static int begun_near(const struct rec_begin *list, size_t n, const char *key, int64_t at)
+{
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(list[k].key, key) == 0 && at >= 0 && at >= list[k].at - S3_RECORD_SLACK_MS &&
+            at <= list[k].at + S3_RECORD_SLACK_MS)
+            return 1;
+    return 0;
+}
+
+/*
+ * Whose is this upload? Recorded by a live process, or of a key a live process is starting:
+ * leave it. Recorded by a dead one, or started within minutes of a key a dead process was
+ * about to start (killed before it recorded the id): abort. Nobody's and older than a day
+ * (a record lost with a power cut, another tool): abort. Else leave it.
+ */
+static int sweep_upload(struct sweep *sw, const char *key, const char *upload_id, int64_t at)
+{
+    struct records *r = sw->r;
+    int abort_it = 0;
+    size_t i;
+
+    for (i = 0; i < r->n_ids; i++)
+        if (strcmp(r->ids[i].id, upload_id) == 0)
+            break;
+    if (i < r->n_ids)
+        abort_it = r->ids[i].dead;
+    else if (begun_near(r->live_begins, r->n_live_begins, key, at))
+        abort_it = 0;
+    else if (begun_near(r->dead_begins, r->n_dead_begins, key, at))
+        abort_it = 1;
+    else
+        abort_it = at >= 0 && sw->now - at > S3_UNKNOWN_UPLOAD_AGE_MS;
+    if (!abort_it) {
+        sw->kept++;
+        return 0;
+    }
+    struct s3_qparam q = {"uploadId", upload_id};
+    char *query = s3_query(&q, 1);
+    struct s3_call *c = call_new("DELETE", object_url(sw->s3, key, query));
+
+    free(query);
+    call_sign_empty(c);
+    if (call_run(sw->s3, c) == 0 || (c->rc == CURLE_OK && c->status == 404)) {
+        sw->aborted++;
+        log_info("aborted a multipart upload a stopped process left dest=%s key=%s",
+                 sw->s3->d->name, key);
+    } else {
+        char msg[CST_ERR_SIZE];
+
+        call_explain(sw->s3, c, "cannot abort a multipart upload a stopped process left", msg,
+                     sizeof(msg));
+        log_warn("%s", msg);
+        sw->failed++;
+    }
+    call_free(c);
+    return 0;
+}
+
+static int s3_cleanup(struct dest *d, struct cst_err *err)
+{
+    struct s3 *s3 = d->impl;
+    static const char *const prefixes[] = {"objects/", "backups/"};
+    struct records r;
+    struct sweep sw = {s3, &r, util_now_ms(), 0, 0, 0, NULL, 0};
+    int rc = 0;
+
+    memset(&r, 0, sizeof(r));
+    for (size_t p = 0; p < 2 && rc == 0; p++) {
+        char *key_marker = NULL, *id_marker = NULL;
+
+        for (;;) {
+            struct s3_qparam q[4];
+            size_t nq = 0;
+            struct s3_uploads_page page;
+
+            q[nq++] = (struct s3_qparam){"uploads", NULL};
+            q[nq++] = (struct s3_qparam){"prefix", prefixes[p]};
+            if (key_marker) {
+                q[nq++] = (struct s3_qparam){"key-marker", key_marker};
+                q[nq++] = (struct s3_qparam){"upload-id-marker", id_marker};
+            }
+            char *query = s3_query(q, nq);
+            struct s3_call *c = call_new("GET", bucket_url(s3, query));
+
+            free(query);
+            call_sign_empty(c);
+            if (call_run(s3, c) < 0) {
+                call_explain(s3, c, "cannot list multipart uploads", err->msg, sizeof(err->msg));
+                call_free(c);
+                rc = -1;
+                break;
+            }
+            int pr = s3_xml_uploads(c->reply, c->reply_len, collect_upload, &sw, &page);
+
+            call_free(c);
+            if (pr < 0) {
+                rc = cst_err_set(
+                    err, "destination %s: the reply to ListMultipartUploads is not one", d->name);
+                break;
+            }
+            if (!page.truncated)
+                break;
+            free(key_marker);
+            free(id_marker);
+            key_marker = util_xstrdup(page.next_key);
+            id_marker = util_xstrdup(page.next_upload_id);
+        }
+        free(key_marker);
+        free(id_marker);
+    }
+    if (rc == 0) {
+        records_load(s3, &r);
+        for (size_t i = 0; i < sw.n_found; i++)
+            sweep_upload(&sw, sw.found[i].key, sw.found[i].id, sw.found[i].at);
+    }
+    for (size_t i = 0; i < sw.n_found; i++) {
+        free(sw.found[i].key);
+        free(sw.found[i].id);
+    }
+    free(sw.found);
+    /* A dead process's record goes once nothing it names can still be there. */
+    if (rc == 0 && sw.failed == 0)
+        for (size_t i = 0; i < r.n_dead_files; i++)
+            unlink(r.dead_files[i]);
+    records_free(&r);
+    if (sw.aborted)
+        log_info("aborted %zu multipart uploads that stopped processes left dest=%s", sw.aborted,
+                 d->name);
+    return rc;
+}
+
+/* ---- doctor: objects whose metadata older versions wrote ---- */
+
+struct scrub {
+    struct s3 *s3;
+    int fix, locked;
+    struct dest_scrub *out;
+};
+
+/* Replace the metadata of key by a self-copy that carries only stored-object facts. */
+static int scrub_fix(struct s3 *s3, const char *key, const struct s3_call *head,
+                     struct cst_err *err)
+{
+    unsigned char sha[32], first[18];
+    struct s3_call *c;
+    char *src, *enc;
+    int rc = -1;
+    struct {
+        unsigned char buf[18];
+        size_t len;
+    } h = {{0}, 0};
+
+    if (util_unhex(head->stored_sha, sha, 32) < 0)
+        return cst_err_set(err, "%s has no custodian-stored-sha256 to carry over", key);
+    if (head->content_length > S3_MAX_PART)
+        return cst_err_set(err, "%s is larger than 5 GiB: a single copy cannot rewrite it", key);
+    /* The container's version and key id come from its first bytes. */
+    c = call_new("GET", object_url(s3, key, NULL));
+    call_sign_empty(c);
+    call_header(c, "Range: bytes=0-17");
+    if (call_run(s3, c) == 0 && c->reply_len >= sizeof(first)) {
+        memcpy(h.buf, c->reply, sizeof(first));
+        h.len = sizeof(first);
+    }
+    call_free(c);
+    enc = s3_uri_encode(key, 1);
+    src = util_printf("/%s/%s", s3->bucket, enc);
+    free(enc);
+    c = call_new("PUT", object_url(s3, key, NULL));
+    call_sign_empty(c);
+    call_header(c, "x-amz-copy-source: %s", src);
+    call_header(c, "x-amz-metadata-directive: REPLACE");
+    call_header(c, "Content-Type: application/octet-stream");
+    /* Without it the copy would land in STANDARD while HEAD still shows the old class. */
+    call_header(c, "x-amz-storage-class: %s",
+                head->storage_class[0] ? head->storage_class : "STANDARD");
+    meta_headers(c, head->content_length, sha, h.len ? h.buf : NULL, h.len);
+    free(src);
+    if (call_run(s3, c) == 0 && s3_xml_error(c->reply, c->reply_len, &c->xerr) < 0)
+        rc = 0;
+    else
+        call_explain(s3, c, "cannot rewrite the metadata", err->msg, sizeof(err->msg));
+    call_free(c);
+    return rc;
+}
+
+static int scrub_one(void *arg, const char *key, uint64_t size)
+{
+    struct scrub *sc = arg;
+    struct s3 *s3 = sc->s3;
+    struct s3_call *c = call_new("HEAD", object_url(s3, key, NULL));
+    struct cst_err err;
+
+    (void)size;
+    call_sign_empty(c);
+    sc->out->objects++;
+    if (call_run(s3, c) < 0 || !c->legacy_meta) {
+        call_free(c);
+        return 0;
+    }
+    sc->out->legacy++;
+    if (sc->out->example[0] == '\0')
+        snprintf(sc->out->example, sizeof(sc->out->example), "%s", key);
+    if (sc->fix && !sc->locked) {
+        if (scrub_fix(s3, key, c, &err) == 0) {
+            struct s3_call *again = call_new("HEAD", object_url(s3, key, NULL));
+
+            call_sign_empty(again);
+            if (call_run(s3, again) == 0 && !again->legacy_meta)
+                sc->out->fixed++;
+            call_free(again);
+        } else if (sc->out->error[0] == '\0') {
+            snprintf(sc->out->error, sizeof(sc->out->error), "%s: %s", key, err.msg);
+        }
+    }
+    call_free(c);
+    return 0;
+}
+
+int dest_s3_scrub(struct dest *d, int fix, struct dest_scrub *out, struct cst_err *err)
+{
+    struct s3 *s3;
+    struct scrub sc;
+    static const char *const prefixes[] = {"objects/", "backups/"};
+
+    memset(out, 0, sizeof(*out));
+    if (strcmp(d->ops->type, "s3") != 0)
+        return cst_err_set(err, "destination %s is not an s3 destination", d->name);
+    s3 = d->impl;
+    sc = (struct scrub){s3, fix, 0, out};
+    /* A bucket with Object Lock keeps every version as written: nothing can be rewritten. */
+    char *query = s3_query(&(struct s3_qparam){"object-lock", NULL}, 1);
+    struct s3_call *c = call_new("GET", bucket_url(s3, query));
+
+    free(query);
+    call_sign_empty(c);
+    if (call_run(s3, c) == 0) {
+        char state[32];
+
+        sc.locked =
+            s3_xml_text(c->reply, c->reply_len, "ObjectLockEnabled", state, sizeof(state)) == 0 &&
+            strcmp(state, "Enabled") == 0;
+    }
+    call_free(c);
+    out->locked = sc.locked;
+    for (size_t p = 0; p < 2; p++)
+        if (s3_list(d, prefixes[p], scrub_one, &sc, err) < 0)
+            return -1;
+    return 0;
+}
+
+static const struct store_driver s3_driver = {
+    .type = "s3",
+    /* The PUT (each part) is signed with its body's SHA-256; S3 stores an object durably
+     * before it answers. */
+    .features = STORE_FEAT_SERVER_CHECKS_HASH | STORE_FEAT_DURABLE_COMMIT,
+    .write = s3_write,
+    .write_async = s3_write_async,
+    .read = s3_read,
+    .stat = s3_stat,
+    .get = s3_get,
+    .list = s3_list,
+    .remove = s3_remove,
+    .cleanup = s3_cleanup,
+    .probe_connect = s3_probe_connect,
+    .probe_object = s3_probe_object,
+    .free = s3_free,
+};
+
+static const struct dest_ops dest_s3_ops = STORE_DEST_OPS("s3");
 
 struct dest *dest_s3_new(const struct dest_s3_config *cfg, const struct dest_env *env,
                          struct cst_err *err)
@@ -1765,14 +2295,14 @@ struct dest *dest_s3_new(const struct dest_s3_config *cfg, const struct dest_env
     s3->access_key = s3_cred_read(cfg->access_key_file, "access_key_file", err);
     if (s3->access_key)
         s3->secret_key = s3_cred_read(cfg->secret_key_file, "secret_key_file", err);
-    s3->easy = curl_easy_init();
-    if (s3->secret_key == NULL || s3->easy == NULL) {
-        if (s3->easy == NULL && s3->secret_key != NULL)
-            cst_err_set(err, "cannot initialise libcurl");
+    pthread_mutex_init(&s3->easy_lock, NULL);
+    if (s3->secret_key == NULL) {
         cst_err_wrap(err, "destination %s", name);
         s3_destroy(s3);
         return NULL;
     }
+    if (cfg->state_dir)
+        s3->uploads_dir = util_join(cfg->state_dir, "uploads");
     s3->bucket = util_xstrdup(cfg->bucket);
     s3->region = util_xstrdup(cfg->region && cfg->region[0] ? cfg->region : "us-east-1");
     s3->sigv4 = util_printf("aws:amz:%s:s3", s3->region);
@@ -1800,12 +2330,20 @@ struct dest *dest_s3_new(const struct dest_s3_config *cfg, const struct dest_env
     ev_timer_init(&s3->kick, on_kick, 0.0, 0.0);
     s3->kick.data = s3;
 
-    d = util_xcalloc(1, sizeof(*d));
-    d->ops = &dest_s3_ops;
-    d->name = util_xstrdup(name);
-    d->max_batch = 1;
-    d->max_concurrent = (size_t)s3->max_inflight;
-    d->impl = s3;
+    char *where = util_printf("%s bucket %s", cfg->endpoint, cfg->bucket);
+    struct store_params sp = {
+        .name = name,
+        .where = where,
+        .ops = &dest_s3_ops,
+        .driver = &s3_driver,
+        .impl = s3,
+        .max_batch = 1,
+        .max_concurrent = (size_t)s3->max_inflight,
+        .threads = 1, /* start-up cleanup, off the loop */
+    };
+
+    d = store_dest_new(&sp, env);
+    free(where);
     s3->d = d;
     s3->names = (struct s3_names){
         .dest = d->name,

@@ -1,53 +1,72 @@
 /*
- * dest_sftp.c - the `sftp` destination: an SSH server, through libcurl and
- * libssh2.
+ * dest_sftp.c - the `sftp` destination: an SSH server, through libssh2
+ * directly (libcurl cannot send fsync@openssh.com). It supplies store.h's
+ * primitives; store.c runs the sequence.
  *
- * The server's host key is always checked against the configured
+ * Connections: blocking libssh2 sessions, one per destination thread at
+ * most (max_inflight), kept in a small pool and reused; the blocking
+ * operations (get, exists, list, remove, probe) take one from the same
+ * pool, from any thread. A session that fails at the connection level is
+ * dropped, and an operation that failed on a reused (possibly stale)
+ * session is tried once more on a fresh one.
+ *
+ * Trust: the server's host key is always checked against the configured
  * known_hosts file (an unknown or changed key is refused, never learned),
- * and only key authentication is offered. Nothing is written in place: an
- * object is uploaded to ".tmp.<name>.<pid>.<counter>" next to its final
- * name (hashed as it is read, so a spool file that changed since sealing is
- * never renamed in), renamed into place by post-quote commands of the same
- * transfer ("*rm FINAL", since an SFTPv3 rename does not overwrite, then
- * "rename TMP FINAL"), and then verified by a second transfer that stats
- * the final name and compares its size. A failed upload removes its
- * temporary file when it can; list() never reports dot files.
+ * and only key authentication is offered.
  *
- * Uploads run on the agent's loop through curl_ev (or block, without one);
- * get, exists, remove, list and probe block, for the command-line tools.
- * Every transfer of a destination uses that destination's own connection
- * cache, so SSH sessions are reused between transfers but never across
- * destinations. Free the destination after curl_ev_free(), or when no
- * upload is outstanding: curl_ev cannot drop one transfer on its own.
+ * write   into ".tmp.<pid>-<start>.<n>.<name>" next to the final name
+ *         (opened O_EXCL, 0600), hashed as it is read from the spool
+ *         (store_source), then fsync@openssh.com, close, and a rename that
+ *         never replaces: OpenSSH's SFTPv3 rename is link(2)+unlink(2), and
+ *         libssh2 1.10 (Debian 12) has no posix-rename@openssh.com. When the
+ *         final name is taken (content-addressed: an earlier attempt's copy),
+ *         the temporary file is kept and store.c verifies the existing one.
+ * settle  keep: the temporary file is removed. Replace (the existing copy is
+ *         damaged): the damaged one is moved aside first, the new one renamed
+ *         in, the damaged one removed; the name is never emptied by an rm
+ *         before a rename, and never holds anything but a verified object or
+ *         the damaged one.
+ * sync    each folder an object was renamed into: opened as a file and
+ *         fsync@openssh.com'd (sftp-server opens a folder like a file, and
+ *         fsync(2) of a folder makes its entries durable), once per batch.
+ * verify  store.c reads every copy back and hashes it, whole up to the
+ *         destination's read-back limit and by sampled ranges above it.
+ *
+ * The base folder is never created: a missing one is unreachable (copies
+ * wait); folders below it are created as needed. Start-up cleanup removes
+ * temporary files whose owning process has exited, and only those.
  */
 #include "dest.h"
 
-#include <curl/curl.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libssh2.h>
+#include <libssh2_sftp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
-#include "shipper/curl_ev.h"
+#include "shipper/store.h"
 
 #define SFTP_DEFAULT_PORT 22
 #define SFTP_DEFAULT_INFLIGHT 4
-#define SFTP_CONNECT_TIMEOUT_S 10L
-#define SFTP_LOW_SPEED_TIME_S 60L
-#define SFTP_UPLOAD_BUFFER (1L << 20)
-#define SFTP_DOWNLOAD_BUFFER (512L << 10)
-#define SFTP_PROBE_BYTES (64u << 10)
-#define SFTP_TEMP_PREFIX ".tmp."
-#define SFTP_PROBE_FOLDER "custodian-probe"
+#define SFTP_CONNECT_TIMEOUT_MS 10000
+#define SFTP_IO_TIMEOUT_MS 60000 /* no answer for this long: the session is given up */
+#define SFTP_BUF (256u * 1024)   /* large writes and reads let libssh2 pipeline */
+#define SFTP_DEFAULT_READBACK (256ull << 20)
 
 /* What the url says: sftp://user@host:port/base. */
 struct sftp_target {
@@ -57,76 +76,35 @@ struct sftp_target {
     char *base; /* absolute, without a trailing slash: "" is the root */
 };
 
-struct sftp_batch;
+/* One SSH session with its SFTP channel. */
+struct conn {
+    int fd;
+    LIBSSH2_SESSION *ssh;
+    LIBSSH2_SFTP *sftp;
+    int reused;                       /* taken from the pool: it may have gone stale while idle */
+    int broken;                       /* failed at the connection level: never reused */
+    struct conn *next;                /* idle list */
+    struct conn *all_prev, *all_next; /* every open session, for stop() */
+};
 
 struct sftp {
     struct dest *d;
     struct sftp_target t;
     char *display; /* sftp://user@host:port/base, for messages */
     char *identity, *identity_pub, *known_hosts;
-    curl_off_t send_speed; /* bytes/s per transfer, 0: unlimited */
-    struct ev_loop *loop;
-    struct curl_ev *curl; /* NULL: uploads block too */
-    CURLSH *share;        /* this destination's connection cache (and DNS) */
-    unsigned long temp_counter;
-    struct sftp_batch *batches; /* uploads in progress */
+    char *hostkey_pref; /* host key algorithms, those known_hosts holds for the host first */
+    int max_idle;
+    pthread_mutex_t lock;
+    struct conn *idle;
+    int n_idle;
+    struct conn *all;
+    int stopping;
+    char **known_dirs; /* folders (paths) known to exist */
+    size_t n_known_dirs;
 };
 
-/* One transfer's outcome beyond its CURLcode. */
-struct sftp_call {
-    char errbuf[CURL_ERROR_SIZE];
-    int hostkey_seen; /* the key callback ran: TCP and SSH handshake worked */
-    enum curl_khmatch hostkey_match;
-};
-
-enum source_problem { SOURCE_FINE = 0, SOURCE_READ, SOURCE_SHORT, SOURCE_CHANGED };
-
-/* What an upload reads: a spool file (hashed as it is sent) or probe bytes. */
-struct sftp_source {
-    int fd;
-    const unsigned char *mem; /* when fd < 0 */
-    uint64_t size, sent;
-    EVP_MD_CTX *sha;
-    const unsigned char *want_sha; /* NULL: not checked */
-    int hash_checked;
-    enum source_problem problem;
-    int read_errno;
-};
-
-/* Where a download goes: a file descriptor, or a comparison with known bytes. */
-struct sftp_sink {
-    int fd;
-    const unsigned char *expect; /* when fd < 0 */
-    size_t expect_len;
-    uint64_t received;
-    int write_errno;
-    int differs;
-};
-
-enum put_stage { STAGE_UPLOAD, STAGE_VERIFY, STAGE_CLEANUP };
-
-struct sftp_job {
-    struct sftp_batch *batch;
-    struct dest_put *put;
-    CURL *easy;
-    enum put_stage stage;
-    struct sftp_call call;
-    struct sftp_source src;
-    char *final_path, *temp_path;
-    struct curl_slist *quote;
-    int64_t started_ms;
-};
-
-struct sftp_batch {
-    struct sftp *s;
-    struct dest_put *puts;
-    size_t n, pending;
-    dest_done_fn done;
-    void *arg;
-    ev_timer soon;
-    struct sftp_batch *prev, *next;
-    struct sftp_job jobs[];
-};
+/* How far a connection attempt got (for doctor). */
+enum conn_stage { STAGE_NONE = 0, STAGE_REACHED, STAGE_HOSTKEY, STAGE_AUTH, STAGE_SFTP };
 
 /* ---- pure helpers: url, paths, quoting, listings ---- */
 
@@ -303,954 +281,1035 @@ static char *sftp_remote_path(const char *base, const char *key)
     return util_printf("%s/%s", base, key);
 }
 
-/* "dir/.tmp.<name>.<pid>.<counter>" next to key (malloc'd). */
-static char *sftp_temp_key(const char *key, long pid, unsigned long counter)
-{
-    const char *slash = strrchr(key, '/');
-    const char *name = slash ? slash + 1 : key;
-    int dirlen = slash ? (int)(slash - key + 1) : 0;
+/* ---- errors ---- */
 
-    return util_printf("%.*s" SFTP_TEMP_PREFIX "%s.%ld.%lu", dirlen, key, name, pid, counter);
+static const char *fx_name(unsigned long fx)
+{
+    switch (fx) {
+    case LIBSSH2_FX_OK:
+        return "ok";
+    case LIBSSH2_FX_EOF:
+        return "end of file";
+    case LIBSSH2_FX_NO_SUCH_FILE:
+        return "no such file";
+    case LIBSSH2_FX_PERMISSION_DENIED:
+        return "permission denied";
+    case LIBSSH2_FX_FAILURE:
+        return "failure";
+    case LIBSSH2_FX_BAD_MESSAGE:
+        return "bad message";
+    case LIBSSH2_FX_NO_CONNECTION:
+        return "no connection";
+    case LIBSSH2_FX_CONNECTION_LOST:
+        return "connection lost";
+    case LIBSSH2_FX_OP_UNSUPPORTED:
+        return "operation not supported by the server";
+    case LIBSSH2_FX_NO_SUCH_PATH:
+        return "no such path";
+    case LIBSSH2_FX_FILE_ALREADY_EXISTS:
+        return "file already exists";
+    case LIBSSH2_FX_WRITE_PROTECT:
+        return "write protected";
+    case LIBSSH2_FX_NO_SPACE_ON_FILESYSTEM:
+        return "no space left on the server's disk";
+    case LIBSSH2_FX_QUOTA_EXCEEDED:
+        return "quota exceeded";
+    case LIBSSH2_FX_DIR_NOT_EMPTY:
+        return "folder not empty";
+    case LIBSSH2_FX_NOT_A_DIRECTORY:
+        return "not a folder";
+    }
+    return "error";
 }
 
-/*
- * sftp://host:port/escaped/path (malloc'd): each segment percent-encoded
- * (curl decodes the path before using it). dir adds the trailing slash that
- * makes curl list a folder, or do nothing but its quote commands with NOBODY.
- */
-static char *sftp_url(const struct sftp_target *t, const char *path, int dir)
+/* The SFTP status of the last failed call on c, or -1 when the failure was not one. */
+static long last_fx(struct conn *c)
 {
-    size_t cap = strlen(t->host) + 32 + 3 * strlen(path) + 2;
-    char *url = util_xmalloc(cap);
-    size_t len;
-    const char *seg = path;
-    int segments = 0;
-
-    len = (size_t)snprintf(url, cap, strchr(t->host, ':') ? "sftp://[%s]:%ld" : "sftp://%s:%ld",
-                           t->host, t->port);
-    while (*seg == '/')
-        seg++;
-    while (*seg) {
-        const char *end = strchr(seg, '/');
-        size_t n = end ? (size_t)(end - seg) : strlen(seg);
-        char *esc = curl_easy_escape(NULL, seg, (int)n);
-
-        if (esc == NULL)
-            abort(); /* out of memory: nothing sane to do, as util_xmalloc */
-        len += (size_t)snprintf(url + len, cap - len, "/%s", esc);
-        curl_free(esc);
-        segments++;
-        seg += n;
-        while (*seg == '/')
-            seg++;
-    }
-    if (dir || segments == 0)
-        snprintf(url + len, cap - len, "/");
-    return url;
-}
-
-/* A path as a quote-command argument: in double quotes, \ and " escaped (malloc'd). */
-static char *sftp_quote_path(const char *path)
-{
-    char *out = util_xmalloc(2 * strlen(path) + 3);
-    size_t o = 0;
-
-    out[o++] = '"';
-    for (const char *p = path; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            out[o++] = '\\';
-        out[o++] = *p;
-    }
-    out[o++] = '"';
-    out[o] = '\0';
-    return out;
-}
-
-/*
- * One line of a long listing as OpenSSH's sftp-server writes it (ls -l):
- * "-rw------- 1 user group 1234 Nov 20 14:00 name". Sets the type ('-', 'd',
- * 'l', ...), the size and the name (which may hold spaces); -1 if the line
- * does not have that shape.
- */
-static int sftp_parse_long_entry(const char *line, char *type, uint64_t *size, const char **name)
-{
-    const char *p = line;
-    const char *field[8];
-    size_t flen[8];
-
-    for (int f = 0; f < 8; f++) {
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (*p == '\0')
-            return -1;
-        field[f] = p;
-        while (*p && *p != ' ' && *p != '\t')
-            p++;
-        flen[f] = (size_t)(p - field[f]);
-    }
-    if (*p != ' ' || p[1] == '\0' || flen[0] < 10)
+    if (libssh2_session_last_errno(c->ssh) != LIBSSH2_ERROR_SFTP_PROTOCOL)
         return -1;
-    for (size_t i = 0; i < flen[4]; i++)
-        if (field[4][i] < '0' || field[4][i] > '9')
-            return -1;
-    if (flen[4] == 0 || flen[4] > 19)
-        return -1;
-    *type = field[0][0];
-    *size = strtoull(field[4], NULL, 10);
-    *name = p + 1;
-    return 0;
-}
-
-/* ---- transfers: options, callbacks, what an error means ---- */
-
-static int sftp_hostkey_cb(CURL *easy, const struct curl_khkey *known,
-                           const struct curl_khkey *found, enum curl_khmatch match, void *clientp)
-{
-    struct sftp_call *call = clientp;
-
-    (void)easy;
-    (void)known;
-    (void)found;
-    call->hostkey_seen = 1;
-    call->hostkey_match = match;
-    /* Never learn or replace a key: only an exact match in the file is good enough. */
-    return match == CURLKHMATCH_OK ? CURLKHSTAT_FINE : CURLKHSTAT_REJECT;
-}
-
-/* Reset easy and set what every transfer to this destination needs. */
-static void sftp_easy_setup(const struct sftp *s, CURL *easy, struct sftp_call *call,
-                            const char *url)
-{
-    memset(call, 0, sizeof(*call));
-    curl_easy_reset(easy);
-    curl_easy_setopt(easy, CURLOPT_URL, url);
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "sftp");
-    curl_easy_setopt(easy, CURLOPT_USERNAME, s->t.user);
-    curl_easy_setopt(easy, CURLOPT_SSH_AUTH_TYPES, (long)CURLSSH_AUTH_PUBLICKEY);
-    curl_easy_setopt(easy, CURLOPT_SSH_PRIVATE_KEYFILE, s->identity);
-    /* "" lets libssh2 derive the public key from the private one. */
-    curl_easy_setopt(easy, CURLOPT_SSH_PUBLIC_KEYFILE, s->identity_pub ? s->identity_pub : "");
-    curl_easy_setopt(easy, CURLOPT_SSH_KNOWNHOSTS, s->known_hosts);
-    curl_easy_setopt(easy, CURLOPT_SSH_KEYFUNCTION, sftp_hostkey_cb);
-    curl_easy_setopt(easy, CURLOPT_SSH_KEYDATA, call);
-    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, call->errbuf);
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT, SFTP_CONNECT_TIMEOUT_S);
-    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, SFTP_LOW_SPEED_TIME_S);
-    curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(easy, CURLOPT_NEW_FILE_PERMS, 0600L);
-    curl_easy_setopt(easy, CURLOPT_NEW_DIRECTORY_PERMS, 0700L);
-    if (s->send_speed > 0)
-        curl_easy_setopt(easy, CURLOPT_MAX_SEND_SPEED_LARGE, s->send_speed);
-    /*
-     * This destination's own connection cache, also for uploads on the shared
-     * multi handle: curl would otherwise reuse another destination's
-     * connection to the same user@host:port, checked against that one's
-     * known_hosts and authenticated with its key.
-     */
-    curl_easy_setopt(easy, CURLOPT_SHARE, s->share);
-}
-
-/* A blocking operation's easy handle (NULL when out of memory). */
-static CURL *sftp_blocking_easy(const struct sftp *s, struct sftp_call *call, const char *url)
-{
-    CURL *easy = curl_easy_init();
-
-    if (easy == NULL)
-        return NULL;
-    sftp_easy_setup(s, easy, call, url);
-    return easy;
-}
-
-/* Once the whole source was read: does it differ from what was sealed? */
-static int sftp_source_changed(struct sftp_source *src)
-{
-    unsigned char got[32];
-    unsigned int len = sizeof(got);
-
-    if (src->sha == NULL || src->want_sha == NULL || src->hash_checked)
-        return 0;
-    src->hash_checked = 1;
-    if (EVP_DigestFinal_ex(src->sha, got, &len) != 1 || memcmp(got, src->want_sha, 32) != 0) {
-        src->problem = SOURCE_CHANGED;
-        return 1;
-    }
-    return 0;
-}
-
-static size_t sftp_read_cb(char *buf, size_t size, size_t nitems, void *arg)
-{
-    struct sftp_source *src = arg;
-    size_t want = size * nitems;
-    uint64_t left = src->size - src->sent;
-
-    if (want > left)
-        want = (size_t)left;
-    if (want == 0)
-        return src->size == 0 && sftp_source_changed(src) ? CURL_READFUNC_ABORT : 0;
-    if (src->fd < 0) {
-        memcpy(buf, src->mem + src->sent, want);
-        src->sent += want;
-        return want;
-    }
-    ssize_t n;
-    do
-        n = read(src->fd, buf, want);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        src->problem = SOURCE_READ;
-        src->read_errno = errno;
-        return CURL_READFUNC_ABORT;
-    }
-    if (n == 0) {
-        src->problem = SOURCE_SHORT;
-        return CURL_READFUNC_ABORT;
-    }
-    src->sent += (uint64_t)n;
-    if (src->sha)
-        EVP_DigestUpdate(src->sha, buf, (size_t)n);
-    /* Check before curl has the last bytes: a changed spool file is never renamed in. */
-    if (src->sent == src->size && sftp_source_changed(src))
-        return CURL_READFUNC_ABORT;
-    return (size_t)n;
-}
-
-/* curl rewinds an upload it must send again on a fresh connection. */
-static int sftp_seek_cb(void *arg, curl_off_t offset, int origin)
-{
-    struct sftp_source *src = arg;
-
-    if (origin != SEEK_SET || offset != 0)
-        return CURL_SEEKFUNC_CANTSEEK; /* only a restart from the beginning keeps the hash right */
-    if (src->fd >= 0) {
-        if (lseek(src->fd, 0, SEEK_SET) < 0)
-            return CURL_SEEKFUNC_FAIL;
-        if (src->sha && EVP_DigestInit_ex(src->sha, EVP_sha256(), NULL) != 1)
-            return CURL_SEEKFUNC_FAIL;
-    }
-    src->sent = 0;
-    src->hash_checked = 0;
-    src->problem = SOURCE_FINE;
-    return CURL_SEEKFUNC_OK;
-}
-
-static size_t sftp_write_cb(char *buf, size_t size, size_t nmemb, void *arg)
-{
-    struct sftp_sink *sink = arg;
-    size_t n = size * nmemb;
-
-    if (sink->fd >= 0) {
-        if (util_write_all(sink->fd, buf, n) < 0) {
-            sink->write_errno = errno;
-            return 0;
-        }
-    } else if (sink->received + n > sink->expect_len ||
-               memcmp(sink->expect + sink->received, buf, n) != 0) {
-        sink->differs = 1;
-        return 0;
-    }
-    sink->received += n;
-    return n;
-}
-
-/* Set the upload of src to temp_path, renamed to final_path once complete. */
-static void sftp_setup_upload(const struct sftp *s, CURL *easy, struct sftp_call *call,
-                              struct sftp_source *src, const char *temp_path,
-                              const char *final_path, struct curl_slist **quote)
-{
-    char *url = sftp_url(&s->t, temp_path, 0);
-    char *qt = sftp_quote_path(temp_path), *qf = sftp_quote_path(final_path);
-    char *rm = util_printf("*rm %s", qf), *mv = util_printf("rename %s %s", qt, qf);
-
-    sftp_easy_setup(s, easy, call, url);
-    curl_easy_setopt(easy, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(easy, CURLOPT_READFUNCTION, sftp_read_cb);
-    curl_easy_setopt(easy, CURLOPT_READDATA, src);
-    curl_easy_setopt(easy, CURLOPT_SEEKFUNCTION, sftp_seek_cb);
-    curl_easy_setopt(easy, CURLOPT_SEEKDATA, src);
-    curl_easy_setopt(easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t)src->size);
-    curl_easy_setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, SFTP_UPLOAD_BUFFER);
-    curl_easy_setopt(easy, CURLOPT_FTP_CREATE_MISSING_DIRS, (long)CURLFTP_CREATE_DIR);
-    /* An SFTPv3 rename never replaces: remove what an earlier run may have left first. */
-    *quote = curl_slist_append(*quote, rm);
-    *quote = curl_slist_append(*quote, mv);
-    curl_easy_setopt(easy, CURLOPT_POSTQUOTE, *quote);
-    free(url);
-    free(qt);
-    free(qf);
-    free(rm);
-    free(mv);
-}
-
-/* Set a quote-only transfer: the commands run, nothing is listed or moved. */
-static void sftp_setup_quote(const struct sftp *s, CURL *easy, struct sftp_call *call,
-                             struct curl_slist *quote)
-{
-    char *url = sftp_url(&s->t, s->t.base, 1);
-
-    sftp_easy_setup(s, easy, call, url);
-    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
-    curl_easy_setopt(easy, CURLOPT_QUOTE, quote);
-    free(url);
-}
-
-/* The size curl saw for a NOBODY transfer (-1, "unknown", is what an empty file gives). */
-static uint64_t sftp_stat_size(CURL *easy)
-{
-    curl_off_t cl = -1;
-
-    curl_easy_getinfo(easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-    return cl < 0 ? 0 : (uint64_t)cl;
+    return (long)libssh2_sftp_last_error(c->sftp);
 }
 
 /*
- * Did a failed upload get far enough to create its temporary file? The file
- * is opened at the end of curl's DO phase, and the pre-transfer time is only
- * taken once that phase is over.
+ * What a failure means: the kind, and "destination NAME (URL): WHAT: why; what to do" into
+ * e. fx is the SFTP status, or -1 when the failure was below SFTP (then code and msg are
+ * libssh2's), which breaks the session.
  */
-static int sftp_may_have_written(CURL *easy)
+static int sftp_explain(const struct sftp *s, long fx, int code, const char *msg, const char *what,
+                        struct store_err *e)
 {
-    curl_off_t pretransfer = 0;
-
-    curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
-    return pretransfer > 0;
-}
-
-/*
- * What a failed transfer means and what to do: "destination NAME
- * (sftp://…): WHAT: why; what to do" into out, and the kind of error.
- */
-static enum dest_error sftp_explain(const struct sftp *s, const struct sftp_call *call, CURLcode rc,
-                                    const char *what, char *out, size_t outlen)
-{
-    const char *why = call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc);
     enum dest_error kind = DEST_ERR_TRANSIENT;
     char reason[768];
 
-    if (call->hostkey_seen && call->hostkey_match != CURLKHMATCH_OK) {
+    if (fx < 0) {
+        snprintf(reason, sizeof(reason),
+                 "the SSH connection failed or the server closed it (%s, libssh2 error %d); will "
+                 "retry",
+                 msg && msg[0] ? msg : "no detail", code);
+    } else if (fx == LIBSSH2_FX_PERMISSION_DENIED || fx == LIBSSH2_FX_WRITE_PROTECT) {
         kind = DEST_ERR_CONFIG;
-        if (call->hostkey_match == CURLKHMATCH_MISMATCH)
-            snprintf(reason, sizeof(reason),
-                     "host key of %s:%ld is not in %s (changed: the file holds another key for "
-                     "this host): refusing to connect; if the server's key was replaced on "
-                     "purpose, remove its old line (ssh-keygen -R '[%s]:%ld' -f %s) and add the "
-                     "new one after checking its fingerprint",
-                     s->t.host, s->t.port, s->known_hosts, s->t.host, s->t.port, s->known_hosts);
-        else
-            snprintf(reason, sizeof(reason),
-                     "host key of %s:%ld is not in %s (unknown or changed): refusing to connect; "
-                     "add it (ssh-keyscan -p %ld %s >> %s) after checking its fingerprint "
-                     "(ssh-keygen -lf) against the server's",
-                     s->t.host, s->t.port, s->known_hosts, s->t.port, s->t.host, s->known_hosts);
+        snprintf(reason, sizeof(reason),
+                 "%s: let user %s create, rename and delete files under %s on %s, or change the "
+                 "url",
+                 fx_name((unsigned long)fx), s->t.user, s->t.base[0] ? s->t.base : "/", s->t.host);
+    } else if (fx == LIBSSH2_FX_NO_SPACE_ON_FILESYSTEM || fx == LIBSSH2_FX_QUOTA_EXCEEDED) {
+        kind = DEST_ERR_CONFIG;
+        snprintf(reason, sizeof(reason), "%s: free space on %s", fx_name((unsigned long)fx),
+                 s->t.host);
+    } else if (fx == LIBSSH2_FX_OP_UNSUPPORTED) {
+        kind = DEST_ERR_CONFIG;
+        snprintf(reason, sizeof(reason),
+                 "%s: custodian needs an OpenSSH sftp-server (fsync@openssh.com) to make copies "
+                 "durable",
+                 fx_name((unsigned long)fx));
     } else {
-        switch (rc) {
-        case CURLE_PEER_FAILED_VERIFICATION:
-            kind = DEST_ERR_CONFIG;
-            snprintf(reason, sizeof(reason),
-                     "the host key of %s:%ld could not be verified against %s (%s): refusing to "
-                     "connect",
-                     s->t.host, s->t.port, s->known_hosts, why);
-            break;
-        case CURLE_LOGIN_DENIED:
-            kind = DEST_ERR_CONFIG;
-            snprintf(reason, sizeof(reason),
-                     "user %s was refused with the key %s (%s): add its public key to that "
-                     "user's authorized_keys on %s; the key must have no passphrase and be "
-                     "ed25519 or ECDSA (with an RSA key, libssh2 1.10 signs ssh-rsa, SHA-1, "
-                     "which OpenSSH 8.8 and later refuse)",
-                     s->t.user, s->identity, why, s->t.host);
-            break;
-        case CURLE_REMOTE_ACCESS_DENIED:
-            kind = DEST_ERR_CONFIG;
-            snprintf(reason, sizeof(reason),
-                     "permission denied (%s): let user %s create, rename and delete files under "
-                     "%s on %s, or change the url",
-                     why, s->t.user, s->t.base[0] ? s->t.base : "/", s->t.host);
-            break;
-        case CURLE_REMOTE_DISK_FULL:
-            kind = DEST_ERR_CONFIG;
-            snprintf(reason, sizeof(reason),
-                     "the server's disk is full or the user's quota is used up (%s): free space "
-                     "on %s",
-                     why, s->t.host);
-            break;
-        case CURLE_UNSUPPORTED_PROTOCOL:
-        case CURLE_NOT_BUILT_IN:
-        case CURLE_URL_MALFORMAT:
-        case CURLE_FAILED_INIT:
-            kind = DEST_ERR_CONFIG;
-            snprintf(reason, sizeof(reason),
-                     "%s: this libcurl cannot do SFTP (it needs libssh2) or the url is wrong", why);
-            break;
-        case CURLE_QUOTE_ERROR:
-            if (strstr(why, "Permission denied") != NULL) {
-                kind = DEST_ERR_CONFIG;
-                snprintf(reason, sizeof(reason),
-                         "%s: let user %s rename and delete files under %s on %s", why, s->t.user,
-                         s->t.base[0] ? s->t.base : "/", s->t.host);
-            } else {
-                snprintf(reason, sizeof(reason), "%s; will retry", why);
-            }
-            break;
-        case CURLE_COULDNT_CONNECT:
-        case CURLE_COULDNT_RESOLVE_HOST:
-            snprintf(reason, sizeof(reason),
-                     "%s: is the SSH server on %s:%ld running and reachable? will retry", why,
-                     s->t.host, s->t.port);
-            break;
-        case CURLE_OPERATION_TIMEDOUT:
-            snprintf(reason, sizeof(reason),
-                     "%s (no progress for %lds, or no connection in "
-                     "%lds); will retry",
-                     why, SFTP_LOW_SPEED_TIME_S, SFTP_CONNECT_TIMEOUT_S);
-            break;
-        case CURLE_SSH:
-        case CURLE_SEND_ERROR:
-        case CURLE_RECV_ERROR:
-        case CURLE_GOT_NOTHING:
-        case CURLE_PARTIAL_FILE:
-            snprintf(reason, sizeof(reason),
-                     "the SSH connection failed or the server closed it (%s); will retry", why);
-            break;
-        default:
-            snprintf(reason, sizeof(reason), "%s; will retry", why);
-            break;
+        snprintf(reason, sizeof(reason), "%s; will retry", fx_name((unsigned long)fx));
+    }
+    return store_fail(e, kind, "destination %s (%s): %s: %s", s->d->name, s->display, what, reason);
+}
+
+/* sftp_explain for the last failed call on c. */
+static int sftp_fail(struct sftp *s, struct conn *c, const char *what, struct store_err *e)
+{
+    long fx = last_fx(c);
+    char *msg = NULL;
+    int code = 0;
+
+    if (fx < 0) {
+        code = libssh2_session_last_error(c->ssh, &msg, NULL, 0);
+        c->broken = 1;
+    }
+    return sftp_explain(s, fx, code, msg, what, e);
+}
+
+/* ---- sessions ---- */
+
+static pthread_once_t ssh_once = PTHREAD_ONCE_INIT;
+static int ssh_init_rc;
+
+static void ssh_init(void)
+{
+    /* libssh2_init is not thread-safe: once, before any session. */
+    ssh_init_rc = libssh2_init(0);
+}
+
+/* Host key algorithms: those known_hosts holds for this host first (as OpenSSH orders
+ * them), so that the server offers the key the file can check. */
+static char *hostkey_pref(const struct sftp_target *t, const char *known_hosts)
+{
+    static const struct {
+        int type;
+        const char *names;
+    } kinds[] = {
+        {LIBSSH2_KNOWNHOST_KEY_ED25519, "ssh-ed25519"},
+        {LIBSSH2_KNOWNHOST_KEY_ECDSA_256, "ecdsa-sha2-nistp256"},
+        {LIBSSH2_KNOWNHOST_KEY_ECDSA_384, "ecdsa-sha2-nistp384"},
+        {LIBSSH2_KNOWNHOST_KEY_ECDSA_521, "ecdsa-sha2-nistp521"},
+        {LIBSSH2_KNOWNHOST_KEY_SSHRSA, "rsa-sha2-512,rsa-sha2-256,ssh-rsa"},
+    };
+    int have[sizeof(kinds) / sizeof(kinds[0])] = {0};
+    LIBSSH2_SESSION *ssh = libssh2_session_init();
+    LIBSSH2_KNOWNHOSTS *kh = ssh ? libssh2_knownhost_init(ssh) : NULL;
+    struct libssh2_knownhost *e = NULL;
+    char *bracketed = util_printf("[%s]:%ld", t->host, t->port), *out = util_xstrdup("");
+
+    if (kh && libssh2_knownhost_readfile(kh, known_hosts, LIBSSH2_KNOWNHOST_FILE_OPENSSH) >= 0) {
+        while (libssh2_knownhost_get(kh, &e, e) == 0) {
+            if (e->name == NULL || (strcmp(e->name, bracketed) != 0 &&
+                                    !(t->port == 22 && strcmp(e->name, t->host) == 0)))
+                continue;
+            for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+                if ((e->typemask & LIBSSH2_KNOWNHOST_KEY_MASK) == kinds[i].type)
+                    have[i] = 1;
         }
     }
-    snprintf(out, outlen, "destination %s (%s): %s: %s", s->d->name, s->display, what, reason);
-    return kind;
+    /* Only names this libssh2 knows: 1.10's method_pref mangles a list it must trim. */
+    const char **algs = NULL;
+    int n_algs = ssh ? libssh2_session_supported_algs(ssh, LIBSSH2_METHOD_HOSTKEY, &algs) : 0;
+
+    for (int pass = 1; pass >= 0; pass--)
+        for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+            if (have[i] != pass)
+                continue;
+            char *names = util_xstrdup(kinds[i].names), *save = NULL;
+
+            for (char *name = strtok_r(names, ",", &save); name;
+                 name = strtok_r(NULL, ",", &save)) {
+                int known = 0;
+
+                for (int k = 0; k < n_algs && !known; k++)
+                    known = strcmp(algs[k], name) == 0;
+                if (!known)
+                    continue;
+                char *more = util_printf("%s%s%s", out, out[0] ? "," : "", name);
+
+                free(out);
+                out = more;
+            }
+            free(names);
+        }
+    if (algs)
+        libssh2_free(ssh, algs);
+    if (kh)
+        libssh2_knownhost_free(kh);
+    if (ssh)
+        libssh2_session_free(ssh);
+    free(bracketed);
+    return out;
 }
 
-/* ---- put_batch: upload, rename, verify; asynchronous on curl_ev ---- */
-
-static void job_run(struct sftp_job *job);
-
-static void batch_complete(struct sftp_batch *b)
+static int tcp_connect(struct sftp *s, struct store_err *e)
 {
-    struct sftp *s = b->s;
+    struct addrinfo hints, *res = NULL, *ai;
+    char port[16];
+    int fd = -1, rc, saved = 0;
 
-    if (b->prev)
-        b->prev->next = b->next;
-    else
-        s->batches = b->next;
-    if (b->next)
-        b->next->prev = b->prev;
-    b->done(b->arg, b->puts, b->n);
-    free(b);
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    snprintf(port, sizeof(port), "%ld", s->t.port);
+    rc = getaddrinfo(s->t.host, port, &hints, &res);
+    if (rc != 0)
+        return store_fail(e, DEST_ERR_TRANSIENT,
+                          "destination %s (%s): cannot resolve %s: %s; will retry", s->d->name,
+                          s->display, s->t.host, gai_strerror(rc));
+    for (ai = res; ai; ai = ai->ai_next) {
+        struct pollfd pfd;
+        socklen_t len = sizeof(saved);
+
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+        if (fd < 0) {
+            saved = errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+            saved = errno;
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        pfd = (struct pollfd){.fd = fd, .events = POLLOUT};
+        rc = poll(&pfd, 1, SFTP_CONNECT_TIMEOUT_MS);
+        if (rc <= 0) {
+            saved = rc == 0 ? ETIMEDOUT : errno;
+        } else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &saved, &len) == 0 && saved == 0) {
+            int one = 1;
+
+            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+            setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+            break;
+        }
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        return store_fail(e, DEST_ERR_TRANSIENT,
+                          "destination %s (%s): cannot connect to %s:%ld: %s: is the SSH server "
+                          "running and reachable? will retry",
+                          s->d->name, s->display, s->t.host, s->t.port, strerror(saved));
+    return fd;
 }
 
-static void on_batch_soon(struct ev_loop *loop, ev_timer *w, int revents)
+static void conn_close(struct sftp *s, struct conn *c)
 {
-    struct sftp_batch *b = w->data;
-
-    (void)loop;
-    (void)revents;
-    batch_complete(b);
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&s->lock);
+    if (c->all_prev)
+        c->all_prev->all_next = c->all_next;
+    else if (s->all == c)
+        s->all = c->all_next;
+    if (c->all_next)
+        c->all_next->all_prev = c->all_prev;
+    pthread_mutex_unlock(&s->lock);
+    /* A broken session: its socket is shut first, so that what follows fails at once
+     * rather than wait for a dead peer. libssh2_sftp_shutdown still runs: it frees what
+     * the SFTP layer queued (packets, abandoned requests), which freeing the session
+     * alone would leak. */
+    if (c->broken && c->fd >= 0)
+        shutdown(c->fd, SHUT_RDWR);
+    if (c->sftp)
+        libssh2_sftp_shutdown(c->sftp);
+    if (c->ssh) {
+        if (!c->broken)
+            libssh2_session_disconnect(c->ssh, "custodian is done");
+        libssh2_session_free(c->ssh);
+    }
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c);
 }
 
-static void job_finish(struct sftp_job *job)
+/* What libssh2_knownhost_checkp's answer means: 0 for a match, else -1 (CONFIG). Never
+ * learn or replace a key: only an exact match in the file is good enough. */
+static int hostkey_verdict(const struct sftp *s, int check, struct store_err *e)
 {
-    struct sftp_batch *b = job->batch;
-    struct dest_put *put = job->put;
-
-    if (job->src.fd >= 0)
-        close(job->src.fd);
-    job->src.fd = -1;
-    EVP_MD_CTX_free(job->src.sha);
-    job->src.sha = NULL;
-    curl_slist_free_all(job->quote);
-    job->quote = NULL;
-    if (job->easy)
-        curl_easy_cleanup(job->easy);
-    job->easy = NULL;
-    if (put->ok)
-        log_debug("sftp object stored key=%s bytes=%" PRIu64 " dest=%s ms=%" PRId64,
-                  put->remote_key, put->stored_size, b->s->d->name,
-                  util_mono_ms() - job->started_ms);
-    free(job->final_path);
-    free(job->temp_path);
-    job->final_path = job->temp_path = NULL;
-    /* put_batch holds one count until every job started, so this is never inside it. */
-    if (--b->pending == 0)
-        batch_complete(b);
+    if (check == LIBSSH2_KNOWNHOST_CHECK_MATCH)
+        return 0;
+    if (check == LIBSSH2_KNOWNHOST_CHECK_MISMATCH)
+        return store_fail(e, DEST_ERR_CONFIG,
+                          "destination %s (%s): host key of %s:%ld is not in %s (changed: the "
+                          "file holds another key for this host): refusing to connect; if the "
+                          "server's key was replaced on purpose, remove its old line "
+                          "(ssh-keygen -R '[%s]:%ld' -f %s) and add the new one after checking "
+                          "its fingerprint",
+                          s->d->name, s->display, s->t.host, s->t.port, s->known_hosts, s->t.host,
+                          s->t.port, s->known_hosts);
+    return store_fail(e, DEST_ERR_CONFIG,
+                      "destination %s (%s): host key of %s:%ld is not in %s (unknown or "
+                      "changed): refusing to connect; add it (ssh-keyscan -p %ld %s >> %s) after "
+                      "checking its fingerprint (ssh-keygen -lf) against the server's",
+                      s->d->name, s->display, s->t.host, s->t.port, s->known_hosts, s->t.port,
+                      s->t.host, s->known_hosts);
 }
 
-static void job_fail(struct sftp_job *job, enum dest_error kind, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void job_fail(struct sftp_job *job, enum dest_error kind, const char *fmt, ...)
+/* The host key against known_hosts: 0 matches, -1 (CONFIG) with what to do. */
+static int check_hostkey(struct sftp *s, struct conn *c, struct store_err *e)
 {
-    va_list ap;
+    LIBSSH2_KNOWNHOSTS *kh = libssh2_knownhost_init(c->ssh);
+    size_t len = 0;
+    int type = 0, mask, rc;
+    const char *key = libssh2_session_hostkey(c->ssh, &len, &type);
 
-    job->put->ok = 0;
-    job->put->kind = kind;
-    va_start(ap, fmt);
-    vsnprintf(job->put->error, sizeof(job->put->error), fmt, ap);
-    va_end(ap);
+    if (kh == NULL || key == NULL) {
+        if (kh)
+            libssh2_knownhost_free(kh);
+        return store_fail(e, DEST_ERR_TRANSIENT,
+                          "destination %s (%s): the server sent no host key; will retry",
+                          s->d->name, s->display);
+    }
+    if (libssh2_knownhost_readfile(kh, s->known_hosts, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
+        libssh2_knownhost_free(kh);
+        return store_fail(e, DEST_ERR_CONFIG,
+                          "destination %s (%s): cannot read known_hosts %s (not in OpenSSH "
+                          "format?)",
+                          s->d->name, s->display, s->known_hosts);
+    }
+    switch (type) {
+    case LIBSSH2_HOSTKEY_TYPE_RSA:
+        mask = LIBSSH2_KNOWNHOST_KEY_SSHRSA;
+        break;
+    case LIBSSH2_HOSTKEY_TYPE_DSS:
+        mask = LIBSSH2_KNOWNHOST_KEY_SSHDSS;
+        break;
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256:
+        mask = LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
+        break;
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384:
+        mask = LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
+        break;
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521:
+        mask = LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
+        break;
+    case LIBSSH2_HOSTKEY_TYPE_ED25519:
+        mask = LIBSSH2_KNOWNHOST_KEY_ED25519;
+        break;
+    default:
+        mask = LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
+        break;
+    }
+    rc = libssh2_knownhost_checkp(
+        kh, s->t.host, (int)s->t.port, key, len,
+        LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | mask, NULL);
+    libssh2_knownhost_free(kh);
+    return hostkey_verdict(s, rc, e);
 }
 
-static void on_job_done(void *arg, CURL *easy, CURLcode rc)
+/* A new session: connect, handshake, host key, key authentication, SFTP. */
+static struct conn *conn_open(struct sftp *s, enum conn_stage *stage, struct store_err *e)
 {
-    struct sftp_job *job = arg;
-    struct sftp *s = job->batch->s;
-    struct dest_put *put = job->put;
+    struct conn *c = util_xcalloc(1, sizeof(*c));
+    char *msg = NULL;
+
+    *stage = STAGE_NONE;
+    pthread_once(&ssh_once, ssh_init);
+    if (ssh_init_rc != 0) {
+        free(c);
+        store_fail(e, DEST_ERR_CONFIG, "destination %s: libssh2 failed to initialise", s->d->name);
+        return NULL;
+    }
+    c->fd = tcp_connect(s, e);
+    if (c->fd < 0) {
+        free(c);
+        return NULL;
+    }
+    c->ssh = libssh2_session_init();
+    if (c->ssh == NULL) {
+        store_fail(e, DEST_ERR_TRANSIENT, "destination %s: out of memory", s->d->name);
+        goto fail;
+    }
+    pthread_mutex_lock(&s->lock);
+    c->all_next = s->all;
+    if (c->all_next)
+        c->all_next->all_prev = c;
+    s->all = c;
+    if (s->stopping)
+        shutdown(c->fd, SHUT_RDWR);
+    pthread_mutex_unlock(&s->lock);
+    libssh2_session_set_blocking(c->ssh, 1);
+    libssh2_session_set_timeout(c->ssh, SFTP_IO_TIMEOUT_MS);
+    if (s->hostkey_pref[0])
+        libssh2_session_method_pref(c->ssh, LIBSSH2_METHOD_HOSTKEY, s->hostkey_pref);
+    if (libssh2_session_handshake(c->ssh, c->fd) != 0) {
+        libssh2_session_last_error(c->ssh, &msg, NULL, 0);
+        store_fail(e, DEST_ERR_TRANSIENT,
+                   "destination %s (%s): the SSH handshake with %s:%ld failed (%s): is it an "
+                   "SSH server? will retry",
+                   s->d->name, s->display, s->t.host, s->t.port, msg ? msg : "no detail");
+        c->broken = 1;
+        goto fail;
+    }
+    *stage = STAGE_REACHED;
+    if (check_hostkey(s, c, e) < 0)
+        goto fail;
+    *stage = STAGE_HOSTKEY;
+    if (libssh2_userauth_publickey_fromfile_ex(c->ssh, s->t.user, (unsigned)strlen(s->t.user),
+                                               s->identity_pub, s->identity, NULL) != 0) {
+        int code = libssh2_session_last_error(c->ssh, &msg, NULL, 0);
+
+        if (code == LIBSSH2_ERROR_TIMEOUT || code == LIBSSH2_ERROR_SOCKET_RECV ||
+            code == LIBSSH2_ERROR_SOCKET_SEND || code == LIBSSH2_ERROR_SOCKET_DISCONNECT) {
+            c->broken = 1;
+            store_fail(e, DEST_ERR_TRANSIENT,
+                       "destination %s (%s): the connection failed during authentication (%s); "
+                       "will retry",
+                       s->d->name, s->display, msg ? msg : "no detail");
+        } else {
+            store_fail(e, DEST_ERR_CONFIG,
+                       "destination %s (%s): user %s was refused with the key %s (%s): add its "
+                       "public key to that user's authorized_keys on %s; the key must have no "
+                       "passphrase and be ed25519 or ECDSA (with an RSA key, libssh2 1.10 signs "
+                       "ssh-rsa, SHA-1, which OpenSSH 8.8 and later refuse)",
+                       s->d->name, s->display, s->t.user, s->identity, msg ? msg : "no detail",
+                       s->t.host);
+        }
+        goto fail;
+    }
+    *stage = STAGE_AUTH;
+    c->sftp = libssh2_sftp_init(c->ssh);
+    if (c->sftp == NULL) {
+        libssh2_session_last_error(c->ssh, &msg, NULL, 0);
+        store_fail(e, DEST_ERR_CONFIG,
+                   "destination %s (%s): the server offers no SFTP subsystem (%s): enable "
+                   "Subsystem sftp in its sshd_config",
+                   s->d->name, s->display, msg ? msg : "no detail");
+        goto fail;
+    }
+    *stage = STAGE_SFTP;
+    return c;
+fail:
+    conn_close(s, c);
+    return NULL;
+}
+
+static struct conn *conn_get(struct sftp *s, int fresh, struct store_err *e)
+{
+    struct conn *c = NULL;
+    enum conn_stage stage;
+    int stop;
+
+    pthread_mutex_lock(&s->lock);
+    stop = s->stopping;
+    if (!fresh && s->idle) {
+        c = s->idle;
+        s->idle = c->next;
+        s->n_idle--;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (stop) {
+        conn_close(s, c);
+        store_fail(e, DEST_ERR_TRANSIENT, "destination %s: shutting down", s->d->name);
+        return NULL;
+    }
+    if (c) {
+        c->reused = 1;
+        c->broken = 0;
+        return c;
+    }
+    return conn_open(s, &stage, e);
+}
+
+static void conn_put(struct sftp *s, struct conn *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&s->lock);
+    if (!c->broken && !s->stopping && s->n_idle < s->max_idle) {
+        c->next = s->idle;
+        s->idle = c;
+        s->n_idle++;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&s->lock);
+    conn_close(s, c);
+}
+
+/* ---- small operations on one session ---- */
+
+/* 1 with attrs, 0 absent, -1 with e. */
+static int path_stat(struct sftp *s, struct conn *c, const char *path,
+                     LIBSSH2_SFTP_ATTRIBUTES *attrs, struct store_err *e)
+{
     char what[512];
 
-    switch (job->stage) {
-    case STAGE_UPLOAD:
-        if (rc == CURLE_OK) {
-            curl_slist_free_all(job->quote);
-            job->quote = NULL;
-            job->stage = STAGE_VERIFY;
-            job_run(job);
-            return;
-        }
-        if (job->src.problem != SOURCE_FINE) {
-            if (job->src.problem == SOURCE_READ)
-                job_fail(job, DEST_ERR_SOURCE, "destination %s: cannot read spool file %s: %s",
-                         s->d->name, put->spool_path, strerror(job->src.read_errno));
-            else if (job->src.problem == SOURCE_SHORT)
-                job_fail(job, DEST_ERR_SOURCE,
-                         "destination %s: spool file %s ended after %" PRIu64 " of %" PRIu64
-                         " bytes: it changed after sealing; seal it again",
-                         s->d->name, put->spool_path, job->src.sent, put->stored_size);
-            else
-                job_fail(job, DEST_ERR_SOURCE,
-                         "destination %s: spool file %s is not what was sealed (SHA-256 "
-                         "differs); seal it again",
-                         s->d->name, put->spool_path);
-        } else {
-            snprintf(what, sizeof(what), "cannot upload %s", put->remote_key);
-            put->ok = 0;
-            put->kind = sftp_explain(s, &job->call, rc, what, put->error, sizeof(put->error));
-        }
-        if (sftp_may_have_written(easy)) {
-            char *q = sftp_quote_path(job->temp_path);
-            char *rm = util_printf("*rm %s", q);
+    if (libssh2_sftp_stat_ex(c->sftp, path, (unsigned)strlen(path), LIBSSH2_SFTP_STAT, attrs) == 0)
+        return 1;
+    long fx = last_fx(c);
 
-            curl_slist_free_all(job->quote);
-            job->quote = curl_slist_append(NULL, rm);
-            free(q);
-            free(rm);
-            job->stage = STAGE_CLEANUP;
-            job_run(job);
-            return;
-        }
-        break;
-    case STAGE_VERIFY:
-        if (rc != CURLE_OK) {
-            snprintf(what, sizeof(what), "cannot verify %s after upload", put->remote_key);
-            put->ok = 0;
-            put->kind = sftp_explain(s, &job->call, rc, what, put->error, sizeof(put->error));
-        } else {
-            uint64_t size = sftp_stat_size(easy);
+    if (fx == LIBSSH2_FX_NO_SUCH_FILE || fx == LIBSSH2_FX_NO_SUCH_PATH)
+        return 0;
+    snprintf(what, sizeof(what), "cannot look up %s", path);
+    return sftp_fail(s, c, what, e);
+}
 
-            if (size == put->stored_size) {
-                put->ok = 1;
-                put->kind = DEST_OK;
-                put->error[0] = '\0';
+static int dir_known(struct sftp *s, const char *path)
+{
+    int found = 0;
+
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->n_known_dirs && !found; i++)
+        found = strcmp(s->known_dirs[i], path) == 0;
+    pthread_mutex_unlock(&s->lock);
+    return found;
+}
+
+static void dir_remember(struct sftp *s, const char *path)
+{
+    pthread_mutex_lock(&s->lock);
+    s->known_dirs = util_xrealloc(s->known_dirs, (s->n_known_dirs + 1) * sizeof(char *));
+    s->known_dirs[s->n_known_dirs++] = util_xstrdup(path);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* The folders of dir (a key) below the base exist; the base itself is never created. */
+static int ensure_dirs(struct sftp *s, struct conn *c, const char *dir, struct store_write *w,
+                       struct store_err *e)
+{
+    char *prefix = util_xstrdup(dir);
+    int rc = 0;
+
+    for (char *p = prefix; *prefix && rc == 0; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        char *path;
+
+        *p = '\0';
+        path = sftp_remote_path(s->t.base, prefix);
+        if (!dir_known(s, path)) {
+            if (libssh2_sftp_mkdir_ex(c->sftp, path, (unsigned)strlen(path), 0700) == 0) {
+                char *parent = store_key_dir(prefix);
+
+                store_write_touch(w, parent);
+                free(parent);
+                dir_remember(s, path);
             } else {
-                job_fail(job, DEST_ERR_TRANSIENT,
-                         "destination %s (%s): verification of %s failed: the server holds %" PRIu64
-                         " bytes, %" PRIu64 " were sent; will upload again",
-                         s->d->name, s->display, put->remote_key, size, put->stored_size);
+                /* OpenSSH answers "failure" for a folder that exists: look. */
+                LIBSSH2_SFTP_ATTRIBUTES a;
+                struct store_err e2 = {DEST_ERR_TRANSIENT, {{0}}};
+                char what[512];
+                long fx = last_fx(c);
+
+                snprintf(what, sizeof(what), "cannot create folder %s", path);
+                sftp_fail(s, c, what, e);
+                if (fx >= 0 && path_stat(s, c, path, &a, &e2) == 1 &&
+                    LIBSSH2_SFTP_S_ISDIR(a.permissions))
+                    dir_remember(s, path);
+                else
+                    rc = -1;
             }
         }
-        break;
-    case STAGE_CLEANUP:
-        if (rc != CURLE_OK)
-            log_debug("sftp temporary file not removed path=%s dest=%s error=%s", job->temp_path,
-                      s->d->name, job->call.errbuf);
-        break;
+        free(path);
+        *p = saved;
+        if (saved == '\0')
+            break;
     }
-    job_finish(job);
+    free(prefix);
+    return rc;
 }
 
-/* Set the job's easy handle for its stage and start it (or run it, without a loop). */
-static void job_run(struct sftp_job *job)
+/* Write the whole source into an open handle. */
+static int send_source(struct sftp *s, struct conn *c, LIBSSH2_SFTP_HANDLE *h,
+                       struct store_source *src, const char *what, struct store_err *e)
 {
-    struct sftp *s = job->batch->s;
+    char *buf = util_xmalloc(SFTP_BUF);
+    int rc = 0;
 
-    switch (job->stage) {
-    case STAGE_UPLOAD:
-        sftp_setup_upload(s, job->easy, &job->call, &job->src, job->temp_path, job->final_path,
-                          &job->quote);
-        break;
-    case STAGE_VERIFY: {
-        char *url = sftp_url(&s->t, job->final_path, 0);
+    for (;;) {
+        ssize_t n = store_source_read(src, buf, SFTP_BUF), off = 0;
 
-        sftp_easy_setup(s, job->easy, &job->call, url);
-        curl_easy_setopt(job->easy, CURLOPT_NOBODY, 1L);
-        free(url);
-        break;
+        if (n < 0) {
+            rc = store_fail(e, DEST_ERR_SOURCE, "the spool file is not what was sealed");
+            break;
+        }
+        if (n == 0)
+            break;
+        while (off < n) {
+            ssize_t w = libssh2_sftp_write(h, buf + off, (size_t)(n - off));
+
+            if (w < 0) {
+                rc = sftp_fail(s, c, what, e);
+                break;
+            }
+            off += w;
+        }
+        if (rc < 0)
+            break;
     }
-    case STAGE_CLEANUP:
-        sftp_setup_quote(s, job->easy, &job->call, job->quote);
-        break;
-    }
-    if (s->curl == NULL) {
-        on_job_done(job, job->easy, curl_easy_perform(job->easy));
-        return;
-    }
-    if (curl_ev_add(s->curl, job->easy, on_job_done, job) < 0) {
-        if (job->stage != STAGE_CLEANUP)
-            job_fail(job, DEST_ERR_TRANSIENT, "destination %s: libcurl refused a transfer of %s",
-                     s->d->name, job->put->remote_key);
-        job_finish(job);
-    }
+    free(buf);
+    return rc;
 }
 
-static void job_start(struct sftp *s, struct sftp_job *job)
+static LIBSSH2_SFTP_HANDLE *open_file(struct conn *c, const char *path, unsigned long flags,
+                                      long mode)
 {
-    struct dest_put *put = job->put;
-    struct stat sb;
+    return libssh2_sftp_open_ex(c->sftp, path, (unsigned)strlen(path), flags, mode,
+                                LIBSSH2_SFTP_OPENFILE);
+}
 
-    put->ok = 0;
-    put->kind = DEST_OK;
-    put->error[0] = '\0';
-    job->src.fd = -1;
-    job->started_ms = util_mono_ms();
-    if (!sftp_key_valid(put->remote_key)) {
-        job_fail(job, DEST_ERR_CONFIG, "destination %s: remote key '%s' is not a relative path",
-                 s->d->name, put->remote_key ? put->remote_key : "");
-        job_finish(job);
-        return;
+/* ---- the primitives ---- */
+
+/* One attempt of write on c. */
+static int write_on(struct sftp *s, struct conn *c, struct store_write *w, struct store_err *e)
+{
+    struct dest_put *p = w->put;
+    const char *slash = strrchr(p->remote_key, '/');
+    char *dir = store_key_dir(p->remote_key);
+    char *temp_name = store_temp_name(slash ? slash + 1 : p->remote_key);
+    char *temp_key = dir[0] ? util_printf("%s/%s", dir, temp_name) : util_xstrdup(temp_name);
+    char *temp = sftp_remote_path(s->t.base, temp_key);
+    char *final = sftp_remote_path(s->t.base, p->remote_key);
+    char what[768];
+    LIBSSH2_SFTP_HANDLE *h;
+    LIBSSH2_SFTP_ATTRIBUTES a;
+    int rc = -1, there;
+
+    snprintf(what, sizeof(what), "cannot upload %s", p->remote_key);
+    h = open_file(c, temp, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL, 0600);
+    if (h == NULL &&
+        (last_fx(c) == LIBSSH2_FX_NO_SUCH_FILE || last_fx(c) == LIBSSH2_FX_NO_SUCH_PATH)) {
+        if (ensure_dirs(s, c, dir, w, e) < 0)
+            goto out;
+        h = open_file(c, temp, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL, 0600);
     }
-    job->src.fd = open(put->spool_path, O_RDONLY | O_CLOEXEC);
-    if (job->src.fd < 0) {
-        job_fail(job, DEST_ERR_SOURCE, "destination %s: cannot open spool file %s: %s", s->d->name,
-                 put->spool_path, strerror(errno));
-        job_finish(job);
-        return;
+    if (h == NULL) {
+        sftp_fail(s, c, what, e);
+        goto out;
     }
-    if (fstat(job->src.fd, &sb) < 0) {
-        job_fail(job, DEST_ERR_SOURCE, "destination %s: cannot stat spool file %s: %s", s->d->name,
-                 put->spool_path, strerror(errno));
-        job_finish(job);
-        return;
+    if (send_source(s, c, h, w->src, what, e) < 0) {
+        libssh2_sftp_close_handle(h);
+        goto fail_remove;
     }
-    if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != put->stored_size) {
-        job_fail(job, DEST_ERR_SOURCE,
-                 "destination %s: spool file %s has %jd bytes, %" PRIu64
-                 " were sealed; seal it again",
-                 s->d->name, put->spool_path, (intmax_t)sb.st_size, put->stored_size);
-        job_finish(job);
-        return;
+    /* Data first, then the name: a crash leaves a temporary file, never a torn object. */
+    if (libssh2_sftp_fsync(h) != 0) {
+        snprintf(what, sizeof(what), "cannot make %s durable (fsync@openssh.com)", p->remote_key);
+        sftp_fail(s, c, what, e);
+        libssh2_sftp_close_handle(h);
+        goto fail_remove;
     }
-    job->src.size = put->stored_size;
-    job->src.sha = EVP_MD_CTX_new();
-    job->easy = curl_easy_init();
-    if (job->src.sha == NULL || job->easy == NULL ||
-        EVP_DigestInit_ex(job->src.sha, EVP_sha256(), NULL) != 1) {
-        job_fail(job, DEST_ERR_TRANSIENT, "destination %s: out of memory starting upload of %s",
-                 s->d->name, put->remote_key);
-        job_finish(job);
-        return;
+    if (libssh2_sftp_close_handle(h) != 0) {
+        sftp_fail(s, c, what, e);
+        goto fail_remove;
     }
-    job->src.want_sha = put->stored_sha256;
-    char *temp_key = sftp_temp_key(put->remote_key, (long)getpid(), ++s->temp_counter);
-    job->final_path = sftp_remote_path(s->t.base, put->remote_key);
-    job->temp_path = sftp_remote_path(s->t.base, temp_key);
+    /* An SFTPv3 rename never replaces (OpenSSH links, then unlinks). */
+    if (libssh2_sftp_rename_ex(c->sftp, temp, (unsigned)strlen(temp), final,
+                               (unsigned)strlen(final), 0) == 0) {
+        store_write_touch(w, dir);
+        rc = 0;
+        goto out;
+    }
+    snprintf(what, sizeof(what), "cannot rename %s into place", p->remote_key);
+    sftp_fail(s, c, what, e);
+    if (c->broken)
+        goto out;
+    there = path_stat(s, c, final, &a, e);
+    if (there == 1) {
+        w->exists = 1;
+        w->temp = temp;
+        temp = NULL;
+        store_write_touch(w, dir);
+        rc = 0;
+        goto out;
+    }
+    if (there == 0)
+        sftp_fail(s, c, what, e); /* the rename's own reason */
+fail_remove:
+    if (!c->broken)
+        libssh2_sftp_unlink_ex(c->sftp, temp, (unsigned)strlen(temp));
+out:
+    free(dir);
+    free(temp_name);
     free(temp_key);
-    job->stage = STAGE_UPLOAD;
-    job_run(job);
+    free(temp);
+    free(final);
+    return rc;
 }
 
-static void sftp_put_batch(struct dest *d, struct dest_put *puts, size_t n, dest_done_fn done,
-                           void *arg)
+static int sftp_write(struct dest *d, struct store_write *w)
 {
     struct sftp *s = d->impl;
-    struct sftp_batch *b = util_xcalloc(1, sizeof(*b) + n * sizeof(b->jobs[0]));
+    struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
+    int rc = -1;
 
-    b->s = s;
-    b->puts = puts;
-    b->n = n;
-    b->pending = n + 1; /* one for put_batch itself, so done() waits until every job started */
-    b->done = done;
-    b->arg = arg;
-    b->next = s->batches;
-    if (b->next)
-        b->next->prev = b;
-    s->batches = b;
-    for (size_t i = 0; i < n; i++) {
-        b->jobs[i].batch = b;
-        b->jobs[i].put = &puts[i];
-        b->jobs[i].src.fd = -1;
+    if (!sftp_key_valid(w->put->remote_key)) {
+        w->put->kind = DEST_ERR_CONFIG;
+        snprintf(w->put->error, sizeof(w->put->error),
+                 "destination %s: remote key '%s' is not a relative path", d->name,
+                 w->put->remote_key);
+        return -1;
     }
-    for (size_t i = 0; i < n; i++)
-        job_start(s, &b->jobs[i]);
-    if (--b->pending > 0)
-        return;
-    /* Everything finished already: without a loop, report now; with one, on its next turn. */
-    if (s->loop) {
-        ev_timer_init(&b->soon, on_batch_soon, 0.0, 0.0);
-        b->soon.data = b;
-        ev_timer_start(s->loop, &b->soon);
-    } else {
-        batch_complete(b);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        struct conn *c = conn_get(s, attempt > 0, &e);
+        int again;
+
+        if (c == NULL)
+            break;
+        if (attempt > 0 && store_source_rewind(w->src) < 0) {
+            conn_put(s, c);
+            break;
+        }
+        rc = write_on(s, c, w, &e);
+        again = rc < 0 && c->broken && c->reused && e.kind != DEST_ERR_SOURCE;
+        conn_put(s, c);
+        if (!again)
+            break;
     }
+    if (rc < 0 && e.kind != DEST_ERR_SOURCE) {
+        w->put->kind = e.kind;
+        snprintf(w->put->error, sizeof(w->put->error), "%s", e.err.msg);
+    }
+    return rc;
 }
 
-/* ---- blocking operations ---- */
+static int settle_on(struct sftp *s, struct conn *c, struct store_write *w, int replace,
+                     struct store_err *e)
+{
+    char *final = sftp_remote_path(s->t.base, w->put->remote_key);
+    char *aside = NULL, what[768];
+    int rc = -1;
 
-static int sftp_get(struct dest *d, const char *remote_key, int out_fd, struct cst_err *err)
+    if (!replace) {
+        if (libssh2_sftp_unlink_ex(c->sftp, w->temp, (unsigned)strlen(w->temp)) == 0 ||
+            last_fx(c) == LIBSSH2_FX_NO_SUCH_FILE)
+            rc = 0;
+        else
+            sftp_fail(s, c, "cannot remove a temporary copy", e);
+        goto out;
+    }
+    /* Aside first (a name of ours: if we die now, start-up removes it), then the new one in:
+     * the name never goes through an rm before a rename. */
+    const char *slash = strrchr(w->put->remote_key, '/');
+    char *dir = store_key_dir(w->put->remote_key);
+    char *aside_name = store_temp_name(slash ? slash + 1 : w->put->remote_key);
+    char *aside_key = dir[0] ? util_printf("%s/%s", dir, aside_name) : util_xstrdup(aside_name);
+
+    aside = sftp_remote_path(s->t.base, aside_key);
+    free(dir);
+    free(aside_name);
+    free(aside_key);
+    snprintf(what, sizeof(what), "cannot move the damaged copy of %s aside", w->put->remote_key);
+    if (libssh2_sftp_rename_ex(c->sftp, final, (unsigned)strlen(final), aside,
+                               (unsigned)strlen(aside), 0) != 0) {
+        sftp_fail(s, c, what, e);
+        goto out;
+    }
+    if (libssh2_sftp_rename_ex(c->sftp, w->temp, (unsigned)strlen(w->temp), final,
+                               (unsigned)strlen(final), 0) != 0) {
+        snprintf(what, sizeof(what), "cannot rename the new copy of %s into place",
+                 w->put->remote_key);
+        sftp_fail(s, c, what, e);
+        /* Put the old one back rather than leave the name empty. */
+        libssh2_sftp_rename_ex(c->sftp, aside, (unsigned)strlen(aside), final,
+                               (unsigned)strlen(final), 0);
+        goto out;
+    }
+    libssh2_sftp_unlink_ex(c->sftp, aside, (unsigned)strlen(aside));
+    rc = 0;
+out:
+    free(aside);
+    free(final);
+    return rc;
+}
+
+static int sftp_settle(struct dest *d, struct store_write *w, int replace, struct store_err *e)
 {
     struct sftp *s = d->impl;
-    struct sftp_call call;
-    struct sftp_sink sink = {.fd = out_fd};
-    char *path, *url, what[512];
-    CURL *easy;
-    CURLcode rc;
+    struct conn *c = conn_get(s, 0, e);
+    int rc;
 
-    if (!sftp_key_valid(remote_key))
-        return cst_err_set(err, "destination %s: remote key '%s' is not a relative path", d->name,
-                           remote_key ? remote_key : "");
-    path = sftp_remote_path(s->t.base, remote_key);
-    url = sftp_url(&s->t, path, 0);
-    easy = sftp_blocking_easy(s, &call, url);
-    free(url);
-    if (easy == NULL) {
-        free(path);
-        return cst_err_set(err, "destination %s: out of memory", d->name);
-    }
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, sftp_write_cb);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &sink);
-    curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, SFTP_DOWNLOAD_BUFFER);
-    rc = curl_easy_perform(easy);
-    curl_easy_cleanup(easy);
-    if (rc == CURLE_OK) {
-        free(path);
-        return 0;
-    }
-    if (sink.write_errno != 0) {
-        errno = sink.write_errno;
-        cst_err_sys(err, "destination %s: cannot write %s to the output", d->name, remote_key);
-    } else if (rc == CURLE_REMOTE_FILE_NOT_FOUND) {
-        cst_err_set(err, "destination %s (%s): %s is not there (no file %s)", d->name, s->display,
-                    remote_key, path);
+    if (c == NULL)
+        return -1;
+    rc = settle_on(s, c, w, replace, e);
+    conn_put(s, c);
+    return rc;
+}
+
+static int sync_on(struct sftp *s, struct conn *c, const char *dir, struct store_err *e)
+{
+    char *path = sftp_remote_path(s->t.base, dir);
+    char what[600];
+    LIBSSH2_SFTP_HANDLE *h = open_file(c, path, LIBSSH2_FXF_READ, 0);
+    int rc = 0;
+
+    snprintf(what, sizeof(what), "cannot fsync folder %s", path);
+    if (h == NULL) {
+        rc = sftp_fail(s, c, what, e);
     } else {
-        snprintf(what, sizeof(what), "cannot download %s", remote_key);
-        sftp_explain(s, &call, rc, what, err->msg, sizeof(err->msg));
+        if (libssh2_sftp_fsync(h) != 0)
+            rc = sftp_fail(s, c, what, e);
+        libssh2_sftp_close_handle(h);
     }
     free(path);
+    return rc;
+}
+
+static int sftp_sync_dir(struct dest *d, const char *dir, struct store_err *e)
+{
+    struct sftp *s = d->impl;
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        struct conn *c = conn_get(s, attempt > 0, e);
+        int rc, again;
+
+        if (c == NULL)
+            return -1;
+        rc = sync_on(s, c, dir, e);
+        again = rc < 0 && c->broken && c->reused;
+        conn_put(s, c);
+        if (!again)
+            return rc;
+    }
     return -1;
 }
 
-/* Stat path: 1 and its size, 0 when missing, -1 on error; what names the caller's doing. */
-static int sftp_stat(struct sftp *s, const char *path, uint64_t *size, const char *what,
-                     struct cst_err *err)
+static int read_on(struct sftp *s, struct conn *c, const char *key, uint64_t off, uint64_t len,
+                   store_sink_fn sink, void *arg, struct store_err *e)
 {
-    struct sftp_call call;
-    char *url = sftp_url(&s->t, path, 0);
-    CURL *easy = sftp_blocking_easy(s, &call, url);
-    CURLcode rc;
-    int result;
-
-    free(url);
-    if (easy == NULL)
-        return cst_err_set(err, "destination %s: out of memory", s->d->name);
-    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
-    rc = curl_easy_perform(easy);
-    if (rc == CURLE_OK) {
-        *size = sftp_stat_size(easy);
-        result = 1;
-    } else if (rc == CURLE_REMOTE_FILE_NOT_FOUND) {
-        result = 0;
-    } else {
-        sftp_explain(s, &call, rc, what, err->msg, sizeof(err->msg));
-        result = -1;
-    }
-    curl_easy_cleanup(easy);
-    return result;
-}
-
-static int sftp_exists(struct dest *d, const char *remote_key, uint64_t *size, struct cst_err *err)
-{
-    struct sftp *s = d->impl;
-    char what[512];
-    int rc;
-
-    if (!sftp_key_valid(remote_key))
-        return cst_err_set(err, "destination %s: remote key '%s' is not a relative path", d->name,
-                           remote_key ? remote_key : "");
-    char *path = sftp_remote_path(s->t.base, remote_key);
-
-    snprintf(what, sizeof(what), "cannot look up %s", remote_key);
-    rc = sftp_stat(s, path, size, what, err);
-    free(path);
-    return rc;
-}
-
-/* Run one quote command ("rm", "rmdir", ...) on path, blocking. */
-static CURLcode sftp_run_quote(struct sftp *s, const char *cmd, const char *path,
-                               struct sftp_call *call)
-{
-    char *q = sftp_quote_path(path);
-    char *line = util_printf("%s %s", cmd, q);
-    struct curl_slist *quote = curl_slist_append(NULL, line);
-    CURL *easy = curl_easy_init();
-    CURLcode rc = CURLE_OUT_OF_MEMORY;
-
-    free(q);
-    free(line);
-    if (easy && quote) {
-        sftp_setup_quote(s, easy, call, quote);
-        rc = curl_easy_perform(easy);
-    }
-    if (easy)
-        curl_easy_cleanup(easy);
-    curl_slist_free_all(quote);
-    return rc;
-}
-
-static int sftp_remove(struct dest *d, const char *remote_key, struct cst_err *err)
-{
-    struct sftp *s = d->impl;
-    struct sftp_call call;
-    char what[512];
-    uint64_t size;
-    int rc = -1;
-
-    if (!sftp_key_valid(remote_key))
-        return cst_err_set(err, "destination %s: remote key '%s' is not a relative path", d->name,
-                           remote_key ? remote_key : "");
-    char *path = sftp_remote_path(s->t.base, remote_key);
-    CURLcode cc = sftp_run_quote(s, "rm", path, &call);
-
-    snprintf(what, sizeof(what), "cannot remove %s", remote_key);
-    if (cc == CURLE_OK) {
-        rc = 0;
-    } else if (cc == CURLE_QUOTE_ERROR) {
-        /* Already gone is as good as removed (a retried prune, say). */
-        struct cst_err serr;
-        int there = sftp_stat(s, path, &size, what, &serr);
-
-        if (there == 0)
-            rc = 0;
-        else
-            sftp_explain(s, &call, cc, what, err->msg, sizeof(err->msg));
-    } else {
-        sftp_explain(s, &call, cc, what, err->msg, sizeof(err->msg));
-    }
-    free(path);
-    return rc;
-}
-
-/* A folder still to list, depth first. */
-struct sftp_pending_dir {
-    char *key; /* relative, with its trailing slash; "" for the base */
-    struct sftp_pending_dir *next;
-};
-
-struct sftp_lister {
-    const char *dir_key;
-    const char *filter; /* name prefix, at the top folder only */
-    char line[8192];
-    size_t len;
-    int overlong;
-    int (*cb)(void *arg, const char *key, uint64_t size);
-    void *arg;
-    int stopped;
-    struct sftp_pending_dir **stack;
-};
-
-static int lister_line(struct sftp_lister *l)
-{
-    const char *name;
-    char type;
-    uint64_t size;
-
-    l->line[l->len] = '\0';
-    if (l->len > 0 && l->line[l->len - 1] == '\r')
-        l->line[l->len - 1] = '\0';
-    if (sftp_parse_long_entry(l->line, &type, &size, &name) < 0)
-        return 0;
-    /* Dot names: ".", "..", and the temporary files of uploads. */
-    if (name[0] == '.' || strncmp(name, l->filter, strlen(l->filter)) != 0)
-        return 0;
-    if (type == 'd') {
-        struct sftp_pending_dir *pd = util_xmalloc(sizeof(*pd));
-
-        pd->key = util_printf("%s%s/", l->dir_key, name);
-        pd->next = *l->stack;
-        *l->stack = pd;
-        return 0;
-    }
-    if (type != '-')
-        return 0;
-    char *key = util_printf("%s%s", l->dir_key, name);
-    int stop = l->cb(l->arg, key, size);
-
-    free(key);
-    return stop;
-}
-
-static size_t sftp_list_cb(char *buf, size_t size, size_t nmemb, void *arg)
-{
-    struct sftp_lister *l = arg;
-    size_t n = size * nmemb;
-
-    for (size_t i = 0; i < n; i++) {
-        if (buf[i] == '\n') {
-            if (!l->overlong && lister_line(l) != 0) {
-                l->stopped = 1;
-                return 0;
-            }
-            l->len = 0;
-            l->overlong = 0;
-        } else if (l->len + 1 < sizeof(l->line)) {
-            l->line[l->len++] = buf[i];
-        } else {
-            l->overlong = 1;
-        }
-    }
-    return n;
-}
-
-/* List one folder, pushing its subfolders; 1 when the callback stopped, -1 on error. */
-static int sftp_list_dir(struct sftp *s, const char *dir_key, const char *filter,
-                         struct sftp_pending_dir **stack,
-                         int (*cb)(void *arg, const char *key, uint64_t size), void *arg,
-                         struct cst_err *err)
-{
-    struct sftp_call call;
-    struct sftp_lister *l = util_xcalloc(1, sizeof(*l));
-    char *path = sftp_remote_path(s->t.base, dir_key);
-    char *url = sftp_url(&s->t, path, 1);
-    CURL *easy = sftp_blocking_easy(s, &call, url);
-    char what[512];
+    char *path = sftp_remote_path(s->t.base, key), *buf = NULL, what[600];
+    LIBSSH2_SFTP_HANDLE *h = open_file(c, path, LIBSSH2_FXF_READ, 0);
     int rc = 0;
 
-    free(url);
-    if (easy == NULL) {
-        free(l);
-        free(path);
-        return cst_err_set(err, "destination %s: out of memory", s->d->name);
+    snprintf(what, sizeof(what), "cannot read %s", key);
+    if (h == NULL) {
+        rc = sftp_fail(s, c, what, e);
+        goto out;
     }
-    l->dir_key = dir_key;
-    l->filter = filter;
-    l->cb = cb;
-    l->arg = arg;
-    l->stack = stack;
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, sftp_list_cb);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, l);
-    CURLcode cc = curl_easy_perform(easy);
+    libssh2_sftp_seek64(h, off);
+    buf = util_xmalloc(SFTP_BUF);
+    while (len > 0) {
+        size_t want = len > SFTP_BUF ? SFTP_BUF : (size_t)len;
+        ssize_t n = libssh2_sftp_read(h, buf, want);
 
-    if (cc == CURLE_OK && l->len > 0 && !l->overlong && lister_line(l) != 0)
-        l->stopped = 1;
-    if (l->stopped) {
-        rc = 1;
-    } else if (cc == CURLE_REMOTE_FILE_NOT_FOUND) {
-        rc = 0; /* nothing there (yet) */
-    } else if (cc != CURLE_OK) {
-        snprintf(what, sizeof(what), "cannot list %s", path);
-        sftp_explain(s, &call, cc, what, err->msg, sizeof(err->msg));
-        rc = -1;
+        if (n < 0) {
+            rc = sftp_fail(s, c, what, e);
+            break;
+        }
+        if (n == 0)
+            break; /* the file is shorter: the caller sees what it got */
+        if (sink(arg, buf, (size_t)n) < 0) {
+            rc = store_fail(e, DEST_ERR_TRANSIENT, "destination %s: reading %s stopped", s->d->name,
+                            key);
+            break;
+        }
+        len -= (uint64_t)n;
     }
-    curl_easy_cleanup(easy);
+    libssh2_sftp_close_handle(h);
+out:
+    free(buf);
     free(path);
-    free(l);
+    return rc;
+}
+
+static int sftp_read(struct dest *d, const char *key, uint64_t off, uint64_t len,
+                     store_sink_fn sink, void *arg, struct store_err *e)
+{
+    struct sftp *s = d->impl;
+    struct conn *c;
+    int rc;
+
+    if (!sftp_key_valid(key))
+        return store_fail(e, DEST_ERR_CONFIG, "destination %s: key '%s' is not a relative path",
+                          d->name, key);
+    /* Not retried: the sink may have had bytes already. A fresh session for a reused one
+     * that is stale costs a failed first call at most. */
+    c = conn_get(s, 0, e);
+    if (c == NULL)
+        return -1;
+    rc = read_on(s, c, key, off, len, sink, arg, e);
+    conn_put(s, c);
+    return rc;
+}
+
+static int sftp_stat(struct dest *d, const char *key, uint64_t *size, struct store_err *e)
+{
+    struct sftp *s = d->impl;
+    char *path;
+    int rc = -1;
+
+    if (!sftp_key_valid(key))
+        return store_fail(e, DEST_ERR_CONFIG, "destination %s: key '%s' is not a relative path",
+                          d->name, key);
+    path = sftp_remote_path(s->t.base, key);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        struct conn *c = conn_get(s, attempt > 0, e);
+        LIBSSH2_SFTP_ATTRIBUTES a;
+        int again;
+
+        if (c == NULL)
+            break;
+        rc = path_stat(s, c, path, &a, e);
+        if (rc == 1) {
+            if (!LIBSSH2_SFTP_S_ISREG(a.permissions))
+                rc = 0;
+            else
+                *size = a.filesize;
+        }
+        again = rc < 0 && c->broken && c->reused;
+        conn_put(s, c);
+        if (!again)
+            break;
+    }
+    free(path);
+    return rc;
+}
+
+static int root_on(struct sftp *s, struct conn *c, struct store_err *e)
+{
+    const char *base = s->t.base[0] ? s->t.base : "/";
+    LIBSSH2_SFTP_ATTRIBUTES a;
+    LIBSSH2_SFTP_HANDLE *h;
+    char name[512];
+    int rc = path_stat(s, c, base, &a, e), state = STORE_ROOT_EMPTY;
+
+    if (rc < 0)
+        return -1;
+    if (rc == 0)
+        return STORE_ROOT_MISSING;
+    if (!LIBSSH2_SFTP_S_ISDIR(a.permissions))
+        return store_fail(e, DEST_ERR_CONFIG, "destination %s (%s): %s is not a folder", s->d->name,
+                          s->display, base);
+    h = libssh2_sftp_open_ex(c->sftp, base, (unsigned)strlen(base), 0, 0, LIBSSH2_SFTP_OPENDIR);
+    if (h == NULL)
+        return sftp_fail(s, c, "cannot list the base folder", e);
+    for (;;) {
+        int n = libssh2_sftp_readdir_ex(h, name, sizeof(name), NULL, 0, &a);
+
+        if (n < 0) {
+            state = sftp_fail(s, c, "cannot list the base folder", e);
+            break;
+        }
+        if (n == 0)
+            break;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            continue;
+        state = STORE_ROOT_USED;
+        break;
+    }
+    libssh2_sftp_close_handle(h);
+    return state;
+}
+
+static int sftp_root(struct dest *d, struct store_err *e)
+{
+    struct sftp *s = d->impl;
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        struct conn *c = conn_get(s, attempt > 0, e);
+        int rc, again;
+
+        if (c == NULL)
+            return -1;
+        rc = root_on(s, c, e);
+        if (rc == STORE_ROOT_MISSING) {
+            /* Folders we knew may be gone with it. */
+            pthread_mutex_lock(&s->lock);
+            for (size_t i = 0; i < s->n_known_dirs; i++)
+                free(s->known_dirs[i]);
+            s->n_known_dirs = 0;
+            pthread_mutex_unlock(&s->lock);
+        }
+        again = rc < 0 && c->broken && c->reused;
+        conn_put(s, c);
+        if (!again)
+            return rc;
+    }
+    return -1;
+}
+
+/* Visit every file under dir (a key) depth first; dot names (temporary files) are skipped
+ * unless want_temps, when only they are visited. */
+struct walker {
+    struct sftp *s;
+    struct conn *c;
+    const char *prefix;
+    int want_temps;
+    int (*cb)(void *arg, const char *key, uint64_t size);
+    void *arg;
+    struct store_err *e;
+};
+
+static int walk(struct walker *wk, const char *dir)
+{
+    struct sftp *s = wk->s;
+    char *path = sftp_remote_path(s->t.base, dir), name[1024];
+    LIBSSH2_SFTP_HANDLE *h;
+    LIBSSH2_SFTP_ATTRIBUTES a;
+    char **subdirs = NULL;
+    size_t n_sub = 0;
+    int rc = 0;
+
+    h = libssh2_sftp_open_ex(wk->c->sftp, path, (unsigned)strlen(path), 0, 0, LIBSSH2_SFTP_OPENDIR);
+    if (h == NULL) {
+        long fx = last_fx(wk->c);
+        char what[1200];
+
+        free(path);
+        if (fx == LIBSSH2_FX_NO_SUCH_FILE || fx == LIBSSH2_FX_NO_SUCH_PATH)
+            return 0;
+        snprintf(what, sizeof(what), "cannot list %s", dir[0] ? dir : "the base folder");
+        return sftp_fail(s, wk->c, what, wk->e);
+    }
+    for (;;) {
+        int n = libssh2_sftp_readdir_ex(h, name, sizeof(name), NULL, 0, &a);
+        char *key;
+
+        if (n < 0) {
+            rc = sftp_fail(s, wk->c, "cannot list a folder", wk->e);
+            break;
+        }
+        if (n == 0)
+            break;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            continue;
+        key = dir[0] ? util_printf("%s/%s", dir, name) : util_xstrdup(name);
+        size_t plen = strlen(wk->prefix), klen = strlen(key);
+
+        if (strncmp(key, wk->prefix, klen < plen ? klen : plen) != 0) {
+            free(key);
+            continue;
+        }
+        if (LIBSSH2_SFTP_S_ISDIR(a.permissions) && name[0] != '.') {
+            subdirs = util_xrealloc(subdirs, (n_sub + 1) * sizeof(char *));
+            subdirs[n_sub++] = key;
+            continue;
+        }
+        if (LIBSSH2_SFTP_S_ISREG(a.permissions) && klen >= plen &&
+            (name[0] == '.') == (wk->want_temps != 0) && wk->cb(wk->arg, key, a.filesize)) {
+            free(key);
+            rc = 1;
+            break;
+        }
+        free(key);
+    }
+    libssh2_sftp_close_handle(h);
+    free(path);
+    for (size_t i = 0; i < n_sub; i++) {
+        if (rc == 0)
+            rc = walk(wk, subdirs[i]);
+        free(subdirs[i]);
+    }
+    free(subdirs);
     return rc;
 }
 
@@ -1259,232 +1318,175 @@ static int sftp_list(struct dest *d, const char *prefix,
                      struct cst_err *err)
 {
     struct sftp *s = d->impl;
-    struct sftp_pending_dir *stack = NULL;
-    const char *slash;
-    char *top;
+    struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
+    struct walker wk = {s, NULL, prefix ? prefix : "", 0, cb, arg, &e};
+    const char *slash = strrchr(wk.prefix, '/');
+    char *top = util_printf("%.*s", slash ? (int)(slash - wk.prefix) : 0, wk.prefix);
     int rc;
 
-    if (prefix == NULL)
-        prefix = "";
-    slash = strrchr(prefix, '/');
-    top = util_printf("%.*s", slash ? (int)(slash - prefix + 1) : 0, prefix);
-    if (top[0] != '\0') {
-        char *dir = util_printf("%.*s", (int)strlen(top) - 1, top);
-
-        if (!sftp_key_valid(dir)) {
-            free(dir);
-            free(top);
-            return cst_err_set(err, "destination %s: list prefix '%s' is not a relative path",
-                               d->name, prefix);
-        }
-        free(dir);
+    if (top[0] && !sftp_key_valid(top)) {
+        free(top);
+        return cst_err_set(err, "destination %s: list prefix '%s' is not a relative path", d->name,
+                           wk.prefix);
     }
-    rc = sftp_list_dir(s, top, slash ? slash + 1 : prefix, &stack, cb, arg, err);
+    wk.c = conn_get(s, 0, &e);
+    if (wk.c == NULL) {
+        free(top);
+        *err = e.err;
+        return -1;
+    }
+    rc = walk(&wk, top);
+    conn_put(s, wk.c);
     free(top);
-    while (rc == 0 && stack) {
-        struct sftp_pending_dir *pd = stack;
-
-        stack = pd->next;
-        rc = sftp_list_dir(s, pd->key, "", &stack, cb, arg, err);
-        free(pd->key);
-        free(pd);
-    }
-    while (stack) {
-        struct sftp_pending_dir *pd = stack;
-
-        stack = pd->next;
-        free(pd->key);
-        free(pd);
-    }
+    if (rc < 0)
+        *err = e.err;
     return rc < 0 ? -1 : 0;
 }
 
-/* ---- probe: what `custodian doctor` shows for this destination ---- */
-
-static struct dest_check *probe_add(struct dest_probe *out, const char *name, int ok,
-                                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static struct dest_check *probe_add(struct dest_probe *out, const char *name, int ok,
-                                    const char *fmt, ...)
+static int unlink_key(struct dest *d, const char *key, int dir, struct cst_err *err)
 {
-    va_list ap;
-
-    if (out->n >= sizeof(out->checks) / sizeof(out->checks[0]))
-        return NULL;
-    struct dest_check *c = &out->checks[out->n++];
-
-    snprintf(c->name, sizeof(c->name), "%s", name);
-    c->ok = ok;
-    va_start(ap, fmt);
-    vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
-    va_end(ap);
-    return c;
-}
-
-static void probe_skip(struct dest_probe *out, const char *const *names, size_t n, const char *why)
-{
-    for (size_t i = 0; i < n; i++)
-        probe_add(out, names[i], 0, "not checked: %s", why);
-}
-
-static int sftp_probe(struct dest *d, struct dest_probe *out)
-{
-    static const char *const names[] = {"reachable",   "host key verified", "authenticated",
-                                        "write probe", "read probe",        "delete probe"};
     struct sftp *s = d->impl;
-    struct sftp_call call;
-    struct cst_err err;
-    char what[256], msg[CST_ERR_SIZE];
-    unsigned char rnd[8];
-    char rnd_hex[17];
-    unsigned char *payload = NULL;
-    char *key = NULL, *temp_key = NULL, *final_path = NULL, *temp_path = NULL;
-    CURL *easy = NULL;
-    CURLcode rc;
-    uint64_t size = 0;
-    int64_t t0;
+    struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
+    char *path, what[600];
+    struct conn *c;
+    int rc = 0;
 
-    memset(out, 0, sizeof(*out));
-    /* 1-3: a fresh connection, so that the host key really is checked now. */
-    char *url = sftp_url(&s->t, s->t.base, 1);
-    easy = sftp_blocking_easy(s, &call, url);
-    free(url);
-    if (easy == NULL) {
-        probe_add(out, names[0], 0, "out of memory");
-        probe_skip(out, names + 1, 5, "out of memory");
+    if (!sftp_key_valid(key))
+        return cst_err_set(err, "destination %s: key '%s' is not a relative path", d->name, key);
+    c = conn_get(s, 0, &e);
+    if (c == NULL) {
+        *err = e.err;
         return -1;
     }
-    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
-    curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
-    t0 = util_mono_ms();
-    rc = curl_easy_perform(easy);
-    curl_easy_cleanup(easy);
-    easy = NULL;
-    snprintf(what, sizeof(what), "cannot connect");
-    sftp_explain(s, &call, rc, what, msg, sizeof(msg));
-    if (!call.hostkey_seen) {
-        probe_add(out, names[0], 0, "%s", msg);
-        probe_skip(out, names + 1, 5, "the server was not reached");
-        return -1;
+    path = sftp_remote_path(s->t.base, key);
+    if ((dir ? libssh2_sftp_rmdir_ex(c->sftp, path, (unsigned)strlen(path))
+             : libssh2_sftp_unlink_ex(c->sftp, path, (unsigned)strlen(path))) != 0 &&
+        last_fx(c) != LIBSSH2_FX_NO_SUCH_FILE) {
+        snprintf(what, sizeof(what), "cannot remove %s", key);
+        sftp_fail(s, c, what, &e);
+        *err = e.err;
+        rc = -1;
     }
-    probe_add(out, names[0], 1, "%s:%ld answered and completed the SSH handshake in %" PRId64 " ms",
-              s->t.host, s->t.port, util_mono_ms() - t0);
-    if (call.hostkey_match != CURLKHMATCH_OK) {
-        probe_add(out, names[1], 0, "%s", msg);
-        probe_skip(out, names + 2, 4, "the host key was refused");
-        return -1;
-    }
-    probe_add(out, names[1], 1, "the server's key matches %s", s->known_hosts);
-    if (rc != CURLE_OK) {
-        probe_add(out, names[2], 0, "%s", msg);
-        probe_skip(out, names + 3, 3, "not authenticated");
-        return -1;
-    }
-    probe_add(out, names[2], 1, "as user %s with key %s", s->t.user, s->identity);
-
-    /* 4: write a probe object through temporary name and rename, as objects are. */
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-        probe_add(out, names[3], 0, "getrandom failed: %s", strerror(errno));
-        probe_skip(out, names + 4, 2, "nothing was written");
-        return -1;
-    }
-    util_hex(rnd, sizeof(rnd), rnd_hex);
-    payload = util_xmalloc(SFTP_PROBE_BYTES);
-    for (size_t i = 0; i < SFTP_PROBE_BYTES; i++)
-        payload[i] = (unsigned char)(rnd[i % sizeof(rnd)] ^ (i * 131u >> 3));
-    key = util_printf(SFTP_PROBE_FOLDER "/%s", rnd_hex);
-    temp_key = sftp_temp_key(key, (long)getpid(), ++s->temp_counter);
-    final_path = sftp_remote_path(s->t.base, key);
-    temp_path = sftp_remote_path(s->t.base, temp_key);
-    struct sftp_source src = {.fd = -1, .mem = payload, .size = SFTP_PROBE_BYTES};
-    struct curl_slist *quote = NULL;
-    int failed = 1;
-
-    easy = curl_easy_init();
-    if (easy == NULL) {
-        probe_add(out, names[3], 0, "out of memory");
-        probe_skip(out, names + 4, 2, "nothing was written");
-        goto out;
-    }
-    sftp_setup_upload(s, easy, &call, &src, temp_path, final_path, &quote);
-    rc = curl_easy_perform(easy);
-    int written = sftp_may_have_written(easy);
-    curl_easy_cleanup(easy);
-    curl_slist_free_all(quote);
-    if (rc != CURLE_OK) {
-        snprintf(what, sizeof(what), "cannot write %s", key);
-        sftp_explain(s, &call, rc, what, msg, sizeof(msg));
-        probe_add(out, names[3], 0, "%s", msg);
-        probe_skip(out, names + 4, 2, "nothing was written");
-        if (written)
-            sftp_run_quote(s, "*rm", temp_path, &call);
-        goto out;
-    }
-    snprintf(what, sizeof(what), "cannot look up %s after writing it", key);
-    int there = sftp_stat(s, final_path, &size, what, &err);
-    if (there != 1 || size != SFTP_PROBE_BYTES) {
-        if (there == 1)
-            snprintf(err.msg, sizeof(err.msg), "%s holds %" PRIu64 " bytes, %u were written",
-                     final_path, size, SFTP_PROBE_BYTES);
-        else if (there == 0)
-            snprintf(err.msg, sizeof(err.msg), "%s is missing after its rename", final_path);
-        probe_add(out, names[3], 0, "%s", err.msg);
-        probe_skip(out, names + 4, 1, "the write failed");
-    } else {
-        probe_add(out, names[3], 1, "wrote %u bytes to %s (temporary file, then rename)",
-                  SFTP_PROBE_BYTES, final_path);
-        /* 5: read it back. */
-        struct sftp_sink sink = {.fd = -1, .expect = payload, .expect_len = SFTP_PROBE_BYTES};
-        char *get_url = sftp_url(&s->t, final_path, 0);
-
-        easy = sftp_blocking_easy(s, &call, get_url);
-        free(get_url);
-        rc = CURLE_OUT_OF_MEMORY;
-        if (easy) {
-            curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, sftp_write_cb);
-            curl_easy_setopt(easy, CURLOPT_WRITEDATA, &sink);
-            rc = curl_easy_perform(easy);
-            curl_easy_cleanup(easy);
-        }
-        if (sink.differs || (rc == CURLE_OK && sink.received != SFTP_PROBE_BYTES)) {
-            probe_add(out, names[4], 0,
-                      "%s read back differs from what was written (%" PRIu64
-                      " bytes matched): the server or the path does not store data faithfully",
-                      final_path, sink.received);
-        } else if (rc != CURLE_OK) {
-            snprintf(what, sizeof(what), "cannot read %s back", key);
-            sftp_explain(s, &call, rc, what, msg, sizeof(msg));
-            probe_add(out, names[4], 0, "%s", msg);
-        } else {
-            probe_add(out, names[4], 1, "read %u bytes back, equal to what was written",
-                      SFTP_PROBE_BYTES);
-            failed = 0;
-        }
-    }
-    /* 6: delete it, and check it is gone. */
-    if (sftp_remove(d, key, &err) < 0) {
-        probe_add(out, names[5], 0, "%s", err.msg);
-        failed = 1;
-    } else if ((there = sftp_stat(s, final_path, &size, "cannot look up the probe", &err)) != 0) {
-        probe_add(out, names[5], 0, "%s",
-                  there < 0 ? err.msg : "the probe object is still there after its removal");
-        failed = 1;
-    } else {
-        probe_add(out, names[5], 1, "removed %s", final_path);
-    }
-    char *probe_dir = sftp_remote_path(s->t.base, SFTP_PROBE_FOLDER);
-    sftp_run_quote(s, "*rmdir", probe_dir, &call);
-    free(probe_dir);
-out:
-    free(payload);
-    free(key);
-    free(temp_key);
-    free(final_path);
-    free(temp_path);
-    return failed ? -1 : 0;
+    conn_put(s, c);
+    free(path);
+    return rc;
 }
 
-/* ---- construction ---- */
+static int sftp_remove(struct dest *d, const char *key, struct cst_err *err)
+{
+    return unlink_key(d, key, 0, err);
+}
+
+static int sftp_remove_dir(struct dest *d, const char *dir, struct cst_err *err)
+{
+    return unlink_key(d, dir, 1, err);
+}
+
+struct sweep {
+    struct sftp *s;
+    struct conn *c;
+    size_t removed;
+};
+
+static int sweep_temp(void *arg, const char *key, uint64_t size)
+{
+    struct sweep *sw = arg;
+    const char *slash = strrchr(key, '/');
+
+    (void)size;
+    if (store_temp_is_stale(slash ? slash + 1 : key)) {
+        char *path = sftp_remote_path(sw->s->t.base, key);
+
+        if (libssh2_sftp_unlink_ex(sw->c->sftp, path, (unsigned)strlen(path)) == 0)
+            sw->removed++;
+        free(path);
+    }
+    return 0;
+}
+
+static int sftp_cleanup(struct dest *d, struct cst_err *err)
+{
+    struct sftp *s = d->impl;
+    struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
+    struct sweep sw = {s, NULL, 0};
+    struct walker wk = {s, NULL, "", 1, sweep_temp, &sw, &e};
+    int rc;
+
+    sw.c = wk.c = conn_get(s, 0, &e);
+    if (wk.c == NULL) {
+        *err = e.err;
+        return -1;
+    }
+    rc = walk(&wk, "");
+    conn_put(s, wk.c);
+    if (rc < 0)
+        *err = e.err;
+    if (sw.removed)
+        log_info("removed %zu temporary files that stopped processes left dest=%s", sw.removed,
+                 d->name);
+    return rc < 0 ? -1 : 0;
+}
+
+/* doctor: a fresh session, so that the host key really is checked now. */
+static int sftp_probe_connect(struct dest *d, struct dest_probe *out)
+{
+    static const char *const names[] = {"reachable", "host key verified", "authenticated"};
+    struct sftp *s = d->impl;
+    struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
+    enum conn_stage stage;
+    int64_t t0 = util_mono_ms();
+    struct conn *c = conn_open(s, &stage, &e);
+
+    if (stage < STAGE_REACHED) {
+        dest_check_add(out, names[0], 0, "%s", e.err.msg);
+        for (int i = 1; i < 3; i++)
+            dest_check_add(out, names[i], 0, "not checked: the server was not reached");
+        return -1;
+    }
+    dest_check_add(out, names[0], 1,
+                   "%s:%ld answered and completed the SSH handshake in %" PRId64 " ms", s->t.host,
+                   s->t.port, util_mono_ms() - t0);
+    if (stage < STAGE_HOSTKEY) {
+        dest_check_add(out, names[1], 0, "%s", e.err.msg);
+        dest_check_add(out, names[2], 0, "not checked: the host key was refused");
+        return -1;
+    }
+    dest_check_add(out, names[1], 1, "the server's key matches %s", s->known_hosts);
+    if (c == NULL) {
+        dest_check_add(out, names[2], 0, "%s", e.err.msg);
+        return -1;
+    }
+    dest_check_add(out, names[2], 1, "as user %s with key %s", s->t.user, s->identity);
+    conn_put(s, c);
+    return 0;
+}
+
+static void sftp_stop(struct dest *d)
+{
+    struct sftp *s = d->impl;
+
+    /* Blocked calls return at once; queued work then finds the destination stopping. */
+    pthread_mutex_lock(&s->lock);
+    s->stopping = 1;
+    for (struct conn *c = s->all; c; c = c->all_next)
+        shutdown(c->fd, SHUT_RDWR);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void sftp_release(struct sftp *s)
+{
+    sftp_target_clear(&s->t);
+    free(s->display);
+    free(s->identity);
+    free(s->identity_pub);
+    free(s->known_hosts);
+    free(s->hostkey_pref);
+    for (size_t i = 0; i < s->n_known_dirs; i++)
+        free(s->known_dirs[i]);
+    free(s->known_dirs);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
 
 static void sftp_free(struct dest *d)
 {
@@ -1492,47 +1494,35 @@ static void sftp_free(struct dest *d)
 
     if (s == NULL)
         return;
-    /* Uploads still in flight: curl_ev_free() has already dropped their transfers. */
-    while (s->batches) {
-        struct sftp_batch *b = s->batches;
+    while (s->idle) {
+        struct conn *c = s->idle;
 
-        s->batches = b->next;
-        if (s->loop)
-            ev_timer_stop(s->loop, &b->soon);
-        for (size_t i = 0; i < b->n; i++) {
-            struct sftp_job *job = &b->jobs[i];
-
-            if (job->src.fd >= 0)
-                close(job->src.fd);
-            EVP_MD_CTX_free(job->src.sha);
-            curl_slist_free_all(job->quote);
-            if (job->easy)
-                curl_easy_cleanup(job->easy);
-            free(job->final_path);
-            free(job->temp_path);
-        }
-        free(b);
+        s->idle = c->next;
+        conn_close(s, c);
     }
-    if (s->share)
-        curl_share_cleanup(s->share);
-    sftp_target_clear(&s->t);
-    free(s->display);
-    free(s->identity);
-    free(s->identity_pub);
-    free(s->known_hosts);
-    free(s);
+    sftp_release(s);
+    d->impl = NULL;
 }
 
-static const struct dest_ops dest_sftp_ops = {
+static const struct store_driver sftp_driver = {
     .type = "sftp",
-    .put_batch = sftp_put_batch,
-    .get = sftp_get,
-    .free = sftp_free,
-    .exists = sftp_exists,
-    .remove = sftp_remove,
+    .features = STORE_FEAT_DURABLE_COMMIT | STORE_FEAT_MARKER,
+    .write = sftp_write,
+    .settle = sftp_settle,
+    .sync_dir = sftp_sync_dir,
+    .read = sftp_read,
+    .stat = sftp_stat,
+    .root = sftp_root,
     .list = sftp_list,
-    .probe = sftp_probe,
+    .remove = sftp_remove,
+    .remove_dir = sftp_remove_dir,
+    .cleanup = sftp_cleanup,
+    .probe_connect = sftp_probe_connect,
+    .stop = sftp_stop,
+    .free = sftp_free,
 };
+
+static const struct dest_ops dest_sftp_ops = STORE_DEST_OPS("sftp");
 
 /* The private key: a readable regular file nobody else may read, as ssh insists. */
 static int check_identity(const char *name, const char *path, struct cst_err *err)
@@ -1564,12 +1554,12 @@ struct dest *dest_sftp_new(const struct dest_sftp_config *c, const struct dest_e
 {
     const char *name = c->name ? c->name : "sftp";
     struct sftp *s;
-    struct dest *d;
 
     s = util_xcalloc(1, sizeof(*s));
+    pthread_mutex_init(&s->lock, NULL);
     if (sftp_parse_url(c->url, &s->t, err) < 0 || s->t.host == NULL) {
         cst_err_wrap(err, "destination %s", name);
-        free(s);
+        sftp_release(s);
         return NULL;
     }
     if (check_identity(name, c->identity, err) < 0)
@@ -1596,40 +1586,28 @@ struct dest *dest_sftp_new(const struct dest_sftp_config *c, const struct dest_e
         free(pub);
     s->display = util_printf(strchr(s->t.host, ':') ? "sftp://%s@[%s]:%ld%s" : "sftp://%s@%s:%ld%s",
                              s->t.user, s->t.host, s->t.port, s->t.base[0] ? s->t.base : "/");
+    pthread_once(&ssh_once, ssh_init);
+    s->hostkey_pref = hostkey_pref(&s->t, s->known_hosts);
     int inflight = c->max_inflight > 0 ? c->max_inflight : SFTP_DEFAULT_INFLIGHT;
-    if (c->bandwidth_kbps > 0) {
-        /* kilobits per second, shared by the uploads that may run at once */
-        s->send_speed = (curl_off_t)c->bandwidth_kbps * 125 / inflight;
-        if (s->send_speed < 1)
-            s->send_speed = 1;
-    }
-    if (env) {
-        s->loop = env->loop;
-        s->curl = env->loop ? env->curl : NULL;
-    }
-    s->share = curl_share_init();
-    if (s->share == NULL ||
-        curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
-        curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK) {
-        cst_err_set(err, "destination %s: libcurl cannot share connections", name);
-        goto fail;
-    }
-    d = util_xcalloc(1, sizeof(*d));
-    d->ops = &dest_sftp_ops;
-    d->name = util_xstrdup(name);
-    d->max_batch = 1;
-    d->max_concurrent = (size_t)inflight;
-    d->impl = s;
+    s->max_idle = inflight;
+    struct store_params p = {
+        .name = name,
+        .where = s->display,
+        .ops = &dest_sftp_ops,
+        .driver = &sftp_driver,
+        .impl = s,
+        /* Batches share their folder fsyncs; two at once keep the sessions busy. */
+        .max_batch = 32,
+        .max_concurrent = 2,
+        .threads = inflight, /* one session each */
+        .readback_full = c->readback_full ? c->readback_full : SFTP_DEFAULT_READBACK,
+        .bandwidth_kbps = c->bandwidth_kbps,
+    };
+    struct dest *d = store_dest_new(&p, env);
+
     s->d = d;
     return d;
 fail:
-    if (s->share)
-        curl_share_cleanup(s->share);
-    sftp_target_clear(&s->t);
-    free(s->display);
-    free(s->identity);
-    free(s->identity_pub);
-    free(s->known_hosts);
-    free(s);
+    sftp_release(s);
     return NULL;
 }

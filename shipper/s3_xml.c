@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/util.h"
 
@@ -265,6 +266,74 @@ int s3_xml_list(const char *xml, size_t len, int (*cb)(void *arg, const char *ke
     if (rc == 0 && page->truncated && page->next_token[0] == '\0')
         return -1;
     return rc;
+}
+
+int s3_xml_uploads(const char *xml, size_t len,
+                   int (*cb)(void *arg, const char *key, const char *upload_id,
+                             const char *initiated),
+                   void *arg, struct s3_uploads_page *page)
+{
+    size_t pos = 0, blen, ilen;
+    const char *body, *inner;
+    char flag[16];
+    int rc = 0;
+
+    memset(page, 0, sizeof(*page));
+    if (xml == NULL || !s3_xml_next(xml, len, &pos, "ListMultipartUploadsResult", &body, &blen))
+        return -1;
+    if (s3_xml_text(body, blen, "IsTruncated", flag, sizeof(flag)) == 0)
+        page->truncated = strcmp(flag, "true") == 0;
+    s3_xml_text(body, blen, "NextKeyMarker", page->next_key, sizeof(page->next_key));
+    s3_xml_text(body, blen, "NextUploadIdMarker", page->next_upload_id,
+                sizeof(page->next_upload_id));
+    pos = 0;
+    while (rc == 0 && s3_xml_next(body, blen, &pos, "Upload", &inner, &ilen)) {
+        char *key = util_xmalloc(ilen + 1), *id = util_xmalloc(ilen + 1), when[64];
+
+        if (s3_xml_text(inner, ilen, "Key", key, ilen + 1) < 0 ||
+            s3_xml_text(inner, ilen, "UploadId", id, ilen + 1) < 0 || id[0] == '\0') {
+            free(key);
+            free(id);
+            return -1;
+        }
+        s3_xml_text(inner, ilen, "Initiated", when, sizeof(when));
+        if (cb(arg, key, id, when) != 0)
+            rc = 1;
+        free(key);
+        free(id);
+    }
+    /* A truncated page must say where to go on, or the listing would silently end. */
+    if (rc == 0 && page->truncated && page->next_key[0] == '\0')
+        return -1;
+    return rc;
+}
+
+int64_t s3_xml_time_ms(const char *iso)
+{
+    struct tm tm;
+    int ms = 0, n = 0;
+    char frac[16] = "";
+
+    memset(&tm, 0, sizeof(tm));
+    if (iso == NULL || sscanf(iso, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
+                              &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6)
+        return -1;
+    if (iso[n] == '.') {
+        size_t k = 0;
+
+        for (n++; iso[n] >= '0' && iso[n] <= '9'; n++)
+            if (k < 3)
+                frac[k++] = iso[n];
+        while (k < 3)
+            frac[k++] = '0';
+        frac[k] = '\0';
+        ms = atoi(frac);
+    }
+    if (iso[n] != 'Z' || iso[n + 1] != '\0' || tm.tm_mon < 1 || tm.tm_mon > 12)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm) * 1000 + ms;
 }
 
 /* Append s to a growing buffer, escaping the characters XML text cannot hold. */

@@ -45,6 +45,22 @@ struct s3_list_page {
 int s3_xml_list(const char *xml, size_t len, int (*cb)(void *arg, const char *key, uint64_t size),
                 void *arg, struct s3_list_page *page);
 
+struct s3_uploads_page {
+    int truncated;
+    char next_key[1024];       /* <NextKeyMarker>, decoded */
+    char next_upload_id[1024]; /* <NextUploadIdMarker>, decoded */
+};
+
+/* A ListMultipartUploads page: cb for each <Upload> Key, UploadId, Initiated.
+ * Returns 0, 1 when cb stopped, -1 when this is no such listing. */
+int s3_xml_uploads(const char *xml, size_t len,
+                   int (*cb)(void *arg, const char *key, const char *upload_id,
+                             const char *initiated),
+                   void *arg, struct s3_uploads_page *page);
+
+/* "2026-11-20T19:00:00.000Z" (S3's timestamps) as Unix milliseconds; -1 if not one. */
+int64_t s3_xml_time_ms(const char *iso);
+
 /* The CompleteMultipartUpload request body for parts 1..n with these ETags (malloc'd). */
 char *s3_xml_complete_body(char *const *etags, size_t n);
 

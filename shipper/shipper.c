@@ -273,9 +273,13 @@ static void seal_run(struct work *w)
     }
     if (crypt_sealer_finish(sealer, &j->info, &err) < 0)
         goto fail;
-    /* Start writing it to disk now, so that the destination's sync later finds it
-     * (mostly) done: the disk works while the next files are sealed. */
-    sync_file_range(spool_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    /* Durable before any catalog row points at it, here on the worker: the sealing threads'
+     * fdatasyncs share journal commits, and the loop never waits for the disk. (Its folder
+     * entry is made durable once per batch, in flush.) */
+    if (fdatasync(spool_fd) < 0) {
+        cst_err_sys(&err, "cannot fdatasync spool file %s", j->spool_path);
+        goto fail;
+    }
     if (close(spool_fd) < 0) {
         spool_fd = -1;
         cst_err_sys(&err, "cannot write spool file %s", j->spool_path);
@@ -552,6 +556,14 @@ static void flush(struct shipper *s)
         if (rc < 0)
             goto fail;
     }
+    /* The spool files this batch created and renamed: their folder entries are durable
+     * before the rows that point at them commit (one fsync for the whole batch). */
+    for (j = list; j; j = j->next)
+        if (j->outcome == SEAL_OK) {
+            if (util_fsync_dir(s->p.spool_dir, &err) < 0)
+                goto fail;
+            break;
+        }
     if (catalog_commit(s->p.catalog, &err) < 0)
         goto fail;
     ok = 1;
@@ -1171,7 +1183,8 @@ static int check_spool_file(void *arg, const char *name)
     return 0;
 }
 
-/* Remove spool files nothing refers to; re-seal objects whose spool file is gone. */
+/* Remove the shipper's spool files nothing refers to; re-seal objects whose spool file is
+ * gone. */
 static int recover_spool(struct shipper *s, struct cst_err *err)
 {
     struct spool_check c = {s, NULL, 0, 0};
@@ -1207,11 +1220,18 @@ static int recover_spool(struct shipper *s, struct cst_err *err)
         if (rc == 0)
             log_warn("%lld spool files were lost; their bytes are found again", (long long)c.lost);
     }
+    /* Only the shipper's own names: "seal.*" (a sealing that never finished; only one
+     * shipping process runs at a time, under the agent lock, so its writer is gone) and
+     * "*.obj" nothing refers to. Other files in the spool folder (a daily run's) are not ours. */
     dir = opendir(s->p.spool_dir);
     while (rc == 0 && dir && (de = readdir(dir)) != NULL) {
+        size_t len = strlen(de->d_name);
         int kept = 0;
 
         if (de->d_name[0] == '.')
+            continue;
+        if (strncmp(de->d_name, "seal.", 5) != 0 &&
+            !(len > 4 && strcmp(de->d_name + len - 4, ".obj") == 0))
             continue;
         for (size_t k = 0; k < c.n_keep && !kept; k++)
             kept = strcmp(c.keep[k], de->d_name) == 0;

@@ -26,6 +26,7 @@ def small_disk(tmp_path):
 
 def test_destination_disk_full_loses_nothing(demo, small_disk, tmp_path):
     dest = small_disk / "custodian"
+    dest.mkdir(mode=0o700)  # the operator makes it: custodian never creates a destination's root
     text = open(demo.conf).read().replace("path = destination", f"path = {dest}")
     open(demo.conf, "w").write(text)
     demo.start_agent()

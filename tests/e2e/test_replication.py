@@ -11,6 +11,9 @@ from conftest import sha256_file, wait_for, write_file
 
 def add_second_local_destination(demo, name="usb"):
     path = os.path.join(demo.root, name)
+    # The operator makes the folder: custodian never creates a destination's root (a missing
+    # one is a disk that is not mounted); it marks the empty folder at first use.
+    os.makedirs(path, mode=0o700)
     with open(demo.conf, "a") as f:
         f.write(f"\n[destination {name}]\ntype = local\nrole = replica\npath = {name}\n")
     return path

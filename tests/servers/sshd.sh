@@ -124,7 +124,21 @@ start() {
 stop() {
     pid=$(cat "$C/run.pid" 2>/dev/null || true)
     if alive "$pid"; then
-        kids=$(descendants "$pid")
+        # Freeze the daemon first, then its sessions until no new one appears: a connection
+        # accepted while they were being collected would otherwise outlive the "outage"
+        # (a killed daemon leaves its sessions running, as sshd does on purpose).
+        kill -STOP "$pid" 2>/dev/null || true
+        kids=""
+        while :; do
+            now=$(descendants "$pid" | sort -n | tr '\n' ' ')
+            [ "$now" = "$kids" ] && break
+            # shellcheck disable=SC2086
+            [ -n "$now" ] && kill -STOP $now 2>/dev/null || true
+            kids=$now
+        done
+        # Stopped processes act on SIGKILL only; their connections are closed by the kernel.
+        # shellcheck disable=SC2086
+        kill -KILL "$pid" $kids 2>/dev/null || true
         # shellcheck disable=SC2086
         stop_pids "$pid" $kids
     fi

@@ -613,6 +613,75 @@ static void test_cred_refused(void **state)
     assert_non_null(strstr(err.msg, "not a regular file"));
 }
 
+/* ---- ListMultipartUploads (as RGW sends it) and S3 timestamps ---- */
+
+struct uploads_seen {
+    char keys[4][64], ids[4][64], when[4][40];
+    int n;
+};
+
+static int seen_upload(void *arg, const char *key, const char *id, const char *initiated)
+{
+    struct uploads_seen *u = arg;
+
+    if (u->n < 4) {
+        snprintf(u->keys[u->n], sizeof(u->keys[0]), "%s", key);
+        snprintf(u->ids[u->n], sizeof(u->ids[0]), "%s", id);
+        snprintf(u->when[u->n], sizeof(u->when[0]), "%s", initiated);
+    }
+    u->n++;
+    return 0;
+}
+
+static void test_xml_uploads(void **state)
+{
+    static const char page[] =
+        XML_DECL "<ListMultipartUploadsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                 "<Bucket>b</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker>"
+                 "<NextKeyMarker>objects/ab/ab2</NextKeyMarker>"
+                 "<NextUploadIdMarker>2~xyz</NextUploadIdMarker><MaxUploads>1000</MaxUploads>"
+                 "<IsTruncated>true</IsTruncated>"
+                 "<Upload><Key>objects/ab/ab1</Key><UploadId>2~abc</UploadId><Initiator><ID>t"
+                 "</ID></Initiator><StorageClass>STANDARD</StorageClass>"
+                 "<Initiated>2026-11-20T19:00:00.123Z</Initiated></Upload>"
+                 "<Upload><Key>objects/ab/a&amp;b</Key><UploadId>2~xyz</UploadId>"
+                 "<Initiated>2026-11-20T19:00:01.000Z</Initiated></Upload>"
+                 "</ListMultipartUploadsResult>";
+    static const char last[] = XML_DECL "<ListMultipartUploadsResult><IsTruncated>false"
+                                        "</IsTruncated></ListMultipartUploadsResult>";
+    struct uploads_seen u;
+    struct s3_uploads_page pg;
+
+    (void)state;
+    memset(&u, 0, sizeof(u));
+    assert_int_equal(s3_xml_uploads(page, sizeof(page) - 1, seen_upload, &u, &pg), 0);
+    assert_int_equal(u.n, 2);
+    assert_string_equal(u.keys[0], "objects/ab/ab1");
+    assert_string_equal(u.ids[0], "2~abc");
+    assert_string_equal(u.when[0], "2026-11-20T19:00:00.123Z");
+    assert_string_equal(u.keys[1], "objects/ab/a&b");
+    assert_true(pg.truncated);
+    assert_string_equal(pg.next_key, "objects/ab/ab2");
+    assert_string_equal(pg.next_upload_id, "2~xyz");
+    memset(&u, 0, sizeof(u));
+    assert_int_equal(s3_xml_uploads(last, sizeof(last) - 1, seen_upload, &u, &pg), 0);
+    assert_int_equal(u.n, 0);
+    assert_false(pg.truncated);
+    /* not a listing; a truncated page that does not say where to go on */
+    assert_int_equal(s3_xml_uploads("<Error/>", 8, seen_upload, &u, &pg), -1);
+    assert_int_equal(s3_xml_uploads("<ListMultipartUploadsResult><IsTruncated>true</IsTruncated>"
+                                    "</ListMultipartUploadsResult>",
+                                    88, seen_upload, &u, &pg),
+                     -1);
+
+    assert_int_equal(s3_xml_time_ms("2026-11-20T19:00:00.123Z"), 1795201200123LL);
+    assert_int_equal(s3_xml_time_ms("2026-11-20T19:00:00Z"), 1795201200000LL);
+    assert_int_equal(s3_xml_time_ms("2026-11-20T19:00:00.5Z"), 1795201200500LL);
+    assert_int_equal(s3_xml_time_ms("2026-11-20 19:00:00Z"), -1);
+    assert_int_equal(s3_xml_time_ms("2026-11-20T19:00:00+01:00"), -1);
+    assert_int_equal(s3_xml_time_ms(""), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -626,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_xml_list_malformed),
         cmocka_unit_test(test_xml_multipart),
         cmocka_unit_test(test_xml_complete_body),
+        cmocka_unit_test(test_xml_uploads),
         cmocka_unit_test(test_endpoint_parse),
         cmocka_unit_test(test_uri_encode),
         cmocka_unit_test(test_query),

@@ -1,10 +1,15 @@
 /*
  * test_sftp.c - the pure logic of shipper/dest_sftp.c, without a server:
- * url parsing, remote paths and temporary names, URL escaping, quote-command
- * quoting, OpenSSH long-listing lines, what each libcurl error means (kind
- * and message), and what dest_sftp_new refuses (no known_hosts, a private
- * key readable by others, bad urls). Transfers are tested against a real
- * sshd by the end-to-end tests.
+ * url parsing, remote keys and paths, the host key algorithms offered
+ * first (from known_hosts), what each SFTP status or session failure means
+ * (kind and message), what a host key check's answer means, and what
+ * dest_sftp_new refuses (no known_hosts, a private key readable by others,
+ * bad urls). Transfers are tested against a real sshd by the end-to-end
+ * tests.
+ *
+ * (The backend used libcurl until it needed fsync@openssh.com; the tests of
+ * libcurl's URL escaping, quote commands and long-listing parser went with
+ * that code. Temporary names are store.c's now: tests/unit/test_store.c.)
  *
  * The file under test is included so that its static functions can be
  * called; its one public symbol is renamed so that it does not clash with
@@ -128,180 +133,42 @@ static void test_remote_and_temp_paths(void **state)
     p = sftp_remote_path("", "");
     assert_string_equal(p, "/");
     free(p);
-
-    p = sftp_temp_key("objects/ab/abcd", 4242, 7);
-    assert_string_equal(p, "objects/ab/.tmp.abcd.4242.7");
-    free(p);
-    p = sftp_temp_key("probe", 1, 2);
-    assert_string_equal(p, ".tmp.probe.1.2");
-    free(p);
 }
 
-static void test_url_building(void **state)
+/* ---- host key algorithms: what known_hosts holds for the host first ---- */
+
+static void test_hostkey_pref(void **state)
 {
-    struct sftp_target t = {.user = "u", .host = "127.0.0.1", .port = 2322, .base = ""};
-    char *u;
+    char path[] = "/tmp/test_sftp_kh.XXXXXX";
+    int fd = mkstemp(path);
+    struct sftp_target t = {.user = "u", .host = "127.0.0.1", .port = 2222, .base = ""};
+    char *pref;
+    FILE *f;
 
     (void)state;
-    u = sftp_url(&t, "/srv/my backups/q\"uote/100%/objects/ab/.tmp.x.1.2", 0);
-    assert_string_equal(u, "sftp://127.0.0.1:2322/srv/my%20backups/q%22uote/100%25/objects/ab/"
-                           ".tmp.x.1.2");
-    free(u);
-    u = sftp_url(&t, "/srv/c", 1);
-    assert_string_equal(u, "sftp://127.0.0.1:2322/srv/c/");
-    free(u);
-    u = sftp_url(&t, "/", 1);
-    assert_string_equal(u, "sftp://127.0.0.1:2322/");
-    free(u);
-    u = sftp_url(&t, "/a#b?c/é", 0);
-    assert_string_equal(u, "sftp://127.0.0.1:2322/a%23b%3Fc/%C3%A9");
-    free(u);
-    t.host = "::1";
-    u = sftp_url(&t, "/x", 0);
-    assert_string_equal(u, "sftp://[::1]:2322/x");
-    free(u);
-}
-
-static void test_quote_path(void **state)
-{
-    char *q;
-
-    (void)state;
-    q = sftp_quote_path("/srv/my backups/a\"b\\c");
-    assert_string_equal(q, "\"/srv/my backups/a\\\"b\\\\c\"");
-    free(q);
-    q = sftp_quote_path("/plain");
-    assert_string_equal(q, "\"/plain\"");
-    free(q);
-}
-
-/* ---- listings ---- */
-
-static void test_long_entry(void **state)
-{
-    const char *name;
-    char type;
-    uint64_t size;
-
-    (void)state;
-    assert_int_equal(
-        sftp_parse_long_entry("-rw-------    1 root     root        65536 Nov 25 16:26 "
-                              "a000000000000000000000000000000000000000000000000004",
-                              &type, &size, &name),
-        0);
-    assert_int_equal(type, '-');
-    assert_int_equal(size, 65536);
-    assert_string_equal(name, "a000000000000000000000000000000000000000000000000004");
-
-    /* older than six months: the year instead of the time; a day below 10 is padded */
-    assert_int_equal(
-        sftp_parse_long_entry("drwx------    2 backup   backup       4096 Jan  5  2024 "
-                              "ab",
-                              &type, &size, &name),
-        0);
-    assert_int_equal(type, 'd');
-    assert_string_equal(name, "ab");
-
-    /* names keep their spaces, even leading ones */
-    assert_int_equal(
-        sftp_parse_long_entry("-rw-r--r--    1 1000     1000   123456789012 Dec 31 23:59 "
-                              " my file  .txt",
-                              &type, &size, &name),
-        0);
-    assert_int_equal(size, 123456789012ULL);
-    assert_string_equal(name, " my file  .txt");
-
-    assert_int_equal(sftp_parse_long_entry("lrwxrwxrwx    1 root     root           4 Nov 25 16:26 "
-                                           "l -> /etc",
-                                           &type, &size, &name),
-                     0);
-    assert_int_equal(type, 'l');
-
-    assert_int_equal(sftp_parse_long_entry("", &type, &size, &name), -1);
-    assert_int_equal(sftp_parse_long_entry("just-a-name", &type, &size, &name), -1);
-    assert_int_equal(
-        sftp_parse_long_entry("-rw------- 1 root root big Nov 25 16:26 x", &type, &size, &name),
-        -1);
-    assert_int_equal(
-        sftp_parse_long_entry("-rw------- 1 root root 12 Nov 25 16:26", &type, &size, &name), -1);
-}
-
-struct collected {
-    char keys[8][128];
-    uint64_t sizes[8];
-    int n;
-};
-
-static int collect(void *arg, const char *key, uint64_t size)
-{
-    struct collected *c = arg;
-
-    if (c->n < 8) {
-        snprintf(c->keys[c->n], sizeof(c->keys[0]), "%s", key);
-        c->sizes[c->n] = size;
-    }
-    c->n++;
-    return 0;
-}
-
-static void test_lister(void **state)
-{
-    static const char listing[] =
-        "drwx------    5 root     root         4096 Nov 25 16:26 .\n"
-        "drwx------    3 root     root         4096 Nov 25 16:26 ..\n"
-        "-rw-------    1 root     root          100 Nov 25 16:26 abc1\n"
-        "-rw-------    1 root     root            0 Nov 25 16:26 .tmp.abc2.77.1\n"
-        "drwx------    2 root     root         4096 Nov 25 16:26 ab\n"
-        "drwx------    2 root     root         4096 Nov 25 16:26 cd\n"
-        "-rw-------    1 root     root          200 Nov 25 16:26 abc3\r\n"
-        "lrwxrwxrwx    1 root     root            4 Nov 25 16:26 abl -> abc1\n"
-        "garbage\n"
-        "-rw-------    1 root     root          300 Nov 25 16:26 zzz\n";
-    struct sftp_pending_dir *stack = NULL;
-    struct collected c = {0};
-    struct sftp_lister l = {
-        .dir_key = "objects/", .filter = "ab", .cb = collect, .arg = &c, .stack = &stack};
-
-    (void)state;
-    /* fed in awkward pieces, as curl may */
-    for (size_t i = 0; i < sizeof(listing) - 1; i += 7) {
-        size_t n = sizeof(listing) - 1 - i < 7 ? sizeof(listing) - 1 - i : 7;
-
-        assert_int_equal(sftp_list_cb((char *)listing + i, 1, n, &l), n);
-    }
-    assert_int_equal(c.n, 2);
-    assert_string_equal(c.keys[0], "objects/abc1");
-    assert_int_equal(c.sizes[0], 100);
-    assert_string_equal(c.keys[1], "objects/abc3");
-    assert_int_equal(c.sizes[1], 200);
-    assert_non_null(stack);
-    assert_string_equal(stack->key, "objects/ab/");
-    assert_null(stack->next);
-    free(stack->key);
-    free(stack);
-}
-
-static int stop_at_first(void *arg, const char *key, uint64_t size)
-{
-    (void)key;
-    (void)size;
-    (*(int *)arg)++;
-    return 1;
-}
-
-static void test_lister_stops(void **state)
-{
-    static const char listing[] = "-rw-------    1 root     root          100 Nov 25 16:26 a\n"
-                                  "-rw-------    1 root     root          100 Nov 25 16:26 b\n";
-    struct sftp_pending_dir *stack = NULL;
-    int calls = 0;
-    struct sftp_lister l = {
-        .dir_key = "", .filter = "", .cb = stop_at_first, .arg = &calls, .stack = &stack};
-
-    (void)state;
-    assert_int_equal(sftp_list_cb((char *)listing, 1, sizeof(listing) - 1, &l), 0);
-    assert_int_equal(calls, 1);
-    assert_true(l.stopped);
+    assert_true(fd >= 0);
+    f = fdopen(fd, "w");
+    /* an ECDSA key for this host and port, an ed25519 one for another port */
+    fputs("[127.0.0.1]:2222 ecdsa-sha2-nistp256 "
+          "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBCbCRYiVtZv5S/0bTEhXB6mAv3/p3O+L"
+          "uHbQgiA+9ScLECupn4u4yev8XjPtaIAQybXSNAKaK8AL5ZO6nxGZ/uU=\n"
+          "[127.0.0.1]:2323 ssh-ed25519 "
+          "AAAAC3NzaC1lZDI1NTE5AAAAIBN30IqvVJuxP8fRyVwq6LSFRuBj1vlXlud/TRWYt9b3\n",
+          f);
+    fclose(f);
+    pref = hostkey_pref(&t, path);
+    assert_true(strncmp(pref, "ecdsa-sha2-nistp256,", 20) == 0);
+    assert_non_null(strstr(pref, "ssh-ed25519"));
+    free(pref);
+    t.port = 2323;
+    pref = hostkey_pref(&t, path);
+    assert_true(strncmp(pref, "ssh-ed25519,", 12) == 0);
+    free(pref);
+    t.port = 22;
+    pref = hostkey_pref(&t, path); /* nothing known: the default order */
+    assert_true(strncmp(pref, "ssh-ed25519,", 12) == 0);
+    free(pref);
+    unlink(path);
 }
 
 /* ---- what errors mean ---- */
@@ -315,69 +182,58 @@ static struct sftp explain_sftp = {
     .known_hosts = "/etc/custodian/known_hosts",
 };
 
-static enum dest_error explain(CURLcode rc, const char *errbuf, int seen, enum curl_khmatch m,
-                               char *msg, size_t len)
+static enum dest_error explain(long fx, int code, const char *msg, char *out, size_t len)
 {
-    struct sftp_call call = {.hostkey_seen = seen, .hostkey_match = m};
+    struct store_err e = {DEST_OK, {{0}}};
 
-    snprintf(call.errbuf, sizeof(call.errbuf), "%s", errbuf);
-    return sftp_explain(&explain_sftp, &call, rc, "cannot upload objects/ab/abcd", msg, len);
+    sftp_explain(&explain_sftp, fx, code, msg, "cannot upload objects/ab/abcd", &e);
+    snprintf(out, len, "%s", e.err.msg);
+    return e.kind;
 }
 
 static void test_explain(void **state)
 {
     char msg[CST_ERR_SIZE];
+    struct store_err e = {DEST_OK, {{0}}};
 
     (void)state;
-    assert_int_equal(
-        explain(CURLE_PEER_FAILED_VERIFICATION, "", 1, CURLKHMATCH_MISSING, msg, sizeof(msg)),
-        DEST_ERR_CONFIG);
+    assert_int_equal(hostkey_verdict(&explain_sftp, LIBSSH2_KNOWNHOST_CHECK_MATCH, &e), 0);
+    assert_int_equal(hostkey_verdict(&explain_sftp, LIBSSH2_KNOWNHOST_CHECK_NOTFOUND, &e), -1);
+    assert_int_equal(e.kind, DEST_ERR_CONFIG);
+    assert_non_null(strstr(e.err.msg, "destination offsite (sftp://backup@127.0.0.1:2222/srv/c): "
+                                      "host key of 127.0.0.1:2222 is not in "
+                                      "/etc/custodian/known_hosts (unknown or changed): refusing "
+                                      "to connect"));
+    assert_non_null(strstr(e.err.msg, "ssh-keyscan -p 2222 127.0.0.1"));
+    assert_int_equal(hostkey_verdict(&explain_sftp, LIBSSH2_KNOWNHOST_CHECK_MISMATCH, &e), -1);
+    assert_int_equal(e.kind, DEST_ERR_CONFIG);
+    assert_non_null(strstr(e.err.msg, "(changed: the file holds another key"));
+    assert_int_equal(hostkey_verdict(&explain_sftp, LIBSSH2_KNOWNHOST_CHECK_FAILURE, &e), -1);
+    assert_int_equal(e.kind, DEST_ERR_CONFIG);
+
+    assert_int_equal(explain(LIBSSH2_FX_PERMISSION_DENIED, 0, NULL, msg, sizeof(msg)),
+                     DEST_ERR_CONFIG);
     assert_non_null(strstr(msg, "destination offsite (sftp://backup@127.0.0.1:2222/srv/c): cannot "
-                                "upload objects/ab/abcd: host key of 127.0.0.1:2222 is not in "
-                                "/etc/custodian/known_hosts (unknown or changed): refusing to "
-                                "connect"));
-    assert_int_equal(
-        explain(CURLE_PEER_FAILED_VERIFICATION, "", 1, CURLKHMATCH_MISMATCH, msg, sizeof(msg)),
-        DEST_ERR_CONFIG);
-    assert_non_null(strstr(msg, "host key of 127.0.0.1:2222 is not in /etc/custodian/known_hosts "
-                                "(changed"));
-    assert_non_null(strstr(msg, "refusing to connect"));
-    assert_int_equal(
-        explain(CURLE_PEER_FAILED_VERIFICATION, "x", 0, CURLKHMATCH_OK, msg, sizeof(msg)),
-        DEST_ERR_CONFIG);
-    assert_int_equal(
-        explain(CURLE_LOGIN_DENIED, "Authentication failure", 1, CURLKHMATCH_OK, msg, sizeof(msg)),
-        DEST_ERR_CONFIG);
-    assert_non_null(strstr(msg, "user backup was refused with the key /etc/custodian/id_ed25519"));
-    assert_non_null(strstr(msg, "authorized_keys"));
-    assert_int_equal(explain(CURLE_REMOTE_ACCESS_DENIED, "Upload failed: Permission denied", 1,
-                             CURLKHMATCH_OK, msg, sizeof(msg)),
-                     DEST_ERR_CONFIG);
-    assert_non_null(strstr(msg, "permission denied"));
+                                "upload objects/ab/abcd: permission denied: let user backup"));
     assert_non_null(strstr(msg, "/srv/c"));
-    assert_int_equal(explain(CURLE_REMOTE_DISK_FULL, "", 1, CURLKHMATCH_OK, msg, sizeof(msg)),
+    assert_int_equal(explain(LIBSSH2_FX_NO_SPACE_ON_FILESYSTEM, 0, NULL, msg, sizeof(msg)),
                      DEST_ERR_CONFIG);
-    assert_int_equal(explain(CURLE_QUOTE_ERROR, "rename command failed: Permission denied", 1,
-                             CURLKHMATCH_OK, msg, sizeof(msg)),
+    assert_non_null(strstr(msg, "free space on 127.0.0.1"));
+    assert_int_equal(explain(LIBSSH2_FX_QUOTA_EXCEEDED, 0, NULL, msg, sizeof(msg)),
                      DEST_ERR_CONFIG);
-    assert_int_equal(explain(CURLE_QUOTE_ERROR, "rename command failed: Failure", 1, CURLKHMATCH_OK,
-                             msg, sizeof(msg)),
+    assert_int_equal(explain(LIBSSH2_FX_OP_UNSUPPORTED, 0, NULL, msg, sizeof(msg)),
+                     DEST_ERR_CONFIG);
+    assert_non_null(strstr(msg, "fsync@openssh.com"));
+    assert_int_equal(explain(LIBSSH2_FX_FAILURE, 0, NULL, msg, sizeof(msg)), DEST_ERR_TRANSIENT);
+    assert_non_null(strstr(msg, "will retry"));
+    assert_int_equal(explain(LIBSSH2_FX_NO_SUCH_FILE, 0, NULL, msg, sizeof(msg)),
                      DEST_ERR_TRANSIENT);
     assert_int_equal(
-        explain(CURLE_COULDNT_CONNECT, "Failed to connect", 0, CURLKHMATCH_OK, msg, sizeof(msg)),
+        explain(-1, LIBSSH2_ERROR_SOCKET_RECV, "Failed getting banner", msg, sizeof(msg)),
         DEST_ERR_TRANSIENT);
-    assert_non_null(strstr(msg, "127.0.0.1:2222"));
-    assert_int_equal(explain(CURLE_COULDNT_RESOLVE_HOST, "", 0, CURLKHMATCH_OK, msg, sizeof(msg)),
+    assert_non_null(strstr(msg, "closed it (Failed getting banner, libssh2 error -43)"));
+    assert_int_equal(explain(-1, LIBSSH2_ERROR_TIMEOUT, NULL, msg, sizeof(msg)),
                      DEST_ERR_TRANSIENT);
-    assert_int_equal(explain(CURLE_OPERATION_TIMEDOUT, "", 0, CURLKHMATCH_OK, msg, sizeof(msg)),
-                     DEST_ERR_TRANSIENT);
-    assert_int_equal(explain(CURLE_SSH, "", 1, CURLKHMATCH_OK, msg, sizeof(msg)),
-                     DEST_ERR_TRANSIENT);
-    assert_non_null(strstr(msg, "closed"));
-    assert_int_equal(explain(CURLE_SEND_ERROR, "", 1, CURLKHMATCH_OK, msg, sizeof(msg)),
-                     DEST_ERR_TRANSIENT);
-    assert_int_equal(explain(CURLE_UNSUPPORTED_PROTOCOL, "", 0, CURLKHMATCH_OK, msg, sizeof(msg)),
-                     DEST_ERR_CONFIG);
 }
 
 /* ---- dest_sftp_new ---- */
@@ -407,7 +263,6 @@ static int files_setup(void **state)
     fp = fopen(f->kh, "w");
     fputs("[127.0.0.1]:2222 ssh-ed25519 AAAA\n", fp);
     fclose(fp);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     *state = f;
     return 0;
 }
@@ -421,7 +276,6 @@ static int files_teardown(void **state)
     unlink(f->kh);
     rmdir(f->dir);
     free(f);
-    curl_global_cleanup();
     return 0;
 }
 
@@ -450,15 +304,17 @@ static void test_new_ok(void **state)
     s = d->impl;
     assert_string_equal(d->ops->type, "sftp");
     assert_string_equal(d->name, "offsite");
-    assert_int_equal(d->max_batch, 1);
-    assert_int_equal(d->max_concurrent, 4);
-    assert_non_null(d->ops->put_batch);
+    assert_int_equal(d->max_batch, 32);
+    assert_int_equal(d->max_concurrent, 2);
+    assert_int_equal(s->max_idle, 4); /* one session per destination thread */
+    assert_true(d->ops->put_batch == store_put_batch);
     assert_non_null(d->ops->get);
     assert_non_null(d->ops->exists);
     assert_non_null(d->ops->remove);
     assert_non_null(d->ops->list);
     assert_non_null(d->ops->probe);
-    assert_int_equal(s->send_speed, 8000 * 125 / 4); /* kilobits/s over the uploads at once */
+    assert_true(d->driver->features & STORE_FEAT_MARKER);
+    assert_false(d->driver->features & STORE_FEAT_SERVER_CHECKS_HASH);
     assert_null(s->identity_pub);
     assert_string_equal(s->display, "sftp://backup@127.0.0.1:2222/srv/c");
     dest_free(d);
@@ -527,11 +383,7 @@ int main(void)
         cmocka_unit_test(test_url_errors),
         cmocka_unit_test(test_key_valid),
         cmocka_unit_test(test_remote_and_temp_paths),
-        cmocka_unit_test(test_url_building),
-        cmocka_unit_test(test_quote_path),
-        cmocka_unit_test(test_long_entry),
-        cmocka_unit_test(test_lister),
-        cmocka_unit_test(test_lister_stops),
+        cmocka_unit_test(test_hostkey_pref),
         cmocka_unit_test(test_explain),
         cmocka_unit_test_setup_teardown(test_new_ok, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_new_refusals, files_setup, files_teardown),

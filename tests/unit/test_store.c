@@ -1,0 +1,443 @@
+/*
+ * test_store.c - the storage core (shipper/store.c) through the local
+ * backend, on a temporary folder, without an event loop (every phase runs
+ * in the caller): temporary names and whose they are, the destination
+ * marker rules, the source check, an object already at its final name
+ * (kept when it verifies, replaced when damaged), a copy that does not
+ * verify, and that nothing temporary is left behind.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "shipper/dest.h"
+#include "shipper/store.h"
+
+struct fx {
+    char dir[64];
+    char root[128], spool[128];
+};
+
+static int fx_setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+
+    snprintf(f->dir, sizeof(f->dir), "/tmp/test_store.XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    snprintf(f->root, sizeof(f->root), "%s/nas", f->dir);
+    snprintf(f->spool, sizeof(f->spool), "%s/spool.obj", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int fx_teardown(void **state)
+{
+    struct fx *f = *state;
+    char cmd[160];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    if (system(cmd) != 0)
+        return -1;
+    free(f);
+    return 0;
+}
+
+static void write_bytes(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    close(fd);
+}
+
+static size_t read_bytes(const char *path, void *buf, size_t len)
+{
+    int fd = open(path, O_RDONLY);
+    ssize_t n;
+
+    if (fd < 0)
+        return 0;
+    n = read(fd, buf, len);
+    close(fd);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+/* Files under dir whose name starts with ".tmp.", recursively. */
+static int count_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int n = 0;
+
+    if (d == NULL)
+        return 0;
+    while ((de = readdir(d)) != NULL) {
+        char *p;
+
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        p = util_join(dir, de->d_name);
+        if (strncmp(de->d_name, STORE_TEMP_PREFIX, strlen(STORE_TEMP_PREFIX)) == 0)
+            n++;
+        else if (de->d_type == DT_DIR)
+            n += count_temps(p);
+        free(p);
+    }
+    closedir(d);
+    return n;
+}
+
+static struct dest *open_local(const struct fx *f, const char *name)
+{
+    struct cst_err err;
+    struct dest_local_config c = {.name = name, .path = f->root, .max_inflight = 2};
+    struct dest *d = dest_local_new(&c, NULL, &err);
+
+    assert_non_null(d);
+    dest_set_install(d, "00112233445566778899aabbccddeeff");
+    return d;
+}
+
+static void usage(struct dest *d, int in_use, const char *key, int may_mark)
+{
+    struct dest_usage u = {in_use, key, may_mark};
+
+    dest_set_usage(d, &u);
+}
+
+struct result {
+    int called;
+};
+
+static void done(void *arg, struct dest_put *puts, size_t n)
+{
+    (void)puts;
+    (void)n;
+    ((struct result *)arg)->called++;
+}
+
+/* Put the spool file (content given) under key; returns the put's outcome. */
+static struct dest_put put_one(struct dest *d, const struct fx *f, const char *key,
+                               const void *sealed, size_t len, const void *spool_now)
+{
+    struct dest_put p;
+    struct result r = {0};
+    unsigned int mdlen = 32;
+
+    memset(&p, 0, sizeof(p));
+    write_bytes(f->spool, spool_now ? spool_now : sealed, len);
+    p.spool_path = f->spool;
+    p.remote_key = key;
+    p.stored_size = len;
+    EVP_Digest(sealed, len, p.stored_sha256, &mdlen, EVP_sha256(), NULL);
+    d->ops->put_batch(d, &p, 1, done, &r);
+    assert_int_equal(r.called, 1); /* without a loop, done() before put_batch returns */
+    return p;
+}
+
+/* ---- temporary names ---- */
+
+static void test_temp_names(void **state)
+{
+    char *t = store_temp_name("abcd"), owner[64], name[128];
+    pid_t child;
+    int status;
+
+    (void)state;
+    snprintf(owner, sizeof(owner), "%s", store_owner());
+    assert_non_null(strchr(owner, '-'));
+    assert_true(strncmp(t, ".tmp.", 5) == 0);
+    assert_true(strncmp(t + 5, owner, strlen(owner)) == 0);
+    assert_string_equal(t + strlen(t) - 5, ".abcd");
+    assert_int_equal(store_temp_is_stale(t), 0); /* ours, and we run */
+    assert_int_equal(store_owner_alive(owner), 1);
+    free(t);
+
+    /* a process that has exited: its names are stale */
+    child = fork();
+    if (child == 0) {
+        char *ct = store_temp_name("x");
+        int fd = open("/tmp/test_store_child_name", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+        (void)!write(fd, ct, strlen(ct));
+        close(fd);
+        _exit(0);
+    }
+    assert_true(child > 0);
+    waitpid(child, &status, 0);
+    memset(name, 0, sizeof(name));
+    assert_true(read_bytes("/tmp/test_store_child_name", name, sizeof(name) - 1) > 0);
+    unlink("/tmp/test_store_child_name");
+    assert_int_equal(store_temp_is_stale(name), 1);
+    /* the same pid with another start time is another process */
+    snprintf(name, sizeof(name), ".tmp.%d-1.1.abcd", (int)getpid());
+    assert_int_equal(store_temp_is_stale(name), 1);
+
+    /* names older versions used, owned by a pid alone */
+    snprintf(name, sizeof(name), "abcd.tmp.%d.3", (int)getpid());
+    assert_int_equal(store_temp_is_stale(name), 0);
+    snprintf(name, sizeof(name), ".tmp.abcd.%d.3", (int)child);
+    assert_int_equal(store_temp_is_stale(name), 1);
+    assert_int_equal(store_temp_is_stale("abcd"), 0);
+    assert_int_equal(store_temp_is_stale("custodian-destination.txt"), 0);
+    assert_int_equal(store_temp_is_stale(".tmp.garbage"), 0);
+
+    t = store_key_dir("objects/ab/abcd");
+    assert_string_equal(t, "objects/ab");
+    free(t);
+    t = store_key_dir("top");
+    assert_string_equal(t, "");
+    free(t);
+}
+
+/* ---- the marker ---- */
+
+static void test_missing_root_is_not_created(void **state)
+{
+    struct fx *f = *state;
+    struct dest *d = open_local(f, "nas");
+    struct dest_put p;
+    struct stat sb;
+
+    usage(d, 0, NULL, 1);
+    p = put_one(d, f, "objects/ab/ab01", "sealed", 6, NULL);
+    assert_false(p.ok);
+    assert_int_equal(p.kind, DEST_ERR_TRANSIENT);
+    assert_non_null(strstr(p.error, "does not exist (not mounted?)"));
+    assert_int_equal(stat(f->root, &sb), -1); /* nothing created */
+    dest_free(d);
+}
+
+static void test_first_use_marks_an_empty_folder(void **state)
+{
+    struct fx *f = *state;
+    struct dest *d;
+    struct dest_put p;
+    char path[256], buf[512] = {0};
+
+    mkdir(f->root, 0700);
+    snprintf(path, sizeof(path), "%s/lost+found", f->root);
+    mkdir(path, 0700); /* a freshly formatted disk is empty */
+    d = open_local(f, "nas");
+    /* a process without the catalog's word (doctor, a daily run) never marks */
+    p = put_one(d, f, "objects/ab/ab01", "sealed", 6, NULL);
+    assert_false(p.ok);
+    assert_non_null(strstr(p.error, "not marked"));
+    usage(d, 0, NULL, 1);
+    p = put_one(d, f, "objects/ab/ab01", "sealed", 6, NULL);
+    assert_true(p.ok);
+    snprintf(path, sizeof(path), "%s/" STORE_MARKER_KEY, f->root);
+    assert_true(read_bytes(path, buf, sizeof(buf) - 1) > 0);
+    assert_non_null(strstr(buf, "\ninstall 00112233445566778899aabbccddeeff\n"));
+    assert_non_null(strstr(buf, "\ndestination nas\n"));
+    snprintf(path, sizeof(path), "%s/objects/ab/ab01", f->root);
+    memset(buf, 0, sizeof(buf));
+    assert_int_equal(read_bytes(path, buf, sizeof(buf)), 6);
+    assert_string_equal(buf, "sealed");
+    assert_int_equal(count_temps(f->root), 0);
+    dest_free(d);
+
+    /* marked: any process may write now, whatever it knows */
+    d = open_local(f, "nas");
+    p = put_one(d, f, "objects/cd/cd01", "second", 6, NULL);
+    assert_true(p.ok);
+    dest_free(d);
+
+    /* the same folder as another destination, or another install's: refused */
+    d = open_local(f, "offsite");
+    p = put_one(d, f, "objects/cd/cd02", "third!", 6, NULL);
+    assert_false(p.ok);
+    assert_int_equal(p.kind, DEST_ERR_CONFIG);
+    assert_non_null(strstr(p.error, "marked as destination 'nas'"));
+    dest_free(d);
+    d = open_local(f, "nas");
+    dest_set_install(d, "ffffffffffffffffffffffffffffffff");
+    p = put_one(d, f, "objects/cd/cd02", "third!", 6, NULL);
+    assert_false(p.ok);
+    assert_non_null(strstr(p.error, "another install"));
+    dest_free(d);
+}
+
+static void test_unmarked_folder_with_copies_waits(void **state)
+{
+    struct fx *f = *state;
+    struct dest *d;
+    struct dest_put p;
+    char path[256];
+    struct stat sb;
+
+    /* the mount point of an unmounted NAS: there, empty, but copies were recorded on it */
+    mkdir(f->root, 0700);
+    d = open_local(f, "nas");
+    usage(d, 1, "objects/ab/ab01", 1);
+    p = put_one(d, f, "objects/ab/ab02", "sealed", 6, NULL);
+    assert_false(p.ok);
+    assert_int_equal(p.kind, DEST_ERR_TRANSIENT);
+    assert_non_null(strstr(p.error, "carries no custodian marker"));
+    snprintf(path, sizeof(path), "%s/objects", f->root);
+    assert_int_equal(stat(path, &sb), -1); /* nothing written */
+
+    /* a folder an older version used (it holds a recorded copy, no marker): marked */
+    snprintf(path, sizeof(path), "%s/objects", f->root);
+    mkdir(path, 0700);
+    snprintf(path, sizeof(path), "%s/objects/ab", f->root);
+    mkdir(path, 0700);
+    snprintf(path, sizeof(path), "%s/objects/ab/ab01", f->root);
+    write_bytes(path, "old", 3);
+    p = put_one(d, f, "objects/ab/ab02", "sealed", 6, NULL);
+    assert_true(p.ok);
+    dest_free(d);
+
+    /* not empty, no marker, nothing recorded: somebody else's folder */
+    snprintf(path, sizeof(path), "%s/" STORE_MARKER_KEY, f->root);
+    unlink(path);
+    d = open_local(f, "nas");
+    usage(d, 0, NULL, 1);
+    p = put_one(d, f, "objects/ab/ab03", "sealed", 6, NULL);
+    assert_false(p.ok);
+    assert_int_equal(p.kind, DEST_ERR_CONFIG);
+    assert_non_null(strstr(p.error, "is not empty and carries no custodian marker"));
+    dest_free(d);
+}
+
+/* ---- the sequence ---- */
+
+static struct dest *ready(struct fx *f)
+{
+    struct dest *d;
+
+    mkdir(f->root, 0700);
+    d = open_local(f, "nas");
+    usage(d, 0, NULL, 1);
+    return d;
+}
+
+static void test_changed_spool_is_a_source_error(void **state)
+{
+    struct fx *f = *state;
+    struct dest *d = ready(f);
+    struct dest_put p;
+    char path[256];
+    struct stat sb;
+
+    /* Another destination holds the spool's inode, so this one copies (and hashes) it. */
+    assert_true(put_one(d, f, "objects/00/0000", "sealed", 6, NULL).ok);
+    snprintf(path, sizeof(path), "%s/other", f->dir);
+    link(f->spool, path);
+    p = put_one(d, f, "objects/ab/ab01", "sealed", 6, "SEALED");
+    unlink(path);
+    assert_false(p.ok);
+    assert_int_equal(p.kind, DEST_ERR_SOURCE);
+    snprintf(path, sizeof(path), "%s/objects/ab/ab01", f->root);
+    assert_int_equal(stat(path, &sb), -1);
+    assert_int_equal(count_temps(f->root), 0);
+    p = put_one(d, f, "objects/ab/ab01", "sealed", 6, NULL);
+    assert_true(p.ok);
+    dest_free(d);
+}
+
+static void test_existing_object(void **state)
+{
+    struct fx *f = *state;
+    struct dest *d = ready(f);
+    struct dest_put p;
+    char path[256], buf[16] = {0};
+    struct stat before, after;
+
+    assert_true(put_one(d, f, "objects/ab/ab01", "sealed", 6, NULL).ok);
+    snprintf(path, sizeof(path), "%s/objects/ab/ab01", f->root);
+    /* the same object again: the copy there verifies and stays (same inode) */
+    stat(path, &before);
+    p = put_one(d, f, "objects/ab/ab01", "sealed", 6, NULL);
+    assert_true(p.ok);
+    stat(path, &after);
+    assert_int_equal(before.st_ino, after.st_ino);
+    /* damaged (same size, other bytes): found by read-back and replaced */
+    unlink(path);
+    write_bytes(path, "xxxxxx", 6);
+    p = put_one(d, f, "objects/ab/ab01", "sealed", 6, NULL);
+    assert_true(p.ok);
+    assert_int_equal(read_bytes(path, buf, sizeof(buf)), 6);
+    assert_string_equal(buf, "sealed");
+    /* truncated: replaced too */
+    unlink(path);
+    write_bytes(path, "sea", 3);
+    p = put_one(d, f, "objects/ab/ab01", "sealed", 6, NULL);
+    assert_true(p.ok);
+    memset(buf, 0, sizeof(buf));
+    assert_int_equal(read_bytes(path, buf, sizeof(buf)), 6);
+    assert_int_equal(count_temps(f->root), 0);
+    dest_free(d);
+}
+
+static void test_spool_hard_linked_and_verified(void **state)
+{
+    struct fx *f = *state;
+    struct dest *d = ready(f);
+    char path[256];
+    struct stat sp, cp;
+
+    assert_true(put_one(d, f, "objects/ef/ef01", "linked", 6, NULL).ok);
+    snprintf(path, sizeof(path), "%s/objects/ef/ef01", f->root);
+    assert_int_equal(stat(f->spool, &sp), 0);
+    assert_int_equal(stat(path, &cp), 0);
+    assert_int_equal(sp.st_ino, cp.st_ino); /* the sealed file itself, no second write */
+    dest_free(d);
+}
+
+static void test_blocking_operations(void **state)
+{
+    struct fx *f = *state;
+    struct dest *d = ready(f);
+    struct cst_err err;
+    uint64_t size = 0;
+    char out[64], buf[16] = {0};
+    int fd;
+
+    assert_true(put_one(d, f, "backups/daily/db/2026/11/20/dump", "dumped", 6, NULL).ok);
+    assert_int_equal(d->ops->exists(d, "backups/daily/db/2026/11/20/dump", &size, &err), 1);
+    assert_int_equal(size, 6);
+    assert_int_equal(d->ops->exists(d, "backups/nothing", &size, &err), 0);
+    snprintf(out, sizeof(out), "%s/out", f->dir);
+    fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_int_equal(d->ops->get(d, "backups/daily/db/2026/11/20/dump", fd, &err), 0);
+    close(fd);
+    assert_int_equal(read_bytes(out, buf, sizeof(buf)), 6);
+    assert_int_equal(d->ops->remove(d, "backups/daily/db/2026/11/20/dump", &err), 0);
+    assert_int_equal(d->ops->exists(d, "backups/daily/db/2026/11/20/dump", &size, &err), 0);
+    dest_free(d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_temp_names),
+        cmocka_unit_test_setup_teardown(test_missing_root_is_not_created, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_first_use_marks_an_empty_folder, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_unmarked_folder_with_copies_waits, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_changed_spool_is_a_source_error, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_existing_object, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_spool_hard_linked_and_verified, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_blocking_operations, fx_setup, fx_teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
