@@ -207,7 +207,10 @@ def test_damaged_sftp_copy_is_found_by_verification(demo, sshd):
     assert "replacing a damaged copy dest=sftp" in demo.log_text()
     assert open(planted, "rb").read() == open(demo.object_path(oid_b), "rb").read()
     assert temps(root) == []
-    demo.run("verify", "--deep", "--from", "sftp", binary=PLAIN_BIN, check=1)  # a.pdf still
+    # verify marked a.pdf's copy damaged, and the agent copied it again (from the local
+    # destination's ciphertext): the sftp copy is whole again
+    assert open(on_server, "rb").read() == open(demo.object_path(oid), "rb").read()
+    demo.run("verify", "--deep", "--from", "sftp", binary=PLAIN_BIN, check=0)
     demo.restore(b, str(demo.root) + "/r", extra=("--from", "sftp"))
     assert sha256_file(os.path.join(demo.root, "r", "b.pdf")) == hashlib.sha256(data).hexdigest()
 
