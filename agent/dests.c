@@ -3,9 +3,14 @@
  */
 #include "dests.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/util.h"
+#include "shipper/curl_ev.h"
+#include "shipper/workpool.h"
 
 static struct dest *open_one(const struct cfg_dest *c, const struct dest_env *env,
                              struct cst_err *err)
@@ -69,4 +74,81 @@ void dests_free(struct dest **dests, size_t n)
     for (size_t i = 0; i < n; i++)
         dest_free(dests[i]);
     free(dests);
+}
+
+static void put_done(void *arg, struct dest_put *puts, size_t n)
+{
+    (void)puts;
+    (void)n;
+    *(int *)arg = 1;
+}
+
+static void add_error(char **errors, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_error(char **errors, const char *fmt, ...)
+{
+    char buf[CST_ERR_SIZE + 256], *more;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    more = util_printf("%s%s%s", *errors ? *errors : "", *errors ? "; " : "", buf);
+    free(*errors);
+    *errors = more;
+}
+
+int dests_put_blocking(const struct cfg *cfg, const struct dests_item *items, size_t n,
+                       unsigned mask,
+                       void (*prepare)(void *arg, const struct dest *d, size_t dest_index,
+                                       size_t item, struct dest_put *put),
+                       void *arg, unsigned char *ok, char **errors)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct workpool *pool = workpool_new(loop, 1);
+    struct curl_ev *curl = curl_ev_new(loop);
+    struct dest_env env = {loop, pool, curl};
+    struct dest **dests = NULL;
+    size_t nd = 0;
+    struct cst_err err;
+    int failed = 0;
+
+    if (dests_open(cfg, &env, &dests, &nd, &err) < 0) {
+        add_error(errors, "%s", err.msg);
+        failed = (int)n;
+        goto out;
+    }
+    for (size_t d = 0; d < nd; d++) {
+        if (d < 32 && !(mask & (1u << d)))
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            struct dest_put put;
+            int done = 0;
+
+            memset(&put, 0, sizeof(put));
+            put.spool_path = items[i].spool_path;
+            put.remote_key = items[i].remote_key;
+            put.stored_size = items[i].stored_size;
+            memcpy(put.stored_sha256, items[i].stored_sha256, 32);
+            put.plain_size = items[i].plain_size;
+            memcpy(put.plain_sha256, items[i].plain_sha256, 32);
+            if (prepare)
+                prepare(arg, dests[d], d, i, &put);
+            dests[d]->ops->put_batch(dests[d], &put, 1, put_done, &done);
+            while (!done)
+                ev_run(loop, EVRUN_ONCE);
+            if (put.ok) {
+                ok[d * n + i] = 1;
+                continue;
+            }
+            failed++;
+            add_error(errors, "destination %s: %s: %s", dests[d]->name, items[i].remote_key,
+                      put.error);
+        }
+    }
+out:
+    workpool_free(pool);
+    curl_ev_free(curl);
+    dests_free(dests, nd);
+    ev_loop_destroy(loop);
+    return failed;
 }

@@ -16,4 +16,26 @@ int dests_open(const struct cfg *cfg, const struct dest_env *env, struct dest **
                struct cst_err *err);
 void dests_free(struct dest **dests, size_t n);
 
+/* One sealed (or plain) file to put on destinations. */
+struct dests_item {
+    const char *spool_path, *remote_key;
+    uint64_t stored_size, plain_size;
+    unsigned char stored_sha256[32], plain_sha256[32];
+};
+
+/*
+ * Put every item on each configured destination whose bit is set in mask, one
+ * destination and one item at a time, on a private loop (for jobs outside the agent's
+ * loop: the daily run, snapshots). prepare (may be NULL) fills what a put needs per
+ * destination (storage class, retention) after the common fields. ok[d * n + i] is set
+ * to 1 for each verified copy (the caller sizes it n_dests * n); each failure is
+ * appended to *errors ("destination D: KEY: why", "; " between). Returns how many
+ * (item, destination) pairs failed.
+ */
+int dests_put_blocking(const struct cfg *cfg, const struct dests_item *items, size_t n,
+                       unsigned mask,
+                       void (*prepare)(void *arg, const struct dest *d, size_t dest_index,
+                                       size_t item, struct dest_put *put),
+                       void *arg, unsigned char *ok, char **errors);
+
 #endif

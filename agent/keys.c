@@ -20,6 +20,8 @@
 
 #include <sodium.h>
 
+#include "common/util.h"
+
 /* The longest file we write is 32 + 128 + 1 bytes; anything much bigger is not a key. */
 #define KEYS_FILE_MAX 512
 
@@ -431,4 +433,28 @@ int keys_load_secret(const char *path, const char *kind, unsigned char *out, siz
         return cst_err_set(err, "cannot load key file %s: a %s is %zu bytes, not %zu", path, kind,
                            k->len, len);
     return keys_read(path, k, out, err);
+}
+
+int keys_load_signing_pk(const char *signing_key, unsigned char pk[32], struct cst_err *err)
+{
+    unsigned char *sk = sodium_malloc(64);
+    size_t n = strlen(signing_key);
+    struct cst_err perr;
+    char *pub;
+    int rc;
+
+    if (sk == NULL)
+        return cst_err_set(err, "out of memory");
+    rc = keys_load_secret(signing_key, "signing-secret-key", sk, 64, err);
+    if (rc == 0)
+        crypto_sign_ed25519_sk_to_pk(pk, sk);
+    sodium_free(sk);
+    if (rc == 0)
+        return 0;
+    pub = util_printf("%.*s.pub",
+                      (int)(n > 4 && strcmp(signing_key + n - 4, ".key") == 0 ? n - 4 : n),
+                      signing_key);
+    rc = keys_load_signing_public(pub, pk, &perr);
+    free(pub);
+    return rc; /* on failure err still says why the secret key could not be read */
 }

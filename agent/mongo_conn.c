@@ -18,7 +18,6 @@
 #include "common/log.h"
 #include "common/util.h"
 
-
 static int uri_token_end(int c)
 {
     return c == '\0' || isspace((unsigned char)c) || c == '"' || c == '\'' || c == '>';
@@ -230,8 +229,7 @@ int mongo_conn_fail(struct mongo_conn *c, const bson_error_t *error, struct cst_
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
     msg = safe_text(error->message, c ? &c->secrets : NULL);
-    cst_err_set(err, "%s: %s (libmongoc domain %u code %u)", what, msg, error->domain,
-                error->code);
+    cst_err_set(err, "%s: %s (libmongoc domain %u code %u)", what, msg, error->domain, error->code);
     free(msg);
     return -1;
 }
