@@ -36,6 +36,20 @@ struct cfg_dest {
     int part_size_mb;    /* s3: multipart above this, 5..5120, default 64 */
 };
 
+/* [snapshots]: where the billing app keeps its periods, invoices and timesheets
+ * (collection and field names; fields may be dotted paths into sub-documents). */
+struct cfg_snapshots {
+    int enabled; /* default yes; effective only with [mongodb] uri */
+    char *periods_collection, *period_label_field, *period_start_field, *period_end_field,
+        *period_closed_field, *period_key_field;
+    char *invoices_collection, *invoice_period_field, *invoice_file_field,
+        *invoice_timesheets_field; /* the last may be NULL */
+    char *timesheets_collection, *timesheet_period_field, *timesheet_file_field;
+    char *files_root;       /* default: the common parent of the [watch] paths */
+    long poll_ms;           /* poll_minutes, in milliseconds */
+    long wait_for_files_ms; /* wait_for_files_minutes, in milliseconds */
+};
+
 struct cfg {
     char *file;                   /* the config file's path as given */
     char *state_dir;              /* default /var/lib/custodian */
@@ -59,7 +73,11 @@ struct cfg {
     int delete_after_months;          /* 1..1200 and > hot_months, default 84 */
     int keep_daily;                   /* 1..10000, default 35 */
     int verify_per_day;               /* [verify] per_day: 0..100000000, default 3000 */
+    struct cfg_snapshots snap;        /* [snapshots] */
 };
+
+/* Billing-cycle snapshots run: enabled and a MongoDB to read the periods from. */
+int cfg_snapshots_on(const struct cfg *cfg);
 
 /* Read and validate the config file at path. NULL and err filled on any problem. */
 struct cfg *cfg_load(const char *path, struct cst_err *err);
