@@ -8,7 +8,7 @@
 
 #include "catalog.h"
 
-#define CATALOG_STMT_CACHE 48
+#define CATALOG_STMT_CACHE 128
 
 struct catalog {
     sqlite3 *db;
