@@ -11,7 +11,7 @@ DESTDIR ?=
 CC ?= cc
 PYTHON := /usr/bin/python3
 
-PKGS := libsodium libzstd sqlite3 libcrypto inih libcurl libmongoc-1.0
+PKGS := libsodium libzstd sqlite3 libcrypto inih libcurl libmongoc-1.0 libarchive
 WARN := -std=c17 -Wall -Wextra -Wpedantic -Werror -Wno-format-truncation -D_GNU_SOURCE
 CFLAGS_COMMON = $(WARN) -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lpthread -lm

@@ -24,6 +24,7 @@
 #include "agent/keys.h"
 #include "agent/restore.h"
 #include "agent/sched.h"
+#include "agent/snapshot_check.h"
 #include "shipper/dest.h"
 #include "shipper/verifier.h"
 #include "common/util.h"
@@ -279,10 +280,10 @@ static int verify_copies(struct cli *cli, const char *from, int64_t sample, int 
 
 static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
 {
-    const char *date = NULL, *from = NULL;
+    const char *date = NULL, *from = NULL, *snapshot = NULL, *snapshot_date = NULL;
     int64_t sample = 0;
     int deep = 0;
-    unsigned char *sk, pk[32];
+    unsigned char pk[32];
     struct restorer *r;
     struct dest **dests;
     struct cst_err err;
@@ -296,39 +297,32 @@ static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
             date = argv[++i];
         else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
             from = argv[++i];
+        else if (strcmp(argv[i], "--snapshot") == 0 && i + 1 < argc)
+            snapshot = argv[++i];
+        else if (strcmp(argv[i], "--date") == 0 && i + 1 < argc)
+            snapshot_date = argv[++i];
         else if (strcmp(argv[i], "--sample") == 0 && i + 1 < argc && atoll(argv[i + 1]) > 0)
             sample = atoll(argv[++i]);
         else if (strcmp(argv[i], "--deep") == 0)
             deep = 1;
         else
-            return cli_fail(EXIT_USAGE, "usage: custodian verify [--manifest DATE] [--sample N] "
-                                        "[--deep] [--from DEST]");
+            return cli_fail(EXIT_USAGE, "usage: custodian verify [--manifest DATE | --snapshot "
+                                        "LABEL [--date YYYYMMDD]] [--sample N] [--deep] "
+                                        "[--from DEST]");
     }
+    if ((snapshot_date && !snapshot) || (snapshot && (date || sample || deep)))
+        return cli_fail(EXIT_USAGE, "usage: custodian verify --snapshot LABEL [--date YYYYMMDD] "
+                                    "[--from DEST]");
+    if (snapshot)
+        return snapshot_verify(cli, snapshot, snapshot_date, from);
     if ((rc = cli_load_config(cli)) != EXIT_OK || (rc = cli_open_catalog(cli, 0)) != EXIT_OK)
         return rc;
     if (date == NULL)
         return verify_copies(cli, from, sample, deep);
-    if (sodium_init() < 0 || (sk = sodium_malloc(64)) == NULL)
+    if (sodium_init() < 0)
         return cli_fail(EXIT_FAILED, "libsodium failed to initialise");
-    /* The public half of the signing key (libsodium keeps it in the secret key), or,
-     * where only the public key is at hand, signing.pub beside signing_key. */
-    rc = keys_load_secret(cli->cfg->signing_key, "signing-secret-key", sk, 64, &err);
-    if (rc == 0) {
-        crypto_sign_ed25519_sk_to_pk(pk, sk);
-    } else {
-        size_t n = strlen(cli->cfg->signing_key);
-        char *pub = util_printf(
-            "%.*s.pub",
-            (int)(n > 4 && strcmp(cli->cfg->signing_key + n - 4, ".key") == 0 ? n - 4 : n),
-            cli->cfg->signing_key);
-        struct cst_err perr;
-
-        if (keys_load_signing_public(pub, pk, &perr) == 0)
-            rc = 0;
-        free(pub);
-    }
-    sodium_free(sk);
-    if (rc < 0)
+    /* The public half of the signing key, or signing.pub where only that is at hand. */
+    if (keys_load_signing_pk(cli->cfg->signing_key, pk, &err) < 0)
         return cli_fail(EXIT_USAGE, "%s", err.msg);
     r = restorer_new(cli, from, 0, &rc);
     if (r == NULL)
@@ -352,7 +346,8 @@ static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
 
 const struct cmd_entry cmd_verify_entry = {
     .name = "verify",
-    .usage = "[--manifest DATE] [--sample N] [--deep] [--from DEST]",
-    .help = "check that copies exist (--deep: restore and hash), or a daily manifest",
+    .usage = "[--manifest DATE | --snapshot LABEL] [--sample N] [--deep] [--from DEST]",
+    .help = "check that copies exist (--deep: restore and hash), a daily manifest, or a "
+            "snapshot",
     .exec = cmd_verify_exec,
 };

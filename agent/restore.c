@@ -339,6 +339,11 @@ int restorer_to_path(struct restorer *r, const struct catalog_version *v, const 
     return place(out_path, force, fill_version, &f, NULL, v->mtime_ns, err);
 }
 
+const unsigned char *restorer_secret_key(struct restorer *r)
+{
+    return r->secret_key;
+}
+
 struct dest **restorer_dests(struct restorer *r, size_t *n)
 {
     *n = r->n_dests;

@@ -39,6 +39,8 @@ int restorer_artifact_to_path(struct restorer *r, const struct catalog_artifact 
 int restorer_check_copy(struct restorer *r, struct dest *d, const char *key,
                         const unsigned char plain_sha256[32], int64_t plain_size,
                         struct cst_err *err);
+/* The backup secret key the restorer loaded (32 bytes, sodium_malloc'd). */
+const unsigned char *restorer_secret_key(struct restorer *r);
 /* Open the destinations only (for verify); no secret key needed. */
 struct dest **restorer_dests(struct restorer *r, size_t *n);
 
