@@ -1011,7 +1011,7 @@ static int cmp_file(const void *a, const void *b)
 
 static int seen(struct build *b, const char *json)
 {
-    return bsearch(&json, b->seen, b->n_seen, sizeof(char *), cmp_str) != NULL;
+    return b->n_seen > 0 && bsearch(&json, b->seen, b->n_seen, sizeof(char *), cmp_str) != NULL;
 }
 
 /* The documents: invoices, the period's timesheets, then those invoices list besides. */
@@ -1019,7 +1019,7 @@ static int read_documents(struct build *b)
 {
     struct periods *p = b->j->periods;
     bson_value_t *want = NULL;
-    size_t n_want = 0, k = 0;
+    size_t n_want = 0;
     int rc;
 
     if (side_open(b, &b->invoices) < 0 || side_open(b, &b->timesheets) < 0 ||
@@ -1028,7 +1028,8 @@ static int read_documents(struct build *b)
     if (periods_each_invoice(p, b->per, on_invoice, b, &b->err) != 0 ||
         periods_each_timesheet(p, b->per, on_timesheet, b, &b->err) != 0)
         return -1;
-    qsort(b->seen, b->n_seen, sizeof(char *), cmp_str);
+    if (b->n_seen)
+        qsort(b->seen, b->n_seen, sizeof(char *), cmp_str);
     if (b->n_listed) {
         qsort(b->listed, b->n_listed, sizeof(*b->listed), cmp_listed);
         want = util_xcalloc(b->n_listed, sizeof(*want));
@@ -1040,14 +1041,12 @@ static int read_documents(struct build *b)
         }
     }
     if (n_want) {
-        size_t before = b->n_seen;
-
         rc = periods_each_timesheet_by_id(p, want, n_want, on_timesheet, b, &b->err);
         free(want);
         if (rc != 0)
             return -1;
-        qsort(b->seen, b->n_seen, sizeof(char *), cmp_str);
-        (void)before;
+        if (b->n_seen)
+            qsort(b->seen, b->n_seen, sizeof(char *), cmp_str);
         /* Listed but nowhere to be found: missing, loudly, and still in timesheet-ids.txt. */
         for (size_t i = 0; i < b->n_listed; i++) {
             char *text;
@@ -1063,14 +1062,12 @@ static int read_documents(struct build *b)
                 rc = side_write(b, &b->ids, "\n", 1);
             free(text);
             b->n_ids++;
-            k++;
             if (rc < 0)
                 return -1;
         }
     } else {
         free(want);
     }
-    (void)k;
     /* One entry per path, in path order. */
     if (b->n_files) {
         size_t w = 0;

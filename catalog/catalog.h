@@ -349,8 +349,8 @@ int catalog_backup_to(struct catalog *cat, const char *path, struct cst_err *err
 
 struct catalog_snapshot {
     int64_t id;
-    char *label, *period_key;                    /* malloc'd; the key as canonical Extended JSON */
-    char close_date[9];                          /* YYYYMMDD */
+    char *label, *period_key; /* malloc'd; the key as canonical Extended JSON */
+    char close_date[16]; /* YYYYMMDD, or YYYYMMDD-open: an open period snapshotted with --force */
     int64_t closed_at, period_start, period_end; /* 0: unknown (an open period, --force) */
     char *remote_key, *sig_key, *sig;            /* malloc'd */
     char *spool; /* malloc'd; file under state_dir/snapshots, NULL once every copy is made */
