@@ -38,6 +38,9 @@ struct dest_put {
     uint64_t plain_size;             /* of the content, for metadata */
     unsigned char plain_sha256[32];  /* of the content, for metadata */
     void *owner;                     /* the caller's */
+    /* in, optional per object (zero: the destination's defaults); backends without
+     * storage classes ignore it */
+    const char *storage_class; /* s3: this class instead of hot_class, checked on HEAD */
     /* out */
     int ok;               /* stored and verified */
     enum dest_error kind; /* why not */

@@ -1059,14 +1059,20 @@ static void upload_fail_call(struct s3_upload *up, const struct s3_call *c, cons
     upload_fail(up, kind, msg);
 }
 
+/* The storage class an object is put in: its own, else hot_class (NULL: the bucket's). */
+static const char *class_of(const struct s3 *s3, const struct dest_put *p)
+{
+    return p->storage_class && p->storage_class[0] ? p->storage_class : s3->hot_class;
+}
+
 /* Headers every new object carries: class and our metadata (on PUT, or on Create). */
 static void object_headers(struct s3 *s3, struct s3_call *c, const struct dest_put *p)
 {
     char hex[65];
 
     call_header(c, "Content-Type: application/octet-stream");
-    if (s3->hot_class)
-        call_header(c, "x-amz-storage-class: %s", s3->hot_class);
+    if (class_of(s3, p))
+        call_header(c, "x-amz-storage-class: %s", class_of(s3, p));
     util_hex(p->plain_sha256, 32, hex);
     call_header(c, "x-amz-meta-custodian-sha256: %s", hex);
     util_hex(p->stored_sha256, 32, hex);
@@ -1484,6 +1490,16 @@ static void call_complete(struct s3 *s3, struct s3_call *c)
                      s3->d->name, key, c->has_length ? (unsigned long long)c->content_length : 0,
                      c->stored_sha, (unsigned long long)up->put->stored_size, hex);
             upload_fail(up, DEST_ERR_TRANSIENT, msg);
+        } else if (up->put->storage_class && up->put->storage_class[0] &&
+                   strcmp(c->storage_class[0] ? c->storage_class : "STANDARD",
+                          up->put->storage_class) != 0) {
+            /* No header means STANDARD (RGW and AWS both leave it out). */
+            snprintf(msg, sizeof(msg),
+                     "destination %s: %s landed in storage class %s, not %s: check that the "
+                     "store offers that class for this bucket",
+                     s3->d->name, key, c->storage_class[0] ? c->storage_class : "STANDARD",
+                     up->put->storage_class);
+            upload_fail(up, DEST_ERR_CONFIG, msg);
         } else {
             up->verified = 1;
         }
