@@ -33,6 +33,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -66,7 +67,8 @@ enum call_kind {
     CALL_PART,
     CALL_COMPLETE,
     CALL_HEAD,
-    CALL_ABORT
+    CALL_ABORT,
+    CALL_RETENTION
 };
 
 /* One HTTP request and what came back. */
@@ -99,6 +101,7 @@ struct s3_call {
     int has_length, has_range;
     uint64_t content_length, range_start;
     char etag[256], stored_sha[80], storage_class[64];
+    char version_id[128], lock_mode[32], retain_until[64]; /* x-amz-version-id, lock headers */
     struct s3_xml_error xerr;
     char detail[CST_ERR_SIZE]; /* our own cause when curl's is not the right one */
     /* async */
@@ -152,6 +155,8 @@ struct s3_upload {
     struct s3_hash_job job;
     int hashing;
     int complete_sent, completed, abort_sent, verified;
+    int retention_sent; /* PUT ?retention sent on the stored version (its lock was lost) */
+    char version_id[128];
     int failed;                    /* put->kind and put->error hold the first failure */
     struct s3_upload *prev, *next; /* s3->uploads */
     struct s3_upload *ready_next;  /* s3->ready: to settle from the timer */
@@ -165,6 +170,8 @@ struct s3 {
     char *bucket, *region, *sigv4, *ca_file, *hot_class, *akf, *skf;
     char *access_key, *secret_key; /* sodium_malloc'd */
     int path_style, max_inflight;
+    int object_lock;
+    char *lock_mode;       /* with object_lock: GOVERNANCE or COMPLIANCE */
     curl_off_t send_speed; /* bytes/s per request, 0 unlimited */
     uint64_t part_size;
     struct ev_loop *loop;
@@ -193,6 +200,38 @@ static void sha256_hex(const void *data, size_t len, char hex[65])
 
     EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
     util_hex(md, 32, hex);
+}
+
+/* --- Object Lock --- */
+
+/* The put asks for a retention this destination can give. */
+static int wants_lock(const struct s3 *s3, const struct dest_put *p)
+{
+    return s3->object_lock && p->retain_until > 0;
+}
+
+/* ms -> "2033-11-20T00:00:00Z", the form S3 takes. */
+static void iso_date(int64_t ms, char out[32])
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* "2033-11-20T00:00:00.000000000Z" (RGW), "2033-11-20T00:00:00.000Z" (AWS) -> ms; 0 if not a
+ * date. Fractions of a second are dropped: retention is kept in whole seconds. */
+static int64_t parse_iso_date(const char *s)
+{
+    struct tm tm;
+    const char *rest;
+
+    memset(&tm, 0, sizeof(tm));
+    rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (rest == NULL)
+        return 0;
+    return (int64_t)timegm(&tm) * 1000;
 }
 
 static const char *call_key_of(const struct s3_upload *up)
@@ -358,6 +397,7 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
         c->hdr_status = sp ? strtol(sp + 1, NULL, 10) : 0;
         c->has_length = c->has_range = 0;
         c->etag[0] = c->stored_sha[0] = c->storage_class[0] = '\0';
+        c->version_id[0] = c->lock_mode[0] = c->retain_until[0] = '\0';
         return n;
     }
     colon = memchr(p, ':', n);
@@ -395,6 +435,12 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
         snprintf(c->stored_sha, sizeof(c->stored_sha), "%s", val);
     } else if (klen == 19 && strncasecmp(p, "x-amz-storage-class", 19) == 0) {
         snprintf(c->storage_class, sizeof(c->storage_class), "%s", val);
+    } else if (klen == 16 && strncasecmp(p, "x-amz-version-id", 16) == 0) {
+        snprintf(c->version_id, sizeof(c->version_id), "%s", val);
+    } else if (klen == 22 && strncasecmp(p, "x-amz-object-lock-mode", 22) == 0) {
+        snprintf(c->lock_mode, sizeof(c->lock_mode), "%s", val);
+    } else if (klen == 35 && strncasecmp(p, "x-amz-object-lock-retain-until-date", 35) == 0) {
+        snprintf(c->retain_until, sizeof(c->retain_until), "%s", val);
     }
     return n;
 }
@@ -602,6 +648,33 @@ static int head_object(struct s3 *s3, const char *key, uint64_t *size, char *eta
         explain_head(s3, c, key, doing, err->msg, sizeof(err->msg));
     }
 out:
+    call_free(c);
+    return rc;
+}
+
+static int s3_stat(struct dest *d, const char *remote_key, struct dest_stat *st,
+                   struct cst_err *err)
+{
+    struct s3 *s3 = d->impl;
+    struct s3_call *c = call_new("HEAD", object_url(s3, remote_key, NULL));
+    char doing[CST_ERR_SIZE / 2];
+    int rc = -1;
+
+    memset(st, 0, sizeof(*st));
+    snprintf(doing, sizeof(doing), "cannot look up %s", remote_key);
+    call_sign_empty(c);
+    if (call_run(s3, c) == 0) {
+        st->size = c->content_length;
+        snprintf(st->storage_class, sizeof(st->storage_class), "%s", c->storage_class);
+        snprintf(st->version_id, sizeof(st->version_id), "%s", c->version_id);
+        snprintf(st->lock_mode, sizeof(st->lock_mode), "%s", c->lock_mode);
+        st->retain_until = c->retain_until[0] ? parse_iso_date(c->retain_until) : 0;
+        rc = 1;
+    } else if (c->rc == CURLE_OK && c->status == 404) {
+        rc = 0;
+    } else {
+        explain_head(s3, c, remote_key, doing, err->msg, sizeof(err->msg));
+    }
     call_free(c);
     return rc;
 }
@@ -842,6 +915,38 @@ static int s3_probe(struct dest *d, struct dest_probe *out)
     }
     check_add(out, "bucket exists", 1, "bucket %s answers", s3->bucket);
     call_free(c);
+    c = NULL;
+
+    /* object_lock = yes is only true of a bucket made with Object Lock. */
+    if (s3->object_lock) {
+        char enabled[32] = "";
+
+        query = s3_query(&(struct s3_qparam){"object-lock", NULL}, 1);
+        c = call_new("GET", bucket_url(s3, query));
+        free(query);
+        call_sign_empty(c);
+        if (call_run(s3, c) == 0 &&
+            s3_xml_text(c->reply, c->reply_len, "ObjectLockEnabled", enabled, sizeof(enabled)) ==
+                0 &&
+            strcmp(enabled, "Enabled") == 0) {
+            check_add(out, "object lock", 1, "bucket %s has Object Lock; retention in %s mode",
+                      s3->bucket, s3->lock_mode);
+        } else if (c->rc == CURLE_OK && (c->status == 404 || c->status == 400 ||
+                                         (call_ok(c) && strcmp(enabled, "Enabled") != 0))) {
+            check_add(out, "object lock", 0,
+                      "object_lock = yes, but bucket %s has no Object Lock (%s): make a bucket "
+                      "with Object Lock enabled (most stores cannot turn it on later), or set "
+                      "object_lock = no",
+                      s3->bucket, c->xerr.code[0] ? c->xerr.code : "not enabled");
+            all_ok = 0;
+        } else {
+            call_explain(s3, c, NULL, msg, sizeof(msg));
+            check_add(out, "object lock", 0, "cannot tell: %s", msg);
+            all_ok = 0;
+        }
+        call_free(c);
+        c = NULL;
+    }
 
     /* write probe */
     randombytes_buf(rnd, sizeof(rnd));
@@ -1079,6 +1184,15 @@ static void object_headers(struct s3 *s3, struct s3_call *c, const struct dest_p
     call_header(c, "x-amz-meta-custodian-stored-sha256: %s", hex);
     call_header(c, "x-amz-meta-custodian-plain-size: %llu", (unsigned long long)p->plain_size);
     call_header(c, "x-amz-meta-custodian-stored-size: %llu", (unsigned long long)p->stored_size);
+    if (wants_lock(s3, p)) {
+        char date[32];
+
+        /* Honoured on PUT; RGW drops them on multipart Create: the HEAD after the upload
+         * tells, and the retention is then set on the stored version (PUT ?retention). */
+        iso_date(p->retain_until, date);
+        call_header(c, "x-amz-object-lock-mode: %s", s3->lock_mode);
+        call_header(c, "x-amz-object-lock-retain-until-date: %s", date);
+    }
 }
 
 /* Requests read the spool file through their own descriptor, so that one still running when
@@ -1174,6 +1288,40 @@ static void submit_abort(struct s3_upload *up)
     call_sign_empty(c);
     up->abort_sent = 1;
     call_submit(up->s3, c);
+}
+
+/* Content-MD5 of a small body (AWS wants it on ?retention). */
+static void md5_base64(const void *body, size_t len, char out[32])
+{
+    unsigned char md[16];
+    unsigned int n = 16;
+
+    EVP_Digest(body, len, md, &n, EVP_md5(), NULL);
+    EVP_EncodeBlock((unsigned char *)out, md, 16);
+}
+
+/* The lock did not come with the upload (multipart, copy): set it on the stored version. */
+static void submit_retention(struct s3_upload *up)
+{
+    struct s3 *s3 = up->s3;
+    struct s3_qparam q[2] = {{"retention", NULL}, {"versionId", up->version_id}};
+    struct s3_call *c =
+        upload_call(up, CALL_RETENTION, "PUT", upload_query_url(up, q, up->version_id[0] ? 2 : 1));
+    char date[32], hex[65], md5[32];
+
+    iso_date(up->put->retain_until, date);
+    c->body_owned = util_printf("<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                                "<Mode>%s</Mode><RetainUntilDate>%s</RetainUntilDate></Retention>",
+                                s3->lock_mode, date);
+    c->body_mem = c->body_owned;
+    c->body_len = strlen(c->body_owned);
+    sha256_hex(c->body_mem, c->body_len, hex);
+    md5_base64(c->body_mem, c->body_len, md5);
+    call_header(c, "x-amz-content-sha256: %s", hex);
+    call_header(c, "Content-MD5: %s", md5);
+    call_header(c, "Content-Type: application/xml");
+    up->retention_sent = 1;
+    call_submit(s3, c);
 }
 
 /* SHA-256 of one part, feeding the whole object's hash on the way (parts go in order). */
@@ -1324,6 +1472,7 @@ static void upload_finish(struct s3_upload *up)
     struct s3_batch *b = up->batch;
 
     up->put->ok = up->verified && !up->failed;
+    snprintf(up->put->version_id, sizeof(up->put->version_id), "%s", up->version_id);
     if (up->put->ok) {
         up->put->kind = DEST_OK;
         up->put->error[0] = '\0';
@@ -1398,6 +1547,7 @@ static void call_complete(struct s3 *s3, struct s3_call *c)
     switch (c->kind) {
     case CALL_PUT:
         if (call_ok(c)) {
+            snprintf(up->version_id, sizeof(up->version_id), "%s", c->version_id);
             submit_head(up);
         } else {
             snprintf(doing, sizeof(doing), "cannot upload %s", key);
@@ -1467,6 +1617,7 @@ static void call_complete(struct s3 *s3, struct s3_call *c)
         /* 200 may still carry an <Error>: S3 reports late failures that way. */
         if (call_ok(c) && s3_xml_error(c->reply, c->reply_len, &c->xerr) < 0) {
             up->completed = 1;
+            snprintf(up->version_id, sizeof(up->version_id), "%s", c->version_id);
             submit_head(up);
         } else {
             if (call_ok(c))
@@ -1500,11 +1651,41 @@ static void call_complete(struct s3 *s3, struct s3_call *c)
                      s3->d->name, key, c->storage_class[0] ? c->storage_class : "STANDARD",
                      up->put->storage_class);
             upload_fail(up, DEST_ERR_CONFIG, msg);
-        } else {
+        } else if (!wants_lock(s3, up->put)) {
             up->verified = 1;
+        } else {
+            int64_t until = parse_iso_date(c->retain_until);
+
+            if (up->version_id[0] == '\0')
+                snprintf(up->version_id, sizeof(up->version_id), "%s", c->version_id);
+            if (strcasecmp(c->lock_mode, s3->lock_mode) == 0 &&
+                until >= up->put->retain_until - up->put->retain_until % 1000) {
+                up->put->retained_until = until;
+                up->verified = 1;
+            } else if (!up->retention_sent) {
+                /* Lost on the way (RGW drops lock headers on multipart uploads). */
+                log_info("setting the retention on the stored version dest=%s key=%s "
+                         "version=%s",
+                         s3->d->name, key, up->version_id[0] ? up->version_id : "-");
+                submit_retention(up);
+            } else {
+                snprintf(msg, sizeof(msg),
+                         "destination %s: %s is not locked after setting its retention: HEAD "
+                         "shows mode '%s' until '%s', expected %s until the retain-until asked",
+                         s3->d->name, key, c->lock_mode, c->retain_until, s3->lock_mode);
+                upload_fail(up, DEST_ERR_CONFIG, msg);
+            }
         }
         break;
     }
+    case CALL_RETENTION:
+        if (call_ok(c)) {
+            submit_head(up);
+        } else {
+            snprintf(doing, sizeof(doing), "cannot set the Object Lock retention of %s", key);
+            upload_fail_call(up, c, doing);
+        }
+        break;
     case CALL_ABORT:
         if (!call_ok(c) && !(c->rc == CURLE_OK && c->status == 404)) {
             char msg[CST_ERR_SIZE];
@@ -1537,6 +1718,13 @@ static void upload_start(struct s3 *s3, struct s3_upload *up)
         /* The sealed object's own hash: S3 checks every byte it receives against it. */
         call_header(c, "x-amz-content-sha256: %s", hex);
         object_headers(s3, c, p);
+        if (wants_lock(s3, p)) {
+            char b64[48];
+
+            /* AWS wants a checksum header on a PUT that carries a lock. */
+            EVP_EncodeBlock((unsigned char *)b64, p->stored_sha256, 32);
+            call_header(c, "x-amz-checksum-sha256: %s", b64);
+        }
         if (call_body_file(c, up) < 0) {
             call_free(c);
             up->ready_next = s3->ready;
@@ -1583,6 +1771,8 @@ static void s3_put_batch(struct dest *d, struct dest_put *puts, size_t n, dest_d
         puts[i].ok = 0;
         puts[i].kind = DEST_OK;
         puts[i].error[0] = '\0';
+        puts[i].version_id[0] = '\0';
+        puts[i].retained_until = 0;
     }
     if (n == 0) {
         done(arg, puts, n);
@@ -1676,6 +1866,7 @@ static void s3_destroy(struct s3 *s3)
     free(s3->sigv4);
     free(s3->ca_file);
     free(s3->hot_class);
+    free(s3->lock_mode);
     free(s3->akf);
     free(s3->skf);
     free(s3);
@@ -1747,6 +1938,7 @@ static const struct dest_ops dest_s3_ops = {
     .free = s3_free,
     .exists = s3_exists,
     .remove = s3_remove,
+    .stat = s3_stat,
     .list = s3_list,
     .probe = s3_probe,
 };
@@ -1794,6 +1986,8 @@ struct dest *dest_s3_new(const struct dest_s3_config *cfg, const struct dest_env
     s3->sigv4 = util_printf("aws:amz:%s:s3", s3->region);
     s3->ca_file = cfg->ca_file ? util_xstrdup(cfg->ca_file) : NULL;
     s3->hot_class = cfg->hot_class && cfg->hot_class[0] ? util_xstrdup(cfg->hot_class) : NULL;
+    s3->object_lock = cfg->object_lock && cfg->lock_mode != NULL;
+    s3->lock_mode = cfg->lock_mode ? util_xstrdup(cfg->lock_mode) : NULL;
     s3->akf = util_xstrdup(cfg->access_key_file);
     s3->skf = util_xstrdup(cfg->secret_key_file);
     s3->path_style = cfg->path_style;
