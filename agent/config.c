@@ -79,6 +79,8 @@ _Static_assert(LOG_ERROR == 0 && LOG_WARN == 1 && LOG_INFO == 2 && LOG_DEBUG == 
 static const char *const cfg_log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const cfg_dest_types[] = {"local", "s3", "sftp", NULL};
 static const char *const cfg_dest_roles[] = {"primary", "replica", "archive", NULL};
+/* The index is enum cfg_lock_mode. */
+static const char *const cfg_lock_modes[] = {"GOVERNANCE", "COMPLIANCE", NULL};
 static const char *const cfg_s3_schemes[] = {"https://", "http://", NULL};
 static const char *const cfg_sftp_schemes[] = {"sftp://", NULL};
 static const char *const cfg_mongodb_schemes[] = {"mongodb://", "mongodb+srv://", NULL};
@@ -431,7 +433,17 @@ static const struct cfg_key cfg_dest_keys[] = {
      .default_value = "no",
      .dest_types = DT_S3,
      DEST_FIELD(object_lock),
-     .help = "The bucket has Object Lock: uploads carry a retention date."},
+     .help = "The bucket has Object Lock (doctor checks it): billing-cycle snapshots are "
+             "stored locked until their close date + delete_after_months, in lock_mode."},
+    {.section = "destination",
+     .name = "lock_mode",
+     .type = KT_ENUM,
+     .choices = cfg_lock_modes,
+     .dest_types = DT_S3,
+     DEST_FIELD(lock_mode),
+     .help = "With object_lock: GOVERNANCE (a user with s3:BypassGovernanceRetention may still "
+             "delete) or COMPLIANCE (nobody can delete before the date, not even the root "
+             "account). No default: the operator chooses."},
     {.section = "destination",
      .name = "url",
      .type = KT_URL,
@@ -1087,6 +1099,15 @@ static int cfg_finish_dest(struct cfg_parser *p, size_t i)
         if (key->default_value != NULL && cfg_set(p, key, d, section, 0, key->default_value) < 0)
             return -1;
     }
+    if (dl->key_lines[cfg_dest_key_index("lock_mode")] == 0)
+        d->lock_mode = CFG_LOCK_NONE;
+    if (d->object_lock && d->lock_mode == CFG_LOCK_NONE)
+        return cfg_fail(p, dl->key_lines[cfg_dest_key_index("object_lock")], section, "lock_mode",
+                        "required with object_lock = yes: GOVERNANCE or COMPLIANCE (there is no "
+                        "default; see docs/configuration.md)");
+    if (!d->object_lock && d->lock_mode != CFG_LOCK_NONE)
+        return cfg_fail(p, dl->key_lines[cfg_dest_key_index("lock_mode")], section, "lock_mode",
+                        "does nothing without object_lock = yes");
     return 0;
 }
 

@@ -18,6 +18,7 @@
 
 enum cfg_dest_type { CFG_DEST_LOCAL, CFG_DEST_S3, CFG_DEST_SFTP };
 enum cfg_dest_role { CFG_ROLE_PRIMARY, CFG_ROLE_REPLICA, CFG_ROLE_ARCHIVE };
+enum cfg_lock_mode { CFG_LOCK_NONE = -1, CFG_LOCK_GOVERNANCE, CFG_LOCK_COMPLIANCE };
 
 struct cfg_dest {
     char *name; /* from [destination NAME] */
@@ -28,6 +29,7 @@ struct cfg_dest {
         *archive_class;  /* s3; region defaults to us-east-1, the rest may be NULL */
     int path_style;      /* s3 boolean (0/1), default 0 */
     int object_lock;     /* s3 boolean (0/1), default 0 */
+    int lock_mode;       /* s3: enum cfg_lock_mode; required with object_lock, else NONE */
     char *url;           /* sftp: sftp://user@host:port/base */
     char *identity;      /* sftp, may be NULL */
     char *known_hosts;   /* sftp, may be NULL */

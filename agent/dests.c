@@ -28,6 +28,10 @@ static struct dest *open_one(const struct cfg_dest *c, const struct dest_env *en
             .secret_key_file = c->secret_key_file,
             .ca_file = c->ca_file,
             .hot_class = c->hot_class,
+            .object_lock = c->object_lock,
+            .lock_mode = c->lock_mode == CFG_LOCK_COMPLIANCE   ? "COMPLIANCE"
+                         : c->lock_mode == CFG_LOCK_GOVERNANCE ? "GOVERNANCE"
+                                                               : NULL,
             .path_style = c->path_style,
             .max_inflight = c->max_inflight,
             .bandwidth_kbps = c->bandwidth_kbps,
