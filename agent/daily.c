@@ -547,7 +547,7 @@ static int ship(struct run *r, size_t first, char **errors)
         items[i].plain_size = a->plain_size;
         memcpy(items[i].plain_sha256, a->plain_sha256, 32);
     }
-    failed = dests_put_blocking(r->cli->cfg, items, n, ~0u, NULL, NULL, ok, errors);
+    failed = dests_put_blocking(r->cli->cfg, items, n, ~0u, NULL, ok, errors);
     for (size_t d = 0; d < nd; d++)
         for (size_t i = 0; i < n; i++)
             if (ok[d * n + i])

@@ -102,10 +102,8 @@ static void add_error(char **errors, const char *fmt, ...)
 }
 
 int dests_put_blocking(const struct cfg *cfg, const struct dests_item *items, size_t n,
-                       unsigned mask,
-                       void (*prepare)(void *arg, const struct dest *d, size_t dest_index,
-                                       size_t item, struct dest_put *put),
-                       void *arg, unsigned char *ok, char **errors)
+                       unsigned mask, const struct dests_put_hooks *hooks, unsigned char *ok,
+                       char **errors)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     struct workpool *pool = workpool_new(loop, 1);
@@ -135,11 +133,13 @@ int dests_put_blocking(const struct cfg *cfg, const struct dests_item *items, si
             memcpy(put.stored_sha256, items[i].stored_sha256, 32);
             put.plain_size = items[i].plain_size;
             memcpy(put.plain_sha256, items[i].plain_sha256, 32);
-            if (prepare)
-                prepare(arg, dests[d], d, i, &put);
+            if (hooks && hooks->prepare)
+                hooks->prepare(hooks->arg, dests[d], d, i, &put);
             dests[d]->ops->put_batch(dests[d], &put, 1, put_done, &done);
             while (!done)
                 ev_run(loop, EVRUN_ONCE);
+            if (hooks && hooks->finished)
+                hooks->finished(hooks->arg, dests[d], d, i, &put);
             if (put.ok) {
                 ok[d * n + i] = 1;
                 continue;

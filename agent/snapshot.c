@@ -418,9 +418,12 @@ static void job_close(struct job *j)
 struct copy_plan {
     const struct cfg *cfg;
     const struct catalog_snapshot *s;
+    int64_t *retained; /* per destination: the package's retain-until read back */
 };
 
-/* Per destination: the storage class (archive or hot) of the package and its signature. */
+/* Per destination: the package in the archive class where that is archive storage (the
+ * signature stays in the hot class, readable at once); both locked until retain_until where
+ * the bucket has Object Lock. */
 static void prepare_put(void *arg, const struct dest *d, size_t dest_index, size_t item,
                         struct dest_put *put)
 {
@@ -430,9 +433,20 @@ static void prepare_put(void *arg, const struct dest *d, size_t dest_index, size
     const char *cls = snapshot_class_on(cd, &archive);
 
     (void)d;
-    (void)item;
-    (void)cls;
-    (void)put;
+    if (item == 0)
+        put->storage_class = cls;
+    if (cd->type == CFG_DEST_S3 && cd->object_lock)
+        put->retain_until = plan->s->retain_until;
+}
+
+static void put_finished(void *arg, const struct dest *d, size_t dest_index, size_t item,
+                         const struct dest_put *put)
+{
+    struct copy_plan *plan = arg;
+
+    (void)d;
+    if (item == 0 && put->ok)
+        plan->retained[dest_index] = put->retained_until;
 }
 
 /* Where a destination holding it keeps the package's ciphertext: fetch it into the snapshots
@@ -537,7 +551,8 @@ static int copy_snapshot(struct job *j, struct catalog_snapshot *s)
     char *spool_path = NULL, *sig_path = NULL, *errors = NULL;
     struct dests_item items[2];
     unsigned char *ok = NULL;
-    struct copy_plan plan = {cfg, s};
+    struct copy_plan plan = {cfg, s, NULL};
+    struct dests_put_hooks hooks = {prepare_put, put_finished, &plan};
     int rc = -1;
 
     for (size_t d = 0; d < cfg->n_dests; d++) {
@@ -623,7 +638,8 @@ static int copy_snapshot(struct job *j, struct catalog_snapshot *s)
         memcpy(items[1].plain_sha256, items[1].stored_sha256, 32);
     }
     ok = util_xcalloc(cfg->n_dests * 2 + 1, 1);
-    dests_put_blocking(cfg, items, 2, mask, prepare_put, &plan, ok, &errors);
+    plan.retained = util_xcalloc(cfg->n_dests + 1, sizeof(int64_t));
+    dests_put_blocking(cfg, items, 2, mask, &hooks, ok, &errors);
     lacking = 0;
     if (catalog_begin(j->cli->cat, &err) < 0)
         goto record_failed;
@@ -637,12 +653,13 @@ static int copy_snapshot(struct job *j, struct catalog_snapshot *s)
             lacking++;
             continue;
         }
-        if (catalog_snapshot_copy(j->cli->cat, s->id, cfg->dests[d].name, cls, 0, util_now_ms(),
-                                  &err) < 0 ||
+        if (catalog_snapshot_copy(j->cli->cat, s->id, cfg->dests[d].name, cls, plan.retained[d],
+                                  util_now_ms(), &err) < 0 ||
             (archive && catalog_snapshot_archived(j->cli->cat, s->id, util_now_ms(), &err) < 0))
             goto record_failed;
-        log_info("snapshot stored label=%s date=%s dest=%s key=%s%s%s", s->label, s->close_date,
-                 cfg->dests[d].name, s->remote_key, cls ? " class=" : "", cls ? cls : "");
+        log_info("snapshot stored label=%s date=%s dest=%s key=%s%s%s%s", s->label, s->close_date,
+                 cfg->dests[d].name, s->remote_key, cls ? " class=" : "", cls ? cls : "",
+                 plan.retained[d] ? " locked=yes" : "");
     }
     if (catalog_snapshot_set_error(j->cli->cat, s->id, lacking ? errors : NULL, &err) < 0 ||
         catalog_commit(j->cli->cat, &err) < 0)
@@ -675,6 +692,7 @@ out:
     free(spool_path);
     free(errors);
     free(ok);
+    free(plan.retained);
     return rc;
 }
 

@@ -609,7 +609,23 @@ static int verify_on(struct verifying *v, struct dest *d, const struct cfg_dest 
         char cls[160];
 
         snprintf(cls, sizeof(cls), "%s", "storage class not checked (this destination has none)");
-        if (want) {
+        if (want && d->ops->stat) {
+            struct dest_stat st;
+            int found = d->ops->stat(d, v->s.remote_key, &st, &err);
+
+            if (found < 0)
+                goto out;
+            if (found == 0) {
+                cst_err_set(&err, "%s is not there", v->s.remote_key);
+                goto out;
+            }
+            if (strcmp(st.storage_class[0] ? st.storage_class : "STANDARD", want) != 0) {
+                cst_err_set(&err, "the package is in storage class %s, not %s",
+                            st.storage_class[0] ? st.storage_class : "STANDARD", want);
+                goto out;
+            }
+            snprintf(cls, sizeof(cls), "storage class %s%s", want, archive ? " (archive)" : "");
+        } else if (want) {
             snprintf(cls, sizeof(cls),
                      "storage class %s not checked (the destination cannot "
                      "report it)",
