@@ -614,3 +614,96 @@ def test_kill9_during_assembly_leaves_nothing_half_made(demo, tmp_path):
         assert remote_snapshots(demo.dest) == {snapshot_key(label, date),
                                                snapshot_key(label, date, ".sig")}
         demo.run("verify", "--snapshot", "2026-10-A", check=0, timeout=300)
+
+
+# ------------------------------------------- 6. S3: classes and Object Lock, on RGW
+
+def test_rgw_archive_class_hot_class_and_object_lock_single_and_multipart(demo, rgw, tmp_path):
+    from test_remote import s3_section, set_destinations
+
+    hot = rgw.new_bucket("snap-hot")
+    locked = rgw.new_bucket("snap-lock", object_lock=True)
+    set_destinations(demo, s3_section(rgw, hot, name="hot", hot_class="STANDARD_IA",
+                                      part_size_mb=5) +
+                     s3_section(rgw, locked, name="archive", role="archive",
+                                archive_class="DEEP_ARCHIVE", object_lock="yes",
+                                lock_mode="COMPLIANCE", part_size_mb=5))
+    a = App(str(tmp_path), demo.data, sizes=(20_000, 40_000))
+    a.period("2026-10-A", datetime.datetime(2026, 10, 1), datetime.datetime(2026, 10, 15, 20),
+             n_invoices=2, n_timesheets=2)
+    big = App(str(tmp_path / "big"), demo.data, seed=12, sizes=(1_500_000, 2_000_000))
+    big.period("2026-10-B", datetime.datetime(2026, 10, 15), datetime.datetime(2026, 10, 29, 20),
+               n_invoices=2, n_timesheets=3)
+    a.periods += big.periods
+    a.invoices += big.invoices
+    a.timesheets += big.timesheets
+    a.files.update(big.files)
+    with mongo_server(tmp_path / "mongo", docs=6, seed=8,
+                      billing=a.write(tmp_path / "billing.json")) as server:
+        a.configure(demo, server.port)
+        checks = {(c["area"], c["check"]): c for c in
+                  json.loads(demo.run("--json", "doctor", check=0).stdout)["checks"]}
+        assert checks[("destination archive", "object lock")]["result"] == "ok", checks
+        ship_everything(demo)
+        log = demo.run("snapshot", "--pending", check=0, timeout=600).stderr.decode()
+    sizes = dict(demo.query("SELECT label, stored_size FROM snapshots"))
+    assert sizes["2026-10-A"] < 5 << 20 < sizes["2026-10-B"], sizes  # one PUT, one multipart
+    # RGW dropped the lock headers of the multipart upload: set on the stored version
+    fixed = [line for line in log.splitlines() if "setting the retention" in line]
+    assert len(fixed) == 1 and "dest=archive" in fixed[0] and \
+        snapshot_key("2026-10-B", "20261029") in fixed[0], log
+    for label, date in (("2026-10-A", "20261015"), ("2026-10-B", "20261029")):
+        key, sig = snapshot_key(label, date), snapshot_key(label, date, ".sig")
+        h = rgw.head(hot, key)
+        assert h["x-amz-storage-class"] == "STANDARD_IA", h
+        assert "x-amz-object-lock-mode" not in h
+        h = rgw.head(locked, key)
+        assert h["x-amz-storage-class"] == "DEEP_ARCHIVE", (label, h)
+        assert h["x-amz-object-lock-mode"] == "COMPLIANCE", (label, h)
+        assert h["x-amz-object-lock-retain-until-date"].startswith(
+            f"{int(date[:4]) + 7}-{date[4:6]}-{date[6:8]}T00:00:00"), (label, h)
+        assert h.get("x-amz-storage-class", "STANDARD") == "DEEP_ARCHIVE"
+        hs = rgw.head(locked, sig)
+        assert hs.get("x-amz-storage-class", "STANDARD") == "STANDARD", hs  # readable at once
+        assert hs["x-amz-object-lock-mode"] == "COMPLIANCE", hs
+        for k in (key, sig):
+            (v,) = [x for x in rgw.list_versions(locked, k) if x["key"] == k]
+            status, _, body = rgw.request(
+                "DELETE", f"/{locked}/{rgw.quote(k)}?versionId={v['version_id']}")
+            assert status == 403, (k, status, body)
+            assert rgw.get(locked, k, v["version_id"])  # still there
+        # the catalog says so too
+        listing = {x["label"]: x for x in
+                   json.loads(demo.run("--json", "snapshot", "list", check=0).stdout)}
+        copies = {c["dest"]: c for c in listing[label]["copies"]}
+        assert copies["archive"]["storage_class"] == "DEEP_ARCHIVE"
+        assert copies["archive"]["retain_until"].startswith(f"{int(date[:4]) + 7}-")
+        assert copies["hot"]["storage_class"] == "STANDARD_IA" and \
+            copies["hot"]["retain_until"] is None
+        assert listing[label]["checklist"]["uploaded_to_archive"]
+    # the app host's check, without the secret key: ciphertext, signature, class
+    demo.set_option("keys", "secret_key", "/nonexistent/backup.key")
+    text = open(demo.conf).read().replace("secret_key = /nonexistent/backup.key\n", "")
+    open(demo.conf, "w").write(text)
+    p = demo.run("verify", "--snapshot", "2026-10-B", check=0, timeout=300)
+    out = p.stdout.decode()
+    assert "archive: signature, ciphertext SHA-256 and size, storage class DEEP_ARCHIVE " \
+           "(archive); the members were NOT checked: no secret key" in out, out
+    assert "hot: signature, ciphertext SHA-256 and size, storage class STANDARD_IA" in out, out
+
+
+def test_object_lock_needs_a_lock_mode_and_a_lock_bucket(demo, rgw):
+    from test_remote import s3_section, set_destinations
+
+    plain = rgw.new_bucket("nolock")
+    set_destinations(demo, s3_section(rgw, plain, object_lock="yes"))
+    p = demo.run("doctor", check=2)
+    assert b"lock_mode: required with object_lock = yes" in p.stderr, p.stderr
+    set_destinations(demo, s3_section(rgw, plain, lock_mode="GOVERNANCE"))
+    p = demo.run("doctor", check=2)
+    assert b"lock_mode: does nothing without object_lock = yes" in p.stderr, p.stderr
+    set_destinations(demo, s3_section(rgw, plain, object_lock="yes", lock_mode="GOVERNANCE"))
+    checks = {(c["area"], c["check"]): c for c in
+              json.loads(demo.run("--json", "doctor", check=1).stdout)["checks"]}
+    bad = checks[("destination s3", "object lock")]
+    assert bad["result"] == "FAIL" and "has no Object Lock" in bad["detail"], bad
