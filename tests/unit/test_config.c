@@ -201,6 +201,7 @@ static void test_full_config(void **state)
              "secret_key_file = s3/secret\n"
              "path_style = yes\n"
              "object_lock = On\n"
+             "lock_mode = COMPLIANCE\n"
              "ca_file = ca.pem\n"
              "hot_class = STANDARD\n"
              "archive_class = DEEP_ARCHIVE\n"
@@ -282,6 +283,7 @@ static void test_full_config(void **state)
     assert_string_equal(cfg->dests[1].ca_file, in_dir(f, "ca.pem"));
     assert_int_equal(cfg->dests[1].path_style, 1);
     assert_int_equal(cfg->dests[1].object_lock, 1);
+    assert_int_equal(cfg->dests[1].lock_mode, CFG_LOCK_COMPLIANCE);
     assert_string_equal(cfg->dests[1].hot_class, "STANDARD");
     assert_string_equal(cfg->dests[1].archive_class, "DEEP_ARCHIVE");
     assert_int_equal(cfg->dests[1].max_inflight, 4);
@@ -771,6 +773,39 @@ static void test_snapshots_errors(void **state)
     expect_error_after_minimal(*state, more, 13, "[snapshots] enabled", END);
 }
 
+/* Object Lock: the mode has no default and means nothing without object_lock. */
+static void test_lock_mode(void **state)
+{
+    const char *s3 = "[destination vault]\ntype = s3\nendpoint = https://s3.example\n"
+                     "bucket = b\n";
+    struct fixture *f = *state;
+    struct cst_err err = {{0}};
+    char text[1024];
+    struct cfg *cfg;
+
+    snprintf(text, sizeof(text), "%sobject_lock = yes\n", s3);
+    expect_error_after_minimal(
+        f, text, 14, "[destination vault] lock_mode: required with object_lock = yes", END);
+    snprintf(text, sizeof(text), "%slock_mode = COMPLIANCE\n", s3);
+    expect_error_after_minimal(f, text, 14,
+                               "[destination vault] lock_mode: does nothing without "
+                               "object_lock = yes",
+                               END);
+    snprintf(text, sizeof(text), "%sobject_lock = yes\nlock_mode = forever\n", s3);
+    expect_error_after_minimal(f, text, 15, "GOVERNANCE, COMPLIANCE", END);
+    snprintf(text, sizeof(text), "%s%sobject_lock = yes\nlock_mode = governance\n", minimal, s3);
+    write_file(f->conf, text);
+    cfg = cfg_load(f->conf, &err);
+    if (cfg == NULL) {
+        fail_msg("%s", err.msg);
+        return;
+    }
+    assert_int_equal(cfg->dests[0].lock_mode, CFG_LOCK_NONE);
+    assert_int_equal(cfg->dests[1].lock_mode, CFG_LOCK_GOVERNANCE);
+    assert_int_equal(cfg->dests[1].object_lock, 1);
+    cfg_free(cfg);
+}
+
 static void test_reference(void **state)
 {
     char *buf = NULL;
@@ -819,6 +854,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_check_watch_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshots_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reference, setup, teardown),
     };
 
