@@ -1685,6 +1685,20 @@ static int make_snapshot(struct job *j, const struct period *per, const char *cl
     snprintf(b.close_date, sizeof(b.close_date), "%s", close_date);
     if (read_documents(&b) < 0)
         goto fail;
+    if (b.n_invoices == 0 && b.n_timesheets == 0 && !force) {
+        /* A period key the app's documents never use reads as an empty period: never
+         * packaged silently. An empty period that is real is packaged with --force. */
+        const struct cfg_snapshots *m = &j->cfg->snap;
+
+        cst_err_set(&b.err,
+                    "no invoice has [snapshots] invoice_period_field %s = %s and no timesheet "
+                    "has timesheet_period_field %s = %s (period_key_field %s): is the mapping "
+                    "the app's? If the period really is empty, run `custodian snapshot %s "
+                    "--force`",
+                    m->invoice_period_field, per->key_json, m->timesheet_period_field,
+                    per->key_json, m->period_key_field, per->label);
+        goto fail;
+    }
     for (;;) {
         wait = classify(&b, force || b.now >= deadline);
         if (wait == 0 || drained || cli_agent_running(j->cli) || !some_on_disk(&b))

@@ -534,6 +534,25 @@ def test_a_mapping_that_names_a_missing_field_is_an_error_naming_the_key(demo, a
     assert snapshot_rows(demo) == []
 
 
+def test_a_closed_period_nothing_refers_to_is_never_an_empty_snapshot(demo, app):
+    a, server = app
+    ship_everything(demo)
+    with server.client() as c:
+        c.billing.billingPeriods.insert_one(OrderedDict([
+            ("label", "2026-12-empty"), ("start", datetime.datetime(2026, 12, 1)),
+            ("end", datetime.datetime(2026, 12, 14)),
+            ("closedAt", datetime.datetime(2026, 12, 15, 20))]))
+    p = demo.run("snapshot", "--pending", check=1)
+    err = p.stderr.decode()
+    assert "2026-12-empty" in err and "invoice_period_field periodId" in err and \
+        "--force" in err, err
+    assert "2026-12-empty" not in [r[0] for r in snapshot_rows(demo)]
+    assert len(snapshot_rows(demo)) == 2  # the others are made all the same
+    p = demo.run("snapshot", "2026-12-empty", "--force", check=0)
+    row = [r for r in snapshot_rows(demo) if r[0] == "2026-12-empty"]
+    assert row and row[0][2] == 1 and row[0][6] == 0 and row[0][7] == 0, row
+
+
 def test_non_default_mapping_period_key_label_and_dotted_fields(demo, tmp_path):
     mapping = {"periods_collection": "cycles", "period_label_field": "name",
                "period_start_field": "span.from", "period_end_field": "span.to",
