@@ -1193,10 +1193,14 @@ static void build_free(struct build *b)
 
 /* --- step 2: the package --- */
 
+#define WRITEBACK_EVERY (64u << 20)
+
 struct seal_sink {
     struct crypt_sealer *sealer;
     struct cst_err err;
     int failed;
+    int fd;
+    uint64_t written, flushed;
 };
 
 static int seal_write(void *arg, const void *buf, size_t len)
@@ -1206,6 +1210,13 @@ static int seal_write(void *arg, const void *buf, size_t len)
     if (s->failed || crypt_sealer_write(s->sealer, buf, len, &s->err) < 0) {
         s->failed = 1;
         return -1;
+    }
+    /* Start write-back as the package grows, so that the fdatasync at its end is short
+     * (of this file only: never syncfs). */
+    s->written += len;
+    if (s->written - s->flushed >= WRITEBACK_EVERY) {
+        sync_file_range(s->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        s->flushed = s->written;
     }
     return 0;
 }
@@ -1507,6 +1518,7 @@ static int pack(struct build *b, const char *partial, struct crypt_sealed_info *
     if (fd < 0)
         return cst_err_sys(&b->err, "cannot create %s", partial);
     /* Level 0: the package is zstd already; sealing only encrypts it. */
+    pk.sink.fd = fd;
     pk.sink.sealer = crypt_sealer_new(b->j->public_key, 0, fd, &b->err);
     if (pk.sink.sealer == NULL)
         goto out;
