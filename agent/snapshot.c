@@ -1800,9 +1800,14 @@ static int snapshot_period(struct job *j, const struct period *per, int force, i
         return -1;
     }
     if (found) {
-        if (announce)
-            printf("%s: made %s%s; a snapshot is never made twice for one close date\n",
-                   s.remote_key, close_date, s.complete ? "" : ", INCOMPLETE");
+        if (!announce) {
+            /* --pending: its copies were seen to by copy_owed() already. */
+            found = !s.complete;
+            catalog_snapshot_clear(&s);
+            return found ? 2 : 0;
+        }
+        printf("%s: made %s%s; a snapshot is never made twice for one close date\n", s.remote_key,
+               close_date, s.complete ? "" : ", INCOMPLETE");
     } else {
         rc = make_snapshot(j, per, close_date, force, &s);
         if (rc != 0)

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -91,9 +92,9 @@ int snapshot_fetch(struct dest *d, const struct catalog_snapshot *s,
     off_t len;
 
     /* The signature first: small, and everything else is checked against it. */
-    fd = temp_in("/tmp", err);
+    fd = memfd_create("custodian-sig", MFD_CLOEXEC);
     if (fd < 0)
-        return -1;
+        return cst_err_sys(err, "cannot create a file in memory for %s", s->sig_key);
     if (d->ops->get(d, s->sig_key, fd, err) < 0) {
         cst_err_wrap(err, "%s", s->sig_key);
         goto out;
