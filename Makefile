@@ -17,7 +17,7 @@ PYTHON := /usr/bin/python3
 # package's version), compiled into `custodian --version`.
 VERSION := $(shell head -n 1 packaging/debian/changelog | cut -d ' ' -f 2 | tr -d '()')
 
-PKGS := libsodium libzstd sqlite3 libcrypto inih libcurl libssh2 libmongoc-1.0 libsystemd
+PKGS := libsodium libzstd sqlite3 libcrypto inih libcurl libssh2 libmongoc-1.0 libarchive libsystemd
 WARN := -std=c17 -Wall -Wextra -Wpedantic -Werror -Wno-format-truncation -D_GNU_SOURCE
 # CPPFLAGS, CFLAGS and LDFLAGS from the environment are added (dpkg-buildflags'
 # hardening when the package is built); they are empty otherwise.
@@ -51,9 +51,12 @@ $(ASAN)/%.o: %.c $(wildcard */*.h)
 	@echo "  CC asan $<"
 	@$(CC) $(CFLAGS_COMMON) -O1 -g $(SAN) -c $< -o $@
 
-# Only main.c sees the version: a new changelog entry rebuilds one file.
-$(RELEASE)/agent/main.o $(ASAN)/agent/main.o: packaging/debian/changelog
-$(RELEASE)/agent/main.o $(ASAN)/agent/main.o: CFLAGS_COMMON += -DCUSTODIAN_VERSION='"$(VERSION)"'
+# Only main.c (--version) and snapshot.c (snapshot.json) see the version: a new
+# changelog entry rebuilds two files.
+$(RELEASE)/agent/main.o $(ASAN)/agent/main.o $(RELEASE)/agent/snapshot.o $(ASAN)/agent/snapshot.o: \
+  packaging/debian/changelog
+$(RELEASE)/agent/main.o $(ASAN)/agent/main.o $(RELEASE)/agent/snapshot.o $(ASAN)/agent/snapshot.o: \
+  CFLAGS_COMMON += -DCUSTODIAN_VERSION='"$(VERSION)"'
 
 $(RELEASE)/custodian: $(patsubst %.c,$(RELEASE)/%.o,$(SRC))
 	$(CC) -o $@ $^ $(LIBS)

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -102,6 +103,10 @@ struct agent {
     ev_timer daily_timer;
     ev_child daily_child;
     char daily_date[SCHED_DATE_SIZE];
+    /* billing-cycle snapshots: `custodian snapshot --pending` in a child, every poll */
+    ev_timer snapshot_timer;
+    ev_child snapshot_child;
+    int64_t snapshot_failures;
 };
 
 static int within(const char *path, const char *dir)
@@ -642,12 +647,113 @@ static void on_daily_timer(struct ev_loop *loop, ev_timer *t, int revents)
     ev_child_start(loop, &a->daily_child);
 }
 
+/* --- billing-cycle snapshots: polled here, made by `custodian snapshot --pending` --- */
+
+#define SNAPSHOT_RETRY_FIRST_MS 30000
+#define SNAPSHOT_RETRY_MAX_MS (15 * 60 * 1000)
+
+static void schedule_snapshot(struct agent *a, int64_t after_ms)
+{
+    struct cst_err err;
+
+    ev_timer_stop(a->loop, &a->snapshot_timer);
+    ev_timer_set(&a->snapshot_timer, (double)after_ms / 1000.0, 0.0);
+    ev_timer_start(a->loop, &a->snapshot_timer);
+    if (catalog_snapshot_job_next(a->cat, util_now_ms() + after_ms, &err) < 0)
+        log_warn("cannot record the next snapshot poll: %s", err.msg);
+}
+
+static void on_snapshot_exit(struct ev_loop *loop, ev_child *w, int revents)
+{
+    struct agent *a = w->data;
+    int status = w->rstatus;
+    int64_t poll = a->cli->cfg->snap.poll_ms, delay = poll;
+
+    (void)revents;
+    ev_child_stop(loop, w);
+    if (a->stopping)
+        return;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        a->snapshot_failures = 0;
+    } else {
+        int64_t first = poll < SNAPSHOT_RETRY_FIRST_MS ? poll : SNAPSHOT_RETRY_FIRST_MS;
+        int64_t cap = poll > SNAPSHOT_RETRY_MAX_MS ? poll : SNAPSHOT_RETRY_MAX_MS;
+        struct cst_err err;
+
+        if (WIFSIGNALED(status)) {
+            /* It could not say so itself. */
+            char *why = util_printf("the snapshot job was killed by signal %d", WTERMSIG(status));
+
+            if (catalog_snapshot_job_record(a->cat, 0, why, NULL, util_now_ms(), &err) < 0)
+                log_warn("cannot record the snapshot job: %s", err.msg);
+            free(why);
+        }
+        a->snapshot_failures++;
+        /* Backoff: retried soon, then less often, never dropped. */
+        delay = first;
+        for (int64_t i = 1; i < a->snapshot_failures && delay < cap; i++)
+            delay *= 2;
+        if (delay > cap)
+            delay = cap;
+        log_error("billing-cycle snapshots FAILED (attempt %lld); next attempt in %lld s (see "
+                  "`custodian status`)",
+                  (long long)a->snapshot_failures, (long long)delay / 1000);
+    }
+    schedule_snapshot(a, delay);
+}
+
+static void on_snapshot_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct agent *a = t->data;
+    pid_t parent = getpid(), pid;
+
+    (void)revents;
+    if (ev_is_active(&a->snapshot_child))
+        return; /* still running: its exit plans the next */
+    pid = fork();
+    if (pid == 0) {
+        /* A snapshot interrupted at any point is made again; it must not outlive us. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(1);
+        execl("/proc/self/exe", "custodian", "-c", a->cli->config_path, "snapshot", "--pending",
+              (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0) {
+        log_error("cannot start the snapshot job: %s; retrying in a minute", strerror(errno));
+        schedule_snapshot(a, 60000);
+        return;
+    }
+    log_debug("snapshot job started pid=%d", (int)pid);
+    ev_child_set(&a->snapshot_child, pid, 0);
+    ev_child_start(loop, &a->snapshot_child);
+}
+
+static void stop_snapshot_job(struct agent *a)
+{
+    pid_t pid = a->snapshot_child.pid;
+    int64_t until = util_mono_ms() + 10000;
+    int status;
+
+    ev_timer_stop(a->loop, &a->snapshot_timer);
+    if (!ev_is_active(&a->snapshot_child))
+        return;
+    ev_child_stop(a->loop, &a->snapshot_child);
+    /* Interrupted is safe: the next start makes that package again. */
+    kill(pid, SIGTERM);
+    while (waitpid(pid, &status, WNOHANG) == 0 && util_mono_ms() < until)
+        usleep(20 * 1000);
+}
+
 static void agent_ready(struct agent *a)
 {
     a->ready = 1;
     /* READY=1 only now: the start-up rescans are committed (and SIGTERM is handled:
      * the handlers are set before the loop runs). */
     a->notify = notify_start(a->loop, a->cat);
+    if (cfg_snapshots_on(a->cli->cfg))
+        schedule_snapshot(a, 1000);
     log_info("agent started: watching %zu folders (%zu watches), %zu destination(s), "
              "settle_ms=%d",
              a->cli->cfg->n_watch_paths, watcher_watch_count(a->watcher), a->n_dests,
@@ -669,6 +775,7 @@ static void begin_stop(struct agent *a)
     ev_timer_stop(a->loop, &a->metrics);
     ev_timer_stop(a->loop, &a->daily_timer);
     ev_timer_stop(a->loop, &a->recovery);
+    stop_snapshot_job(a);
     ev_timer_set(&a->stop_check, 0.0, 0.05);
     ev_timer_again(a->loop, &a->stop_check);
 }
@@ -819,6 +926,10 @@ static int start_watching(struct agent *a, const char *spool)
     ev_child_init(&a->daily_child, on_daily_exit, 0, 0);
     a->daily_child.data = a;
     plan_daily(a);
+    ev_timer_init(&a->snapshot_timer, on_snapshot_timer, 0.0, 0.0);
+    a->snapshot_timer.data = a;
+    ev_child_init(&a->snapshot_child, on_snapshot_exit, 0, 0);
+    a->snapshot_child.data = a;
     return EXIT_OK;
 }
 
@@ -968,6 +1079,8 @@ out:
         ev_timer_stop(a.loop, &a.daily_timer);
         ev_timer_stop(a.loop, &a.recovery);
         ev_child_stop(a.loop, &a.daily_child);
+        ev_timer_stop(a.loop, &a.snapshot_timer);
+        ev_child_stop(a.loop, &a.snapshot_child);
         ev_loop_destroy(a.loop);
         curl_global_cleanup();
     }

@@ -1,8 +1,9 @@
 /*
  * cmd_catalog_history.c - `custodian catalog history PATH [--literal |
  * --escaped]`: every version of one path, oldest first, with the copies that
- * hold it. PATH is read as restore file reads it (agent/cli.h): raw or
- * escaped, and refused when both readings are cataloged paths.
+ * hold it and the billing-cycle snapshots that contain it. PATH is read as
+ * restore file reads it (agent/cli.h): raw or escaped, and refused when both
+ * readings are cataloged paths.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,26 @@ static int print_copy(void *arg, const char *dest, const char *key, int64_t veri
     return 0;
 }
 
+static int print_snapshot(void *arg, const char *label, const char *close_date, int held)
+{
+    struct history *h = arg;
+
+    if (h->cli->json) {
+        json_obj_begin(&h->j);
+        json_key(&h->j, "label");
+        json_str(&h->j, label);
+        json_key(&h->j, "date");
+        json_str(&h->j, close_date);
+        json_key(&h->j, "held");
+        json_bool(&h->j, held);
+        json_obj_end(&h->j);
+    } else {
+        printf("    in snapshot %s of %s (%s)\n", label, close_date,
+               held ? "its bytes in the package" : "by reference, refs.tsv");
+    }
+    return 0;
+}
+
 static int each(void *arg, const struct catalog_version *v)
 {
     struct history *h = arg;
@@ -60,6 +81,11 @@ static int each(void *arg, const struct catalog_version *v)
         if (v->kind == CATALOG_FILE)
             rc = catalog_each_copy(h->cli->cat, v->object_id, print_copy, h, h->err);
         json_arr_end(&h->j);
+        json_key(&h->j, "snapshots");
+        json_arr_begin(&h->j);
+        if (rc == 0)
+            rc = catalog_each_snapshot_of_version(h->cli->cat, v->id, print_snapshot, h, h->err);
+        json_arr_end(&h->j);
         json_obj_end(&h->j);
     } else {
         char seen[40], shipped[40], deleted[40], sha[65];
@@ -75,6 +101,8 @@ static int each(void *arg, const struct catalog_version *v)
         }
         if (v->kind == CATALOG_FILE)
             rc = catalog_each_copy(h->cli->cat, v->object_id, print_copy, h, h->err);
+        if (rc == 0)
+            rc = catalog_each_snapshot_of_version(h->cli->cat, v->id, print_snapshot, h, h->err);
     }
     return rc;
 }
@@ -128,6 +156,6 @@ static int cmd_catalog_history_exec(struct cli *cli, int argc, char **argv)
 const struct cmd_entry cmd_catalog_history_entry = {
     .name = "catalog history",
     .usage = "PATH [--literal|--escaped]",
-    .help = "every version of one path, with its copies",
+    .help = "every version of one path, with its copies and snapshots",
     .exec = cmd_catalog_history_exec,
 };

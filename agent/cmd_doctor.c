@@ -6,7 +6,8 @@
  * Checks: config, key files (present, right kind, private), data folders,
  * state folder and catalog, inotify limits, clock, and every destination's
  * own probe (reach, TLS, authentication, write/read/delete, no anonymous
- * access where that applies).
+ * access where that applies), and the billing-cycle snapshots' [snapshots]
+ * mapping against the app's MongoDB.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -22,6 +23,8 @@
 #include "agent/cli.h"
 #include "agent/dests.h"
 #include "agent/keys.h"
+#include "agent/mongo_conn.h"
+#include "agent/periods.h"
 #include "agent/sched.h"
 #include "common/json.h"
 #include "common/util.h"
@@ -336,6 +339,41 @@ static void check_destinations(struct doctor *doc)
     dests_free(dests, n);
 }
 
+static void report_mapping(void *arg, const char *key, int ok, const char *detail)
+{
+    report(arg, "snapshots", key, ok ? CHECK_OK : CHECK_FAIL, "%s", detail);
+}
+
+/* The [snapshots] mapping against the app's data: every collection there, every field
+ * present in its documents, period keys and the fields that refer to them comparable. */
+static void check_snapshots(struct doctor *doc)
+{
+    const struct cfg *cfg = doc->cli->cfg;
+    struct periods *p;
+    struct cst_err err;
+    struct stat st;
+
+    if (!cfg_snapshots_on(cfg)) {
+        report(doc, "snapshots", "enabled", CHECK_WARN, "billing-cycle snapshots are off: %s",
+               cfg->mongodb_uri ? "[snapshots] enabled = no" : "[mongodb] uri is not set");
+        return;
+    }
+    if (stat(cfg->snap.files_root, &st) < 0 || !S_ISDIR(st.st_mode))
+        report(doc, "snapshots", "files_root", CHECK_FAIL, "%s is not a folder: %s",
+               cfg->snap.files_root, strerror(errno));
+    else
+        report(doc, "snapshots", "files_root", CHECK_OK, "%s", cfg->snap.files_root);
+    p = periods_open(cfg, &err);
+    if (p == NULL) {
+        report(doc, "snapshots", "mongodb", CHECK_FAIL, "%s", err.msg);
+    } else {
+        report(doc, "snapshots", "mongodb", CHECK_OK, "connected");
+        periods_check(p, report_mapping, doc, NULL);
+        periods_close(p);
+    }
+    mongo_cleanup();
+}
+
 static int cmd_doctor_exec(struct cli *cli, int argc, char **argv)
 {
     struct doctor doc = {cli, {0}, 0, 0};
@@ -360,6 +398,7 @@ static int cmd_doctor_exec(struct cli *cli, int argc, char **argv)
     check_state(&doc);
     check_clock(&doc);
     check_destinations(&doc);
+    check_snapshots(&doc);
     if (cli->json) {
         json_arr_end(&doc.j);
         json_key(&doc.j, "failed");

@@ -5,7 +5,9 @@
  * root has its watch, the catalog can be written, no path is known to be
  * unprotectable, nothing is failing to ship, every destination holds a good
  * copy of every retained object (or is copying what it lacks without errors),
- * no copy is known damaged, and the daily run is not failing or overdue.
+ * no copy is known damaged, the daily run is not failing or overdue, the
+ * billing-cycle snapshot job is not failing and no period's newest snapshot
+ * is incomplete.
  * Anything else is a problem, named on its own line, and the exit status is 1
  * so that a monitor can run this command. Being busy (a backlog that drains)
  * is not a problem; it is shown as "catching up".
@@ -189,6 +191,138 @@ static void judge_daily(struct verdict *v, struct cli *cli, const struct catalog
     sched_zone_free(zone);
 }
 
+/* --- billing-cycle snapshots --- */
+
+struct snapshots_seen {
+    struct cli *cli;
+    struct verdict *v;
+    struct catalog_snapshot last; /* newest made */
+    int have_last;
+    /* per period, its newest package */
+    struct {
+        char *key, *label, *date, *error;
+        int complete, lacking;
+        int64_t missing;
+    } * newest;
+    size_t n;
+};
+
+static int see_snapshot(void *arg, const struct catalog_snapshot *s)
+{
+    struct snapshots_seen *ss = arg;
+    size_t i;
+    int lacking = 0;
+
+    for (size_t d = 0; d < ss->cli->cfg->n_dests; d++)
+        lacking += catalog_snapshot_has_copy(ss->cli->cat, s->id, ss->cli->cfg->dests[d].name) != 1;
+    for (i = 0; i < ss->n && strcmp(ss->newest[i].key, s->period_key) != 0; i++)
+        ;
+    if (i == ss->n) {
+        ss->newest = util_xrealloc(ss->newest, (ss->n + 1) * sizeof(*ss->newest));
+        memset(&ss->newest[ss->n++], 0, sizeof(*ss->newest));
+        ss->newest[i].key = util_xstrdup(s->period_key);
+    } else {
+        free(ss->newest[i].label);
+        free(ss->newest[i].date);
+        free(ss->newest[i].error);
+    }
+    /* Oldest close date first: the last one seen is the period's newest. */
+    ss->newest[i].label = util_xstrdup(s->label);
+    ss->newest[i].date = util_xstrdup(s->close_date);
+    ss->newest[i].error = s->last_error ? util_xstrdup(s->last_error) : NULL;
+    ss->newest[i].complete = s->complete;
+    ss->newest[i].missing = s->missing;
+    ss->newest[i].lacking = lacking;
+    if (!ss->have_last || s->created_at >= ss->last.created_at) {
+        if (ss->have_last)
+            catalog_snapshot_clear(&ss->last);
+        ss->last = *s;
+        ss->last.label = util_xstrdup(s->label);
+        ss->last.period_key = util_xstrdup(s->period_key);
+        ss->last.remote_key = util_xstrdup(s->remote_key);
+        ss->last.sig_key = util_xstrdup(s->sig_key);
+        ss->last.sig = util_xstrdup(s->sig);
+        ss->last.spool = s->spool ? util_xstrdup(s->spool) : NULL;
+        ss->last.verify_detail = s->verify_detail ? util_xstrdup(s->verify_detail) : NULL;
+        ss->last.last_error = s->last_error ? util_xstrdup(s->last_error) : NULL;
+        ss->have_last = 1;
+    }
+    return 0;
+}
+
+/* A failing job, or a period whose newest package is incomplete or not everywhere. */
+static void judge_snapshots(struct verdict *v, struct cli *cli, struct snapshots_seen *ss,
+                            struct catalog_snapshot_job *job)
+{
+    struct cst_err err;
+    char since[40], next[40];
+    int failing;
+
+    memset(ss, 0, sizeof(*ss));
+    ss->cli = cli;
+    ss->v = v;
+    memset(job, 0, sizeof(*job));
+    if (!cfg_snapshots_on(cli->cfg)) {
+        note(v, "billing-cycle snapshots are off (%s)",
+             cli->cfg->mongodb_uri ? "[snapshots] enabled = no" : "no [mongodb] uri");
+        return;
+    }
+    if (catalog_snapshot_job_get(cli->cat, job) < 0 ||
+        catalog_each_snapshot(cli->cat, see_snapshot, ss, &err) < 0) {
+        problem(v, "billing-cycle snapshots: the catalog cannot be read");
+        return;
+    }
+    failing = job->failures > 0;
+    if (failing) {
+        util_format_ms(job->failing_since, since, sizeof(since));
+        util_format_ms(job->next_run_at, next, sizeof(next));
+        problem(v,
+                "billing-cycle snapshots are FAILING since %s (%lld runs in a row): %s; next "
+                "attempt %s",
+                since, (long long)job->failures, job->last_error ? job->last_error : "?",
+                job->next_run_at ? next : "when the agent runs");
+    }
+    for (size_t i = 0; i < ss->n; i++) {
+        if (!ss->newest[i].complete)
+            problem(v,
+                    "snapshot %s of %s is INCOMPLETE: %lld referenced files or documents are "
+                    "missing (missing.txt); once they are back, close the period again to make "
+                    "a complete one",
+                    ss->newest[i].label, ss->newest[i].date, (long long)ss->newest[i].missing);
+        if (ss->newest[i].lacking && !failing)
+            note(v, "snapshot %s of %s is being copied to %d more destination(s)",
+                 ss->newest[i].label, ss->newest[i].date, ss->newest[i].lacking);
+    }
+    if (job->waiting) {
+        char *save = NULL;
+
+        for (char *line = strtok_r(job->waiting, "\n", &save); line;
+             line = strtok_r(NULL, "\n", &save))
+            note(v, "snapshot waits for files: %s", line);
+    }
+    if (ss->have_last && !ss->last.archived_at)
+        note(v,
+             "snapshot %s of %s is in no archive storage (no destination has role archive or "
+             "archive_class)",
+             ss->last.label, ss->last.close_date);
+}
+
+static void snapshots_free(struct snapshots_seen *ss, struct catalog_snapshot_job *job)
+{
+    for (size_t i = 0; i < ss->n; i++) {
+        free(ss->newest[i].key);
+        free(ss->newest[i].label);
+        free(ss->newest[i].date);
+        free(ss->newest[i].error);
+    }
+    free(ss->newest);
+    if (ss->have_last)
+        catalog_snapshot_clear(&ss->last);
+    catalog_snapshot_job_clear(job);
+}
+
+void cmd_snapshot_json(struct json *j, struct catalog *cat, const struct catalog_snapshot *s);
+
 static void print_time(const char *label, int64_t ms)
 {
     char buf[40];
@@ -210,6 +344,8 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
     struct catalog_daily daily;
     struct catalog_coverage *cov;
     struct verdict v = {0};
+    struct snapshots_seen snaps;
+    struct catalog_snapshot_job job;
     bson_t *health = NULL;
     bson_error_t berr;
     int rc, running, have_daily;
@@ -300,6 +436,7 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         free(dest_error);
     }
     judge_daily(&v, cli, &daily, have_daily);
+    judge_snapshots(&v, cli, &snaps, &job);
     catalog_each_dest_notice(cli->cat, now - (int64_t)NOTICE_DAYS * 86400000, print_notice, &v,
                              &err);
     if (cli->cfg->verify_per_day == 0)
@@ -427,7 +564,29 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
             json_null(&j);
         }
         json_key(&j, "last_snapshot");
-        json_null(&j);
+        if (snaps.have_last)
+            cmd_snapshot_json(&j, cli->cat, &snaps.last);
+        else
+            json_null(&j);
+        json_key(&j, "snapshot_job");
+        json_obj_begin(&j);
+        json_key(&j, "enabled");
+        json_bool(&j, cfg_snapshots_on(cli->cfg));
+        json_key(&j, "last_run_at");
+        json_time(&j, job.last_run_at);
+        json_key(&j, "last_ok_at");
+        json_time(&j, job.last_ok_at);
+        json_key(&j, "failures");
+        json_int(&j, job.failures);
+        json_key(&j, "failing_since");
+        json_time(&j, job.failing_since);
+        json_key(&j, "last_error");
+        json_str(&j, job.last_error);
+        json_key(&j, "next_run_at");
+        json_time(&j, job.next_run_at);
+        json_key(&j, "waiting");
+        json_str(&j, job.waiting);
+        json_obj_end(&j);
         json_key(&j, "last_restore_test");
         json_null(&j);
         json_obj_end(&j);
@@ -494,6 +653,22 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
             if (daily.error)
                 printf("%-22s error: %s\n", "", daily.error);
         }
+        if (!snaps.have_last) {
+            printf("%-22s %s\n", "last snapshot", cfg_snapshots_on(cli->cfg) ? "none yet" : "off");
+        } else {
+            const struct catalog_snapshot *ls = &snaps.last;
+
+            printf("%-22s %s of %s: %s, %lld files in the package, %lld by reference, %lld "
+                   "missing\n",
+                   "last snapshot", ls->label, ls->close_date,
+                   ls->complete ? "complete" : "INCOMPLETE", (long long)ls->files,
+                   (long long)ls->refs, (long long)ls->missing);
+            printf("%-22s created %s, uploaded to archive %s, metadata verified %s\n", "", "yes",
+                   ls->archived_at ? "yes" : "NO", ls->verified_at ? "yes" : "NO");
+        }
+        if (job.failures)
+            printf("%-22s failing (%lld runs): %s\n", "snapshot job", (long long)job.failures,
+                   job.last_error ? job.last_error : "?");
     }
     rc = v.n_problems ? EXIT_FAILED : EXIT_OK;
     free(cov);
@@ -503,6 +678,7 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         bson_destroy(health);
     if (have_daily)
         catalog_daily_clear(&daily);
+    snapshots_free(&snaps, &job);
     verdict_free(&v);
     return rc;
 }

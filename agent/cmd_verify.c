@@ -25,6 +25,7 @@
 #include "agent/manifest.h"
 #include "agent/restore.h"
 #include "agent/sched.h"
+#include "agent/snapshot_check.h"
 #include "common/json.h"
 #include "common/util.h"
 #include "shipper/dest.h"
@@ -297,7 +298,7 @@ static int verify_copies(struct cli *cli, const char *from, int64_t sample, int 
 
 static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
 {
-    const char *date = NULL, *from = NULL;
+    const char *date = NULL, *from = NULL, *snapshot = NULL, *snapshot_date = NULL;
     int64_t sample = 0;
     int deep = 0, attempt = 0;
     unsigned char pk[32];
@@ -314,14 +315,24 @@ static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
             from = argv[++i];
         else if (strcmp(argv[i], "--attempt") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0)
             attempt = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--snapshot") == 0 && i + 1 < argc)
+            snapshot = argv[++i];
+        else if (strcmp(argv[i], "--date") == 0 && i + 1 < argc)
+            snapshot_date = argv[++i];
         else if (strcmp(argv[i], "--sample") == 0 && i + 1 < argc && atoll(argv[i + 1]) > 0)
             sample = atoll(argv[++i]);
         else if (strcmp(argv[i], "--deep") == 0)
             deep = 1;
         else
-            return cli_fail(EXIT_USAGE, "usage: custodian verify [--manifest DATE [--attempt N]] "
-                                        "[--sample N] [--deep] [--from DEST]");
+            return cli_fail(EXIT_USAGE, "usage: custodian verify [--manifest DATE [--attempt N] | "
+                                        "--snapshot LABEL [--date YYYYMMDD]] [--sample N] "
+                                        "[--deep] [--from DEST]");
     }
+    if ((snapshot_date && !snapshot) || (snapshot && (date || sample || deep)))
+        return cli_fail(EXIT_USAGE, "usage: custodian verify --snapshot LABEL [--date YYYYMMDD] "
+                                    "[--from DEST]");
+    if (snapshot)
+        return snapshot_verify(cli, snapshot, snapshot_date, from);
     if ((rc = cli_load_config(cli)) != EXIT_OK || (rc = cli_open_catalog(cli, 0)) != EXIT_OK)
         return rc;
     if (attempt > 0 && date == NULL)
@@ -374,7 +385,9 @@ static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
 
 const struct cmd_entry cmd_verify_entry = {
     .name = "verify",
-    .usage = "[--manifest DATE [--attempt N]] [--sample N] [--deep] [--from DEST]",
-    .help = "check that copies exist (--deep: restore and hash), or a daily manifest",
+    .usage = "[--manifest DATE [--attempt N] | --snapshot LABEL [--date YYYYMMDD]] [--sample N] "
+             "[--deep] [--from DEST]",
+    .help = "check that copies exist (--deep: restore and hash), a daily manifest, or a "
+            "snapshot",
     .exec = cmd_verify_exec,
 };

@@ -45,6 +45,8 @@ enum cfg_key_type {
     KT_TIMEZONE,
     KT_PATH_LIST,
     KT_GLOB_LIST,
+    KT_MINUTES, /* a decimal number of minutes ("15", "0.5"), stored as long milliseconds;
+                 * min and max are in milliseconds */
 };
 
 struct cfg_key {
@@ -79,6 +81,8 @@ _Static_assert(LOG_ERROR == 0 && LOG_WARN == 1 && LOG_INFO == 2 && LOG_DEBUG == 
 static const char *const cfg_log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const cfg_dest_types[] = {"local", "s3", "sftp", NULL};
 static const char *const cfg_dest_roles[] = {"primary", "replica", "archive", NULL};
+/* The index is enum cfg_lock_mode. */
+static const char *const cfg_lock_modes[] = {"GOVERNANCE", "COMPLIANCE", NULL};
 static const char *const cfg_s3_schemes[] = {"https://", "http://", NULL};
 static const char *const cfg_sftp_schemes[] = {"sftp://", NULL};
 static const char *const cfg_mongodb_schemes[] = {"mongodb://", "mongodb+srv://", NULL};
@@ -242,6 +246,118 @@ static const struct cfg_key cfg_main_keys[] = {
      .default_value = "35",
      CFG_FIELD(keep_daily),
      .help = "Daily restore points kept at least."},
+    {.section = "snapshots",
+     .name = "enabled",
+     .type = KT_BOOL,
+     .default_value = "yes",
+     CFG_FIELD(snap.enabled),
+     .help = "Make billing-cycle snapshots (docs/operations.md). They need [mongodb] uri; set no "
+             "where the billing periods are not in that database."},
+    {.section = "snapshots",
+     .name = "periods_collection",
+     .type = KT_STRING,
+     .default_value = "billingPeriods",
+     CFG_FIELD(snap.periods_collection),
+     .help = "Collection holding one document per billing period."},
+    {.section = "snapshots",
+     .name = "period_label_field",
+     .type = KT_STRING,
+     .default_value = "label",
+     CFG_FIELD(snap.period_label_field),
+     .help = "Field of a period holding its label, the name in snapshot_<label>_<YYYYMMDD>. "
+             "Fields may be dotted paths into sub-documents (a.b.c)."},
+    {.section = "snapshots",
+     .name = "period_start_field",
+     .type = KT_STRING,
+     .default_value = "start",
+     CFG_FIELD(snap.period_start_field),
+     .help = "Field of a period holding its first day."},
+    {.section = "snapshots",
+     .name = "period_end_field",
+     .type = KT_STRING,
+     .default_value = "end",
+     CFG_FIELD(snap.period_end_field),
+     .help = "Field of a period holding its last day."},
+    {.section = "snapshots",
+     .name = "period_closed_field",
+     .type = KT_STRING,
+     .default_value = "closedAt",
+     CFG_FIELD(snap.period_closed_field),
+     .help = "Field of a period holding the date it closed; the period is closed when it holds a "
+             "date, and that date in [agent] timezone is the snapshot's YYYYMMDD."},
+    {.section = "snapshots",
+     .name = "period_key_field",
+     .type = KT_STRING,
+     .default_value = "_id",
+     CFG_FIELD(snap.period_key_field),
+     .help = "Field of a period that invoices and timesheets refer to (_id, or e.g. label)."},
+    {.section = "snapshots",
+     .name = "invoices_collection",
+     .type = KT_STRING,
+     .default_value = "invoices",
+     CFG_FIELD(snap.invoices_collection),
+     .help = "Collection holding the invoices."},
+    {.section = "snapshots",
+     .name = "invoice_period_field",
+     .type = KT_STRING,
+     .default_value = "periodId",
+     CFG_FIELD(snap.invoice_period_field),
+     .help = "Field of an invoice equal to its period's period_key_field."},
+    {.section = "snapshots",
+     .name = "invoice_file_field",
+     .type = KT_STRING,
+     .default_value = "pdf.file",
+     CFG_FIELD(snap.invoice_file_field),
+     .help = "Field of an invoice holding its PDF's path, relative to files_root."},
+    {.section = "snapshots",
+     .name = "invoice_timesheets_field",
+     .type = KT_STRING,
+     CFG_FIELD(snap.invoice_timesheets_field),
+     .help = "Optional field of an invoice holding an array of the ids of the timesheets it "
+             "bills; they are part of the period's snapshot too."},
+    {.section = "snapshots",
+     .name = "timesheets_collection",
+     .type = KT_STRING,
+     .default_value = "timesheets",
+     CFG_FIELD(snap.timesheets_collection),
+     .help = "Collection holding the timesheets."},
+    {.section = "snapshots",
+     .name = "timesheet_period_field",
+     .type = KT_STRING,
+     .default_value = "billingPeriodId",
+     CFG_FIELD(snap.timesheet_period_field),
+     .help = "Field of a timesheet equal to its period's period_key_field."},
+    {.section = "snapshots",
+     .name = "timesheet_file_field",
+     .type = KT_STRING,
+     .default_value = "image.path",
+     CFG_FIELD(snap.timesheet_file_field),
+     .help = "Field of a timesheet holding its image's path, relative to files_root."},
+    {.section = "snapshots",
+     .name = "files_root",
+     .type = KT_PATH,
+     CFG_FIELD(snap.files_root),
+     .help = "Folder that invoice_file_field and timesheet_file_field paths are relative to; "
+             "default: the common parent folder of the [watch] paths."},
+    {.section = "snapshots",
+     .name = "poll_minutes",
+     .type = KT_MINUTES,
+     .min = 3000,
+     .max = 1440L * 60000,
+     .default_value = "15",
+     CFG_FIELD(snap.poll_ms),
+     .help = "How often the agent looks for newly closed periods; decimals allowed (0.5 is 30 "
+             "seconds)."},
+    {.section = "snapshots",
+     .name = "wait_for_files_minutes",
+     .type = KT_MINUTES,
+     .min = 0,
+     .max = 10080L * 60000,
+     .default_value = "60",
+     CFG_FIELD(snap.wait_for_files_ms),
+     .help = "How long after a period closed its snapshot waits for a referenced file that is "
+             "not yet in the catalog; after that the file is listed in missing.txt and the "
+             "snapshot is marked incomplete. Decimals allowed."},
 };
 
 static const struct cfg_key cfg_dest_keys[] = {
@@ -334,7 +450,17 @@ static const struct cfg_key cfg_dest_keys[] = {
      .default_value = "no",
      .dest_types = DT_S3,
      DEST_FIELD(object_lock),
-     .help = "The bucket has Object Lock: uploads carry a retention date."},
+     .help = "The bucket has Object Lock (doctor checks it): billing-cycle snapshots are "
+             "stored locked until their close date + delete_after_months, in lock_mode."},
+    {.section = "destination",
+     .name = "lock_mode",
+     .type = KT_ENUM,
+     .choices = cfg_lock_modes,
+     .dest_types = DT_S3,
+     DEST_FIELD(lock_mode),
+     .help = "With object_lock: GOVERNANCE (a user with s3:BypassGovernanceRetention may still "
+             "delete) or COMPLIANCE (nobody can delete before the date, not even the root "
+             "account). No default: the operator chooses."},
     {.section = "destination",
      .name = "url",
      .type = KT_URL,
@@ -758,6 +884,26 @@ static int cfg_set(struct cfg_parser *p, const struct cfg_key *k, void *base, co
         }
         return cfg_fail(p, line, section, k->name, "value '%s' is not one of: %s", value, names);
     }
+    case KT_MINUTES: {
+        /* Digits with at most one '.', so "0.5" but never "1e3", " 5" or "-1". */
+        size_t digits = strspn(value, "0123456789."), dots = 0;
+        double minutes;
+        long ms;
+
+        for (const char *c = value; *c; c++)
+            dots += *c == '.';
+        if (digits != strlen(value) || dots > 1 || strcmp(value, ".") == 0)
+            return cfg_fail(p, line, section, k->name,
+                            "value '%s' is not a number of minutes (e.g. 15 or 0.5)", value);
+        minutes = strtod(value, NULL);
+        if (minutes * 60000.0 > (double)k->max + 0.5 || minutes * 60000.0 < (double)k->min - 0.5)
+            return cfg_fail(p, line, section, k->name,
+                            "value %s is out of range (%g to %g minutes)", value,
+                            (double)k->min / 60000.0, (double)k->max / 60000.0);
+        ms = (long)(minutes * 60000.0 + 0.5);
+        cfg_store_number(base, k, ms);
+        return 0;
+    }
     case KT_TIME_OF_DAY: {
         int hour, minute;
 
@@ -994,6 +1140,15 @@ static int cfg_finish_dest(struct cfg_parser *p, size_t i)
         if (key->default_value != NULL && cfg_set(p, key, d, section, 0, key->default_value) < 0)
             return -1;
     }
+    if (dl->key_lines[cfg_dest_key_index("lock_mode")] == 0)
+        d->lock_mode = CFG_LOCK_NONE;
+    if (d->object_lock && d->lock_mode == CFG_LOCK_NONE)
+        return cfg_fail(p, dl->key_lines[cfg_dest_key_index("object_lock")], section, "lock_mode",
+                        "required with object_lock = yes: GOVERNANCE or COMPLIANCE (there is no "
+                        "default; see docs/configuration.md)");
+    if (!d->object_lock && d->lock_mode != CFG_LOCK_NONE)
+        return cfg_fail(p, dl->key_lines[cfg_dest_key_index("lock_mode")], section, "lock_mode",
+                        "does nothing without object_lock = yes");
     return 0;
 }
 
@@ -1003,6 +1158,104 @@ static int cfg_main_line(const struct cfg_parser *p, const char *section, const 
     const struct cfg_key *k = cfg_find_key(cfg_main_keys, CFG_N_MAIN_KEYS, section, name);
 
     return k != NULL ? p->key_lines[k - cfg_main_keys] : 0;
+}
+
+/* The folder that is a parent of every [watch] path (the deepest such). */
+static char *cfg_common_parent(const struct cfg *cfg)
+{
+    size_t len;
+    char *common;
+
+    if (cfg->n_watch_paths == 0)
+        return strdup("/");
+    common = strdup(cfg->watch_paths[0]);
+    if (common == NULL)
+        return NULL;
+    /* The parent of the first path, then shortened until every path lies below it. */
+    for (;;) {
+        char *slash = strrchr(common, '/');
+        int all = 1;
+
+        if (slash == NULL || slash == common) {
+            strcpy(common, "/");
+            return common;
+        }
+        *slash = '\0';
+        len = strlen(common);
+        for (size_t i = 0; i < cfg->n_watch_paths && all; i++)
+            all = strncmp(cfg->watch_paths[i], common, len) == 0 && cfg->watch_paths[i][len] == '/';
+        if (all)
+            return common;
+    }
+}
+
+/* A MongoDB field path: dotted names, none empty, none starting with '$'. */
+static int cfg_field_path_ok(const char *v)
+{
+    if (v[0] == '\0' || v[0] == '.' || v[strlen(v) - 1] == '.' || strstr(v, "..") != NULL)
+        return 0;
+    for (const char *c = v; *c; c++)
+        if ((*c == '$' && (c == v || c[-1] == '.')) || (unsigned char)*c < 0x20)
+            return 0;
+    return 1;
+}
+
+static int cfg_finish_snapshots(struct cfg_parser *p)
+{
+    struct cfg_snapshots *s = &p->cfg->snap;
+    const struct {
+        const char *key;
+        const char *value;
+        int collection;
+    } names[] = {
+        {"periods_collection", s->periods_collection, 1},
+        {"invoices_collection", s->invoices_collection, 1},
+        {"timesheets_collection", s->timesheets_collection, 1},
+        {"period_label_field", s->period_label_field, 0},
+        {"period_start_field", s->period_start_field, 0},
+        {"period_end_field", s->period_end_field, 0},
+        {"period_closed_field", s->period_closed_field, 0},
+        {"period_key_field", s->period_key_field, 0},
+        {"invoice_period_field", s->invoice_period_field, 0},
+        {"invoice_file_field", s->invoice_file_field, 0},
+        {"invoice_timesheets_field", s->invoice_timesheets_field, 0},
+        {"timesheet_period_field", s->timesheet_period_field, 0},
+        {"timesheet_file_field", s->timesheet_file_field, 0},
+    };
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *v = names[i].value;
+
+        if (v == NULL)
+            continue;
+        if (names[i].collection &&
+            (strchr(v, '$') != NULL || v[0] == '.' || strncmp(v, "system.", 7) == 0))
+            return cfg_fail(p, cfg_main_line(p, "snapshots", names[i].key), "snapshots",
+                            names[i].key, "'%s' is not a MongoDB collection name", v);
+        if (!names[i].collection && !cfg_field_path_ok(v))
+            return cfg_fail(p, cfg_main_line(p, "snapshots", names[i].key), "snapshots",
+                            names[i].key,
+                            "'%s' is not a field path (names separated by '.', none empty or "
+                            "starting with '$')",
+                            v);
+    }
+    /* Keys that would do nothing are refused: the periods are read from [mongodb] uri. */
+    if (s->enabled && p->cfg->mongodb_uri == NULL) {
+        for (size_t i = 0; i < CFG_N_MAIN_KEYS; i++)
+            if (strcmp(cfg_main_keys[i].section, "snapshots") == 0 && p->key_lines[i] != 0 &&
+                strcmp(cfg_main_keys[i].name, "enabled") != 0)
+                return cfg_fail(p, p->key_lines[i], "snapshots", cfg_main_keys[i].name,
+                                "snapshots read the billing periods from MongoDB: set [mongodb] "
+                                "uri (or [snapshots] enabled = no)");
+    }
+    if (s->files_root == NULL && (s->files_root = cfg_common_parent(p->cfg)) == NULL)
+        return cfg_oom(p);
+    return 0;
+}
+
+int cfg_snapshots_on(const struct cfg *cfg)
+{
+    return cfg->snap.enabled && cfg->mongodb_uri != NULL;
 }
 
 /* Checks across keys, once the whole file is read and defaults applied. */
@@ -1066,6 +1319,9 @@ static int cfg_finish(struct cfg_parser *p)
                                 cfg->watch_paths[i], cfg->watch_paths[j], wl[j]);
         }
     }
+
+    if (cfg_finish_snapshots(p) < 0)
+        return -1;
 
     if (cfg->n_dests == 0)
         return cfg_fail(p, 0, "destination NAME", NULL,
@@ -1260,6 +1516,9 @@ static void cfg_describe_type(const struct cfg_key *k, char *buf, size_t size)
         break;
     case KT_GLOB_LIST:
         snprintf(buf, size, "glob, repeatable");
+        break;
+    case KT_MINUTES:
+        snprintf(buf, size, "minutes %g..%g", (double)k->min / 60000.0, (double)k->max / 60000.0);
         break;
     }
     if (k->dest_types != 0 && k->dest_types != DT_ALL) {

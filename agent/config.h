@@ -18,6 +18,7 @@
 
 enum cfg_dest_type { CFG_DEST_LOCAL, CFG_DEST_S3, CFG_DEST_SFTP };
 enum cfg_dest_role { CFG_ROLE_PRIMARY, CFG_ROLE_REPLICA, CFG_ROLE_ARCHIVE };
+enum cfg_lock_mode { CFG_LOCK_NONE = -1, CFG_LOCK_GOVERNANCE, CFG_LOCK_COMPLIANCE };
 
 struct cfg_dest {
     char *name; /* from [destination NAME] */
@@ -28,6 +29,7 @@ struct cfg_dest {
         *archive_class;  /* s3; region defaults to us-east-1, the rest may be NULL */
     int path_style;      /* s3 boolean (0/1), default 0 */
     int object_lock;     /* s3 boolean (0/1), default 0 */
+    int lock_mode;       /* s3: enum cfg_lock_mode; required with object_lock, else NONE */
     char *url;           /* sftp: sftp://user@host:port/base */
     char *identity;      /* sftp, may be NULL */
     char *known_hosts;   /* sftp, may be NULL */
@@ -35,6 +37,20 @@ struct cfg_dest {
     long bandwidth_kbps; /* 0 = unlimited (default) */
     int part_size_mb;    /* s3: multipart above this, 5..5120, default 64 */
     int readback_mb;     /* sftp: copies up to this size are read back whole, default 256 */
+};
+
+/* [snapshots]: where the billing app keeps its periods, invoices and timesheets
+ * (collection and field names; fields may be dotted paths into sub-documents). */
+struct cfg_snapshots {
+    int enabled; /* default yes; effective only with [mongodb] uri */
+    char *periods_collection, *period_label_field, *period_start_field, *period_end_field,
+        *period_closed_field, *period_key_field;
+    char *invoices_collection, *invoice_period_field, *invoice_file_field,
+        *invoice_timesheets_field; /* the last may be NULL */
+    char *timesheets_collection, *timesheet_period_field, *timesheet_file_field;
+    char *files_root;       /* default: the common parent of the [watch] paths */
+    long poll_ms;           /* poll_minutes, in milliseconds */
+    long wait_for_files_ms; /* wait_for_files_minutes, in milliseconds */
 };
 
 struct cfg {
@@ -61,7 +77,11 @@ struct cfg {
     int keep_daily;                   /* 1..10000, default 35 */
     int verify_per_day;               /* [verify] per_day: 0..100000000, default 3000 */
     char *metrics_textfile;           /* [metrics] textfile, NULL: none */
+    struct cfg_snapshots snap;        /* [snapshots] */
 };
+
+/* Billing-cycle snapshots run: enabled and a MongoDB to read the periods from. */
+int cfg_snapshots_on(const struct cfg *cfg);
 
 /* Read and validate the config file at path. NULL and err filled on any problem. */
 struct cfg *cfg_load(const char *path, struct cst_err *err);

@@ -46,6 +46,7 @@
 #include "agent/agent.h"
 #include "agent/cmdline.h"
 #include "agent/dests.h"
+#include "agent/drain.h"
 #include "agent/keys.h"
 #include "agent/manifest.h"
 #include "agent/mongo_archive.h"
@@ -59,7 +60,6 @@
 #include "shipper/curl_ev.h"
 #include "shipper/workpool.h"
 
-#define DRAIN_TIMEOUT_MS (10 * 60 * 1000)
 #define MAX_ARTIFACTS 6
 
 struct artifact {
@@ -321,48 +321,6 @@ static int write_plain(struct run *r, struct artifact *a, const char *text, size
 
 /* --- step 1: files --- */
 
-/* Files not yet on any destination (copies to the others may still be on their way). */
-static int backlog(struct cli *cli)
-{
-    struct catalog_backlog b;
-
-    /* Unknown counts as not drained: the run then says its files are incomplete. */
-    if (catalog_backlog(cli->cat, &b, NULL) < 0)
-        return 1;
-    return (int)(b.queued + b.waiting);
-}
-
-/* Every live file shipped: scan for what changed, then drain the queue. */
-static int drain(struct run *r, char **status)
-{
-    struct cli *cli = r->cli;
-    struct reconcile_counts c = {0, 0, 0, 0};
-    struct cst_err err;
-    int64_t start = util_mono_ms();
-
-    /* Short transactions: the walk never holds the write lock the agent needs. */
-    for (size_t i = 0; i < cli->cfg->n_watch_paths; i++)
-        if (reconcile_tree(cli->cat, cli->cfg->watch_paths[i], cli->cfg->excludes,
-                           cli->cfg->n_excludes, &c, &err) < 0)
-            goto fail;
-    if (!cli_agent_running(cli)) {
-        struct agent_options o = {.until_idle = 1, .until_empty = 1};
-
-        o.timeout_ms = DRAIN_TIMEOUT_MS;
-        agent_run(cli, &o);
-    }
-    while (backlog(cli) > 0 && util_mono_ms() - start < DRAIN_TIMEOUT_MS)
-        usleep(200 * 1000);
-    if (backlog(cli) > 0) {
-        *status = util_printf("incomplete: %d files were not shipped yet", backlog(cli));
-        return 0;
-    }
-    return 1;
-fail:
-    *status = util_printf("failed: %s", err.msg);
-    return -1;
-}
-
 struct point {
     struct sealing *s;
     int64_t files, bytes;
@@ -402,7 +360,7 @@ static void step_files(struct run *r, char **status)
     char *header, head_hex[65];
     unsigned char audit_head[32];
     int64_t audit_rows;
-    int complete = drain(r, &drained);
+    int complete = files_drain(r->cli, &drained);
     int64_t at = util_now_ms();
 
     if (complete < 0 || sealing_begin(r, &s, a, &err) < 0) {
@@ -748,98 +706,35 @@ static void step_catalog(struct run *r, char **status)
 
 /* --- step 4: ship to every destination --- */
 
-struct upload {
-    int done;
-};
-
-static void upload_done(void *arg, struct dest_put *puts, size_t n)
-{
-    struct upload *u = arg;
-
-    (void)puts;
-    (void)n;
-    u->done = 1;
-}
-
-/* Append a message to *errors, "; " between messages. */
-static void add_error(char **errors, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add_error(char **errors, const char *fmt, ...)
-{
-    char msg[CST_ERR_SIZE * 2], *more;
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    more = util_printf("%s%s%s", *errors ? *errors : "", *errors ? "; " : "", msg);
-    free(*errors);
-    *errors = more;
-}
-
 /* Put arts[first..n) on every destination; record verified copies. Returns how many
  * (artifact, destination) pairs failed. */
 static int ship(struct run *r, size_t first, char **errors)
 {
-    struct cli *cli = r->cli;
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    struct workpool *pool = workpool_new(loop, 1);
-    struct curl_ev *curl = curl_ev_new(loop);
-    struct dest_env env = {loop, pool, curl};
-    struct dest **dests = NULL;
-    size_t nd = 0;
-    struct cst_err err;
-    int failed = 0;
+    size_t n = r->n_arts - first, nd = r->cli->cfg->n_dests;
+    struct dests_item *items = util_xcalloc(n + 1, sizeof(*items));
+    unsigned char *ok = util_xcalloc(n * nd + 1, 1);
+    int failed;
 
-    if (dests_open(cli->cfg, &env, &dests, &nd, &err) < 0) {
-        add_error(errors, "%s", err.msg);
-        failed = (int)(r->n_arts - first);
-        goto out;
-    }
-    for (size_t d = 0; d < nd; d++) {
-        for (size_t i = first; i < r->n_arts; i++) {
-            struct artifact *a = &r->arts[i];
-            struct dest_put put;
-            struct upload u = {0};
-            uint64_t size;
-            int there = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct artifact *a = &r->arts[first + i];
 
-            /* Names are this attempt's own; one that is already there is another
-             * run's evidence (a catalog that forgot its attempts): never overwritten. */
-            if (dests[d]->ops->exists &&
-                (there = dests[d]->ops->exists(dests[d], a->remote_key, &size, &err)) != 0) {
-                failed++;
-                if (there < 0)
-                    add_error(errors, "destination %s: %s", dests[d]->name, err.msg);
-                else
-                    add_error(errors,
-                              "destination %s already holds %s, which this run did not make; "
-                              "it was not overwritten",
-                              dests[d]->name, a->remote_key);
-                continue;
-            }
-            memset(&put, 0, sizeof(put));
-            put.spool_path = a->spool_path;
-            put.remote_key = a->remote_key;
-            put.stored_size = a->stored_size;
-            memcpy(put.stored_sha256, a->stored_sha256, 32);
-            put.plain_size = a->plain_size;
-            memcpy(put.plain_sha256, a->plain_sha256, 32);
-            dests[d]->ops->put_batch(dests[d], &put, 1, upload_done, &u);
-            while (!u.done)
-                ev_run(loop, EVRUN_ONCE);
-            if (put.ok) {
-                a->ok_mask |= 1u << d;
-                continue;
-            }
-            failed++;
-            add_error(errors, "destination %s: %s: %s", dests[d]->name, a->remote_key, put.error);
-        }
+        items[i].spool_path = a->spool_path;
+        items[i].remote_key = a->remote_key;
+        items[i].stored_size = a->stored_size;
+        memcpy(items[i].stored_sha256, a->stored_sha256, 32);
+        items[i].plain_size = a->plain_size;
+        memcpy(items[i].plain_sha256, a->plain_sha256, 32);
+        /* Names are this attempt's own; one already there is another run's evidence (a
+         * catalog that forgot its attempts): never overwritten. */
+        items[i].no_overwrite = 1;
     }
-out:
-    workpool_free(pool);
-    curl_ev_free(curl);
-    dests_free(dests, nd);
-    ev_loop_destroy(loop);
+    failed = dests_put_blocking(r->cli->cfg, items, n, ~0u, NULL, ok, errors);
+    for (size_t d = 0; d < nd; d++)
+        for (size_t i = 0; i < n; i++)
+            if (ok[d * n + i])
+                r->arts[first + i].ok_mask |= 1u << d;
+    free(items);
+    free(ok);
     return failed;
 }
 

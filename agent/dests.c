@@ -5,6 +5,7 @@
 #include "dests.h"
 
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,8 @@
 #include "agent/keys.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "shipper/curl_ev.h"
+#include "shipper/workpool.h"
 
 /* ca_file and known_hosts decide whom the agent trusts: checked like key files, here, so
  * that start-up, doctor and every command refuse a loose one the same way. */
@@ -56,6 +59,10 @@ static struct dest *open_one(const struct cfg *cfg, const struct cfg_dest *c,
             .secret_key_file = c->secret_key_file,
             .ca_file = c->ca_file,
             .hot_class = c->hot_class,
+            .object_lock = c->object_lock,
+            .lock_mode = c->lock_mode == CFG_LOCK_COMPLIANCE   ? "COMPLIANCE"
+                         : c->lock_mode == CFG_LOCK_GOVERNANCE ? "GOVERNANCE"
+                                                               : NULL,
             .path_style = c->path_style,
             .max_inflight = c->max_inflight,
             .bandwidth_kbps = c->bandwidth_kbps,
@@ -154,4 +161,94 @@ void dests_free(struct dest **dests, size_t n)
     for (size_t i = 0; i < n; i++)
         dest_free(dests[i]);
     free(dests);
+}
+
+static void put_done(void *arg, struct dest_put *puts, size_t n)
+{
+    (void)puts;
+    (void)n;
+    *(int *)arg = 1;
+}
+
+static void add_error(char **errors, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_error(char **errors, const char *fmt, ...)
+{
+    char buf[CST_ERR_SIZE + 256], *more;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    more = util_printf("%s%s%s", *errors ? *errors : "", *errors ? "; " : "", buf);
+    free(*errors);
+    *errors = more;
+}
+
+int dests_put_blocking(const struct cfg *cfg, const struct dests_item *items, size_t n,
+                       unsigned mask, const struct dests_put_hooks *hooks, unsigned char *ok,
+                       char **errors)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct workpool *pool = workpool_new(loop, 1);
+    struct curl_ev *curl = curl_ev_new(loop);
+    struct dest_env env = {loop, pool, curl};
+    struct dest **dests = NULL;
+    size_t nd = 0;
+    struct cst_err err;
+    int failed = 0;
+
+    if (dests_open(cfg, &env, &dests, &nd, &err) < 0) {
+        add_error(errors, "%s", err.msg);
+        failed = (int)n;
+        goto out;
+    }
+    for (size_t d = 0; d < nd; d++) {
+        if (d < 32 && !(mask & (1u << d)))
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            struct dest_put put;
+            int done = 0, there;
+            uint64_t size;
+
+            if (items[i].no_overwrite && dests[d]->ops->exists &&
+                (there = dests[d]->ops->exists(dests[d], items[i].remote_key, &size, &err)) != 0) {
+                failed++;
+                if (there < 0)
+                    add_error(errors, "destination %s: %s", dests[d]->name, err.msg);
+                else
+                    add_error(errors,
+                              "destination %s already holds %s, which this run did not make; "
+                              "it was not overwritten",
+                              dests[d]->name, items[i].remote_key);
+                continue;
+            }
+            memset(&put, 0, sizeof(put));
+            put.spool_path = items[i].spool_path;
+            put.remote_key = items[i].remote_key;
+            put.stored_size = items[i].stored_size;
+            memcpy(put.stored_sha256, items[i].stored_sha256, 32);
+            put.plain_size = items[i].plain_size;
+            memcpy(put.plain_sha256, items[i].plain_sha256, 32);
+            if (hooks && hooks->prepare)
+                hooks->prepare(hooks->arg, dests[d], d, i, &put);
+            dests[d]->ops->put_batch(dests[d], &put, 1, put_done, &done);
+            while (!done)
+                ev_run(loop, EVRUN_ONCE);
+            if (hooks && hooks->finished)
+                hooks->finished(hooks->arg, dests[d], d, i, &put);
+            if (put.ok) {
+                ok[d * n + i] = 1;
+                continue;
+            }
+            failed++;
+            add_error(errors, "destination %s: %s: %s", dests[d]->name, items[i].remote_key,
+                      put.error);
+        }
+    }
+out:
+    workpool_free(pool);
+    curl_ev_free(curl);
+    dests_free(dests, nd);
+    ev_loop_destroy(loop);
+    return failed;
 }

@@ -21,6 +21,7 @@
 #include <sodium.h>
 
 #include "shipper/container.h"
+#include "common/util.h"
 
 /* The longest file we write is 32 + 128 + 1 bytes; anything much bigger is not a key. */
 #define KEYS_FILE_MAX 512
@@ -497,4 +498,28 @@ int keys_check_trust_file(const char *path, const char *what, struct cst_err *er
     if (access(path, R_OK) < 0)
         return cst_err_sys(err, "%s %s cannot be read", what, path);
     return 0;
+}
+
+int keys_load_signing_pk(const char *signing_key, unsigned char pk[32], struct cst_err *err)
+{
+    unsigned char *sk = sodium_malloc(64);
+    size_t n = strlen(signing_key);
+    struct cst_err perr;
+    char *pub;
+    int rc;
+
+    if (sk == NULL)
+        return cst_err_set(err, "out of memory");
+    rc = keys_load_secret(signing_key, "signing-secret-key", sk, 64, err);
+    if (rc == 0)
+        crypto_sign_ed25519_sk_to_pk(pk, sk);
+    sodium_free(sk);
+    if (rc == 0)
+        return 0;
+    pub = util_printf("%.*s.pub",
+                      (int)(n > 4 && strcmp(signing_key + n - 4, ".key") == 0 ? n - 4 : n),
+                      signing_key);
+    rc = keys_load_signing_public(pub, pk, &perr);
+    free(pub);
+    return rc; /* on failure err still says why the secret key could not be read */
 }

@@ -38,6 +38,14 @@ int keys_load_public(const char *path, unsigned char pk[32], struct cst_err *err
 int keys_load_signing_public(const char *path, unsigned char pk[32], struct cst_err *err);
 
 /*
+ * The Ed25519 public key that checks signatures made with the signing key at
+ * signing_key: taken from that secret key file where it can be read (libsodium keeps
+ * the public half in it), else from the signing.pub beside it (signing.key ->
+ * signing.pub), so that hosts holding only the public key verify too.
+ */
+int keys_load_signing_pk(const char *signing_key, unsigned char pk[32], struct cst_err *err);
+
+/*
  * Load a secret key of the given kind ("backup-secret-key", "naming-key",
  * "signing-secret-key") into out, which the caller allocates with
  * sodium_malloc; len must be that kind's size. Refuses a file that group or

@@ -56,10 +56,4 @@ void mongo_dump_stats_free(struct mongo_dump_stats *stats);
 /* The process-wide libmongoc teardown; call once at exit if mongo_dump ran. */
 void mongo_dump_cleanup(void);
 
-/*
- * text with every mongodb:// or mongodb+srv:// credential's password
- * replaced by "****" (mongodb://user:****@host); malloc'd, never NULL.
- */
-char *mongo_redact_uri(const char *text);
-
 #endif

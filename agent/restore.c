@@ -387,6 +387,11 @@ int restorer_scratch_file(struct restorer *r, struct cst_err *err)
     return beneath_scratch_file(r->spool, err);
 }
 
+const unsigned char *restorer_secret_key(struct restorer *r)
+{
+    return r->secret_key;
+}
+
 struct dest **restorer_dests(struct restorer *r, size_t *n)
 {
     *n = r->n_dests;

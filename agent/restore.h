@@ -57,6 +57,8 @@ int restorer_check_copy(struct restorer *r, struct dest *d, const char *key,
                         struct cst_err *err);
 /* A scratch file in the state folder's spool (anonymous where the filesystem allows). */
 int restorer_scratch_file(struct restorer *r, struct cst_err *err);
+/* The backup secret key the restorer loaded (32 bytes, sodium_malloc'd). */
+const unsigned char *restorer_secret_key(struct restorer *r);
 /* Open the destinations only (for verify); no secret key needed. */
 struct dest **restorer_dests(struct restorer *r, size_t *n);
 

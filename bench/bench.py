@@ -1037,6 +1037,11 @@ def main():
     ap.add_argument("--skip-tools", action="store_true", help="do not run rclone/restic/borg")
     ap.add_argument("--skip-s3", action="store_true",
                     help="skip the S3 phase (custodian, rclone and restic to a private Ceph RGW)")
+    ap.add_argument("--skip-snapshot", action="store_true",
+                    help="skip the billing-cycle snapshot phase (custodian snapshot against "
+                         "tar --zstd)")
+    ap.add_argument("--snapshot-only", action="store_true",
+                    help="run only the billing-cycle snapshot phase")
     ap.add_argument("--perf", metavar="FILE",
                     help="attach `perf record` (cpu-clock, call graphs) to the agent during the "
                          "backlog phase, write FILE and print its top symbols; perturbs the "
@@ -1076,8 +1081,16 @@ def main():
         pass
     rc = 0
     try:
-        rc = run(args, binary, work, n_lat, n_files, lat_timeout, burst_timeout,
-                 tool_timeout, result)
+        if args.snapshot_only:
+            result["snapshot"] = sn = run_snapshot(args, binary, work, args.scale)
+            out = []
+            print_snapshot(out.append, sn)
+            print("\n".join(out), flush=True)
+            rc = 1 if "error" in sn else 0
+            result["ok"] = rc == 0
+        else:
+            rc = run(args, binary, work, n_lat, n_files, lat_timeout, burst_timeout,
+                     tool_timeout, result)
     except BenchError as e:
         rc = 1
         result["error"] = str(e)
@@ -1315,6 +1328,15 @@ def run(args, binary, work, n_lat, n_files, lat_timeout, burst_timeout, tool_tim
         elif "error" in s3:
             result["error"] = "s3: " + s3["error"]
             rc = 2
+    # --- a billing-cycle snapshot against tar --zstd (table section 8)
+    if not args.skip_snapshot:
+        result["snapshot"] = run_snapshot(args, binary, work, args.scale)
+        if "error" in result["snapshot"]:
+            log(f"snapshot phase: {result['snapshot']['error']}")
+            rc = rc or 1
+        else:
+            targets.update({"snapshot_" + k: v
+                            for k, v in result["snapshot"]["targets"].items()})
     result["ok"] = rc == 0
     print_table(result)
     if rc:
@@ -1483,6 +1505,165 @@ def run_tools(work, staging, set_bytes, n_files, timeout):
     return results
 
 
+# ---------------------------------------------------------------- billing-cycle snapshot
+
+MONGO_SERVER = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                             "..", "tests", "servers", "mongo_server.py"))
+SNAP_PDFS, SNAP_IMAGES = 1000, 2000  # at scale 1: about 500 MB
+SNAP_RATIO_TARGET = 1.5
+
+
+def snapshot_files(gen, root, n_pdfs, n_images):
+    """The period's files under root (invoices/ and images/): [(rel path, size)]."""
+    out = []
+    rng = random.Random(gen.rng.random())
+    for kind, n, lo, hi, ext in (("invoices", n_pdfs, 50_000, 150_000, "pdf"),
+                                 ("images", n_images, 100_000, 300_000, "jpg")):
+        d = os.path.join(root, kind, "2026-11-A")
+        os.makedirs(d, exist_ok=True)
+        for i in range(n):
+            size = rng.randint(lo, hi)
+            rel = f"{kind}/2026-11-A/{kind[:3]}-{i:05d}.{ext}"
+            with open(os.path.join(root, rel), "wb") as f:
+                f.write(gen.make(kind, size))
+            out.append((rel, size))
+    return out
+
+
+def snapshot_billing_json(path, files):
+    """The app's data as canonical Extended JSON, written without a BSON library: one
+    closed period, an invoice per PDF, a timesheet per image."""
+    def oid(i):
+        return {"$oid": f"{0x65a0b000 + i:08x}{i:016x}"}
+
+    def date(ms):
+        return {"$date": {"$numberLong": str(ms)}}
+
+    period = {"_id": oid(0), "label": "2026-11-A", "start": date(1793491200000),
+              "end": date(1794614400000), "closedAt": date(1794700800000)}
+    invoices, timesheets = [], []
+    for i, (rel, _) in enumerate(files):
+        if rel.startswith("invoices/"):
+            invoices.append({"_id": oid(100000 + i), "periodId": oid(0),
+                             "total": {"$numberDecimal": f"{100 + i % 900}.25"},
+                             "pdf": {"file": rel}})
+        else:
+            timesheets.append({"_id": oid(200000 + i), "billingPeriodId": oid(0),
+                               "hours": {"$numberDecimal": "7.50"}, "image": {"path": rel}})
+    with open(path, "w") as f:
+        json.dump({"billingPeriods": [period], "invoices": invoices,
+                   "timesheets": timesheets}, f)
+
+
+def run_snapshot(args, binary, work, scale):
+    """A period of 1,000 invoice PDFs and 2,000 timesheet images (scaled): custodian snapshot
+    against `tar --zstd -cf` over the same files, both from a warm page cache."""
+    sdir = os.path.join(work, "snapshot")
+    demo = os.path.join(sdir, "demo")
+    os.makedirs(sdir)
+    res = {}
+    if not os.path.exists("/usr/bin/python3") or not shutil.which("zstd"):
+        return {"error": "needs Debian's /usr/bin/python3 (mockupdb, mongomock) and zstd"}
+    p = subprocess.run([binary, "init", "--demo", demo], capture_output=True, timeout=60)
+    if p.returncode != 0:
+        return {"error": "custodian init --demo failed: " + p.stderr.decode(errors="replace")}
+    data = os.path.join(demo, "app", "data")
+    n_pdfs = max(10, round(SNAP_PDFS * scale))
+    n_images = max(20, round(SNAP_IMAGES * scale))
+    log(f"snapshot phase: generating {n_pdfs} PDFs and {n_images} images ...")
+    files = snapshot_files(DataGen(args.seed + 7), data, n_pdfs, n_images)
+    nbytes = sum(size for _, size in files)
+    res.update(files=len(files), mb=nbytes / MB)
+    billing = os.path.join(sdir, "billing.json")
+    snapshot_billing_json(billing, files)
+    port = free_ports(1)[0]
+    server = subprocess.Popen(
+        ["/usr/bin/python3", MONGO_SERVER, "--port", str(port), "--docs", "6",
+         "--billing", billing], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL)
+    try:
+        if b"ready" not in server.stdout.readline():
+            return {"error": "the MongoDB test server did not start"}
+        with open(os.path.join(demo, "custodian.conf"), "a") as f:
+            f.write(f"\n[mongodb]\nuri = mongodb://127.0.0.1:{port}/billing\n"
+                    "[snapshots]\nwait_for_files_minutes = 0\n")
+        conf = os.path.join(demo, "custodian.conf")
+        log("snapshot phase: shipping the period's files (not timed) ...")
+        for cmd in (["scan"], ["ship", "--timeout", "1800"]):
+            p = subprocess.run([binary, "-c", conf] + cmd, capture_output=True, timeout=3600)
+            if p.returncode != 0:
+                return {"error": f"custodian {cmd[0]} failed: "
+                        + p.stderr.decode(errors="replace")[-500:]}
+        lst = os.path.join(sdir, "files.txt")
+        with open(lst, "w") as f:
+            f.write("".join(rel + "\n" for rel, _ in files))
+        warm_cache(data)
+        log("snapshot phase: tar --zstd -cf ...")
+        tar = run_tool("tar-zstd", ["tar", "--zstd", "-cf", os.path.join(sdir, "period.tar.zst"),
+                                    "-C", data, "-T", lst], tool_env(), sdir, 3600, sdir)
+        warm_cache(data)
+        log("snapshot phase: custodian snapshot ...")
+        snap = run_tool("custodian-snapshot", [binary, "-c", conf, "snapshot", "2026-11-A"],
+                        dict(os.environ), sdir, 3600, sdir)
+        res["tar"] = {k: tar[k] for k in ("wall_s", "peak_rss_mb", "cpu_s", "error") if k in tar}
+        res["tar"]["mb"] = os.path.getsize(os.path.join(sdir, "period.tar.zst")) / MB \
+            if "error" not in tar else None
+        res["custodian"] = {k: snap[k] for k in ("wall_s", "peak_rss_mb", "cpu_s", "error")
+                            if k in snap}
+        res["custodian"]["background"] = snap.get("background")
+        res["tar"]["background"] = tar.get("background")
+        if "error" in snap or "error" in tar:
+            res["error"] = snap.get("error") or tar.get("error")
+            return res
+        with sqlite3.connect(f"file:{os.path.join(demo, 'state', 'catalog.db')}?mode=ro",
+                             uri=True) as db:
+            row = db.execute("SELECT files, refs, missing, plain_size FROM snapshots").fetchone()
+        res["package"] = {"files": row[0], "refs": row[1], "missing": row[2],
+                          "mb": row[3] / MB}
+        if row[0] != len(files) or row[2] != 0:
+            res["error"] = f"the package holds {row[0]} files ({row[2]} missing), not {len(files)}"
+        res["ratio"] = snap["wall_s"] / tar["wall_s"]
+        res["targets"] = {"ratio_le_1_5": res["ratio"] <= SNAP_RATIO_TARGET,
+                          "peak_rss_lt_64mb": (snap["peak_rss_mb"] or 1e9) < RSS_TARGET_MB}
+        return res
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def print_snapshot(w, sn):
+    w("")
+    if "files" in sn:
+        w(f"8. billing-cycle snapshot: one period, {sn['files']} files ({sn['mb']:.0f} MB: invoice PDFs "
+          "and timesheet images), warm page cache")
+    else:
+        w("8. billing-cycle snapshot")
+    if sn.get("error") and "custodian" not in sn:
+        w(f"   failed: {sn['error']}")
+        return
+    c, t = sn.get("custodian", {}), sn.get("tar", {})
+    w(f"   {'':<28}{'wall s':>8}{'peak RSS':>10}{'CPU s':>8}{'bg cores':>10}")
+    for label, x in (("custodian snapshot LABEL", c), ("tar --zstd -cf", t)):
+        w(f"   {label:<28}{num(x.get('wall_s'), 8)}{num(x.get('peak_rss_mb'), 10)}"
+          f"{num(x.get('cpu_s'), 8)}{num(bg_cores(x), 10, 2)}")
+    if sn.get("error"):
+        w(f"   failed: {sn['error']}")
+        return
+    ok = lambda v: "PASS" if v else "MISS"  # noqa: E731
+    w(f"   custodian / tar wall time     {sn['ratio']:8.2f}   target <= {SNAP_RATIO_TARGET}  "
+      f"{ok(sn['targets']['ratio_le_1_5'])}")
+    w(f"   custodian peak RSS            {num(c.get('peak_rss_mb'), 8)} MiB  target < "
+      f"{RSS_TARGET_MB:.0f} MiB  {ok(sn['targets']['peak_rss_lt_64mb'])}")
+    w("   custodian reads the period from MongoDB (the wire test server), finds each file in")
+    w("   the catalog, packs tar + zstd (level 3, as tar --zstd), checks each file's SHA-256,")
+    w("   encrypts, signs, records, and stores the package on the local destination;")
+    w("   tar only packs and compresses.")
+
+
 def num(v, width, prec=1):
     return f"{'n/a':>{width}}" if v is None else f"{v:>{width}.{prec}f}"
 
@@ -1641,9 +1822,11 @@ def print_table(r):
     w("   with the agent.")
     if r.get("s3"):
         print_s3(w, r["s3"])
+    if r.get("snapshot"):
+        print_snapshot(w, r["snapshot"])
     if bl.get("profile_sym"):
         w("")
-        w("8. profile of the agent during the backlog (perf record -e cpu-clock, self time)")
+        w("9. profile of the agent during the backlog (perf record -e cpu-clock, self time)")
         for pct, what in bl["profile_dso"][:8]:
             w(f"   {pct:6.2f}%  {what}")
         w("   top symbols:")

@@ -392,6 +392,80 @@ int catalog_artifact_has_copy(struct catalog *cat, const struct catalog_artifact
  * agent's writes keep the catalog). */
 int catalog_backup_to(struct catalog *cat, const char *path, struct cst_err *err);
 
+/* --- billing-cycle snapshots --- */
+
+struct catalog_snapshot {
+    int64_t id;
+    char *label, *period_key; /* malloc'd; the key as canonical Extended JSON */
+    char close_date[16]; /* YYYYMMDD, or YYYYMMDD-open: an open period snapshotted with --force */
+    int64_t closed_at, period_start, period_end; /* 0: unknown (an open period, --force) */
+    char *remote_key, *sig_key, *sig;            /* malloc'd */
+    char *spool; /* malloc'd; file under state_dir/snapshots, NULL once every copy is made */
+    unsigned char plain_sha256[32], stored_sha256[32];
+    int64_t plain_size, stored_size;
+    int64_t invoices, timesheets, files, refs, missing, file_bytes;
+    int complete;
+    int64_t retain_until, created_at, archived_at, verified_at;
+    char *verify_detail, *last_error; /* malloc'd or NULL */
+};
+
+void catalog_snapshot_clear(struct catalog_snapshot *s);
+/* Record a new snapshot (s->id is set); with its versions, in the caller's transaction. */
+int catalog_snapshot_add(struct catalog *cat, struct catalog_snapshot *s, struct cst_err *err);
+int catalog_snapshot_add_version(struct catalog *cat, int64_t snapshot_id, int64_t version_id,
+                                 int held, struct cst_err *err);
+/* 1 and *s filled (s may be NULL) if (period_key, close_date) has a snapshot, 0 if not. */
+int catalog_snapshot_find(struct catalog *cat, const char *period_key, const char *close_date,
+                          struct catalog_snapshot *s);
+/* The snapshot of label made on close_date (NULL: the newest of label); 1, 0, -1. */
+int catalog_snapshot_by_label(struct catalog *cat, const char *label, const char *close_date,
+                              struct catalog_snapshot *s);
+/* Every snapshot, oldest close date first. */
+int catalog_each_snapshot(struct catalog *cat,
+                          int (*cb)(void *arg, const struct catalog_snapshot *s), void *arg,
+                          struct cst_err *err);
+int catalog_snapshot_copy(struct catalog *cat, int64_t id, const char *dest,
+                          const char *storage_class, int64_t retain_until, int64_t now,
+                          struct cst_err *err);
+/* 1 if dest holds a verified copy of snapshot id. */
+int catalog_snapshot_has_copy(struct catalog *cat, int64_t id, const char *dest);
+int catalog_each_snapshot_copy(struct catalog *cat, int64_t id,
+                               int (*cb)(void *arg, const char *dest, const char *storage_class,
+                                         int64_t retain_until, int64_t verified_at),
+                               void *arg, struct cst_err *err);
+int catalog_snapshot_set_spool(struct catalog *cat, int64_t id, const char *spool,
+                               struct cst_err *err);
+/* The newest copy error (NULL: none). */
+int catalog_snapshot_set_error(struct catalog *cat, int64_t id, const char *error,
+                               struct cst_err *err);
+/* Checklist: a copy in archive storage exists (kept the first time). */
+int catalog_snapshot_archived(struct catalog *cat, int64_t id, int64_t now, struct cst_err *err);
+/* Checklist: `verify --snapshot` checked it; detail says what was checked. */
+int catalog_snapshot_verified(struct catalog *cat, int64_t id, int64_t now, const char *detail,
+                              struct cst_err *err);
+/* A package that never reached any destination and whose bytes were lost: forget it
+ * (and its versions) so that the period is packaged again. */
+int catalog_snapshot_forget(struct catalog *cat, int64_t id, struct cst_err *err);
+/* The snapshots that hold (held 1) or reference (held 0) a version. */
+int catalog_each_snapshot_of_version(struct catalog *cat, int64_t version_id,
+                                     int (*cb)(void *arg, const char *label, const char *close_date,
+                                               int held),
+                                     void *arg, struct cst_err *err);
+
+/* The snapshot job's state (one row), for `status`. */
+struct catalog_snapshot_job {
+    int64_t last_run_at, last_ok_at, failures, failing_since, next_run_at;
+    char *last_error, *waiting; /* malloc'd or NULL */
+};
+int catalog_snapshot_job_get(struct catalog *cat, struct catalog_snapshot_job *j);
+void catalog_snapshot_job_clear(struct catalog_snapshot_job *j);
+/* A run ended: ok resets the failure count, else it grows and error is kept. waiting:
+ * the periods still waiting for files (one per line), or NULL. */
+int catalog_snapshot_job_record(struct catalog *cat, int ok, const char *error, const char *waiting,
+                                int64_t now, struct cst_err *err);
+/* When the agent runs the job next. */
+int catalog_snapshot_job_next(struct catalog *cat, int64_t next_run_at, struct cst_err *err);
+
 /* --- agent state (small key/value facts: rescans, last start) --- */
 int catalog_state_set_int(struct catalog *cat, const char *key, int64_t value, struct cst_err *err);
 /* *value: the stored value, or dflt when the key was never set. 0, or -1 and err. */

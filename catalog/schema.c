@@ -247,6 +247,77 @@ static const char *const migrations[] = {
     "           WHERE o.date = a.date AND o.status = 'ok') AS ok_attempt"
     "  FROM daily_attempts a"
     "  WHERE a.attempt = (SELECT max(l.attempt) FROM daily_attempts l WHERE l.date = a.date);",
+
+    /* 6: billing-cycle snapshots. One row per package made, never rewritten
+     * (the same period and close date is never packaged twice); the versions
+     * each holds (bytes in the package) or references (refs.tsv: the stored
+     * object is the content), so that retention keeps them as long as the
+     * snapshot; its copies per destination; the plan's per-cycle checklist
+     * (created_at, archived_at, verified_at); and the one row of the job's
+     * state, which `status` reads. */
+    "CREATE TABLE snapshots ("
+    "  id INTEGER PRIMARY KEY,"
+    "  label TEXT NOT NULL,"
+    "  period_key TEXT NOT NULL," /* the period's key, canonical Extended JSON */
+    "  close_date TEXT NOT NULL," /* YYYYMMDD in the configured zone */
+    "  closed_at INTEGER,"        /* NULL: an open period snapshotted with --force */
+    "  period_start INTEGER,"
+    "  period_end INTEGER,"
+    "  remote_key TEXT NOT NULL," /* the sealed package (.tar.zst.cst) */
+    "  sig_key TEXT NOT NULL,"    /* its signature (.tar.zst.sig) */
+    "  sig TEXT NOT NULL,"        /* the signature file's text */
+    "  spool TEXT,"               /* under state_dir/snapshots until every destination has it */
+    "  plain_sha256 BLOB NOT NULL,"
+    "  plain_size INTEGER NOT NULL,"
+    "  stored_sha256 BLOB NOT NULL,"
+    "  stored_size INTEGER NOT NULL,"
+    "  invoices INTEGER NOT NULL,"
+    "  timesheets INTEGER NOT NULL,"
+    "  files INTEGER NOT NULL,"   /* held in the package */
+    "  refs INTEGER NOT NULL,"    /* listed in refs.tsv */
+    "  missing INTEGER NOT NULL," /* listed in missing.txt */
+    "  file_bytes INTEGER NOT NULL,"
+    "  complete INTEGER NOT NULL,"
+    "  retain_until INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  archived_at INTEGER,"
+    "  verified_at INTEGER,"
+    "  verify_detail TEXT,"
+    "  last_error TEXT,"
+    "  UNIQUE (period_key, close_date)"
+    ");"
+    "CREATE INDEX snapshots_by_label ON snapshots (label, close_date);"
+    "CREATE TABLE snapshot_copies ("
+    "  snapshot_id INTEGER NOT NULL REFERENCES snapshots(id),"
+    "  dest TEXT NOT NULL,"
+    "  storage_class TEXT,"
+    "  retain_until INTEGER," /* Object Lock retain-until of this copy, NULL: none */
+    "  verified_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (snapshot_id, dest)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE snapshot_versions ("
+    "  snapshot_id INTEGER NOT NULL REFERENCES snapshots(id),"
+    "  version_id INTEGER NOT NULL REFERENCES versions(id),"
+    "  held INTEGER NOT NULL," /* 1: bytes in the package; 0: a refs.tsv entry */
+    "  PRIMARY KEY (snapshot_id, version_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX snapshot_versions_by_version ON snapshot_versions (version_id);"
+    "CREATE TABLE snapshot_job ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  last_run_at INTEGER,"
+    "  last_ok_at INTEGER,"
+    "  failures INTEGER NOT NULL DEFAULT 0," /* runs in a row that failed */
+    "  failing_since INTEGER,"
+    "  last_error TEXT,"
+    "  waiting TEXT," /* periods waiting for files, one per line */
+    "  next_run_at INTEGER"
+    ");"
+    "CREATE VIEW snapshot_contents AS"
+    "  SELECT s.label, s.close_date, CAST(p.path AS TEXT) AS path, v.id AS version,"
+    "         v.object_id, lower(hex(v.sha256)) AS sha256, v.size,"
+    "         CASE sv.held WHEN 1 THEN 'in package' ELSE 'refs.tsv' END AS held"
+    "  FROM snapshot_versions sv JOIN snapshots s ON s.id = sv.snapshot_id"
+    "  JOIN versions v ON v.id = sv.version_id JOIN paths p ON p.id = v.path_id;",
 };
 
 int catalog_schema_latest(void)

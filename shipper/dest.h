@@ -42,13 +42,29 @@ struct dest_put {
     uint64_t plain_size;             /* of the content: never sent to a destination */
     unsigned char plain_sha256[32];  /* of the content: never sent to a destination */
     void *owner;                     /* the caller's */
+    /* in, optional per object (zero: the destination's defaults); backends without
+     * storage classes ignore it */
+    const char *storage_class; /* s3: this class instead of hot_class, checked on HEAD */
+    int64_t retain_until;      /* s3 with object_lock: Object Lock retention until then (ms),
+                                * in the destination's lock_mode, read back on HEAD */
     /* out */
     int ok;               /* stored and verified */
     enum dest_error kind; /* why not */
     char error[CST_ERR_SIZE];
+    char version_id[128];   /* s3: the version stored, on a versioned bucket ("" otherwise) */
+    int64_t retained_until; /* s3: the retain-until HEAD shows on it (ms), 0 when none */
 };
 
 typedef void (*dest_done_fn)(void *arg, struct dest_put *puts, size_t n);
+
+/* What a destination says about one stored object (stat). */
+struct dest_stat {
+    uint64_t size;
+    char storage_class[64]; /* "" when the store names none (S3: STANDARD) */
+    char version_id[128];   /* "" when unversioned */
+    char lock_mode[32];     /* Object Lock mode, "" when none */
+    int64_t retain_until;   /* ms, 0 when none */
+};
 
 struct dest_check {
     char name[64]; /* "reachable", "authenticated", "write probe", … */
@@ -70,6 +86,8 @@ struct dest_ops {
     void (*free)(struct dest *d);
     int (*exists)(struct dest *d, const char *remote_key, uint64_t *size, struct cst_err *err);
     int (*remove)(struct dest *d, const char *remote_key, struct cst_err *err);
+    /* 1 and *st filled, 0 when the object is absent, -1 with err. */
+    int (*stat)(struct dest *d, const char *remote_key, struct dest_stat *st, struct cst_err *err);
     /* Every key under prefix, with its size; cb returning non-zero stops. */
     int (*list)(struct dest *d, const char *prefix,
                 int (*cb)(void *arg, const char *key, uint64_t size), void *arg,
@@ -110,6 +128,8 @@ struct dest_s3_config {
     const char *access_key_file, *secret_key_file; /* mode 0600, one line each */
     const char *ca_file;                           /* NULL: the system's CAs */
     const char *hot_class;                         /* x-amz-storage-class, NULL: bucket default */
+    int object_lock;       /* the bucket has Object Lock: puts may carry a retention */
+    const char *lock_mode; /* "GOVERNANCE" or "COMPLIANCE", with object_lock */
     int path_style;
     int max_inflight;
     long bandwidth_kbps;   /* 0: unlimited */

@@ -11,7 +11,8 @@ tests fail):
 
 and MongoServer / mongo_server(): the MongoDB wire-protocol server
 tests/servers/mongo_server.py (a generated billing data set, --dump-expected
-for comparison, --unknown-log of every command it did not know), started
+for comparison, --unknown-log of every command it did not know; --billing
+adds a billing app's periods, invoices and timesheets), started
 by whichever test module needs it, with the scope it chooses.
 
 conftest.py registers them with `from servers import rgw, sshd`. The servers
@@ -464,11 +465,12 @@ class MongoServer:
     anything there. python3-bson is imported only when expected() is used.
     """
 
-    def __init__(self, dir, docs, seed, replset=None, start_timeout=120):
+    def __init__(self, dir, docs, seed, replset=None, start_timeout=120, billing=None,
+                 port=None):
         self.dir = str(dir)
         os.makedirs(self.dir, exist_ok=True)
         self.docs = docs
-        self.port = free_ports(1)[0]
+        self.port = port or free_ports(1)[0]
         self.unknown_log = os.path.join(self.dir, "unknown.log")
         self.request_log = os.path.join(self.dir, "requests.log")
         self.expected_path = os.path.join(self.dir, "expected.bson")
@@ -478,6 +480,8 @@ class MongoServer:
                "--request-log", self.request_log, "--dump-expected", self.expected_path]
         if replset:
             cmd += ["--replset", replset]
+        if billing:
+            cmd += ["--billing", str(billing)]
         started = time.monotonic()
         self.stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr,
@@ -569,7 +573,7 @@ class MongoServer:
 
 
 @contextlib.contextmanager
-def mongo_server(dir, docs=20000, seed=1, replset=None):
+def mongo_server(dir, docs=20000, seed=1, replset=None, billing=None, port=None):
     """A MongoServer for the block, stopped at its end; fails the block if
     the server met any command it did not know. In a module:
 
@@ -578,7 +582,7 @@ def mongo_server(dir, docs=20000, seed=1, replset=None):
             with mongo_server(tmp_path_factory.mktemp("mongo"), docs=20000, seed=21) as s:
                 yield s
     """
-    server = MongoServer(dir, docs, seed, replset=replset)
+    server = MongoServer(dir, docs, seed, replset=replset, billing=billing, port=port)
     try:
         yield server
     finally:

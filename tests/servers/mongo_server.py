@@ -23,7 +23,7 @@ secondary indexes invoices {period_label: 1} and timesheets
 
 Commands answered: hello/isMaster/ismaster, ping, buildInfo, listDatabases,
 listCollections, listIndexes, find, getMore, killCursors, count, aggregate,
-endSessions. Cursors are real: batchSize is honoured (101 documents and
+endSessions, insert, update, delete. Cursors are real: batchSize is honoured (101 documents and
 16 MiB per batch otherwise), ids are random, getMore walks them, the last
 batch says id 0. With --replset NAME the server says it is the primary of a
 one-member replica set, reports operationTime/$clusterTime (the cluster
@@ -35,6 +35,12 @@ snapshot reads, as mongod does.
 Every other command is refused with {ok: 0, code: 59, errmsg: "unknown
 command X"}, logged to stderr and appended to --unknown-log, so a test can
 fail on a command the server does not know. Internal errors go there too.
+
+--billing FILE adds the collections of FILE (canonical Extended JSON: an
+object of collection name -> list of documents) to the database, as a
+billing app's periods, invoices and timesheets would be; the write
+commands insert, update and delete let a test change them while the
+server runs (close a period, correct an invoice), through pymongo.
 
 --request-log FILE appends one JSON line per command (name, db, collection,
 readConcern, batchSize, lsid present) for tests that check what the client
@@ -417,6 +423,16 @@ class Server:
         self.client = mongomock.MongoClient()
         self.cols = catalog(args.seed)
         self.data = generate(args.seed, args.docs)
+        if args.billing:
+            from bson import json_util
+            with open(args.billing) as f:
+                extra = json_util.loads(f.read(), json_options=json_util.JSONOptions(
+                    document_class=OrderedDict))
+            for name, docs in extra.items():
+                # the app's own collection replaces a generated one of that name
+                self.cols.pop(name, None)
+                self.add_collection(name)
+                self.data[name] = list(docs)
         db = self.client[DB]
         for name, meta in self.cols.items():
             if meta["type"] != "collection":
@@ -434,6 +450,18 @@ class Server:
             write_expected(args.dump_expected, self.data, self.cols)
         self.unknown_log = args.unknown_log
         self.request_log = args.request_log
+
+    def add_collection(self, name):
+        """A collection made by the app (--billing, or an insert into a new name)."""
+        if name in self.cols:
+            return
+        rng = random.Random(name)
+        uuid = bytearray(rng.randbytes(16))
+        uuid[6] = (uuid[6] & 0x0F) | 0x40
+        uuid[8] = (uuid[8] & 0x3F) | 0x80
+        id_index = OrderedDict([("v", 2), ("key", OrderedDict([("_id", 1)])), ("name", "_id_")])
+        self.cols[name] = OrderedDict([("type", "collection"), ("options", OrderedDict()),
+                                       ("uuid", Binary(bytes(uuid), 4)), ("indexes", [id_index])])
 
     # ---- bookkeeping
 
@@ -775,6 +803,48 @@ class Server:
                                  self.cursor_batch_size(cmd), ts, at_cluster_time=at)
 
 
+    # ---- writes (the app changing its data while custodian runs)
+
+    def writable(self, db, name):
+        if db != DB:
+            raise CommandError(13, "Unauthorized", "only %s is writable here" % DB)
+        if name not in self.cols:
+            self.add_collection(name)
+            self.client[db].create_collection(name)
+        if self.cols[name]["type"] != "collection":
+            raise CommandError(166, "CommandNotSupportedOnView", "%s is a view" % name)
+        return self.client[db][name]
+
+    def cmd_insert(self, cmd, db, name, ts):
+        coll = self.writable(db, cmd.get(name))
+        docs = [OrderedDict(d) for d in cmd.get("documents", [])]
+        if docs:
+            coll.insert_many(docs)
+        return OrderedDict([("n", len(docs))])
+
+    def cmd_update(self, cmd, db, name, ts):
+        coll = self.writable(db, cmd.get(name))
+        n = modified = 0
+        for u in cmd.get("updates", []):
+            if u.get("multi"):
+                r = coll.update_many(u["q"], u["u"], upsert=bool(u.get("upsert")))
+            elif isinstance(u["u"], dict) and not any(k.startswith("$") for k in u["u"]):
+                r = coll.replace_one(u["q"], u["u"], upsert=bool(u.get("upsert")))
+            else:
+                r = coll.update_one(u["q"], u["u"], upsert=bool(u.get("upsert")))
+            n += r.matched_count
+            modified += r.modified_count
+        return OrderedDict([("n", n), ("nModified", modified)])
+
+    def cmd_delete(self, cmd, db, name, ts):
+        coll = self.writable(db, cmd.get(name))
+        n = 0
+        for d in cmd.get("deletes", []):
+            r = coll.delete_one(d["q"]) if d.get("limit") == 1 else coll.delete_many(d["q"])
+            n += r.deleted_count
+        return OrderedDict([("n", n)])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--port", type=int, required=True)
@@ -784,6 +854,7 @@ def main():
     ap.add_argument("--unknown-log", default=None)
     ap.add_argument("--request-log", default=None)
     ap.add_argument("--dump-expected", default=None)
+    ap.add_argument("--billing", default=None)
     args = ap.parse_args()
 
     server = Server(args)

@@ -1637,6 +1637,147 @@ static void test_transactions(void **state)
     assert_int_equal(catalog_commit(f->cat, &err), 0);
 }
 
+/* --- billing-cycle snapshots --- */
+
+static void fill_snapshot(struct catalog_snapshot *s, const char *label, const char *key,
+                          const char *date, int64_t created)
+{
+    memset(s, 0, sizeof(*s));
+    s->label = (char *)label;
+    s->period_key = (char *)key;
+    snprintf(s->close_date, sizeof(s->close_date), "%s", date);
+    s->closed_at = created - 1000;
+    s->remote_key = (char *)"backups/snapshots/billing-cycles/2026/x.tar.zst.cst";
+    s->sig_key = (char *)"backups/snapshots/billing-cycles/2026/x.tar.zst.sig";
+    s->sig = (char *)"custodian snapshot-signature v1\n";
+    s->spool = (char *)"x.tar.zst.cst";
+    memset(s->plain_sha256, 0xa1, 32);
+    memset(s->stored_sha256, 0xb2, 32);
+    s->plain_size = 1000;
+    s->stored_size = 1100;
+    s->invoices = 3;
+    s->timesheets = 5;
+    s->files = 7;
+    s->refs = 1;
+    s->complete = 1;
+    s->retain_until = 2000000000000;
+    s->created_at = created;
+}
+
+struct labels {
+    char seen[8][64];
+    int n;
+};
+
+static int collect_of_version(void *arg, const char *label, const char *date, int held)
+{
+    struct labels *l = arg;
+
+    snprintf(l->seen[l->n++], sizeof(l->seen[0]), "%s %s %d", label, date, held);
+    return 0;
+}
+
+static void test_snapshots(void **state)
+{
+    struct fixture *f = *state;
+    struct cst_err err = {{0}};
+    struct catalog_snapshot s, got;
+    struct catalog_snapshot_job job;
+    struct catalog_version v;
+    struct labels l = {{{0}}, 0};
+    char obj[65];
+    int64_t first, second;
+
+    make_object(f->cat, 'a', 10, 20, obj);
+    record_file(f->cat, "/app/data/invoices/a.pdf", obj, 100);
+    assert_int_equal(catalog_live_version(f->cat, "/app/data/invoices/a.pdf", &v, &err), 1);
+
+    assert_int_equal(catalog_begin(f->cat, &err), 0);
+    fill_snapshot(&s, "2026-11", "{\"$oid\":\"1\"}", "20261120", 5000);
+    assert_int_equal(catalog_snapshot_add(f->cat, &s, &err), 0);
+    first = s.id;
+    assert_int_equal(catalog_snapshot_add_version(f->cat, first, v.id, 1, &err), 0);
+    assert_int_equal(catalog_commit(f->cat, &err), 0);
+    /* the same period and close date never twice */
+    fill_snapshot(&s, "2026-11", "{\"$oid\":\"1\"}", "20261120", 6000);
+    assert_int_equal(catalog_snapshot_add(f->cat, &s, &err), -1);
+    /* closed again on another date: a second one; the label alone finds the newest */
+    fill_snapshot(&s, "2026-11", "{\"$oid\":\"1\"}", "20261125", 7000);
+    s.complete = 0;
+    s.missing = 2;
+    assert_int_equal(catalog_snapshot_add(f->cat, &s, &err), 0);
+    second = s.id;
+    assert_int_equal(catalog_snapshot_add_version(f->cat, second, v.id, 0, &err), 0);
+
+    assert_int_equal(catalog_snapshot_find(f->cat, "{\"$oid\":\"1\"}", "20261120", &got), 1);
+    assert_int_equal(got.id, first);
+    assert_string_equal(got.spool, "x.tar.zst.cst");
+    assert_int_equal(got.files, 7);
+    catalog_snapshot_clear(&got);
+    assert_int_equal(catalog_snapshot_find(f->cat, "{\"$oid\":\"2\"}", "20261120", NULL), 0);
+    assert_int_equal(catalog_snapshot_by_label(f->cat, "2026-11", NULL, &got), 1);
+    assert_int_equal(got.id, second);
+    assert_int_equal(got.complete, 0);
+    assert_int_equal(got.missing, 2);
+    catalog_snapshot_clear(&got);
+    assert_int_equal(catalog_snapshot_by_label(f->cat, "2026-11", "20261120", &got), 1);
+    assert_int_equal(got.id, first);
+    catalog_snapshot_clear(&got);
+
+    /* copies, the checklist, the spool */
+    assert_int_equal(catalog_snapshot_has_copy(f->cat, first, "nas"), 0);
+    assert_int_equal(
+        catalog_snapshot_copy(f->cat, first, "nas", "DEEP_ARCHIVE", 2000000000000, 8000, &err), 0);
+    assert_int_equal(catalog_snapshot_has_copy(f->cat, first, "nas"), 1);
+    assert_int_equal(catalog_snapshot_archived(f->cat, first, 8000, &err), 0);
+    assert_int_equal(catalog_snapshot_archived(f->cat, first, 9000, &err), 0);
+    assert_int_equal(catalog_snapshot_verified(f->cat, first, 9500, "full", &err), 0);
+    assert_int_equal(catalog_snapshot_set_spool(f->cat, first, NULL, &err), 0);
+    assert_int_equal(catalog_snapshot_by_label(f->cat, "2026-11", "20261120", &got), 1);
+    assert_int_equal(got.archived_at, 8000); /* the first time is kept */
+    assert_int_equal(got.verified_at, 9500);
+    assert_string_equal(got.verify_detail, "full");
+    assert_null(got.spool);
+    catalog_snapshot_clear(&got);
+
+    /* catalog history: which snapshots hold or reference the version */
+    assert_int_equal(catalog_each_snapshot_of_version(f->cat, v.id, collect_of_version, &l, &err),
+                     0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.seen[0], "2026-11 20261120 1");
+    assert_string_equal(l.seen[1], "2026-11 20261125 0");
+
+    /* a package lost before any copy is forgotten with its versions */
+    assert_int_equal(catalog_snapshot_forget(f->cat, second, &err), 0);
+    assert_int_equal(catalog_snapshot_by_label(f->cat, "2026-11", NULL, &got), 1);
+    assert_int_equal(got.id, first);
+    catalog_snapshot_clear(&got);
+    l.n = 0;
+    catalog_each_snapshot_of_version(f->cat, v.id, collect_of_version, &l, &err);
+    assert_int_equal(l.n, 1);
+    catalog_version_clear(&v);
+
+    /* the job: failures count up and are kept with the first time, reset by success */
+    assert_int_equal(catalog_snapshot_job_get(f->cat, &job), 0);
+    assert_int_equal(catalog_snapshot_job_record(f->cat, 0, "MongoDB down", NULL, 100, &err), 0);
+    assert_int_equal(catalog_snapshot_job_record(f->cat, 0, "still down", NULL, 200, &err), 0);
+    assert_int_equal(catalog_snapshot_job_next(f->cat, 300, &err), 0);
+    assert_int_equal(catalog_snapshot_job_get(f->cat, &job), 1);
+    assert_int_equal(job.failures, 2);
+    assert_int_equal(job.failing_since, 100);
+    assert_int_equal(job.next_run_at, 300);
+    assert_string_equal(job.last_error, "still down");
+    catalog_snapshot_job_clear(&job);
+    assert_int_equal(catalog_snapshot_job_record(f->cat, 1, NULL, "2026-12 waits", 400, &err), 0);
+    assert_int_equal(catalog_snapshot_job_get(f->cat, &job), 1);
+    assert_int_equal(job.failures, 0);
+    assert_int_equal(job.failing_since, 0);
+    assert_int_equal(job.last_ok_at, 400);
+    assert_null(job.last_error);
+    assert_string_equal(job.waiting, "2026-12 waits");
+    catalog_snapshot_job_clear(&job);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1666,6 +1807,7 @@ int main(void)
         T(test_audit_first_row_deleted),
         T(test_integrity_check),
         T(test_transactions),
+        T(test_snapshots),
     };
 #undef T
 

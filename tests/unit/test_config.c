@@ -201,6 +201,7 @@ static void test_full_config(void **state)
              "secret_key_file = s3/secret\n"
              "path_style = yes\n"
              "object_lock = On\n"
+             "lock_mode = COMPLIANCE\n"
              "ca_file = ca.pem\n"
              "hot_class = STANDARD\n"
              "archive_class = DEEP_ARCHIVE\n"
@@ -282,6 +283,7 @@ static void test_full_config(void **state)
     assert_string_equal(cfg->dests[1].ca_file, in_dir(f, "ca.pem"));
     assert_int_equal(cfg->dests[1].path_style, 1);
     assert_int_equal(cfg->dests[1].object_lock, 1);
+    assert_int_equal(cfg->dests[1].lock_mode, CFG_LOCK_COMPLIANCE);
     assert_string_equal(cfg->dests[1].hot_class, "STANDARD");
     assert_string_equal(cfg->dests[1].archive_class, "DEEP_ARCHIVE");
     assert_int_equal(cfg->dests[1].max_inflight, 4);
@@ -676,6 +678,134 @@ static void test_check_watch_paths(void **state)
     cfg_free(NULL);
 }
 
+/* [snapshots]: the app's defaults, files_root from the [watch] paths, decimal minutes. */
+static void test_snapshots(void **state)
+{
+    struct fixture *f = *state;
+    struct cst_err err = {{0}};
+    char text[2048];
+    struct cfg *cfg;
+
+    snprintf(text, sizeof(text),
+             "[watch]\npath = app/data/images\npath = app/data/invoices\n%s"
+             "[mongodb]\nuri = mongodb://127.0.0.1/billing\n",
+             minimal + strlen("[watch]\npath = data\n"));
+    write_file(f->conf, text);
+    cfg = cfg_load(f->conf, &err);
+    if (cfg == NULL) {
+        fail_msg("%s", err.msg);
+        return;
+    }
+    assert_true(cfg_snapshots_on(cfg));
+    assert_string_equal(cfg->snap.periods_collection, "billingPeriods");
+    assert_string_equal(cfg->snap.period_closed_field, "closedAt");
+    assert_string_equal(cfg->snap.period_key_field, "_id");
+    assert_string_equal(cfg->snap.invoice_file_field, "pdf.file");
+    assert_null(cfg->snap.invoice_timesheets_field);
+    assert_string_equal(cfg->snap.timesheet_period_field, "billingPeriodId");
+    assert_string_equal(cfg->snap.files_root, in_dir(f, "app/data"));
+    assert_int_equal(cfg->snap.poll_ms, 15 * 60000);
+    assert_int_equal(cfg->snap.wait_for_files_ms, 60 * 60000);
+    cfg_free(cfg);
+
+    /* one watch path: its parent; decimals; a mapping of the app's own names */
+    snprintf(text, sizeof(text),
+             "%s[mongodb]\nuri = mongodb://127.0.0.1/billing\n[snapshots]\n"
+             "poll_minutes = 0.05\nwait_for_files_minutes = 0\nperiod_key_field = label\n"
+             "invoice_period_field = period.label\nfiles_root = /srv/app\n",
+             minimal);
+    write_file(f->conf, text);
+    cfg = cfg_load(f->conf, &err);
+    if (cfg == NULL) {
+        fail_msg("%s", err.msg);
+        return;
+    }
+    assert_int_equal(cfg->snap.poll_ms, 3000);
+    assert_int_equal(cfg->snap.wait_for_files_ms, 0);
+    assert_string_equal(cfg->snap.invoice_period_field, "period.label");
+    assert_string_equal(cfg->snap.files_root, "/srv/app");
+    cfg_free(cfg);
+
+    /* off without a MongoDB: on by nothing but enabled; a key that would do nothing refused */
+    write_file(f->conf, minimal);
+    cfg = cfg_load(f->conf, &err);
+    assert_non_null(cfg);
+    assert_false(cfg_snapshots_on(cfg));
+    assert_string_equal(cfg->snap.files_root, f->dir);
+    cfg_free(cfg);
+    expect_error_after_minimal(f, "[snapshots]\npoll_minutes = 5\n", 11,
+                               "[snapshots] poll_minutes: snapshots read the billing periods "
+                               "from MongoDB: set [mongodb] uri",
+                               END);
+    snprintf(text, sizeof(text), "%s[snapshots]\nenabled = no\n", minimal);
+    write_file(f->conf, text);
+    cfg = cfg_load(f->conf, &err);
+    assert_non_null(cfg);
+    assert_false(cfg_snapshots_on(cfg));
+    cfg_free(cfg);
+}
+
+static void test_snapshots_errors(void **state)
+{
+    const char *mongo = "[mongodb]\nuri = mongodb://127.0.0.1/billing\n[snapshots]\n";
+    char more[512];
+
+    snprintf(more, sizeof(more), "%spoll_minutes = 0.01\n", mongo);
+    expect_error_after_minimal(*state, more, 13,
+                               "[snapshots] poll_minutes: value 0.01 is out of range (0.05 to "
+                               "1440 minutes)",
+                               END);
+    snprintf(more, sizeof(more), "%spoll_minutes = 1e3\n", mongo);
+    expect_error_after_minimal(*state, more, 13, "is not a number of minutes", END);
+    snprintf(more, sizeof(more), "%swait_for_files_minutes = -1\n", mongo);
+    expect_error_after_minimal(*state, more, 13, "wait_for_files_minutes", END);
+    snprintf(more, sizeof(more), "%sinvoice_file_field = pdf..file\n", mongo);
+    expect_error_after_minimal(
+        *state, more, 13, "[snapshots] invoice_file_field: 'pdf..file' is not a field path", END);
+    snprintf(more, sizeof(more), "%speriod_key_field = $id\n", mongo);
+    expect_error_after_minimal(*state, more, 13, "period_key_field", END);
+    snprintf(more, sizeof(more), "%speriods_collection = a$b\n", mongo);
+    expect_error_after_minimal(*state, more, 13,
+                               "[snapshots] periods_collection: 'a$b' is not a MongoDB "
+                               "collection name",
+                               END);
+    snprintf(more, sizeof(more), "%senabled = maybe\n", mongo);
+    expect_error_after_minimal(*state, more, 13, "[snapshots] enabled", END);
+}
+
+/* Object Lock: the mode has no default and means nothing without object_lock. */
+static void test_lock_mode(void **state)
+{
+    const char *s3 = "[destination vault]\ntype = s3\nendpoint = https://s3.example\n"
+                     "bucket = b\n";
+    struct fixture *f = *state;
+    struct cst_err err = {{0}};
+    char text[1024];
+    struct cfg *cfg;
+
+    snprintf(text, sizeof(text), "%sobject_lock = yes\n", s3);
+    expect_error_after_minimal(
+        f, text, 14, "[destination vault] lock_mode: required with object_lock = yes", END);
+    snprintf(text, sizeof(text), "%slock_mode = COMPLIANCE\n", s3);
+    expect_error_after_minimal(f, text, 14,
+                               "[destination vault] lock_mode: does nothing without "
+                               "object_lock = yes",
+                               END);
+    snprintf(text, sizeof(text), "%sobject_lock = yes\nlock_mode = forever\n", s3);
+    expect_error_after_minimal(f, text, 15, "GOVERNANCE, COMPLIANCE", END);
+    snprintf(text, sizeof(text), "%s%sobject_lock = yes\nlock_mode = governance\n", minimal, s3);
+    write_file(f->conf, text);
+    cfg = cfg_load(f->conf, &err);
+    if (cfg == NULL) {
+        fail_msg("%s", err.msg);
+        return;
+    }
+    assert_int_equal(cfg->dests[0].lock_mode, CFG_LOCK_NONE);
+    assert_int_equal(cfg->dests[1].lock_mode, CFG_LOCK_GOVERNANCE);
+    assert_int_equal(cfg->dests[1].object_lock, 1);
+    cfg_free(cfg);
+}
+
 static void test_reference(void **state)
 {
     char *buf = NULL;
@@ -722,6 +852,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_overlapping_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreadable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_watch_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshots_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reference, setup, teardown),
     };
 

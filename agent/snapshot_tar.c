@@ -1,0 +1,318 @@
+/*
+ * snapshot_tar.c - the package's tar + zstd, through libarchive (see
+ * snapshot_tar.h).
+ *
+ * libarchive converts names through the thread's locale; custodian runs in
+ * the C locale, where a UTF-8 name cannot be converted (libarchive 3.6
+ * then crashes in the pax writer). Every libarchive call here runs under a
+ * C.UTF-8 LC_CTYPE set with uselocale() for this thread only, so nothing
+ * else in the process sees another locale.
+ *
+ * The last block is not padded (bytes_in_last_block 1): padding would be
+ * added after the zstd frame, where `zstd -d` takes it for a second frame.
+ */
+#include "snapshot_tar.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <locale.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+#define TAR_BUF (1 << 20)
+
+struct tar_writer {
+    struct archive *a;
+    tar_sink_fn sink;
+    void *arg;
+    int sink_failed;
+    locale_t utf8, saved;
+    char *buf;
+};
+
+/* Enter / leave the UTF-8 locale for this thread. */
+static void enter(locale_t utf8, locale_t *saved)
+{
+    *saved = utf8 ? uselocale(utf8) : (locale_t)0;
+}
+
+static void leave(locale_t saved)
+{
+    if (saved)
+        uselocale(saved);
+}
+
+static la_ssize_t write_cb(struct archive *a, void *client, const void *buf, size_t len)
+{
+    struct tar_writer *t = client;
+
+    if (t->sink(t->arg, buf, len) < 0) {
+        t->sink_failed = 1;
+        archive_set_error(a, EIO, "the package could not be written on");
+        return -1;
+    }
+    return (la_ssize_t)len;
+}
+
+static int la_fail(struct archive *a, struct cst_err *err, const char *what)
+{
+    const char *msg = archive_error_string(a);
+
+    return cst_err_set(err, "%s: %s", what, msg ? msg : "libarchive failed");
+}
+
+struct tar_writer *tar_writer_new(tar_sink_fn sink, void *arg, struct cst_err *err)
+{
+    struct tar_writer *t = util_xcalloc(1, sizeof(*t));
+    char level[16];
+
+    t->sink = sink;
+    t->arg = arg;
+    t->utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    if (t->utf8 == (locale_t)0) {
+        cst_err_set(err, "the C.UTF-8 locale is not available (libc-bin); package member names "
+                         "are UTF-8");
+        free(t);
+        return NULL;
+    }
+    t->buf = util_xmalloc(TAR_BUF);
+    enter(t->utf8, &t->saved);
+    t->a = archive_write_new();
+    snprintf(level, sizeof(level), "%d", SNAPSHOT_TAR_ZSTD_LEVEL);
+    if (t->a == NULL || archive_write_add_filter_zstd(t->a) != ARCHIVE_OK ||
+        archive_write_set_filter_option(t->a, "zstd", "compression-level", level) != ARCHIVE_OK ||
+        archive_write_set_format_pax_restricted(t->a) != ARCHIVE_OK ||
+        archive_write_set_options(t->a, "hdrcharset=UTF-8") != ARCHIVE_OK ||
+        archive_write_set_bytes_in_last_block(t->a, 1) != ARCHIVE_OK ||
+        archive_write_open(t->a, t, NULL, write_cb, NULL) != ARCHIVE_OK) {
+        if (t->a)
+            la_fail(t->a, err, "cannot start the package (tar + zstd)");
+        else
+            cst_err_set(err, "cannot start the package: out of memory");
+        leave(t->saved);
+        tar_writer_free(t);
+        return NULL;
+    }
+    leave(t->saved);
+    return t;
+}
+
+static int header(struct tar_writer *t, const char *name, uint64_t size, int64_t mtime,
+                  struct cst_err *err)
+{
+    struct archive_entry *e = archive_entry_new();
+    int rc;
+
+    archive_entry_set_pathname_utf8(e, name);
+    archive_entry_set_size(e, (la_int64_t)size);
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_mtime(e, (time_t)mtime, 0);
+    rc = archive_write_header(t->a, e);
+    archive_entry_free(e);
+    if (rc != ARCHIVE_OK) {
+        char what[512];
+
+        snprintf(what, sizeof(what), "cannot add %s to the package", name);
+        return la_fail(t->a, err, what);
+    }
+    return 0;
+}
+
+static int data(struct tar_writer *t, const char *name, const void *buf, size_t len,
+                struct cst_err *err)
+{
+    while (len > 0) {
+        la_ssize_t n = archive_write_data(t->a, buf, len);
+
+        if (n <= 0) {
+            char what[512];
+
+            snprintf(what, sizeof(what), "cannot write %s into the package", name);
+            return la_fail(t->a, err, what);
+        }
+        buf = (const char *)buf + n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int tar_add_mem(struct tar_writer *t, const char *name, const void *buf, size_t len, int64_t mtime,
+                unsigned char sha[32], struct cst_err *err)
+{
+    int rc;
+
+    enter(t->utf8, &t->saved);
+    rc = header(t, name, len, mtime, err);
+    if (rc == 0)
+        rc = data(t, name, buf, len, err);
+    if (rc == 0 && archive_write_finish_entry(t->a) != ARCHIVE_OK)
+        rc = la_fail(t->a, err, "cannot finish a package member");
+    leave(t->saved);
+    if (rc == 0 && sha) {
+        unsigned int n = 32;
+
+        EVP_Digest(buf, len, sha, &n, EVP_sha256(), NULL);
+    }
+    return rc;
+}
+
+int tar_add_fd(struct tar_writer *t, const char *name, int fd, uint64_t size, int64_t mtime,
+               unsigned char sha[32], struct cst_err *err)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    uint64_t left = size;
+    unsigned char scratch[32];
+    unsigned int n32 = 32;
+    int rc;
+
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    enter(t->utf8, &t->saved);
+    rc = header(t, name, size, mtime, err);
+    while (rc == 0 && left > 0) {
+        size_t want = left < TAR_BUF ? (size_t)left : TAR_BUF;
+        ssize_t got = util_read_full(fd, t->buf, want);
+
+        if (got < 0) {
+            rc = cst_err_sys(err, "cannot read %s", name);
+        } else if (got == 0) {
+            rc = cst_err_set(err, "%s ended after %llu of %llu bytes while it was packaged", name,
+                             (unsigned long long)(size - left), (unsigned long long)size);
+        } else {
+            EVP_DigestUpdate(ctx, t->buf, (size_t)got);
+            rc = data(t, name, t->buf, (size_t)got, err);
+            left -= (uint64_t)got;
+        }
+    }
+    if (rc == 0 && archive_write_finish_entry(t->a) != ARCHIVE_OK)
+        rc = la_fail(t->a, err, "cannot finish a package member");
+    leave(t->saved);
+    EVP_DigestFinal_ex(ctx, sha ? sha : scratch, &n32);
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+int tar_writer_finish(struct tar_writer *t, struct cst_err *err)
+{
+    int rc = 0;
+
+    enter(t->utf8, &t->saved);
+    if (archive_write_close(t->a) != ARCHIVE_OK)
+        rc = la_fail(t->a, err, "cannot finish the package");
+    leave(t->saved);
+    return rc;
+}
+
+void tar_writer_free(struct tar_writer *t)
+{
+    if (t == NULL)
+        return;
+    if (t->a) {
+        locale_t saved;
+
+        enter(t->utf8, &saved);
+        archive_write_free(t->a); /* closes first if still open */
+        leave(saved);
+    }
+    if (t->utf8)
+        freelocale(t->utf8);
+    free(t->buf);
+    free(t);
+}
+
+/* --- reading --- */
+
+struct tar_member {
+    struct archive *a;
+    const char *name;
+};
+
+ssize_t tar_member_read(struct tar_member *m, void *buf, size_t len, struct cst_err *err)
+{
+    la_ssize_t n = archive_read_data(m->a, buf, len);
+
+    if (n < 0) {
+        char what[512];
+
+        snprintf(what, sizeof(what), "cannot read %s from the package", m->name);
+        return la_fail(m->a, err, what);
+    }
+    return (ssize_t)n;
+}
+
+/* A name that stays inside the folder it is extracted into. */
+static int safe_name(const char *name)
+{
+    const char *p = name;
+
+    if (name[0] == '\0' || name[0] == '/')
+        return 0;
+    while (*p) {
+        size_t n = strcspn(p, "/");
+
+        if ((n == 2 && p[0] == '.' && p[1] == '.') || n == 0)
+            return 0;
+        p += n;
+        if (*p == '/')
+            p++;
+    }
+    return name[strlen(name) - 1] != '/';
+}
+
+int tar_each(int fd, int (*cb)(void *arg, const char *name, uint64_t size, struct tar_member *m),
+             void *arg, struct cst_err *err)
+{
+    locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0), saved;
+    struct archive *a;
+    struct archive_entry *e;
+    int rc = 0, r;
+
+    if (utf8 == (locale_t)0)
+        return cst_err_set(err, "the C.UTF-8 locale is not available (libc-bin)");
+    enter(utf8, &saved);
+    a = archive_read_new();
+    if (a == NULL || archive_read_support_filter_zstd(a) != ARCHIVE_OK ||
+        archive_read_support_format_tar(a) != ARCHIVE_OK ||
+        archive_read_open_fd(a, fd, TAR_BUF) != ARCHIVE_OK) {
+        rc = a ? la_fail(a, err, "cannot open the package (tar + zstd)")
+               : cst_err_set(err, "out of memory");
+        goto out;
+    }
+    while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+        const char *name = archive_entry_pathname_utf8(e);
+        struct tar_member m;
+
+        if (name == NULL)
+            name = archive_entry_pathname(e);
+        if (name == NULL || !safe_name(name)) {
+            rc = cst_err_set(err,
+                             "the package holds a member named %s, which is not a safe "
+                             "relative path",
+                             name ? name : "(unreadable)");
+            goto out;
+        }
+        if (archive_entry_filetype(e) != AE_IFREG) {
+            rc = cst_err_set(err, "the package member %s is not a regular file", name);
+            goto out;
+        }
+        m.a = a;
+        m.name = name;
+        rc = cb(arg, name, (uint64_t)archive_entry_size(e), &m);
+        if (rc != 0)
+            goto out;
+    }
+    if (r != ARCHIVE_EOF)
+        rc = la_fail(a, err, "the package is damaged");
+out:
+    if (a)
+        archive_read_free(a);
+    leave(saved);
+    freelocale(utf8);
+    return rc;
+}
