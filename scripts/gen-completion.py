@@ -57,9 +57,9 @@ for name, _, _ in rows:
         groups.setdefault(words[0], []).append(words[1])
     else:
         singles.add(words[0])
+# A word that is both a command and a group (`snapshot LABEL` and `snapshot list`):
+# the second word is the group's only when it is one of the group's words.
 both = singles & groups.keys()
-if both:
-    raise SystemExit(f"{sorted(both)} is both a command and a group: teach this script about it")
 
 out = [
     "# bash completion for custodian(8): commands, their options, destination names.",
@@ -105,6 +105,19 @@ out = [
     "    case $cmd in",
 ]
 for group, seconds in groups.items():
+    if group in both:
+        out += [
+            f"    {group})",
+            "        if ((i + 1 == cword)) && [[ $cur != -* ]]; then",
+            f'            COMPREPLY=($(compgen -W "{" ".join(seconds)}" -- "$cur"))',
+            "            return",
+            "        fi",
+            "        case ${words[i + 1]} in",
+            f'        {"|".join(seconds)}) cmd="$cmd ${{words[i + 1]}}" ;;',
+            "        esac",
+            "        ;;",
+        ]
+        continue
     out += [
         f"    {group})",
         "        if ((i + 1 == cword)); then",

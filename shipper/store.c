@@ -1417,13 +1417,14 @@ int store_probe(struct dest *d, struct dest_probe *out)
         failed = 1;
 out:
     if (st->drv->remove && p.ok) {
+        struct store_err se = {DEST_ERR_TRANSIENT, {{0}}};
         struct cst_err err;
         uint64_t sz;
 
         if (st->drv->remove(d, key, &err) < 0) {
             dest_check_add(out, "delete probe", 0, "%s", err.msg);
             failed = 1;
-        } else if (store_exists(d, key, &sz, &err) != 0) {
+        } else if (st->drv->stat(d, key, &sz, &se) != 0) {
             dest_check_add(out, "delete probe", 0, "%s is still there after its removal", key);
             failed = 1;
         } else {
