@@ -86,7 +86,9 @@ def test_completion_of_commands_destinations_and_options(demo):
     demo.set_option("destination offsite", "type", "local")
     demo.set_option("destination offsite", "path", os.path.join(demo.root, "offsite"))
     assert complete("custodian", "re") == ["restore"]
-    assert complete("custodian", "restore", "") == ["db", "file", "point"]
+    assert complete("custodian", "restore", "") == ["db", "file", "point", "snapshot"]
+    assert complete("custodian", "snapshot", "") == ["list"]
+    assert "--pending" in complete("custodian", "snapshot", "--")
     assert complete("custodian", "catalog", "m") == ["migrate"]
     assert "--version" in complete("custodian", "--")
     # Options of the command being typed, and --json.
