@@ -882,7 +882,7 @@ static int s3_set_retention(struct dest *d, const char *key, const char *version
 {
     struct s3 *s3 = d->impl;
     struct s3_call *c;
-    char hex[65], md5[32], doing[CST_ERR_SIZE / 2];
+    char hex[65], md5[32];
     int rc = 0;
 
     e->kind = DEST_ERR_CONFIG;
@@ -899,6 +899,8 @@ static int s3_set_retention(struct dest *d, const char *key, const char *version
     call_header(c, "Content-MD5: %s", md5);
     call_header(c, "Content-Type: application/xml");
     if (call_run(s3, c) < 0) {
+        char doing[CST_ERR_SIZE / 2];
+
         snprintf(doing, sizeof(doing), "cannot set the Object Lock retention of %s (version %s)",
                  key, version && version[0] ? version : "latest");
         e->kind = call_explain(s3, c, doing, e->err.msg, sizeof(e->err.msg));
