@@ -1329,6 +1329,13 @@ int store_exists(struct dest *d, const char *key, uint64_t *size, struct cst_err
 
 int store_remove(struct dest *d, const char *key, struct cst_err *err)
 {
+    struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
+
+    /* "Removed" from a folder that is not there (not mounted) would be a lie. */
+    if (root_ready(d->store, 0, &e) < 0) {
+        *err = e.err;
+        return -1;
+    }
     if (d->store->drv->remove == NULL)
         return cst_err_set(err, "destination %s: removing is not supported", d->name);
     return d->store->drv->remove(d, key, err);
