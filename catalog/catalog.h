@@ -414,6 +414,11 @@ int catalog_prune_run_last(struct catalog *cat, struct catalog_prune_run *r, str
 /* 1 if pruning removed the copy of object_id on dest (it should not be there). */
 int catalog_pruned_copy_has(struct catalog *cat, const char *object_id, const char *dest,
                             struct cst_err *err);
+/* Copies of object_id that pruning removed, with when, why and the audit row. */
+int catalog_each_pruned_copy(struct catalog *cat, const char *object_id,
+                             int (*cb)(void *arg, const char *dest, const char *key,
+                                       int64_t pruned_at, const char *rule, int64_t audit_id),
+                             void *arg, struct cst_err *err);
 /* The rowid of the last row inserted on this connection (the audit row just written). */
 int64_t catalog_last_rowid(struct catalog *cat);
 

@@ -526,3 +526,26 @@ int catalog_pruned_copy_has(struct catalog *cat, const char *object_id, const ch
 
     return catalog_row_exists(cat, q, object_id, dest, err);
 }
+
+int catalog_each_pruned_copy(struct catalog *cat, const char *object_id,
+                             int (*cb)(void *arg, const char *dest, const char *key,
+                                       int64_t pruned_at, const char *rule, int64_t audit_id),
+                             void *arg, struct cst_err *err)
+{
+    static const char q[] = "SELECT dest, remote_key, pruned_at, rule, coalesce(audit_id, 0)"
+                            " FROM pruned_copies WHERE object_id = ? ORDER BY pruned_at, dest";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int rc = 0, step = SQLITE_DONE;
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, object_id, -1, SQLITE_TRANSIENT);
+    while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW)
+        rc = cb(arg, (const char *)sqlite3_column_text(st, 0),
+                (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2),
+                (const char *)sqlite3_column_text(st, 3), sqlite3_column_int64(st, 4));
+    if (rc == 0 && step != SQLITE_DONE && step != SQLITE_ROW)
+        rc = catalog_sql_err(cat, err, "list removed copies");
+    sqlite3_reset(st);
+    return rc;
+}

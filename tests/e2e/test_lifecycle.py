@@ -135,6 +135,8 @@ def test_seven_years_of_a_clinic(demo):
     assert demo.query("SELECT count(*) FROM pruned_copies WHERE object_id = ?",
                       ids[gone])[0][0] == 3
     demo.run("prune", "--check", "--as-of", later(months=84, days=2), check=0)
+    hist = demo.run("catalog", "history", gone, check=0).stdout.decode()
+    assert hist.count("removed from") == 3 and "by retention" in hist, hist
 
     # The hold released: the held file's object goes too.
     hold_id = holds[0]["id"]
