@@ -430,6 +430,11 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
                     "destination %s lacks %lld objects that nothing is copying yet (the "
                     "agent queues them at start-up and every 10 minutes)",
                     name, (long long)c->unqueued);
+        if (c->artifacts_lacking)
+            problem(&v,
+                    "destination %s lacks %lld artifacts of earlier daily points (the next "
+                    "daily run copies them from another destination)",
+                    name, (long long)c->artifacts_lacking);
         if (c->lacking && !c->failing && !c->unqueued)
             note(&v, "destination %s is catching up: %lld objects still to copy", name,
                  (long long)c->lacking);

@@ -258,13 +258,14 @@ int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, i
 int64_t catalog_coverage_queue(struct catalog *cat, const char *dest, int64_t now,
                                struct cst_err *err);
 struct catalog_coverage {
-    int64_t copies;           /* good copies on the destination */
-    int64_t lacking;          /* retained objects without a good copy there (queued or not) */
-    int64_t unqueued;         /* of those, not even queued: a gap nobody is closing yet */
-    int64_t damaged;          /* copies a check found missing or different */
-    int64_t failing;          /* queued copies whose last attempt failed */
-    int64_t last_verified_at; /* newest copy made */
-    int64_t oldest_check;     /* least recently checked good copy (0: never checked) */
+    int64_t copies;            /* good copies on the destination */
+    int64_t lacking;           /* retained objects without a good copy there (queued or not) */
+    int64_t unqueued;          /* of those, not even queued: a gap nobody is closing yet */
+    int64_t damaged;           /* copies a check found missing or different */
+    int64_t failing;           /* queued copies whose last attempt failed */
+    int64_t last_verified_at;  /* newest copy made */
+    int64_t oldest_check;      /* least recently checked good copy (0: never checked) */
+    int64_t artifacts_lacking; /* daily points' artifacts another destination holds */
 };
 int catalog_coverage_stats(struct catalog *cat, const char *dest, struct catalog_coverage *c,
                            struct cst_err *err);
@@ -327,6 +328,8 @@ int catalog_each_dest_notice(struct catalog *cat, int64_t since,
                              void *arg, struct cst_err *err);
 
 /* --- the seven-year lifecycle (retention.c) --- */
+
+struct catalog_artifact;
 
 struct catalog_hold {
     int64_t id;
@@ -419,6 +422,12 @@ int catalog_each_pruned_copy(struct catalog *cat, const char *object_id,
                              int (*cb)(void *arg, const char *dest, const char *key,
                                        int64_t pruned_at, const char *rule, int64_t audit_id),
                              void *arg, struct cst_err *err);
+/* Coverage of the daily points: each artifact (not pruned) that dest lacks and another
+ * destination (from) holds. */
+int catalog_artifacts_lacking(struct catalog *cat, const char *dest,
+                              int (*cb)(void *arg, const struct catalog_artifact *a,
+                                        const char *from),
+                              void *arg, struct cst_err *err);
 /* The rowid of the last row inserted on this connection (the audit row just written). */
 int64_t catalog_last_rowid(struct catalog *cat);
 

@@ -82,7 +82,15 @@ int catalog_coverage_stats(struct catalog *cat, const char *dest, struct catalog
                             " (SELECT coalesce(min(checked_at), 0) FROM copies WHERE dest = ?1"
                             "   AND damaged_at IS NULL),"
                             " (SELECT count(*) FROM copy_queue WHERE dest = ?1 AND attempts > "
-                            "0)";
+                            "0),"
+                            /* artifacts of daily points another destination holds */
+                            " (SELECT count(*) FROM artifacts a JOIN daily_attempts t ON"
+                            "   t.date = a.date AND t.attempt = a.attempt WHERE t.pruned_at IS"
+                            "   NULL AND NOT EXISTS (SELECT 1 FROM artifact_copies c WHERE"
+                            "   c.date = a.date AND c.attempt = a.attempt AND c.kind = a.kind"
+                            "   AND c.dest = ?1) AND EXISTS (SELECT 1 FROM artifact_copies c"
+                            "   WHERE c.date = a.date AND c.attempt = a.attempt AND"
+                            "   c.kind = a.kind))";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
     int rc;
 
@@ -99,6 +107,7 @@ int catalog_coverage_stats(struct catalog *cat, const char *dest, struct catalog
         c->last_verified_at = sqlite3_column_int64(st, 4);
         c->oldest_check = sqlite3_column_int64(st, 5);
         c->failing = sqlite3_column_int64(st, 6);
+        c->artifacts_lacking = sqlite3_column_int64(st, 7);
     }
     sqlite3_reset(st);
     if (rc != SQLITE_ROW)

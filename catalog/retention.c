@@ -549,3 +549,59 @@ int catalog_each_pruned_copy(struct catalog *cat, const char *object_id,
     sqlite3_reset(st);
     return rc;
 }
+
+int catalog_artifacts_lacking(struct catalog *cat, const char *dest,
+                              int (*cb)(void *arg, const struct catalog_artifact *a,
+                                        const char *from),
+                              void *arg, struct cst_err *err)
+{
+    /* Artifacts of points not pruned that some other destination holds and dest does not. */
+    static const char q[] =
+        "SELECT a.date, a.attempt, a.kind, a.remote_key, a.sealed, a.stored_sha256,"
+        " a.stored_size, (SELECT c.dest FROM artifact_copies c WHERE c.date = a.date AND"
+        "   c.attempt = a.attempt AND c.kind = a.kind AND c.dest <> ?1 LIMIT 1)"
+        " FROM artifacts a JOIN daily_attempts t ON t.date = a.date AND t.attempt = a.attempt"
+        " WHERE t.pruned_at IS NULL AND NOT EXISTS (SELECT 1 FROM artifact_copies c"
+        "   WHERE c.date = a.date AND c.attempt = a.attempt AND c.kind = a.kind AND c.dest = ?1)"
+        " AND EXISTS (SELECT 1 FROM artifact_copies c WHERE c.date = a.date AND"
+        "   c.attempt = a.attempt AND c.kind = a.kind)"
+        " ORDER BY a.date, a.attempt, a.kind";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    struct catalog_artifact *rows = NULL;
+    char **from = NULL;
+    size_t n = 0;
+    int rc = 0, step;
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, dest, -1, SQLITE_TRANSIENT);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct catalog_artifact *a;
+
+        rows = util_xrealloc(rows, (n + 1) * sizeof(*rows));
+        from = util_xrealloc(from, (n + 1) * sizeof(char *));
+        a = &rows[n];
+        memset(a, 0, sizeof(*a));
+        snprintf(a->date, sizeof(a->date), "%s", (const char *)sqlite3_column_text(st, 0));
+        a->attempt = sqlite3_column_int(st, 1);
+        snprintf(a->kind, sizeof(a->kind), "%s", (const char *)sqlite3_column_text(st, 2));
+        a->remote_key = catalog_column_dup(st, 3);
+        a->sealed = sqlite3_column_int(st, 4);
+        if (sqlite3_column_bytes(st, 5) == 32)
+            memcpy(a->stored_sha256, sqlite3_column_blob(st, 5), 32);
+        a->stored_size = sqlite3_column_int64(st, 6);
+        from[n++] = catalog_column_dup(st, 7);
+    }
+    sqlite3_reset(st);
+    if (step != SQLITE_DONE)
+        rc = catalog_sql_err(cat, err, "list artifacts a destination lacks");
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0)
+            rc = cb(arg, &rows[i], from[i]);
+        free(rows[i].remote_key);
+        free(from[i]);
+    }
+    free(rows);
+    free(from);
+    return rc;
+}
