@@ -1482,6 +1482,13 @@ int store_stat(struct dest *d, const char *key, struct dest_stat *st, struct cst
 
 int store_remove(struct dest *d, const char *key, struct cst_err *err)
 {
+    struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
+
+    /* "Removed" from a folder that is not there (not mounted) would be a lie. */
+    if (root_ready(d->store, 0, &e) < 0) {
+        *err = e.err;
+        return -1;
+    }
     if (d->store->drv->remove == NULL)
         return cst_err_set(err, "destination %s: removing is not supported", d->name);
     return d->store->drv->remove(d, key, err);
