@@ -26,6 +26,7 @@
 #include "shipper/container.h"
 
 #define VECTOR_DIR "tests/vectors/container-v1/"
+#define REFUSED_DIR "tests/vectors/container-v1-refused/"
 /* From tests/vectors/container-v1/README; the vector is never regenerated. */
 #define VECTOR_PLAIN_SIZE 413333
 #define VECTOR_PLAIN_SHA256 "8c16a257207bf5e10d2ff5e3d92549caa524a738d6f138ec58cef7b87cd5824d"
@@ -744,6 +745,58 @@ static void test_limit_stops_an_inflating_object(void **state)
     free(data);
 }
 
+/*
+ * tests/vectors/container-v1-refused/: objects on the edge that must open, and objects
+ * every reader must refuse (expected.tsv says which, and as what): zstd frames without a
+ * checksum, with a window over 8 MiB, needing a dictionary, skippable frames, and the
+ * container's own damage. Damage is an integrity error; another key is not.
+ */
+static void test_refused_vectors(void **state)
+{
+    size_t tsv_len, checked = 0;
+    char *tsv = (char *)slurp_path(REFUSED_DIR "expected.tsv", &tsv_len);
+    char *line, *save = NULL;
+    unsigned char pk[32], sk[32];
+
+    (void)state;
+    tsv[tsv_len] = '\0';
+    read_key_file(VECTOR_DIR "backup.pub", "backup-public-key", pk);
+    read_key_file(VECTOR_DIR "backup.key", "backup-secret-key", sk);
+    line = strtok_r(tsv, "\n", &save); /* the column names */
+    while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
+        char name[128], verdict[32], want[80], path[256], hex[65];
+        unsigned char sha[32];
+        struct cst_err err = {{0}};
+        int fd, rc;
+
+        assert_int_equal(sscanf(line, "%127[^\t]\t%31[^\t]\t%79[^\t]", name, verdict, want), 3);
+        snprintf(path, sizeof(path), REFUSED_DIR "%s", name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        rc = open_to_buffer(fd, pk, sk, NULL, NULL, sha, NULL, &err);
+        close(fd);
+        if (strcmp(verdict, "open") == 0) {
+            if (rc != 0)
+                fail_msg("%s must open: %s", name, err.msg);
+            to_hex(sha, 32, hex);
+            assert_string_equal(hex, want);
+        } else if (rc == 0) {
+            fail_msg("%s opened; it must be refused (%s)", name, verdict);
+        } else if (strcmp(verdict, "integrity") == 0) {
+            if (strncmp(err.msg, "integrity error: ", 17) != 0)
+                fail_msg("%s: refused, but not as an integrity error: %s", name, err.msg);
+        } else {
+            assert_string_equal(verdict, "key-mismatch");
+            if (strstr(err.msg, "integrity error") != NULL ||
+                strstr(err.msg, "not to this secret key") == NULL)
+                fail_msg("%s: not reported as another key's object: %s", name, err.msg);
+        }
+        checked++;
+    }
+    assert_true(checked >= 29);
+    free(tsv);
+}
+
 static void test_key_id(void **state)
 {
     unsigned char digest[32], id[8];
@@ -781,6 +834,7 @@ int main(void)
         cmocka_unit_test(test_trailing_data),
         cmocka_unit_test(test_wrong_key),
         cmocka_unit_test(test_key_id),
+        cmocka_unit_test(test_refused_vectors),
         cmocka_unit_test(test_limit_stops_an_inflating_object),
     };
 
