@@ -207,7 +207,8 @@ def open_container(src, sink, keys, max_size=None):
         if not plain:
             return
         if max_size is not None and size + len(plain) > max_size:
-            raise Refused(f"the object holds more than the {max_size} bytes expected")
+            raise Refused(f"it holds more than the {max_size} bytes the signed list gives "
+                          "(a substituted or wrong object); stopped there")
         digest.update(plain)
         size += len(plain)
         sink(plain)
@@ -275,7 +276,8 @@ def open_file(path, sink, keys, sha256=None, size=None, what=None):
     except Refused as e:
         raise Refused(f"{what}: {e}")
     if size is not None and got_size != size:
-        raise Refused(f"{what}: opens to {got_size} bytes, the signed list says {size}")
+        raise Refused(f"{what}: opens to {got_size} bytes, not the {size} the signed list "
+                      "gives (a substituted or wrong object)")
     if sha256 is not None and got_sha != sha256:
         raise Refused(f"{what}: opens to content whose SHA-256 is not the signed one "
                       "(a substituted or wrong object)")
@@ -591,8 +593,7 @@ def restore_object_to(dest, keys, target_dir, rel, entry):
             with os.fdopen(fd, "wb") as out:
                 object_id = entry["object_id"]
                 open_file(os.path.join(dest, "objects", object_id[:2], object_id), out.write,
-                          keys, entry["sha256"], entry["size"],
-                          what=f"{entry['shown']} (object {object_id})")
+                          keys, entry["sha256"], entry["size"], what=f"object {object_id}")
                 out.flush()
                 os.fsync(out.fileno())
             os.utime(tmp, ns=(entry["mtime_ns"], entry["mtime_ns"]), dir_fd=dfd)
