@@ -41,7 +41,6 @@ import hashlib
 import json
 import os
 import re
-import stat
 import sys
 import tarfile
 
@@ -987,7 +986,7 @@ def cmd_open(args, keys):
 # --------------------------------------------------------------------------- main
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="cstread.py", description=__doc__.split("\n\n")[1],
+    p = argparse.ArgumentParser(prog="cstread.py", description=__doc__.split("\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--keys", metavar="DIR", help="folder holding backup.key, signing.pub "
                    "and optionally naming.key")
