@@ -131,6 +131,9 @@ fuzz: $(FUZZ)
 	@cp tests/vectors/container-v1/object*.bin build/fuzz/corpus-container/
 	@cp packaging/custodian.conf.example build/fuzz/corpus-config/
 	@for f in restore_point manifest s3_xml; do cp tests/fuzz/seeds/$$f/* build/fuzz/corpus-$$f/; done
+	@for f in tests/vectors/daily-v*/expected/restore-point-*.tsv; do \
+	  cp $$f build/fuzz/corpus-restore_point/$$(echo $$f | tr / _); done
+	@cp tests/vectors/container-v1-refused/*.cst build/fuzz/corpus-container/
 	@set -e; for f in $(FUZZ_NAMES); do echo "== fuzz_$$f ($(FUZZ_SECONDS) s)"; \
 	  build/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus-$$f 2>&1 | tail -1; done
 

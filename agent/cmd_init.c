@@ -14,6 +14,7 @@
 
 #include "agent/cli.h"
 #include "agent/keys.h"
+#include "agent/recovery_sheet.h"
 #include "common/util.h"
 
 static const char demo_config[] =
@@ -100,7 +101,8 @@ static int init_demo(struct cli *cli, const char *dir)
             goto out;
         }
     }
-    if (keys_generate(keys, &err) < 0 || write_new_file(conf, demo_config, &err) < 0) {
+    if (keys_generate(keys, &err) < 0 || recovery_sheet_create(keys, &err) < 0 ||
+        write_new_file(conf, demo_config, &err) < 0) {
         rc = cli_fail(EXIT_FAILED, "%s", err.msg);
         goto out;
     }
@@ -140,7 +142,11 @@ static int cmd_init_exec(struct cli *cli, int argc, char **argv)
 
         rc = keys_generate(dir, &err);
         if (rc == 0)
-            printf("new keys written to %s; move backup.key off this host and keep it safe\n", dir);
+            rc = recovery_sheet_create(dir, &err);
+        if (rc == 0)
+            printf("new keys written to %s; print %s/%s for a safe, then delete it, and move "
+                   "backup.key off this host\n",
+                   dir, dir, RECOVERY_SHEET_NAME);
         free(copy);
         if (rc < 0)
             return cli_fail(EXIT_FAILED, "%s", err.msg);

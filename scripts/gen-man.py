@@ -170,6 +170,8 @@ man8 += [
     "\\fBbackup.pub\\fR (root, 0644) and the agent's secret keys \\fBnaming.key\\fR and",
     "\\fBsigning.key\\fR (custodian, 0600), made by \\fBcustodian keygen\\fR.",
     "\\fBbackup.key\\fR, which decrypts the backups, belongs off this host.",
+    "\\fBrecovery-sheet.txt\\fR (root, 0600), every key with a checksum and the commands",
+    "that rebuild the key files, is to be printed for a safe and then deleted.",
     ".TP",
     ".I /var/lib/custodian/",
     "The state folder (custodian, 0700): \\fBcatalog.db\\fR (SQLite), \\fBspool/\\fR",

@@ -65,6 +65,12 @@
 #define AUTO_MIN_SAVING_PERCENT 3
 /* Levels 20..22 need windows up to 128 MiB+ to decode; not worth it for backups. */
 #define LEVEL_MAX 19
+/* What a reader accepts of the payload's zstd frame (docs/FORMAT.md 4.3): the largest
+ * window levels 1..19 use, and a header of at most magic, descriptor, window byte and an
+ * 8-byte content size (no dictionary id: one is refused). */
+#define FRAME_WINDOW_MAX (8u << 20)
+#define FRAME_WINDOW_LOG_MAX 23
+#define FRAME_HEAD_MAX 14
 
 _Static_assert(OFF_SEALED_KEY == OFF_KEY_ID + CRYPT_KEY_ID_SIZE, "header layout");
 _Static_assert(OFF_STREAM_HEADER == OFF_SEALED_KEY + SEALED_KEY_SIZE, "header layout");
@@ -549,7 +555,10 @@ struct opener {
     int in_fd;
     int out_fd;
     int compressed;
-    int frame_done; /* the zstd frame ended; any further payload byte is an error */
+    int frame_done;    /* the zstd frame ended; any further payload byte is an error */
+    int frame_head_ok; /* the frame header was checked and handed to zstd */
+    size_t frame_head_len;
+    unsigned char frame_head[FRAME_HEAD_MAX];
     unsigned char header[CRYPT_HEADER_SIZE];
     struct stream_secrets *secrets;
     ZSTD_DCtx *zstd;
@@ -580,12 +589,58 @@ static int emit_plain(struct opener *o, const unsigned char *buf, size_t len, st
     return 0;
 }
 
-static int sink_payload(struct opener *o, const unsigned char *buf, size_t len, struct cst_err *err)
+/*
+ * The zstd frame header (RFC 8878, 3.1.1.1) of the first n payload bytes: 0 when it
+ * is one a custodian writer makes, 1 when more bytes are needed to tell, or an
+ * integrity error. libzstd would skip a skippable frame, load a dictionary by its id
+ * and accept a frame without a checksum or with a window of up to 128 MiB; none of
+ * those is ever written, so each is refused as not genuine.
+ */
+static int check_frame_head(const unsigned char *h, size_t n, struct cst_err *err)
+{
+    static const unsigned char zstd_magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
+    unsigned fhd, single, fcs_bytes;
+    uint64_t window = 0;
+
+    if (memcmp(h, zstd_magic, n < 4 ? n : 4) != 0) {
+        if (n >= 4 && (h[0] & 0xf0) == 0x50 && h[1] == 0x2a && h[2] == 0x4d && h[3] == 0x18)
+            return integrity_error(err, "the payload starts with a skippable zstd frame");
+        return integrity_error(err, "the payload is not a zstd frame (bad magic)");
+    }
+    if (n < 5)
+        return 1;
+    fhd = h[4];
+    if (fhd & 0x08)
+        return integrity_error(err, "the zstd frame header has its reserved bit set");
+    if ((fhd & 0x04) == 0)
+        return integrity_error(err, "the zstd frame has no content checksum");
+    if (fhd & 0x03)
+        return integrity_error(err, "the zstd frame needs a dictionary");
+    single = fhd >> 5 & 1;
+    fcs_bytes = (fhd >> 6) == 0 ? single : 1u << (fhd >> 6);
+    if (n < 5 + !single + fcs_bytes)
+        return 1;
+    if (!single) {
+        uint64_t base = (uint64_t)1 << (10 + (h[5] >> 3));
+
+        window = base + base / 8 * (h[5] & 7);
+    } else {
+        for (unsigned i = 0; i < fcs_bytes; i++)
+            window |= (uint64_t)h[5 + i] << (8 * i);
+        if (fcs_bytes == 2)
+            window += 256;
+    }
+    if (window > FRAME_WINDOW_MAX)
+        return integrity_error(err,
+                               "the zstd frame asks for a %" PRIu64 "-byte window (at most %u)",
+                               window, FRAME_WINDOW_MAX);
+    return 0;
+}
+
+static int decompress(struct opener *o, const unsigned char *buf, size_t len, struct cst_err *err)
 {
     ZSTD_inBuffer in = {buf, len, 0};
 
-    if (!o->compressed)
-        return emit_plain(o, buf, len, err);
     while (in.pos < in.size) {
         ZSTD_outBuffer out = {o->plain, o->plain_cap, 0};
         size_t rc;
@@ -604,9 +659,38 @@ static int sink_payload(struct opener *o, const unsigned char *buf, size_t len, 
     return 0;
 }
 
+static int sink_payload(struct opener *o, const unsigned char *buf, size_t len, struct cst_err *err)
+{
+    if (!o->compressed)
+        return emit_plain(o, buf, len, err);
+    if (!o->frame_head_ok) {
+        /* Held back (a chunk may carry a single byte) until the header can be judged. */
+        size_t take = sizeof(o->frame_head) - o->frame_head_len;
+        int rc;
+
+        if (take > len)
+            take = len;
+        memcpy(o->frame_head + o->frame_head_len, buf, take);
+        o->frame_head_len += take;
+        buf += take;
+        len -= take;
+        if (o->frame_head_len == 0)
+            return 0;
+        rc = check_frame_head(o->frame_head, o->frame_head_len, err);
+        if (rc != 0)
+            return rc < 0 ? -1 : 0;
+        o->frame_head_ok = 1;
+        if (decompress(o, o->frame_head, o->frame_head_len, err) != 0)
+            return -1;
+    }
+    return decompress(o, buf, len, err);
+}
+
 /* After the final chunk: drain what zstd still holds; the frame must end exactly here. */
 static int finish_payload(struct opener *o, struct cst_err *err)
 {
+    if (o->compressed && !o->frame_head_ok)
+        return integrity_error(err, "the payload ends before a whole zstd frame header");
     while (o->compressed && !o->frame_done) {
         ZSTD_inBuffer in = {o->payload, 0, 0};
         ZSTD_outBuffer out = {o->plain, o->plain_cap, 0};
@@ -786,7 +870,10 @@ int crypt_open_fd_limit(int in_fd, int out_fd, const unsigned char public_key[32
         o.zstd = ZSTD_createDCtx();
         o.plain_cap = ZSTD_DStreamOutSize();
         o.plain = malloc(o.plain_cap);
-        if (o.zstd == NULL || o.plain == NULL) {
+        /* Also libzstd's own limit, should a header ever get past check_frame_head. */
+        if (o.zstd == NULL || o.plain == NULL ||
+            ZSTD_isError(
+                ZSTD_DCtx_setParameter(o.zstd, ZSTD_d_windowLogMax, FRAME_WINDOW_LOG_MAX))) {
             cst_err_set(err, "cannot allocate a zstd decompression context");
             goto out;
         }

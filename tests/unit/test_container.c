@@ -26,6 +26,7 @@
 #include "shipper/container.h"
 
 #define VECTOR_DIR "tests/vectors/container-v1/"
+#define REFUSED_DIR "tests/vectors/container-v1-refused/"
 /* From tests/vectors/container-v1/README; the vector is never regenerated. */
 #define VECTOR_PLAIN_SIZE 413333
 #define VECTOR_PLAIN_SHA256 "8c16a257207bf5e10d2ff5e3d92549caa524a738d6f138ec58cef7b87cd5824d"
@@ -419,6 +420,33 @@ static void test_io_errors_are_not_integrity_errors(void **state)
  * docs/FORMAT.md, "Decrypting with libsodium alone", step by step and with
  * nothing from container.c, so the spec and the code cannot drift apart.
  */
+/* docs/FORMAT.md section 5, frame_ok, as printed there. */
+static int frame_ok(const unsigned char *p, size_t len)
+{
+    unsigned fhd, single, n;
+    unsigned long long window = 0;
+
+    if (len < 6 || p[0] != 0x28 || p[1] != 0xb5 || p[2] != 0x2f || p[3] != 0xfd)
+        return 0;
+    fhd = p[4];
+    if ((fhd & 0x08) || !(fhd & 0x04) || (fhd & 0x03))
+        return 0;
+    single = fhd >> 5 & 1;
+    n = (fhd >> 6) == 0 ? single : 1u << (fhd >> 6); /* content size bytes */
+    if (len < 5 + !single + n)
+        return 0;
+    if (!single) {
+        unsigned long long base = 1ull << (10 + (p[5] >> 3));
+        window = base + base / 8 * (p[5] & 7);
+    } else {
+        for (unsigned i = 0; i < n; i++)
+            window |= (unsigned long long)p[5 + i] << (8 * i);
+        if (n == 2)
+            window += 256;
+    }
+    return window <= 8u << 20;
+}
+
 static unsigned char *decode_by_the_spec(const unsigned char *object, size_t len,
                                          const unsigned char *pk, const unsigned char *sk,
                                          size_t plain_cap, size_t *plain_len)
@@ -458,10 +486,21 @@ static unsigned char *decode_by_the_spec(const unsigned char *object, size_t len
         *plain_len = payload_len;
         return payload;
     }
+    assert_true(frame_ok(payload, payload_len));
     plain = malloc(plain_cap + 1);
     assert_non_null(plain);
-    *plain_len = ZSTD_decompress(plain, plain_cap, payload, payload_len);
-    assert_false(ZSTD_isError(*plain_len));
+    {
+        ZSTD_DCtx *z = ZSTD_createDCtx();
+        ZSTD_inBuffer in = {payload, payload_len, 0};
+        ZSTD_outBuffer out = {plain, plain_cap + 1, 0};
+
+        assert_non_null(z);
+        assert_false(ZSTD_isError(ZSTD_DCtx_setParameter(z, ZSTD_d_windowLogMax, 23)));
+        assert_int_equal(ZSTD_decompressStream(z, &out, &in), 0); /* the frame ended... */
+        assert_int_equal(in.pos, payload_len);                    /* ...with the payload */
+        *plain_len = out.pos;
+        ZSTD_freeDCtx(z);
+    }
     free(payload);
     return plain;
 }
@@ -744,6 +783,58 @@ static void test_limit_stops_an_inflating_object(void **state)
     free(data);
 }
 
+/*
+ * tests/vectors/container-v1-refused/: objects on the edge that must open, and objects
+ * every reader must refuse (expected.tsv says which, and as what): zstd frames without a
+ * checksum, with a window over 8 MiB, needing a dictionary, skippable frames, and the
+ * container's own damage. Damage is an integrity error; another key is not.
+ */
+static void test_refused_vectors(void **state)
+{
+    size_t tsv_len, checked = 0;
+    char *tsv = (char *)slurp_path(REFUSED_DIR "expected.tsv", &tsv_len);
+    char *line, *save = NULL;
+    unsigned char pk[32], sk[32];
+
+    (void)state;
+    tsv[tsv_len] = '\0';
+    read_key_file(VECTOR_DIR "backup.pub", "backup-public-key", pk);
+    read_key_file(VECTOR_DIR "backup.key", "backup-secret-key", sk);
+    line = strtok_r(tsv, "\n", &save); /* the column names */
+    while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
+        char name[128], verdict[32], want[80], path[256], hex[65];
+        unsigned char sha[32];
+        struct cst_err err = {{0}};
+        int fd, rc;
+
+        assert_int_equal(sscanf(line, "%127[^\t]\t%31[^\t]\t%79[^\t]", name, verdict, want), 3);
+        snprintf(path, sizeof(path), REFUSED_DIR "%s", name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        rc = open_to_buffer(fd, pk, sk, NULL, NULL, sha, NULL, &err);
+        close(fd);
+        if (strcmp(verdict, "open") == 0) {
+            if (rc != 0)
+                fail_msg("%s must open: %s", name, err.msg);
+            to_hex(sha, 32, hex);
+            assert_string_equal(hex, want);
+        } else if (rc == 0) {
+            fail_msg("%s opened; it must be refused (%s)", name, verdict);
+        } else if (strcmp(verdict, "integrity") == 0) {
+            if (strncmp(err.msg, "integrity error: ", 17) != 0)
+                fail_msg("%s: refused, but not as an integrity error: %s", name, err.msg);
+        } else {
+            assert_string_equal(verdict, "key-mismatch");
+            if (strstr(err.msg, "integrity error") != NULL ||
+                strstr(err.msg, "not to this secret key") == NULL)
+                fail_msg("%s: not reported as another key's object: %s", name, err.msg);
+        }
+        checked++;
+    }
+    assert_true(checked >= 29);
+    free(tsv);
+}
+
 static void test_key_id(void **state)
 {
     unsigned char digest[32], id[8];
@@ -781,6 +872,7 @@ int main(void)
         cmocka_unit_test(test_trailing_data),
         cmocka_unit_test(test_wrong_key),
         cmocka_unit_test(test_key_id),
+        cmocka_unit_test(test_refused_vectors),
         cmocka_unit_test(test_limit_stops_an_inflating_object),
     };
 

@@ -22,6 +22,7 @@
 #include <sodium.h>
 
 #include "agent/keys.h"
+#include "agent/recovery_sheet.h"
 
 struct fixture {
     char dir[256];  /* a fresh temporary directory */
@@ -370,6 +371,115 @@ static void test_refuses_damaged_signing_key(void **state)
     sodium_free(sk);
 }
 
+/* Run `sh -c script` in dir; its exit status. */
+static int run_sh(const char *dir, const char *script)
+{
+    pid_t pid = fork();
+    int status;
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null_fd = open("/dev/null", O_WRONLY);
+
+        if (chdir(dir) < 0 || null_fd < 0 || dup2(null_fd, 1) < 0 || dup2(null_fd, 2) < 0)
+            _exit(126);
+        execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+        _exit(127);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static char *read_text(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    char *text = calloc(1, 65536);
+    size_t n;
+
+    assert_non_null(fp);
+    assert_non_null(text);
+    n = fread(text, 1, 65535, fp);
+    fclose(fp);
+    text[n] = '\0';
+    return text;
+}
+
+/*
+ * The recovery sheet round-trips: its own rebuild commands, run by sh in an empty
+ * folder, write the five key files byte for byte with their modes, and sha256sum
+ * passes; one digit typed wrong makes it fail. A sheet of a folder whose backup.key
+ * was moved off says so; a mixed set is refused.
+ */
+static void test_recovery_sheet_round_trips(void **state)
+{
+    static const char *const names[] = {"backup.key", "backup.pub", "naming.key", "signing.key",
+                                        "signing.pub"};
+    struct fixture *f = *state;
+    struct cst_err err = {{0}};
+    char rebuilt[300], path[400], *sheet, *begin, *end, *typo;
+    int fd;
+
+    generate(f);
+    if (recovery_sheet_create(f->keys, &err) < 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(file_mode(key_path(f, RECOVERY_SHEET_NAME)), 0600);
+    assert_int_equal(recovery_sheet_create(f->keys, &err), -1); /* never replaced */
+    sheet = read_text(key_path(f, RECOVERY_SHEET_NAME));
+    begin = strstr(sheet, "#--- rebuild commands (begin) ---\n");
+    end = strstr(sheet, "#--- rebuild commands (end) ---\n");
+    assert_non_null(begin);
+    assert_non_null(end);
+    end[0] = '\0';
+
+    snprintf(rebuilt, sizeof(rebuilt), "%s/rebuilt", f->dir);
+    assert_int_equal(mkdir(rebuilt, 0700), 0);
+    assert_int_equal(run_sh(rebuilt, begin), 0);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char *want = read_text(key_path(f, names[i])), *got;
+
+        snprintf(path, sizeof(path), "%s/%s", rebuilt, names[i]);
+        got = read_text(path);
+        assert_string_equal(got, want);
+        assert_int_equal(file_mode(path), file_mode(key_path(f, names[i])));
+        free(want);
+        free(got);
+    }
+
+    /* A digit typed wrong: sha256sum -c fails. */
+    typo = strstr(begin, "k naming.key naming-key '\n  ");
+    assert_non_null(typo);
+    typo += strlen("k naming.key naming-key '\n  ");
+    *typo = *typo == 'a' ? 'b' : 'a';
+    snprintf(rebuilt, sizeof(rebuilt), "%s/typo", f->dir);
+    assert_int_equal(mkdir(rebuilt, 0700), 0);
+    assert_int_not_equal(run_sh(rebuilt, begin), 0);
+    free(sheet);
+
+    /* backup.key moved off the host: the sheet names it, and rebuilds the rest. */
+    snprintf(path, sizeof(path), "%s/backup.key.offline", f->dir);
+    assert_int_equal(rename(key_path(f, "backup.key"), path), 0);
+    snprintf(path, sizeof(path), "%s/sheet2", f->dir);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(recovery_sheet_write(f->keys, fd, &err), 0);
+    close(fd);
+    sheet = read_text(path);
+    assert_non_null(strstr(sheet, "backup.key: not in "));
+    assert_null(strstr(sheet, "k backup.key"));
+    assert_non_null(strstr(sheet, "k signing.pub signing-public-key"));
+    free(sheet);
+
+    /* A public key of another set beside the secret one: no sheet. */
+    snprintf(path, sizeof(path), "%s/backup.key.offline", f->dir);
+    assert_int_equal(rename(path, key_path(f, "backup.key")), 0);
+    write_key_file(key_path(f, "backup.pub"),
+                   "custodian backup-public-key v1\n"
+                   "0f75684684e83448ee636bafd4fb7e2efe189110be5601226b35a8f78f2e207d\n",
+                   0644);
+    assert_int_equal(recovery_sheet_write(f->keys, 1, &err), -1);
+    assert_contains(err.msg, "does not belong to");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -381,6 +491,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refuses_wrong_kind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_damaged_signing_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_sheet_round_trips, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -248,6 +248,70 @@ static void test_json_shapes(void **state)
     assert_int_equal(m.has_audit, 0);
 }
 
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+
+    if (f == NULL)
+        fail_msg("cannot open %s (run the test from the repo root)", path);
+    buf = malloc(1 << 20);
+    assert_non_null(buf);
+    *len = fread(buf, 1, (1 << 20) - 1, f);
+    fclose(f);
+    buf[*len] = '\0';
+    return buf;
+}
+
+/* One released trio (tests/vectors/daily-v*): checked as the manifest of (date, attempt),
+ * and refused as any other. */
+static void check_vector_trio(const char *dir, const char *name, const char *date, int attempt,
+                              int version)
+{
+    char path[512], *sums, *json, *sig, *pub;
+    size_t sums_len, json_len, sig_len, pub_len;
+    unsigned char vector_pk[32];
+    struct manifest m;
+    struct cst_err err;
+
+    snprintf(path, sizeof(path), "tests/vectors/%s/keys/signing.pub", dir);
+    pub = slurp(path, &pub_len);
+    assert_int_equal(pub_len, 32 + 64 + 1);
+    pub[pub_len - 1] = '\0';
+    assert_int_equal(util_unhex(strchr(pub, '\n') + 1, vector_pk, 32), 0);
+    snprintf(path, sizeof(path), "tests/vectors/%s/destination/backups/manifests/%s.sha256", dir,
+             name);
+    sums = slurp(path, &sums_len);
+    snprintf(path, sizeof(path), "tests/vectors/%s/destination/backups/manifests/%s.json", dir,
+             name);
+    json = slurp(path, &json_len);
+    snprintf(path, sizeof(path), "tests/vectors/%s/destination/backups/manifests/%s.sig", dir,
+             name);
+    sig = slurp(path, &sig_len);
+    if (manifest_check(sums, sums_len, json, json_len, sig, vector_pk, date, attempt, &m, &err) < 0)
+        fail_msg("%s/%s: %s", dir, name, err.msg);
+    assert_int_equal(m.n_artifacts, 3);
+    assert_int_equal(m.has_audit, version >= 2);
+    assert_int_equal(manifest_check(sums, sums_len, json, json_len, sig, vector_pk, "2026-11-21",
+                                    attempt, &m, &err),
+                     -1);
+    assert_int_equal(
+        manifest_check(sums, sums_len, json, json_len, sig, pk, date, attempt, &m, &err),
+        -1); /* another signing key */
+    free(sums);
+    free(json);
+    free(sig);
+    free(pub);
+}
+
+static void test_released_vectors(void **state)
+{
+    (void)state;
+    check_vector_trio("daily-v1", "2026-11-20", "2026-11-20", 1, 1);
+    check_vector_trio("daily-v2", "2026-11-20", "2026-11-20", 1, 2);
+    check_vector_trio("daily-v2", "2026-11-20.attempt-2", "2026-11-20", 2, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -256,6 +320,7 @@ int main(void)
         cmocka_unit_test(test_another_days_trio_fails),
         cmocka_unit_test(test_altered_trios_fail),
         cmocka_unit_test(test_json_shapes),
+        cmocka_unit_test(test_released_vectors),
     };
 
     if (sodium_init() < 0)

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -100,11 +101,74 @@ static void test_lines(void **state)
     }
 }
 
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+
+    if (f == NULL)
+        fail_msg("cannot open %s (run the test from the repo root)", path);
+    buf = malloc(1 << 20);
+    assert_non_null(buf);
+    *len = fread(buf, 1, (1 << 20) - 1, f);
+    fclose(f);
+    buf[*len] = '\0';
+    return buf;
+}
+
+/* The released restore points (tests/vectors/daily-v1, daily-v2), as custodian wrote them,
+ * read back by custodian's own parser: every line, every escape. */
+static void check_vector(const char *path, const char *want_date, size_t want_entries)
+{
+    size_t len, entries = 0, files = 0;
+    char *text = slurp(path, &len), *line = text, *nl, date[11];
+    int64_t at;
+    struct cst_err err;
+    int saw_newline = 0, saw_latin1 = 0, saw_backslash = 0;
+
+    nl = strchr(line, '\n');
+    assert_non_null(nl);
+    if (restore_point_header(line, (size_t)(nl - line), date, &at, &err) < 0)
+        fail_msg("%s header: %s", path, err.msg);
+    assert_string_equal(date, want_date);
+    assert_true(at > 0);
+    for (line = nl + 1; *line; line = nl + 1) {
+        struct catalog_version v;
+
+        nl = strchr(line, '\n');
+        assert_non_null(nl); /* every line ends with LF, the last one too */
+        if (restore_point_line(line, (size_t)(nl - line), &v, &err) < 0)
+            fail_msg("%s line %zu: %s", path, entries + 2, err.msg);
+        entries++;
+        files += v.kind == CATALOG_FILE;
+        saw_newline |= strstr(v.path, "/new\nline.txt") != NULL;
+        saw_latin1 |= strstr(v.path, "/latin1-\xe9t\xe9.txt") != NULL;
+        saw_backslash |= strstr(v.path, "/back\\slash.txt") != NULL;
+        if (v.kind == CATALOG_SYMLINK && strstr(v.path, "/dangling"))
+            assert_string_equal(v.link_target, "../gone/\xff\\x");
+        catalog_version_clear(&v);
+    }
+    assert_int_equal(entries, want_entries);
+    assert_int_equal(files, want_entries - 2);
+    assert_true(saw_newline && saw_latin1 && saw_backslash);
+    free(text);
+}
+
+static void test_released_vectors(void **state)
+{
+    (void)state;
+    check_vector("tests/vectors/daily-v1/expected/restore-point-2026-11-20.tsv", "2026-11-20", 12);
+    check_vector("tests/vectors/daily-v2/expected/restore-point-2026-11-20.tsv", "2026-11-20", 12);
+    check_vector("tests/vectors/daily-v2/expected/restore-point-2026-11-20.attempt-2.tsv",
+                 "2026-11-20", 13);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_header),
         cmocka_unit_test(test_lines),
+        cmocka_unit_test(test_released_vectors),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

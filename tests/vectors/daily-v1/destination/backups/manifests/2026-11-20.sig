@@ -1,0 +1,3 @@
+custodian manifest-signature v1
+signs: Ed25519 over SHA-256(2026-11-20.sha256) || SHA-256(2026-11-20.json)
+signature: cb5ed0119fdb1c3abbd181973c3c927362f3249a65353431477193fb45e21d88d34ec329c9d252bc9fdfbe1a65771e59b8c20e737efe92d5ac580a62876e990a
