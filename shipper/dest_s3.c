@@ -47,6 +47,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -2184,20 +2185,29 @@ static int collect_upload(void *arg, const char *key, const char *upload_id, con
     return 0;
 }
 
-static int begun_near(const struct rec_begin *list, size_t n, const char *key, int64_t at)
+/* How close (ms) the nearest recorded start of key is to an upload initiated at `at`, or -1
+ * when none is within the slack. */
+static int64_t begun_near(const struct rec_begin *list, size_t n, const char *key, int64_t at)
 {
-    for (size_t k = 0; k < n; k++)
-        if (strcmp(list[k].key, key) == 0 && at >= 0 && at >= list[k].at - S3_RECORD_SLACK_MS &&
-            at <= list[k].at + S3_RECORD_SLACK_MS)
-            return 1;
-    return 0;
+    int64_t best = -1;
+
+    for (size_t k = 0; k < n; k++) {
+        int64_t gap = at >= list[k].at ? at - list[k].at : list[k].at - at;
+
+        if (strcmp(list[k].key, key) == 0 && at >= 0 && gap <= S3_RECORD_SLACK_MS &&
+            (best < 0 || gap < best))
+            best = gap;
+    }
+    return best;
 }
 
 /*
- * Whose is this upload? Recorded by a live process, or of a key a live process is starting:
- * leave it. Recorded by a dead one, or started within minutes of a key a dead process was
- * about to start (killed before it recorded the id): abort. Nobody's and older than a day
- * (a record lost with a power cut, another tool): abort. Else leave it.
+ * Whose is this upload? Recorded by a live process: leave it; by a dead one: abort. Not
+ * recorded (its process was killed, or is live, between its "begin" and the reply that
+ * names the id): the process whose start of that key is nearest its initiation time owns
+ * it. A live process begins a key only after a dead one died, so a live upload is always
+ * nearer its own start; a dead upload's Create was sent before the kill. Nobody's and older
+ * than a day (a record lost with a power cut, another tool): abort. Else leave it.
  */
 static int sweep_upload(struct sweep *sw, const char *key, const char *upload_id, int64_t at)
 {
@@ -2208,14 +2218,19 @@ static int sweep_upload(struct sweep *sw, const char *key, const char *upload_id
     for (i = 0; i < r->n_ids; i++)
         if (strcmp(r->ids[i].id, upload_id) == 0)
             break;
-    if (i < r->n_ids)
+    if (i < r->n_ids) {
         abort_it = r->ids[i].dead;
-    else if (begun_near(r->live_begins, r->n_live_begins, key, at))
-        abort_it = 0;
-    else if (begun_near(r->dead_begins, r->n_dead_begins, key, at))
-        abort_it = 1;
-    else
-        abort_it = at >= 0 && sw->now - at > S3_UNKNOWN_UPLOAD_AGE_MS;
+    } else {
+        int64_t live = begun_near(r->live_begins, r->n_live_begins, key, at);
+        int64_t dead = begun_near(r->dead_begins, r->n_dead_begins, key, at);
+
+        if (dead >= 0 && (live < 0 || dead < live))
+            abort_it = 1;
+        else if (live >= 0)
+            abort_it = 0;
+        else
+            abort_it = at >= 0 && sw->now - at > S3_UNKNOWN_UPLOAD_AGE_MS;
+    }
     if (!abort_it) {
         sw->kept++;
         return 0;
@@ -2242,15 +2257,12 @@ static int sweep_upload(struct sweep *sw, const char *key, const char *upload_id
     return 0;
 }
 
-static int s3_cleanup(struct dest *d, struct cst_err *err)
+/* List the uploads under both prefixes into sw->found. */
+static int list_uploads(struct s3 *s3, struct sweep *sw, struct cst_err *err)
 {
-    struct s3 *s3 = d->impl;
     static const char *const prefixes[] = {"objects/", "backups/"};
-    struct records r;
-    struct sweep sw = {s3, &r, util_now_ms(), 0, 0, 0, NULL, 0};
     int rc = 0;
 
-    memset(&r, 0, sizeof(r));
     for (size_t p = 0; p < 2 && rc == 0; p++) {
         char *key_marker = NULL, *id_marker = NULL;
 
@@ -2276,12 +2288,13 @@ static int s3_cleanup(struct dest *d, struct cst_err *err)
                 rc = -1;
                 break;
             }
-            int pr = s3_xml_uploads(c->reply, c->reply_len, collect_upload, &sw, &page);
+            int pr = s3_xml_uploads(c->reply, c->reply_len, collect_upload, sw, &page);
 
             call_free(c);
             if (pr < 0) {
-                rc = cst_err_set(
-                    err, "destination %s: the reply to ListMultipartUploads is not one", d->name);
+                rc =
+                    cst_err_set(err, "destination %s: the reply to ListMultipartUploads is not one",
+                                s3->d->name);
                 break;
             }
             if (!page.truncated)
@@ -2294,16 +2307,70 @@ static int s3_cleanup(struct dest *d, struct cst_err *err)
         free(key_marker);
         free(id_marker);
     }
-    if (rc == 0) {
-        records_load(s3, &r);
-        for (size_t i = 0; i < sw.n_found; i++)
-            sweep_upload(&sw, sw.found[i].key, sw.found[i].id, sw.found[i].at);
+    return rc;
+}
+
+/* A dead process that began a key this recently may have sent its CreateMultipartUpload
+ * just before it was killed; the server can list that upload only after this start-up
+ * listed, so the listing is taken again (bounded: S3_SWEEP_ROUNDS). */
+#define S3_SWEEP_RECENT_MS (30LL * 1000)
+#define S3_SWEEP_ROUNDS 3
+#define S3_SWEEP_PAUSE_MS 2500
+
+static int recent_dead_unlisted(const struct sweep *sw)
+{
+    const struct records *r = sw->r;
+
+    for (size_t i = 0; i < r->n_dead_begins; i++) {
+        int listed = 0;
+
+        if (sw->now - r->dead_begins[i].at > S3_SWEEP_RECENT_MS)
+            continue;
+        for (size_t k = 0; k < sw->n_found && !listed; k++)
+            listed = strcmp(sw->found[k].key, r->dead_begins[i].key) == 0;
+        if (!listed)
+            return 1;
     }
-    for (size_t i = 0; i < sw.n_found; i++) {
-        free(sw.found[i].key);
-        free(sw.found[i].id);
+    return 0;
+}
+
+static int s3_cleanup(struct dest *d, struct cst_err *err)
+{
+    struct s3 *s3 = d->impl;
+    struct records r;
+    struct sweep sw = {s3, &r, 0, 0, 0, 0, NULL, 0};
+    int rc = 0, again = 1;
+
+    memset(&r, 0, sizeof(r));
+    for (int round = 0; rc == 0 && again && round < S3_SWEEP_ROUNDS; round++) {
+        if (round > 0) {
+            struct timespec pause = {0, S3_SWEEP_PAUSE_MS * 1000000L};
+
+            while (pause.tv_nsec >= 1000000000L) {
+                pause.tv_sec++;
+                pause.tv_nsec -= 1000000000L;
+            }
+            nanosleep(&pause, NULL);
+        }
+        records_free(&r);
+        memset(&r, 0, sizeof(r));
+        sw.now = util_now_ms();
+        /* Listed first, the records read after: see collect_upload. */
+        rc = list_uploads(s3, &sw, err);
+        if (rc == 0) {
+            records_load(s3, &r);
+            for (size_t i = 0; i < sw.n_found; i++)
+                sweep_upload(&sw, sw.found[i].key, sw.found[i].id, sw.found[i].at);
+            again = recent_dead_unlisted(&sw);
+        }
+        for (size_t i = 0; i < sw.n_found; i++) {
+            free(sw.found[i].key);
+            free(sw.found[i].id);
+        }
+        free(sw.found);
+        sw.found = NULL;
+        sw.n_found = 0;
     }
-    free(sw.found);
     /* A dead process's record goes once nothing it names can still be there. */
     if (rc == 0 && sw.failed == 0)
         for (size_t i = 0; i < r.n_dead_files; i++)

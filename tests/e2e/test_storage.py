@@ -396,7 +396,11 @@ def test_kill9_during_copies_leaves_no_orphan(demo, rgw, sshd, other_filesystem,
     try:
         wait_for(lambda: orphans(demo, kind, where) == [], 60, "no orphan left")
     except AssertionError:
-        raise AssertionError(f"left: {orphans(demo, kind, where)}\n{demo.log_tail()}")
+        listing = rgw.ok("GET", f"/{where[1]}?uploads")[2].decode() if kind == "s3" else ""
+        records = {n: open(os.path.join(demo.root, "state", "uploads", n)).read()
+                   for n in upload_records(demo)}
+        raise AssertionError(f"left: {orphans(demo, kind, where)}\nlisting: {listing}\n"
+                             f"records: {records}\n{demo.log_tail()}")
     demo.stop_agent()
     assert orphans(demo, kind, where) == []
     assert upload_records(demo) == []  # a clean exit leaves no record of its uploads
