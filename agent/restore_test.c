@@ -448,9 +448,22 @@ int restore_test_run(struct cli *cli, const char *month, int scheduled)
     else if (not_done)
         report_decide(t.rep, "%d check(s) not done, so the backups were not proven to restore. %s",
                       not_done, causes);
-    else
-        report_decide(t.rep, "the backups restore: database, files and snapshots came back as "
-                             "they were stored");
+    else {
+        char passed[256] = "", na[256] = "";
+
+        for (size_t i = 0; i < t.rep->n_sections; i++) {
+            const struct report_section *s = &t.rep->sections[i];
+            char *list = s->status == REPORT_PASSED           ? passed
+                         : s->status == REPORT_NOT_APPLICABLE ? na
+                                                              : NULL;
+            size_t len = list ? strlen(list) : 0;
+
+            if (list)
+                snprintf(list + len, sizeof(passed) - len, "%s%s", len ? ", " : "", s->id);
+        }
+        report_decide(t.rep, "the backups restore: passed: %s%s%s", passed,
+                      na[0] ? "; not applicable (nothing to check yet): " : "", na);
+    }
 
     util_format_ms(t.now, stamp, sizeof(stamp));
     /* 2026-11-01T08:00:00.123Z -> 20261101T080000Z: a name no other test has */

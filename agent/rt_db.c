@@ -311,11 +311,17 @@ static int compare_sample(struct loader *l, const struct ns_check *n, const bson
     if (mongoc_cursor_next(cursor, &got)) {
         rc = got->len == sample->len &&
              memcmp(bson_get_data(got), bson_get_data(sample), sample->len) == 0;
-        if (!rc)
+        if (!rc) {
+            const uint8_t *g = bson_get_data(got), *w = bson_get_data(sample);
+            uint32_t at = 0;
+
+            while (at < got->len && at < sample->len && g[at] == w[at])
+                at++;
             cst_err_set(err,
                         "a document of %s.%s read back from the scratch database is not byte "
-                        "for byte the dump's (%u bytes, the dump's %u)",
-                        n->db, n->coll, got->len, sample->len);
+                        "for byte the dump's (%u bytes, the dump's %u; they differ from byte %u)",
+                        n->db, n->coll, got->len, sample->len, at);
+        }
     } else if (mongoc_cursor_error(cursor, &error)) {
         rc = mongo_conn_fail(l->conn, &error, err, "reading %s.%s back", scratch, n->coll);
     } else {
