@@ -44,10 +44,10 @@ struct event {
 
 struct active {
     struct catalog_alert a;
-    int seen_now;      /* true in this evaluation */
-    int clearing;      /* no longer true: tell "cleared", then forget */
+    int seen_now;       /* true in this evaluation */
+    int clearing;       /* no longer true: tell "cleared", then forget */
     int64_t not_before; /* a failed notification is tried again after this (ms) */
-    int persisted;     /* the catalog has its current state */
+    int persisted;      /* the catalog has its current state */
 };
 
 struct pending_audit {
@@ -142,8 +142,8 @@ static void daily_events(struct alerts *al, struct events *ev)
         if (sched_due(zone, cli->cfg->daily_hour, cli->cfg->daily_minute, success, now, due,
                       &missed) == 1 &&
             sched_parse_date(due, &y, &m, &dd) == 0 &&
-            sched_run_instant(zone, y, m, dd, cli->cfg->daily_hour, cli->cfg->daily_minute,
-                              &at) == 0 &&
+            sched_run_instant(zone, y, m, dd, cli->cfg->daily_hour, cli->cfg->daily_minute, &at) ==
+                0 &&
             now - at > DAILY_GRACE_S)
             event(ev, "daily_run_missed", due, 0,
                   "the daily run for %s is overdue (last success: %s)", due,
@@ -210,8 +210,8 @@ static void evaluate_events(struct alerts *al, struct events *ev)
         char *last = NULL;
 
         if (catalog_coverage_stats(cli->cat, cfg->dests[i].name, &c, &err) < 0 ||
-            catalog_copy_queue_stats(cli->cat, cfg->dests[i].name, &backlog, &backlog_oldest,
-                                     &last, &err) < 0) {
+            catalog_copy_queue_stats(cli->cat, cfg->dests[i].name, &backlog, &backlog_oldest, &last,
+                                     &err) < 0) {
             free(last);
             continue;
         }
@@ -521,8 +521,9 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     if (ok)
         snprintf(outcome, sizeof(outcome), "told");
     else if (al->killed)
-        snprintf(outcome, sizeof(outcome), "not told: the command took longer than %d s and was "
-                                           "stopped",
+        snprintf(outcome, sizeof(outcome),
+                 "not told: the command took longer than %d s and was "
+                 "stopped",
                  al->cli->cfg->alerts.timeout_s);
     else
         snprintf(outcome, sizeof(outcome), "not told: the command %s %d%s%s",

@@ -105,8 +105,7 @@ static int on_attempt(void *arg, const struct catalog_daily *a)
     if (!day->best_ok || strcmp(a->status, "ok") == 0) {
         if (day->have_best && !day->best_ok) {
             char *more = util_printf("%s%sattempt %d %s: %s", day->earlier ? day->earlier : "",
-                                     day->earlier ? "; " : "", day->best.attempt,
-                                     day->best.status,
+                                     day->earlier ? "; " : "", day->best.attempt, day->best.status,
                                      day->best.error ? day->best.error : "no error recorded");
 
             free(day->earlier);
@@ -155,11 +154,11 @@ static void daily_section(struct cli *cli, struct report *r, const char *from, c
     int gaps = 0, pending = 0, rows = 0;
     char first_gap[512] = "";
 
-    report_columns(s, "date", "Date", NULL, "ran", "Backup job ran successfully", NULL,
-                   "manifest", "Manifest/checksum created", NULL, "offsite",
-                   "Backup copied off-server", NULL, "finished", "Finished", NULL, "destinations",
-                   "Verified on", NULL, "attempts", "Attempts", "runs", "result", "Result", NULL,
-                   "gap", "Gap, and why", NULL, (char *)NULL);
+    report_columns(s, "date", "Date", NULL, "ran", "Backup job ran successfully", NULL, "manifest",
+                   "Manifest/checksum created", NULL, "offsite", "Backup copied off-server", NULL,
+                   "finished", "Finished", NULL, "destinations", "Verified on", NULL, "attempts",
+                   "Attempts", "runs", "result", "Result", NULL, "gap", "Gap, and why", NULL,
+                   (char *)NULL);
     if (hi > t)
         hi = t;
     if (lo < installed_day)
@@ -170,8 +169,8 @@ static void daily_section(struct cli *cli, struct report *r, const char *from, c
     ds.d = util_xcalloc(ds.n + 1, sizeof(*ds.d));
     for (size_t i = 0; i < ds.n; i++)
         civil_from_days(lo + (int64_t)i, ds.d[i].date);
-    if (ds.n && catalog_each_daily_attempt(cli->cat, ds.d[0].date, ds.d[ds.n - 1].date,
-                                           on_attempt, &ds, err) < 0) {
+    if (ds.n && catalog_each_daily_attempt(cli->cat, ds.d[0].date, ds.d[ds.n - 1].date, on_attempt,
+                                           &ds, err) < 0) {
         *rc = -1;
         goto out;
     }
@@ -183,9 +182,8 @@ static void daily_section(struct cli *cli, struct report *r, const char *from, c
         int ran = 0, manifest = 0, offsite = 0, due = 1;
         enum report_status st;
 
-        if (day->have_best &&
-            catalog_each_artifact_copy(cli->cat, b->date, b->attempt, "manifest-sig", on_copy,
-                                       &seen, err) < 0) {
+        if (day->have_best && catalog_each_artifact_copy(cli->cat, b->date, b->attempt,
+                                                         "manifest-sig", on_copy, &seen, err) < 0) {
             free(seen.names);
             *rc = -1;
             goto out;
@@ -199,8 +197,8 @@ static void daily_section(struct cli *cli, struct report *r, const char *from, c
                                   &at) == 0 &&
                 now_s < at + DAILY_GRACE_S) {
                 due = 0;
-                snprintf(gap, sizeof(gap), "not yet: the run is at %02d:%02d",
-                         cli->cfg->daily_hour, cli->cfg->daily_minute);
+                snprintf(gap, sizeof(gap), "not yet: the run is at %02d:%02d", cli->cfg->daily_hour,
+                         cli->cfg->daily_minute);
             } else {
                 snprintf(gap, sizeof(gap),
                          "no run recorded for this day (the agent was not running, or missed "
@@ -238,9 +236,7 @@ static void daily_section(struct cli *cli, struct report *r, const char *from, c
 
             snprintf(gap + len, sizeof(gap) - len, "(earlier: %s)", day->earlier);
         }
-        st = !due                           ? REPORT_NOT_DONE
-             : ran && manifest && offsite ? REPORT_PASSED
-                                          : REPORT_FAILED;
+        st = !due ? REPORT_NOT_DONE : ran && manifest && offsite ? REPORT_PASSED : REPORT_FAILED;
         gaps += st == REPORT_FAILED;
         pending += st == REPORT_NOT_DONE;
         if (st == REPORT_FAILED && first_gap[0] == '\0')
@@ -261,16 +257,18 @@ static void daily_section(struct cli *cli, struct report *r, const char *from, c
         free(seen.names);
     }
     if (rows == 0)
-        report_set(s, REPORT_NOT_APPLICABLE, "no day of the range is both past and after "
-                                             "custodian was installed");
+        report_set(s, REPORT_NOT_APPLICABLE,
+                   "no day of the range is both past and after "
+                   "custodian was installed");
     else if (gaps)
         report_set(s, REPORT_FAILED, "%d of %d days have a gap; the first, %s", gaps, rows,
                    first_gap);
     else if (pending)
         report_set(s, REPORT_NOT_DONE, "every past day is ticked; today's run is not done yet");
     else
-        report_set(s, REPORT_PASSED, "every day of the range: the job ran, its manifest was "
-                                     "made and it was verified off-server");
+        report_set(s, REPORT_PASSED,
+                   "every day of the range: the job ran, its manifest was "
+                   "made and it was verified off-server");
 out:
     for (size_t i = 0; i < ds.n; i++) {
         if (ds.d[i].have_best) {
@@ -334,8 +332,8 @@ static int on_snapshot(void *arg, const struct catalog_snapshot *snap)
     c->gaps += st == REPORT_FAILED;
     c->not_yet += st == REPORT_NOT_DONE;
     if (st == REPORT_FAILED && c->first_gap[0] == '\0')
-        snprintf(c->first_gap, sizeof(c->first_gap), "%s of %s: %s", snap->label,
-                 snap->close_date, gap);
+        snprintf(c->first_gap, sizeof(c->first_gap), "%s of %s: %s", snap->label, snap->close_date,
+                 gap);
     report_row(c->s, 400);
     report_cell_text(c->s, 0, snap->label);
     report_cell_text(c->s, 1, snap->close_date);
@@ -380,7 +378,7 @@ static void cycles_section(struct cli *cli, struct report *r, const char *from, 
         return;
     }
     memset(&job, 0, sizeof(job));
-    if (catalog_snapshot_job_get(cli->cat, &job) == 0 && job.waiting) {
+    if (catalog_snapshot_job_get(cli->cat, &job) >= 0 && job.waiting) {
         char *save = NULL;
 
         for (char *line = strtok_r(job.waiting, "\n", &save); line;
@@ -404,11 +402,12 @@ static void cycles_section(struct cli *cli, struct report *r, const char *from, 
         report_set(s, REPORT_FAILED, "%d of %d closes have a gap; the first, %s", c.gaps, c.rows,
                    c.first_gap);
     else if (c.not_yet)
-        report_set(s, REPORT_NOT_DONE,
-                   "%d of %d closes are not verified yet (or wait for files)", c.not_yet, c.rows);
+        report_set(s, REPORT_NOT_DONE, "%d of %d closes are not verified yet (or wait for files)",
+                   c.not_yet, c.rows);
     else
-        report_set(s, REPORT_PASSED, "every period closed in the range: packaged, in archive "
-                                     "storage, verified");
+        report_set(s, REPORT_PASSED,
+                   "every period closed in the range: packaged, in archive "
+                   "storage, verified");
 }
 
 /* --- monthly --- */
@@ -451,25 +450,31 @@ static void monthly_section(struct cli *cli, struct report *r, const char *from,
             if (!archive && strcmp(t.status, "running") != 0) {
                 size_t len = strlen(gap);
 
-                snprintf(gap + len, sizeof(gap) - len, "%sarchive accessibility %s", len ? "; " : "",
-                         t.archive[0] ? t.archive : "not checked");
+                snprintf(gap + len, sizeof(gap) - len, "%sarchive accessibility: %s",
+                         len ? "; " : "",
+                         strcmp(t.archive, "not applicable") == 0
+                             ? "nothing is in archive storage to check"
+                         : t.archive[0] ? t.archive
+                                        : "not checked");
             }
         } else {
-            snprintf(gap, sizeof(gap), "%s", due ? "no restore test recorded for this month"
-                                                 : "not yet: the restore test is due on the day "
-                                                   "of [restore_test] day_of_month");
+            snprintf(gap, sizeof(gap), "%s",
+                     due ? "no restore test recorded for this month"
+                         : "not yet: the restore test is due on the day "
+                           "of [restore_test] day_of_month");
         }
         {
             size_t len = strlen(gap);
 
             /* The one box no fact can tick yet. */
-            snprintf(gap + len, sizeof(gap) - len, "%spruning: not built yet (custodian prune "
-                                                   "--check)",
+            snprintf(gap + len, sizeof(gap) - len,
+                     "%spruning: not built yet (custodian prune "
+                     "--check)",
                      len ? "; " : "");
         }
         st = found == 1 && strcmp(t.status, "failed") == 0 ? REPORT_FAILED
-             : found == 1 || !due                         ? REPORT_NOT_DONE
-                                                          : REPORT_FAILED;
+             : found == 1 || !due                          ? REPORT_NOT_DONE
+                                                           : REPORT_FAILED;
         gaps += st == REPORT_FAILED;
         pending += st == REPORT_NOT_DONE;
         if (st == REPORT_FAILED && first_gap[0] == '\0')
@@ -540,9 +545,8 @@ struct report *checklist_build(struct cli *cli, const char *from, const char *to
         for (size_t i = 0; i < r->n_sections; i++)
             gaps += r->sections[i].status == REPORT_FAILED;
         if (gaps)
-            r->verdict_text =
-                util_printf("%zu section(s) have gaps that need an operator (see the reasons)",
-                            gaps);
+            r->verdict_text = util_printf(
+                "%zu section(s) have gaps that need an operator (see the reasons)", gaps);
         else if (r->verdict == REPORT_NOT_DONE)
             r->verdict_text = util_xstrdup("no failure, but boxes remain unticked (not yet due, "
                                            "not verified yet, or not built yet)");

@@ -49,8 +49,8 @@ static int cmd_report_checklist_exec(struct cli *cli, int argc, char **argv)
     if (from) {
         if (sched_parse_date(from, &y, &m, &d) < 0 || sched_parse_date(to, &y, &m, &d) < 0 ||
             strcmp(from, to) > 0)
-            return cli_fail(EXIT_USAGE, "--from %s --to %s: two dates (YYYY-MM-DD), in order",
-                            from, to);
+            return cli_fail(EXIT_USAGE, "--from %s --to %s: two dates (YYYY-MM-DD), in order", from,
+                            to);
         snprintf(f, sizeof(f), "%s", from);
         snprintf(t, sizeof(t), "%s", to);
         snprintf(subject, sizeof(subject), "%s to %s", from, to);

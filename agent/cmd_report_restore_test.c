@@ -125,7 +125,8 @@ static int cmd_report_restore_test_exec(struct cli *cli, int argc, char **argv)
         rc = cli_fail(EXIT_USAGE, "%s", err.msg);
         goto out;
     }
-    if ((text = slurp(path, &len, &err)) == NULL || (sig = slurp(sig_path, &sig_len, &err)) == NULL ||
+    if ((text = slurp(path, &len, &err)) == NULL ||
+        (sig = slurp(sig_path, &sig_len, &err)) == NULL ||
         report_signature_check(text, len, sig, pk, &err) < 0) {
         rc = cli_fail(EXIT_FAILED, "%s: %s", path, err.msg);
         goto out;

@@ -282,6 +282,8 @@ static int verify_copies(struct cli *cli, const char *from, int64_t sample, int 
         json_int(&detail, c.failed);
         json_key(&detail, "deep");
         json_bool(&detail, deep);
+        json_key(&detail, "outcome");
+        json_str(&detail, c.failed ? "failed" : "ok");
         json_obj_end(&detail);
         if (catalog_audit(cli->cat, "operator", "verify", detail.buf, &aerr) < 0)
             fprintf(stderr, "custodian: warning: verify not written to the audit log: %s\n",
@@ -379,6 +381,8 @@ static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
         json_str(&j, from);
         json_key(&j, "failed_destinations");
         json_int(&j, failed);
+        json_key(&j, "outcome");
+        json_str(&j, failed ? "failed" : "ok");
         json_obj_end(&j);
         if (catalog_audit(cli->cat, "operator", "verify_manifest", j.buf, &aerr) < 0)
             fprintf(stderr, "custodian: %s\n", aerr.msg);

@@ -963,6 +963,8 @@ static char *audit_detail(const struct run *r, const char *status)
     json_bool(&j, r->backfill);
     json_key(&j, "status");
     json_str(&j, status);
+    json_key(&j, "outcome");
+    json_str(&j, status);
     json_obj_end(&j);
     out = util_printf("%.*s", (int)j.len, j.buf);
     json_free(&j);

@@ -36,9 +36,9 @@ static char *command_line(int argc, char **argv)
 
     for (int i = 1; i < argc; i++) {
         char *word = pathenc_escape(argv[i], strlen(argv[i])), *more;
-        int plain = word[0] != '\0' && strspn(word, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
-                                                     "qrstuvwxyz0123456789_./:=@%+,-") ==
-                                            strlen(word);
+        int plain =
+            word[0] != '\0' && strspn(word, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+                                            "qrstuvwxyz0123456789_./:=@%+,-") == strlen(word);
 
         if (plain) {
             more = util_printf("%s %s", line, word);
@@ -46,8 +46,8 @@ static char *command_line(int argc, char **argv)
             char *quoted = util_xstrdup("'");
 
             for (const char *c = word; *c; c++) {
-                char *q = *c == '\'' ? util_printf("%s'\\''", quoted)
-                                     : util_printf("%s%c", quoted, *c);
+                char *q =
+                    *c == '\'' ? util_printf("%s'\\''", quoted) : util_printf("%s%c", quoted, *c);
 
                 free(quoted);
                 quoted = q;
@@ -128,6 +128,7 @@ int main(int argc, char **argv)
                 args[n++] = argv[k];
         }
         status = (*e)->exec(&cli, n, args);
+        cli_audit_failure(&cli, (*e)->name, status);
         free(args);
         cli_close(&cli);
         catalog_audit_set_command(NULL);

@@ -165,6 +165,33 @@ static int render(struct out *o, struct catalog *cat, const struct cfg *cfg,
     metric(o, "custodian_daily_last_success_timestamp_seconds", "gauge",
            "When the newest successful daily run finished (Unix time, 0: never).",
            seconds(catalog_daily_last_success_at(cat)));
+    {
+        struct catalog_snapshot_job job;
+
+        if (catalog_snapshot_job_get(cat, &job) >= 0) {
+            metric(o, "custodian_snapshot_job_last_success_timestamp_seconds", "gauge",
+                   "When the billing-cycle snapshot job last ran without failing (Unix time, "
+                   "0: never).",
+                   seconds(job.last_ok_at));
+            catalog_snapshot_job_clear(&job);
+        }
+    }
+    {
+        struct catalog_restore_test t;
+        int found = catalog_restore_test_get(cat, NULL, &t, err);
+
+        if (found < 0)
+            goto out;
+        metric(o, "custodian_restore_test_last_success_timestamp_seconds", "gauge",
+               "When the newest passed monthly restore test finished (Unix time, 0: never).",
+               seconds(catalog_restore_test_last_passed_at(cat)));
+        metric(o, "custodian_restore_test_last_failed", "gauge",
+               "1 if the newest restore test failed, 0 if it passed, is running, or was not "
+               "complete.",
+               found == 1 && strcmp(t.status, "failed") == 0);
+        if (found == 1)
+            catalog_restore_test_clear(&t);
+    }
     metric(o, "custodian_inotify_overflows_total", "counter",
            "inotify queue overflows (each followed by a full rescan).",
            (double)a->inotify_overflows);

@@ -174,8 +174,8 @@ void report_fact_text(struct report *r, struct report_section *s, const char *ke
     f->v.text = util_xstrdup(text ? text : "");
 }
 
-void report_fact_int(struct report *r, struct report_section *s, const char *key,
-                     const char *label, int64_t v, const char *unit)
+void report_fact_int(struct report *r, struct report_section *s, const char *key, const char *label,
+                     int64_t v, const char *unit)
 {
     struct report_fact *f = fact_add(r, s, key, label, unit);
 
@@ -855,8 +855,9 @@ char *report_sign(const char *text, size_t len, const char *name, const char *si
     sodium_free(sk);
     util_hex(sha, 32, sha_hex);
     util_hex(sig, 64, sig_hex);
-    return util_printf(SIG_HEADER "\nfile: %s\nsha256: %s\nsize: %zu\nsigns: Ed25519 over \"" SIG_HEADER
-                                  "\\n\" || SHA-256(file)\nsignature: %s\n",
+    return util_printf(SIG_HEADER
+                       "\nfile: %s\nsha256: %s\nsize: %zu\nsigns: Ed25519 over \"" SIG_HEADER
+                       "\\n\" || SHA-256(file)\nsignature: %s\n",
                        name, sha_hex, len, sig_hex);
 }
 

@@ -94,8 +94,8 @@ void report_set(struct report_section *s, enum report_status status, const char 
 /* Facts of the report (s NULL) or of a section. */
 void report_fact_text(struct report *r, struct report_section *s, const char *key,
                       const char *label, const char *text);
-void report_fact_int(struct report *r, struct report_section *s, const char *key,
-                     const char *label, int64_t v, const char *unit);
+void report_fact_int(struct report *r, struct report_section *s, const char *key, const char *label,
+                     int64_t v, const char *unit);
 void report_fact_time(struct report *r, struct report_section *s, const char *key,
                       const char *label, int64_t ms);
 void report_fact_bool(struct report *r, struct report_section *s, const char *key,

@@ -177,8 +177,9 @@ static void rt_check_rto(struct rt *t, struct report_section *s)
     report_cell_int(s, 1, RTO_RECENT_S);
     if (recent_s >= 0) {
         report_cell_int(s, 2, recent_s);
-        report_cell_text(s, 3, "the measured dump restore plus the live files' size at the "
-                               "measured file restore rate");
+        report_cell_text(s, 3,
+                         "the measured dump restore plus the live files' size at the "
+                         "measured file restore rate");
         report_cell_status(s, 4, recent_s < RTO_RECENT_S ? REPORT_PASSED : REPORT_FAILED);
         failed += recent_s >= RTO_RECENT_S;
     } else {
@@ -203,8 +204,9 @@ static void rt_check_rto(struct rt *t, struct report_section *s)
             report_fact_int(NULL, s, "snapshot_bytes", "Largest snapshot restored", largest,
                             "bytes");
             report_cell_int(s, 2, archived_s);
-            report_cell_text(s, 3, "thaw_hours plus the package at the measured snapshot "
-                                   "restore rate");
+            report_cell_text(s, 3,
+                             "thaw_hours plus the package at the measured snapshot "
+                             "restore rate");
             report_cell_status(s, 4, archived_s < RTO_ARCHIVED_S ? REPORT_PASSED : REPORT_FAILED);
             failed += archived_s >= RTO_ARCHIVED_S;
         } else {
@@ -217,8 +219,9 @@ static void rt_check_rto(struct rt *t, struct report_section *s)
                    "a projected restore time is past the plan's objective (recent < 2 h, archived "
                    "snapshot < 24 h)");
     else if (recent_s < 0)
-        report_set(s, REPORT_NOT_DONE, "not done: nothing was restored, so no time was measured%s%s",
-                   t->sk ? "" : ": ", t->sk ? "" : t->no_key_why);
+        report_set(s, REPORT_NOT_DONE,
+                   "not done: nothing was restored, so no time was measured%s%s", t->sk ? "" : ": ",
+                   t->sk ? "" : t->no_key_why);
     else
         report_set(s, REPORT_PASSED,
                    "projected from the measured restores: recent restore %lld s (plan: < 7200 "
@@ -243,8 +246,8 @@ static int valid_month(const char *m)
     int y, mo;
     char tail;
 
-    return strlen(m) == 7 && m[4] == '-' && sscanf(m, "%4d-%2d%c", &y, &mo, &tail) == 2 &&
-           y >= 1 && mo >= 1 && mo <= 12;
+    return strlen(m) == 7 && m[4] == '-' && sscanf(m, "%4d-%2d%c", &y, &mo, &tail) == 2 && y >= 1 &&
+           mo >= 1 && mo <= 12;
 }
 
 /* The secret key, or why there is none (then t->sk stays NULL). A key that is configured
@@ -422,7 +425,8 @@ int restore_test_run(struct cli *cli, const char *month, int scheduled)
         report_set(k, REPORT_FAILED, "%s", t.no_key_why);
     }
     rt_check_db(&t, report_section_add(t.rep, "db", "Database: the newest dump restored"));
-    rt_check_files(&t, report_section_add(t.rep, "files", "Files: a sample from every destination"));
+    rt_check_files(&t,
+                   report_section_add(t.rep, "files", "Files: a sample from every destination"));
     rt_check_snapshots(&t, report_section_add(t.rep, "snapshots", "Billing-cycle snapshots"));
     rt_check_archive(&t, report_section_add(t.rep, "archive", "Archive accessibility"));
     rt_check_pruning(&t, report_section_add(t.rep, "pruning", "Retention pruning"));

@@ -18,16 +18,16 @@
 struct rt {
     struct cli *cli;
     struct report *rep;
-    char month[8];       /* YYYY-MM */
-    char today[11];      /* the test's day, local */
-    int64_t day_start;   /* ms: the start of that day */
-    int64_t now;         /* ms: when the test began */
+    char month[8];     /* YYYY-MM */
+    char today[11];    /* the test's day, local */
+    int64_t day_start; /* ms: the start of that day */
+    int64_t now;       /* ms: when the test began */
     unsigned char pk[32];
     unsigned char *sk;   /* the backup secret key (sodium_malloc'd); NULL: not on this host */
     char *no_key_why;    /* why there is no secret key here */
     struct dest **dests; /* every configured destination, blocking operations only */
     size_t n_dests;
-    char *spool;         /* state_dir/spool: scratch files, removed as soon as closed */
+    char *spool; /* state_dir/spool: scratch files, removed as soon as closed */
 
     /* measured, for the RTO projections */
     int64_t db_plain_bytes, db_ms; /* the dump: its size, fetch to dropped scratch database */

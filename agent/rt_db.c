@@ -37,7 +37,7 @@
 
 struct ns_check {
     char *db, *coll, *type;
-    int recorded;               /* the dump-time record has this namespace */
+    int recorded; /* the dump-time record has this namespace */
     int64_t recorded_docs;
     int recorded_has_crc;
     uint64_t recorded_crc;
@@ -97,7 +97,8 @@ static struct ns_check *ns_find(struct loader *l, const char *db, const char *co
     return &l->ns[l->n_ns++];
 }
 
-static void load_failed(struct loader *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void load_failed(struct loader *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void load_failed(struct loader *l, const char *fmt, ...)
 {
     char buf[1024];
@@ -169,8 +170,9 @@ static char *scratch_of(struct loader *l, const char *db)
     for (size_t i = 0; i < l->st->n_namespaces; i++)
         if (strcmp(l->st->namespaces[i].db, name) == 0) {
             /* Never write, let alone drop, a database that was dumped. */
-            load_failed(l, "the scratch database %s is also a database of the dump; nothing was "
-                           "loaded",
+            load_failed(l,
+                        "the scratch database %s is also a database of the dump; nothing was "
+                        "loaded",
                         name);
             free(name);
             return NULL;
@@ -235,8 +237,8 @@ static int on_doc(void *arg, const char *db, const char *coll, const bson_t *doc
     if (n->seen <= SAMPLE_PER_COLLECTION) {
         n->samples[n->seen - 1] = bson_copy(doc);
     } else {
-        uint64_t j = (uint64_t)randombytes_uniform(n->seen > UINT32_MAX ? UINT32_MAX
-                                                                        : (uint32_t)n->seen);
+        uint64_t j =
+            (uint64_t)randombytes_uniform(n->seen > UINT32_MAX ? UINT32_MAX : (uint32_t)n->seen);
 
         if (j < SAMPLE_PER_COLLECTION) {
             bson_destroy(n->samples[j]);
@@ -377,7 +379,8 @@ static int manifest_counts(struct rt *t, struct loader *l, const struct catalog_
         doc = bson_new_from_json((const uint8_t *)text, len, &berr);
     if (f)
         fclose(f);
-    if (doc && bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, "db.collections", &coll) &&
+    if (doc && bson_iter_init(&it, doc) &&
+        bson_iter_find_descendant(&it, "db.collections", &coll) &&
         BSON_ITER_HOLDS_DOCUMENT(&coll) && bson_iter_recurse(&coll, &it)) {
         while (bson_iter_next(&it)) {
             const char *ns = bson_iter_key(&it), *dot = strchr(ns, '.');
@@ -451,10 +454,10 @@ void rt_check_db(struct rt *t, struct report_section *s)
     l.st = &st;
     report_columns(s, "collection", "Collection", NULL, "type", "Type", NULL, "docs_dumped",
                    "Documents when dumped", "documents", "docs_in_dump", "Documents in the dump",
-                   "documents", "docs_loaded", "Documents after loading", "documents",
-                   "crc_dumped", "CRC-64 when dumped", NULL, "crc_in_dump", "CRC-64 in the dump",
-                   NULL, "sampled", "Sampled", "documents", "identical", "Identical byte for byte",
-                   "documents", "result", "Result", NULL, "why", "Why", NULL, (char *)NULL);
+                   "documents", "docs_loaded", "Documents after loading", "documents", "crc_dumped",
+                   "CRC-64 when dumped", NULL, "crc_in_dump", "CRC-64 in the dump", NULL, "sampled",
+                   "Sampled", "documents", "identical", "Identical byte for byte", "documents",
+                   "result", "Result", NULL, "why", "Why", NULL, (char *)NULL);
     found = catalog_latest_artifact(t->cli->cat, "db", &a, &err);
     if (found < 0) {
         report_set(s, REPORT_FAILED, "the catalog cannot say which dump is the newest: %s",
@@ -491,8 +494,8 @@ void rt_check_db(struct rt *t, struct report_section *s)
         int64_t f0 = util_mono_ms();
         char *more;
 
-        if (catalog_each_artifact_copy(t->cli->cat, a.date, a.attempt, "db", on_holder, &h,
-                                       &err) < 0) {
+        if (catalog_each_artifact_copy(t->cli->cat, a.date, a.attempt, "db", on_holder, &h, &err) <
+            0) {
             report_set(s, REPORT_FAILED, "%s", err.msg);
             goto out;
         }
@@ -514,8 +517,9 @@ void rt_check_db(struct rt *t, struct report_section *s)
         err.msg[0] = '\0';
     }
     if (from == NULL) {
-        report_set(s, REPORT_FAILED, "the dump %s could not be fetched intact from any destination: %s",
-                   a.remote_key, fetch_errors[0] ? fetch_errors : "none holds a copy");
+        report_set(s, REPORT_FAILED,
+                   "the dump %s could not be fetched intact from any destination: %s", a.remote_key,
+                   fetch_errors[0] ? fetch_errors : "none holds a copy");
         goto out;
     }
     report_fact_text(NULL, s, "dump_from", "Fetched from destination", from->name);
@@ -556,8 +560,8 @@ void rt_check_db(struct rt *t, struct report_section *s)
         if (records == 0)
             records = manifest_counts(t, &l, &a);
         report_fact_text(NULL, s, "record", "Checked against",
-                         r.n ? "the per-collection documents and CRC-64 recorded when it was "
-                               "dumped"
+                         r.n       ? "the per-collection documents and CRC-64 recorded when it was "
+                                     "dumped"
                          : records ? "the per-collection documents its signed manifest lists "
                                      "(made before CRCs were recorded)"
                                    : "nothing recorded at dump time (made by an older version): "
@@ -699,14 +703,15 @@ void rt_check_db(struct rt *t, struct report_section *s)
             }
             report_cell_int(s, 7, n->sampled);
             report_cell_int(s, 8, n->identical);
-            report_cell_status(s, 9, n->problem ? REPORT_FAILED
-                                     : n->loaded >= 0 || strcmp(n->type, "collection") != 0
-                                         ? REPORT_PASSED
-                                         : REPORT_NOT_DONE);
-            report_cell_text(s, 10, n->problem ? n->problem
-                                    : strcmp(n->type, "collection") != 0
-                                        ? "carries no documents"
-                                        : "");
+            report_cell_status(s, 9,
+                               n->problem ? REPORT_FAILED
+                               : n->loaded >= 0 || strcmp(n->type, "collection") != 0
+                                   ? REPORT_PASSED
+                                   : REPORT_NOT_DONE);
+            report_cell_text(s, 10,
+                             n->problem                           ? n->problem
+                             : strcmp(n->type, "collection") != 0 ? "carries no documents"
+                                                                  : "");
         }
     if (!valid)
         goto out;
@@ -716,7 +721,9 @@ void rt_check_db(struct rt *t, struct report_section *s)
         for (size_t i = 0; i < l.n_ns && first == NULL; i++)
             if (l.ns[i].problem)
                 first = &l.ns[i];
-        report_set(s, REPORT_FAILED, "%d collection(s) of the dump of %s are not what was dumped or did not load as dumped; %s.%s: %s",
+        report_set(s, REPORT_FAILED,
+                   "%d collection(s) of the dump of %s are not what was dumped or did not load as "
+                   "dumped; %s.%s: %s",
                    bad, a.date, first->db, first->coll, first->problem);
     } else if (l.load_error) {
         /* No server named at all is a restore not attempted; any other failure is one. */

@@ -114,8 +114,8 @@ struct result {
 
 /* One sample from one destination: REPORT_PASSED, REPORT_NOT_DONE (ciphertext only, no
  * key) or REPORT_FAILED with why. */
-static enum report_status restore_one(struct rt *t, struct dest *d, const struct sample *s,
-                                      int fd, int64_t *ms, char *why, size_t whylen)
+static enum report_status restore_one(struct rt *t, struct dest *d, const struct sample *s, int fd,
+                                      int64_t *ms, char *why, size_t whylen)
 {
     struct catalog_copy *copies = NULL;
     size_t n = 0;
@@ -178,9 +178,9 @@ void rt_check_files(struct rt *t, struct report_section *s)
 
     report_columns(s, "destination", "Destination", NULL, "version", "Catalog version", NULL,
                    "folder", "Watched folder", NULL, "size", "Size", "bytes", "sha256",
-                   "Content SHA-256 (first 16 hex)", NULL, "ms", "Time to fetch and restore",
-                   "ms", "matches_live", "Identical to the live file", NULL, "result", "Result",
-                   NULL, "why", "Why", NULL, (char *)NULL);
+                   "Content SHA-256 (first 16 hex)", NULL, "ms", "Time to fetch and restore", "ms",
+                   "matches_live", "Identical to the live file", NULL, "result", "Result", NULL,
+                   "why", "Why", NULL, (char *)NULL);
     if (catalog_sample_versions(t->cli->cat, cfg->rt.sample_files, t->day_start, on_version, &ss,
                                 &err) < 0) {
         report_set(s, REPORT_FAILED, "the catalog cannot give the sample: %s", err.msg);
@@ -229,9 +229,8 @@ void rt_check_files(struct rt *t, struct report_section *s)
             failed += r->st == REPORT_FAILED;
             not_done += r->st == REPORT_NOT_DONE;
             if (r->st == REPORT_FAILED && first_failure[0] == '\0')
-                snprintf(first_failure, sizeof(first_failure),
-                         "version %lld on destination %s: %s", (long long)sm->v.id,
-                         t->dests[d]->name, why);
+                snprintf(first_failure, sizeof(first_failure), "version %lld on destination %s: %s",
+                         (long long)sm->v.id, t->dests[d]->name, why);
         }
     }
     for (int want_failed = 1; want_failed >= 0; want_failed--) {

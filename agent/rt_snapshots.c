@@ -125,8 +125,9 @@ static int check_refs(struct rt *t, const struct snapshot_report *rep, int64_t *
             rc = -1;
             break;
         }
-        rc = cst_err_set(err, "refs.tsv names object %s (version %lld): no destination holds a "
-                              "good copy of it",
+        rc = cst_err_set(err,
+                         "refs.tsv names object %s (version %lld): no destination holds a "
+                         "good copy of it",
                          ref->object_id, (long long)ref->version);
         for (size_t c = 0; c < n; c++) {
             struct dest *d = dest_of(t, copies[c].dest);
@@ -239,30 +240,29 @@ static enum report_status check_one(struct rt *t, struct report_section *s,
                  "restores as it was made; it was made INCOMPLETE (%lld referenced files "
                  "missing, missing.txt)",
                  (long long)rep.missing);
-out:
-    {
-        int64_t ms = util_mono_ms() - t0;
+out : {
+    int64_t ms = util_mono_ms() - t0;
 
-        if (st == REPORT_PASSED && snap->plain_size > t->snapshot_bytes) {
-            t->snapshot_bytes = snap->plain_size;
-            t->snapshot_ms = ms;
-        }
-        report_row(s, RT_MAX_ROWS);
-        report_cell_text(s, 0, snap->label);
-        report_cell_text(s, 1, snap->close_date);
-        report_cell_text(s, 2, why_chosen);
-        report_cell_text(s, 3, d ? d->name : "");
-        report_cell_int(s, 4, snap->plain_size);
-        if (st == REPORT_PASSED) {
-            report_cell_int(s, 5, rep.members);
-            report_cell_int(s, 6, rep.files);
-            report_cell_int(s, 7, (int64_t)rep.n_refs);
-            report_cell_int(s, 8, restored);
-        }
-        report_cell_int(s, 9, ms);
-        report_cell_status(s, 10, st);
-        report_cell_text(s, 11, why);
+    if (st == REPORT_PASSED && snap->plain_size > t->snapshot_bytes) {
+        t->snapshot_bytes = snap->plain_size;
+        t->snapshot_ms = ms;
     }
+    report_row(s, RT_MAX_ROWS);
+    report_cell_text(s, 0, snap->label);
+    report_cell_text(s, 1, snap->close_date);
+    report_cell_text(s, 2, why_chosen);
+    report_cell_text(s, 3, d ? d->name : "");
+    report_cell_int(s, 4, snap->plain_size);
+    if (st == REPORT_PASSED) {
+        report_cell_int(s, 5, rep.members);
+        report_cell_int(s, 6, rep.files);
+        report_cell_int(s, 7, (int64_t)rep.n_refs);
+        report_cell_int(s, 8, restored);
+    }
+    report_cell_int(s, 9, ms);
+    report_cell_status(s, 10, st);
+    report_cell_text(s, 11, why);
+}
     if (st == REPORT_FAILED)
         snprintf(fail, faillen, "snapshot %s of %s%s%s: %s", snap->label, snap->close_date,
                  d ? " from " : "", d ? d->name : "", why);
@@ -289,11 +289,11 @@ void rt_check_snapshots(struct rt *t, struct report_section *s)
     char fail[1400] = "";
 
     report_columns(s, "label", "Billing period", NULL, "close_date", "Closed", NULL, "chosen",
-                   "Chosen as", NULL, "destination", "Restored from", NULL, "bytes",
-                   "Package size", "bytes", "members", "Members", "files", "files",
-                   "Files in the package", "files", "refs", "refs.tsv entries", "files",
-                   "refs_restored", "refs.tsv entries restored", "files", "ms", "Time", "ms",
-                   "result", "Result", NULL, "why", "Why", NULL, (char *)NULL);
+                   "Chosen as", NULL, "destination", "Restored from", NULL, "bytes", "Package size",
+                   "bytes", "members", "Members", "files", "files", "Files in the package", "files",
+                   "refs", "refs.tsv entries", "files", "refs_restored",
+                   "refs.tsv entries restored", "files", "ms", "Time", "ms", "result", "Result",
+                   NULL, "why", "Why", NULL, (char *)NULL);
     if (catalog_each_snapshot(t->cli->cat, on_snapshot, &ss, &err) < 0) {
         report_set(s, REPORT_FAILED, "the catalog cannot list the snapshots: %s", err.msg);
         goto out;
@@ -396,11 +396,10 @@ void rt_check_archive(struct rt *t, struct report_section *s)
     char first[1200] = "";
     size_t n_sample;
 
-    report_columns(s, "snapshot", "Archived object (snapshot)", NULL, "destination",
-                   "Destination", NULL, "class", "Storage class", NULL, "expected_class",
-                   "Expected class", NULL, "lock", "Object Lock", NULL, "retain_until",
-                   "Locked until", NULL, "size", "Size", "bytes", "result", "Result", NULL, "why",
-                   "Why", NULL, (char *)NULL);
+    report_columns(s, "snapshot", "Archived object (snapshot)", NULL, "destination", "Destination",
+                   NULL, "class", "Storage class", NULL, "expected_class", "Expected class", NULL,
+                   "lock", "Object Lock", NULL, "retain_until", "Locked until", NULL, "size",
+                   "Size", "bytes", "result", "Result", NULL, "why", "Why", NULL, (char *)NULL);
     report_fact_int(NULL, s, "thaw_hours", "Provider's thaw time ([restore_test] thaw_hours)",
                     cfg->rt.thaw_hours, "h");
     if (catalog_each_snapshot(t->cli->cat, on_snapshot, &ss, &err) < 0) {
@@ -454,14 +453,14 @@ void rt_check_archive(struct rt *t, struct report_section *s)
             else if ((int64_t)st.size != a->snap->stored_size)
                 snprintf(why, sizeof(why), "%llu bytes, %lld were stored",
                          (unsigned long long)st.size, (long long)a->snap->stored_size);
-            else if (want &&
-                     strcmp(st.storage_class[0] ? st.storage_class : "STANDARD", want) != 0)
+            else if (want && strcmp(st.storage_class[0] ? st.storage_class : "STANDARD", want) != 0)
                 snprintf(why, sizeof(why), "in storage class %s, not %s",
                          st.storage_class[0] ? st.storage_class : "STANDARD", want);
             else if (a->cd->object_lock &&
                      (st.lock_mode[0] == '\0' || st.retain_until + 1000 < a->retain_until))
-                snprintf(why, sizeof(why), "Object Lock %s until %lld ms, the copy was locked "
-                                           "until %lld ms",
+                snprintf(why, sizeof(why),
+                         "Object Lock %s until %lld ms, the copy was locked "
+                         "until %lld ms",
                          st.lock_mode[0] ? st.lock_mode : "missing", (long long)st.retain_until,
                          (long long)a->retain_until);
             else
@@ -475,8 +474,8 @@ void rt_check_archive(struct rt *t, struct report_section *s)
             else if (found == 0)
                 snprintf(why, sizeof(why), "%s is not there", a->snap->remote_key);
             else if ((int64_t)size != a->snap->stored_size)
-                snprintf(why, sizeof(why), "%llu bytes, %lld were stored",
-                         (unsigned long long)size, (long long)a->snap->stored_size);
+                snprintf(why, sizeof(why), "%llu bytes, %lld were stored", (unsigned long long)size,
+                         (long long)a->snap->stored_size);
             else
                 res = REPORT_PASSED;
             st.size = size;
@@ -492,9 +491,9 @@ void rt_check_archive(struct rt *t, struct report_section *s)
         report_row(s, RT_MAX_ROWS);
         report_cell_text(s, 0, a->snap->label);
         report_cell_text(s, 1, a->dest);
-        report_cell_text(s, 2, d && d->ops->stat ? (st.storage_class[0] ? st.storage_class
-                                                                        : "STANDARD")
-                                                 : "(the destination has no classes)");
+        report_cell_text(s, 2,
+                         d && d->ops->stat ? (st.storage_class[0] ? st.storage_class : "STANDARD")
+                                           : "(the destination has no classes)");
         report_cell_text(s, 3, want ? want : "");
         report_cell_text(s, 4, a->cd->object_lock ? (lock[0] ? lock : "none") : "not configured");
         report_cell_time(s, 5, st.retain_until);
@@ -518,8 +517,8 @@ void rt_check_archive(struct rt *t, struct report_section *s)
                 (int64_t)size == a->snap->stored_size) {
                 report_fact_text(NULL, s, "probe", "Archive probe (one object fetched whole)",
                                  "passed: its SHA-256 is the stored one");
-                report_fact_int(NULL, s, "probe_ms", "Archive probe time",
-                                util_mono_ms() - p0, "ms");
+                report_fact_int(NULL, s, "probe_ms", "Archive probe time", util_mono_ms() - p0,
+                                "ms");
             } else {
                 failed++;
                 snprintf(first, sizeof(first),
@@ -532,14 +531,15 @@ void rt_check_archive(struct rt *t, struct report_section *s)
                              "custodian does not request yet");
         } else {
             failed++;
-            snprintf(first, sizeof(first), "archive probe: snapshot %s on %s: %s",
-                     a->snap->label, a->dest, err.msg);
+            snprintf(first, sizeof(first), "archive probe: snapshot %s on %s: %s", a->snap->label,
+                     a->dest, err.msg);
         }
         if (fd >= 0)
             close(fd);
     }
     if (failed)
-        report_set(s, REPORT_FAILED, "%lld of %lld archive-tier copies checked are not as stored; %s",
+        report_set(s, REPORT_FAILED,
+                   "%lld of %lld archive-tier copies checked are not as stored; %s",
                    (long long)failed, (long long)checked, first);
     else
         report_set(s, REPORT_PASSED,

@@ -22,6 +22,13 @@
 
 /* The command line every row of this process names (catalog_audit_set_command). */
 static char *audit_command;
+/* Rows this process appended. */
+static int64_t audit_rows_written;
+
+int64_t catalog_audit_rows_written(void)
+{
+    return audit_rows_written;
+}
 
 void catalog_audit_set_command(const char *command)
 {
@@ -150,6 +157,7 @@ int catalog_audit(struct catalog *cat, const char *actor, const char *action,
         goto out;
     }
     sqlite3_reset(st);
+    audit_rows_written++;
     rc = 0;
 out:
     free(detail);

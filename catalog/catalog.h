@@ -497,6 +497,8 @@ int catalog_each_audit(struct catalog *cat, int64_t since,
  * the effective uid) and this command line (already escaped for display). Set once, by
  * main(), before any thread starts; NULL leaves the command out. */
 void catalog_audit_set_command(const char *command);
+/* Audit rows this process has appended so far. */
+int64_t catalog_audit_rows_written(void);
 
 /* What a daily dump held for one namespace as it was written. */
 struct catalog_dump_ns {
@@ -517,8 +519,7 @@ int catalog_each_dump_ns(struct catalog *cat, const char *date, int attempt,
 int catalog_latest_artifact(struct catalog *cat, const char *kind, struct catalog_artifact *a,
                             struct cst_err *err);
 /* Every destination holding a verified copy of that artifact, with when it was made. */
-int catalog_each_artifact_copy(struct catalog *cat, const char *date, int attempt,
-                               const char *kind,
+int catalog_each_artifact_copy(struct catalog *cat, const char *date, int attempt, const char *kind,
                                int (*cb)(void *arg, const char *dest, int64_t verified_at),
                                void *arg, struct cst_err *err);
 /* Every daily attempt for a date in [from, to] (YYYY-MM-DD), by date then attempt. */
@@ -539,7 +540,7 @@ int catalog_live_bytes(struct catalog *cat, int64_t *files, int64_t *bytes, stru
  * applicable" ("" while running). */
 struct catalog_restore_test {
     int64_t id;
-    char month[8];   /* YYYY-MM */
+    char month[8];    /* YYYY-MM */
     char trigger[16]; /* schedule | operator */
     char status[16];  /* running | passed | failed | incomplete */
     int64_t pid, started_at, finished_at;
@@ -560,6 +561,8 @@ int catalog_restore_test_get(struct catalog *cat, const char *month, struct cata
 /* The newest month whose test finished (whatever its verdict), into out[8]; 0 if none. */
 int catalog_restore_test_last_month(struct catalog *cat, char out[8], struct cst_err *err);
 void catalog_restore_test_clear(struct catalog_restore_test *t);
+/* When the newest passed restore test finished (ms), 0 if none. */
+int64_t catalog_restore_test_last_passed_at(struct catalog *cat);
 
 /* An alert the agent raised and has not yet seen clear. */
 struct catalog_alert {

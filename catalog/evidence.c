@@ -49,8 +49,7 @@ static void text_into(sqlite3_stmt *st, int col, char *out, size_t size)
 /* Step through every row of st with row(); finalizes st. -1 on error, else what row()
  * returned last (0 when it never stopped early) or the count in *n. */
 static int each_row(struct catalog *cat, sqlite3_stmt *st, const char *what,
-                    int (*row)(sqlite3_stmt *st, void *ctx), void *ctx, int *n,
-                    struct cst_err *err)
+                    int (*row)(sqlite3_stmt *st, void *ctx), void *ctx, int *n, struct cst_err *err)
 {
     int step, rc = 0;
 
@@ -190,8 +189,7 @@ static int copy_row(sqlite3_stmt *st, void *ctx)
     return v->cb(v->arg, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1));
 }
 
-int catalog_each_artifact_copy(struct catalog *cat, const char *date, int attempt,
-                               const char *kind,
+int catalog_each_artifact_copy(struct catalog *cat, const char *date, int attempt, const char *kind,
                                int (*cb)(void *arg, const char *dest, int64_t verified_at),
                                void *arg, struct cst_err *err)
 {
@@ -487,6 +485,21 @@ int catalog_restore_test_last_month(struct catalog *cat, char out[8], struct cst
     return rc;
 }
 
+int64_t catalog_restore_test_last_passed_at(struct catalog *cat)
+{
+    static const char q[] =
+        "SELECT coalesce(max(finished_at), 0) FROM restore_tests WHERE status = 'passed'";
+    sqlite3_stmt *st = prepare(cat, q, NULL);
+    int64_t at = 0;
+
+    if (st == NULL)
+        return 0;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        at = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return at;
+}
+
 void catalog_restore_test_clear(struct catalog_restore_test *t)
 {
     free(t->summary);
@@ -543,10 +556,9 @@ int catalog_alerts_load(struct catalog *cat, struct catalog_alert **out, size_t 
 
 int catalog_alert_save(struct catalog *cat, const struct catalog_alert *a, struct cst_err *err)
 {
-    static const char q[] =
-        "INSERT INTO alerts (key, kind, subject, message, seen_at, fired_at)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO UPDATE SET"
-        " message = excluded.message, fired_at = excluded.fired_at";
+    static const char q[] = "INSERT INTO alerts (key, kind, subject, message, seen_at, fired_at)"
+                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO UPDATE SET"
+                            " message = excluded.message, fired_at = excluded.fired_at";
     sqlite3_stmt *st = prepare(cat, q, err);
 
     if (st == NULL)
