@@ -543,7 +543,7 @@ struct report *checklist_build(struct cli *cli, const char *from, const char *to
         size_t gaps = 0;
 
         for (size_t i = 0; i < r->n_sections; i++)
-            gaps += r->sections[i].status == REPORT_FAILED;
+            gaps += r->sections[i]->status == REPORT_FAILED;
         if (gaps)
             r->verdict_text = util_printf(
                 "%zu section(s) have gaps that need an operator (see the reasons)", gaps);

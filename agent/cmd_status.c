@@ -420,7 +420,7 @@ static struct report *checklist_today(struct cli *cli)
 static void print_checklist_row(const struct report *r, const char *id, const char *label)
 {
     for (size_t i = 0; r && i < r->n_sections; i++) {
-        const struct report_section *s = &r->sections[i];
+        const struct report_section *s = r->sections[i];
 
         if (strcmp(s->id, id) != 0)
             continue;

@@ -94,7 +94,10 @@ void report_free(struct report *r)
     if (r == NULL)
         return;
     for (size_t i = 0; i < r->n_sections; i++) {
-        struct report_section *s = &r->sections[i];
+        struct report_section *s = r->sections[i];
+
+        if (s == NULL)
+            continue;
 
         free(s->id);
         free(s->title);
@@ -110,6 +113,7 @@ void report_free(struct report *r)
         for (size_t c = 0; c < s->n_rows * s->n_cols; c++)
             value_clear(&s->cells[c]);
         free(s->cells);
+        free(s);
     }
     free(r->sections);
     facts_free(r->facts, r->n_facts);
@@ -126,9 +130,10 @@ struct report_section *report_section_add(struct report *r, const char *id, cons
 {
     struct report_section *s;
 
+    /* Each section is its own allocation: a pointer to one stays good as more are added. */
     r->sections = util_xrealloc(r->sections, (r->n_sections + 1) * sizeof(*r->sections));
-    s = &r->sections[r->n_sections++];
-    memset(s, 0, sizeof(*s));
+    s = util_xcalloc(1, sizeof(*s));
+    r->sections[r->n_sections++] = s;
     s->id = util_xstrdup(id);
     s->title = util_xstrdup(title);
     s->status = REPORT_NOT_DONE;
@@ -293,10 +298,10 @@ void report_decide(struct report *r, const char *fmt, ...)
     int failed = 0, not_done = 0;
 
     for (size_t i = 0; i < r->n_sections; i++) {
-        if (!r->sections[i].counts)
+        if (!r->sections[i]->counts)
             continue;
-        failed += r->sections[i].status == REPORT_FAILED;
-        not_done += r->sections[i].status == REPORT_NOT_DONE;
+        failed += r->sections[i]->status == REPORT_FAILED;
+        not_done += r->sections[i]->status == REPORT_NOT_DONE;
     }
     r->verdict = failed ? REPORT_FAILED : not_done ? REPORT_NOT_DONE : REPORT_PASSED;
     free(r->verdict_text);
@@ -388,7 +393,7 @@ char *report_json(const struct report *r)
     json_key(&j, "sections");
     json_arr_begin(&j);
     for (size_t i = 0; i < r->n_sections; i++) {
-        const struct report_section *s = &r->sections[i];
+        const struct report_section *s = r->sections[i];
 
         json_obj_begin(&j);
         json_key(&j, "id");
@@ -680,7 +685,7 @@ char *report_html(const struct report *r)
                 "</th><th scope=\"col\">Result</th><th scope=\"col\">Why</th></tr></thead>\n"
                 "<tbody>\n");
         for (size_t i = 0; i < r->n_sections; i++) {
-            const struct report_section *s = &r->sections[i];
+            const struct report_section *s = r->sections[i];
 
             putf(&b, "<tr><td><a href=\"#%s\">", s->id);
             esc(&b, s->title);
@@ -696,7 +701,7 @@ char *report_html(const struct report *r)
         put(&b, "</tbody>\n</table>\n");
     }
     for (size_t i = 0; i < r->n_sections; i++) {
-        const struct report_section *s = &r->sections[i];
+        const struct report_section *s = r->sections[i];
 
         putf(&b, "<section id=\"%s\">\n<h2>%zu. ", s->id, i + 1);
         esc(&b, s->title);
@@ -806,7 +811,7 @@ void report_print_text(const struct report *r, FILE *out)
         fputc('\n', out);
     }
     for (size_t i = 0; i < r->n_sections; i++) {
-        const struct report_section *s = &r->sections[i];
+        const struct report_section *s = r->sections[i];
 
         fprintf(out, "\n%-14s %s%s\n  %s\n", report_status_name(s->status), s->title,
                 s->counts ? "" : " (does not decide the verdict)", s->summary ? s->summary : "");

@@ -77,7 +77,7 @@ struct report {
     char *verdict_text;
     struct report_fact *facts;
     size_t n_facts;
-    struct report_section *sections;
+    struct report_section **sections;
     size_t n_sections;
 };
 
@@ -85,7 +85,8 @@ struct report *report_new(const char *kind, const char *title, const char *subje
                           const char *timezone);
 void report_free(struct report *r);
 
-/* A new section at the end (status not done until set). */
+/* A new section at the end (status not done until set); the pointer stays valid until
+ * report_free. */
 struct report_section *report_section_add(struct report *r, const char *id, const char *title);
 /* Set a section's status and summary. */
 void report_set(struct report_section *s, enum report_status status, const char *fmt, ...)

@@ -284,7 +284,7 @@ static void record(struct rt *t, struct catalog_restore_test *row, const struct 
     char *checks[] = {row->db, row->files, row->snapshot, row->archive, row->pruning, row->rto};
 
     for (size_t i = 0; i < t->rep->n_sections; i++) {
-        const struct report_section *s = &t->rep->sections[i];
+        const struct report_section *s = t->rep->sections[i];
         const char *col = check_column(s->id);
 
         if (col == NULL)
@@ -319,8 +319,8 @@ static void record(struct rt *t, struct catalog_restore_test *row, const struct 
     json_key(&j, "checks");
     json_obj_begin(&j);
     for (size_t i = 0; i < t->rep->n_sections; i++) {
-        json_key(&j, t->rep->sections[i].id);
-        json_str(&j, report_status_name(t->rep->sections[i].status));
+        json_key(&j, t->rep->sections[i]->id);
+        json_str(&j, report_status_name(t->rep->sections[i]->status));
     }
     json_obj_end(&j);
     json_key(&j, "summary");
@@ -433,13 +433,13 @@ int restore_test_run(struct cli *cli, const char *month, int scheduled)
     rt_check_rto(&t, report_section_add(t.rep, "rto", "Recovery time (RTO)"));
     /* The causes the verdict names: the failures, or else what was not done. */
     for (size_t i = 0; i < t.rep->n_sections; i++) {
-        const struct report_section *s = &t.rep->sections[i];
+        const struct report_section *s = t.rep->sections[i];
 
         failed += s->counts && s->status == REPORT_FAILED;
         not_done += s->counts && s->status == REPORT_NOT_DONE;
     }
     for (size_t i = 0; i < t.rep->n_sections; i++) {
-        const struct report_section *s = &t.rep->sections[i];
+        const struct report_section *s = t.rep->sections[i];
         size_t len = strlen(causes);
 
         if (s->counts && s->status == (failed ? REPORT_FAILED : REPORT_NOT_DONE))
@@ -456,7 +456,7 @@ int restore_test_run(struct cli *cli, const char *month, int scheduled)
         char passed[256] = "", na[256] = "";
 
         for (size_t i = 0; i < t.rep->n_sections; i++) {
-            const struct report_section *s = &t.rep->sections[i];
+            const struct report_section *s = t.rep->sections[i];
             char *list = s->status == REPORT_PASSED           ? passed
                          : s->status == REPORT_NOT_APPLICABLE ? na
                                                               : NULL;
