@@ -583,6 +583,8 @@ static void html_figure(struct buf *b, int64_t v, const char *unit)
     }
 }
 
+/* A number with a unit is a figure (right-aligned, its unit beside it); one without is an
+ * identifier (a catalog version), shown as text. */
 static void html_value(struct buf *b, const struct report_value *v, const char *unit)
 {
     char when[40];
@@ -622,7 +624,7 @@ static void html_facts(struct buf *b, const struct report_fact *f, size_t n)
         put(b, "<tr><th scope=\"row\">");
         esc(b, f[i].label);
         put(b, "</th><td");
-        if (f[i].v.type == RV_INT)
+        if (f[i].v.type == RV_INT && f[i].unit)
             put(b, " class=\"num\"");
         put(b, ">");
         html_value(b, &f[i].v, f[i].unit);
@@ -729,7 +731,7 @@ char *report_html(const struct report *r)
                 for (size_t c = 0; c < s->n_cols; c++) {
                     const struct report_value *v = &s->cells[row * s->n_cols + c];
 
-                    put(&b, v->type == RV_INT ? "<td class=\"num\">" : "<td>");
+                    put(&b, v->type == RV_INT && s->cols[c].unit ? "<td class=\"num\">" : "<td>");
                     html_value(&b, v, s->cols[c].unit);
                     put(&b, "</td>");
                 }

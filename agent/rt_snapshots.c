@@ -392,7 +392,7 @@ void rt_check_archive(struct rt *t, struct report_section *s)
     struct snaps ss = {NULL, 0};
     struct archived_list l = {t, NULL, NULL, 0};
     struct cst_err err;
-    int64_t failed = 0, checked = 0;
+    int64_t failed = 0, checked = 0, not_done = 0;
     char first[1200] = "";
     size_t n_sample;
 
@@ -465,6 +465,10 @@ void rt_check_archive(struct rt *t, struct report_section *s)
                          (long long)a->retain_until);
             else
                 res = REPORT_PASSED;
+        } else if (want) {
+            /* A class is expected, and this destination cannot say which it has. */
+            res = REPORT_NOT_DONE;
+            snprintf(why, sizeof(why), "the destination cannot report storage classes");
         } else {
             uint64_t size = 0;
 
@@ -480,6 +484,7 @@ void rt_check_archive(struct rt *t, struct report_section *s)
                 res = REPORT_PASSED;
             st.size = size;
         }
+        not_done += res == REPORT_NOT_DONE;
         if (res == REPORT_FAILED) {
             failed++;
             if (first[0] == '\0')
@@ -541,6 +546,11 @@ void rt_check_archive(struct rt *t, struct report_section *s)
         report_set(s, REPORT_FAILED,
                    "%lld of %lld archive-tier copies checked are not as stored; %s",
                    (long long)failed, (long long)checked, first);
+    else if (not_done)
+        report_set(s, REPORT_NOT_DONE,
+                   "not done: %lld of %lld archive-tier copies are on destinations that cannot "
+                   "report their storage class",
+                   (long long)not_done, (long long)checked);
     else
         report_set(s, REPORT_PASSED,
                    "%lld archive-tier copies found as stored: size, storage class and Object "

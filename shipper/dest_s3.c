@@ -110,6 +110,7 @@ struct s3_call {
     int has_length, has_range;
     uint64_t content_length, range_start;
     char etag[256], stored_sha[80], storage_class[64], version_id[256];
+    char lock_mode[32], retain_until[64]; /* Object Lock, as HEAD reports it */
     int legacy_meta; /* x-amz-meta-custodian-sha256 or -plain-size: plaintext hints */
     struct s3_xml_error xerr;
     char detail[CST_ERR_SIZE]; /* our own cause when curl's is not the right one */
@@ -421,6 +422,10 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
         snprintf(c->storage_class, sizeof(c->storage_class), "%s", val);
     } else if (klen == 16 && strncasecmp(p, "x-amz-version-id", 16) == 0) {
         snprintf(c->version_id, sizeof(c->version_id), "%s", val);
+    } else if (klen == 22 && strncasecmp(p, "x-amz-object-lock-mode", 22) == 0) {
+        snprintf(c->lock_mode, sizeof(c->lock_mode), "%s", val);
+    } else if (klen == 35 && strncasecmp(p, "x-amz-object-lock-retain-until-date", 35) == 0) {
+        snprintf(c->retain_until, sizeof(c->retain_until), "%s", val);
     } else if ((klen == 27 && strncasecmp(p, "x-amz-meta-custodian-sha256", 27) == 0) ||
                (klen == 31 && strncasecmp(p, "x-amz-meta-custodian-plain-size", 31) == 0)) {
         c->legacy_meta = 1; /* what versions before 2 wrote: plaintext hints */
@@ -2263,7 +2268,64 @@ static const struct store_driver s3_driver = {
     .free = s3_free,
 };
 
-static const struct dest_ops dest_s3_ops = STORE_DEST_OPS("s3");
+/*
+ * dest_ops.stat (restore test, archive accessibility): HEAD, with what the store says of
+ * the object beyond its size: storage class, version, Object Lock mode and retain-until.
+ */
+static int s3_ops_stat(struct dest *d, const char *key, struct dest_stat *st, struct cst_err *err)
+{
+    struct s3 *s3 = d->impl;
+    struct s3_call *c = call_new("HEAD", object_url(s3, key, NULL));
+    char doing[CST_ERR_SIZE / 2];
+    int rc = -1;
+
+    memset(st, 0, sizeof(*st));
+    snprintf(doing, sizeof(doing), "cannot look up %s", key);
+    call_sign_empty(c);
+    if (call_run(s3, c) == 0) {
+        struct tm tm;
+        char tail = 0;
+
+        if (!c->has_length) {
+            cst_err_set(err, "destination %s: %s: the reply has no Content-Length", d->name,
+                        doing);
+            call_free(c);
+            return -1;
+        }
+        st->size = c->content_length;
+        snprintf(st->storage_class, sizeof(st->storage_class), "%s", c->storage_class);
+        snprintf(st->version_id, sizeof(st->version_id), "%s", c->version_id);
+        snprintf(st->lock_mode, sizeof(st->lock_mode), "%s", c->lock_mode);
+        memset(&tm, 0, sizeof(tm));
+        /* 2033-10-15T00:00:00.000Z (or without the fraction) */
+        if (c->retain_until[0] &&
+            sscanf(c->retain_until, "%4d-%2d-%2dT%2d:%2d:%2d%c", &tm.tm_year, &tm.tm_mon,
+                   &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &tail) >= 6) {
+            tm.tm_year -= 1900;
+            tm.tm_mon -= 1;
+            st->retain_until = (int64_t)timegm(&tm) * 1000;
+        }
+        rc = 1;
+    } else if (c->rc == CURLE_OK && c->status == 404) {
+        rc = 0;
+    } else {
+        explain_head(s3, c, key, doing, err->msg, sizeof(err->msg));
+    }
+    call_free(c);
+    return rc;
+}
+
+static const struct dest_ops dest_s3_ops = {
+    .type = "s3",
+    .put_batch = store_put_batch,
+    .get = store_get,
+    .free = store_free,
+    .exists = store_exists,
+    .remove = store_remove,
+    .list = store_list,
+    .probe = store_probe,
+    .stat = s3_ops_stat,
+};
 
 struct dest *dest_s3_new(const struct dest_s3_config *cfg, const struct dest_env *env,
                          struct cst_err *err)
