@@ -132,9 +132,15 @@ fuzz: $(FUZZ)
 	@set -e; for f in $(FUZZ_NAMES); do echo "== fuzz_$$f ($(FUZZ_SECONDS) s)"; \
 	  build/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus-$$f 2>&1 | tail -1; done
 
-bench: all
+bench: all $(RELEASE)/bench_plan
 	@scripts/install-deps.sh bench
 	$(PYTHON) bench/bench.py --bin $(CURDIR)/$(RELEASE)/custodian
+	@echo "== retention planner: 1,000,000 versions (goal: under 10 s and 250 MB)"
+	@$(RELEASE)/bench_plan
+
+$(RELEASE)/bench_plan: bench/bench_plan.c $(RELEASE)/agent/prune_plan.o $(RELEASE)/agent/sched.o \
+  $(RELEASE)/common/err.o $(RELEASE)/common/util.o
+	$(CC) $(CFLAGS_COMMON) -O2 -o $@ $^ $(LIBS)
 
 install: all
 	install -D -m 0755 $(RELEASE)/custodian $(DESTDIR)$(PREFIX)/bin/custodian

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
 #include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,8 +40,9 @@ const char *cli_last_error(void)
 void cli_audit_failure(struct cli *cli, const char *name, int status)
 {
     static const char *const audited[] = {
-        "restore file", "restore point", "restore db", "restore snapshot",
-        "verify",       "snapshot",      "daily",      "restore-test"};
+        "restore file", "restore point", "restore db",  "restore snapshot",
+        "verify",       "snapshot",      "daily",       "restore-test",
+        "prune",        "hold add",      "hold release"};
     struct cst_err err;
     char action[64], *path;
     size_t i;
@@ -318,4 +320,19 @@ int cli_parse_time(const char *s, const char *tz, int64_t *ms)
         return -1;
     *ms = secs * 1000 + frac_ms;
     return 0;
+}
+
+const char *cli_user(void)
+{
+    static char name[64];
+    struct passwd *pw;
+
+    if (name[0] == '\0') {
+        pw = getpwuid(geteuid());
+        if (pw && pw->pw_name)
+            snprintf(name, sizeof(name), "%s", pw->pw_name);
+        else
+            snprintf(name, sizeof(name), "uid %u", (unsigned)geteuid());
+    }
+    return name;
 }

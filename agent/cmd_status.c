@@ -471,7 +471,8 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
     struct report *today = NULL;
     bson_t *health = NULL;
     bson_error_t berr;
-    int rc, running, have_daily, have_rtest = 0;
+    int rc, running, have_daily, have_rtest = 0, have_prune = 0;
+    struct catalog_prune_run prune;
 
     (void)argv;
     if (argc > 1)
@@ -553,12 +554,34 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
                     "destination %s lacks %lld objects that nothing is copying yet (the "
                     "agent queues them at start-up and every 10 minutes)",
                     name, (long long)c->unqueued);
+        if (c->artifacts_lacking)
+            problem(&v,
+                    "destination %s lacks %lld artifacts of earlier daily points (the next "
+                    "daily run copies them from another destination)",
+                    name, (long long)c->artifacts_lacking);
         if (c->lacking && !c->failing && !c->unqueued)
             note(&v, "destination %s is catching up: %lld objects still to copy", name,
                  (long long)c->lacking);
         free(dest_error);
     }
     judge_daily(&v, cli, &daily, have_daily);
+    have_prune = catalog_prune_run_last(cli->cat, &prune, &err);
+    if (have_prune < 0) {
+        problem(&v, "%s", err.msg);
+        have_prune = 0;
+    } else if (have_prune == 1) {
+        char when[40];
+
+        util_format_ms(prune.finished_at ? prune.finished_at : prune.started_at, when,
+                       sizeof(when));
+        if (strcmp(prune.status, "failed") == 0)
+            problem(&v, "the last prune (%s) FAILED: %s", when, prune.error ? prune.error : "?");
+        else
+            note(&v, "last prune %s: %s, %lld deleted, %lld kept past a date", when, prune.status,
+                 (long long)prune.deleted, (long long)prune.kept);
+    } else if (!cli->cfg->prune) {
+        note(&v, "retention pruning is off ([retention] prune = no)");
+    }
     judge_snapshots(&v, cli, &snaps, &job);
     judge_restore_test(&v, cli, &rtest, &have_rtest);
     today = checklist_today(cli);
@@ -751,11 +774,13 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         json_key(&j, "job");
         json_str(&j, "prune");
         json_key(&j, "last_result");
-        json_str(&j, "not built");
+        json_str(&j, have_prune ? prune.status : NULL);
         json_key(&j, "for");
         json_null(&j);
         json_key(&j, "finished_at");
-        json_null(&j);
+        json_time(&j, have_prune ? prune.finished_at : 0);
+        json_key(&j, "last_success_at");
+        json_time(&j, catalog_prune_last_ok_at(cli->cat));
         json_obj_end(&j);
         json_arr_end(&j);
         json_key(&j, "checklist_today");
@@ -859,7 +884,17 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
                    rtest.snapshot[0] ? rtest.snapshot : "-", rtest.archive[0] ? rtest.archive : "-",
                    rtest.pruning[0] ? rtest.pruning : "-", rtest.rto[0] ? rtest.rto : "-");
         }
-        printf("%-22s not built yet\n", "last prune");
+        if (!have_prune) {
+            printf("%-22s %s\n", "last prune", cli->cfg->prune ? "never" : "off");
+        } else {
+            char when[40];
+
+            util_format_ms(prune.finished_at ? prune.finished_at : prune.started_at, when,
+                           sizeof(when));
+            printf("%-22s %s: %s, %lld deleted, %lld kept past a date%s%s\n", "last prune", when,
+                   prune.status, (long long)prune.deleted, (long long)prune.kept,
+                   prune.error ? ": " : "", prune.error ? prune.error : "");
+        }
         print_checklist_row(today, "daily", "checklist today");
         print_checklist_row(today, "monthly", "checklist this month");
     }
@@ -874,6 +909,8 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
     snapshots_free(&snaps, &job);
     if (have_rtest)
         catalog_restore_test_clear(&rtest);
+    if (have_prune)
+        free(prune.error);
     report_free(today);
     verdict_free(&v);
     return rc;

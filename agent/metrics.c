@@ -192,6 +192,22 @@ static int render(struct out *o, struct catalog *cat, const struct cfg *cfg,
         if (found == 1)
             catalog_restore_test_clear(&t);
     }
+    {
+        struct catalog_prune_run pr;
+        int found = catalog_prune_run_last(cat, &pr, err);
+
+        if (found < 0)
+            goto out;
+        metric(o, "custodian_prune_last_success_timestamp_seconds", "gauge",
+               "When the newest confirmed prune that succeeded finished (Unix time, 0: never).",
+               seconds(catalog_prune_last_ok_at(cat)));
+        metric(
+            o, "custodian_prune_last_failed", "gauge",
+            "1 if the newest confirmed prune failed, 0 if it succeeded, is running, or none ran.",
+            found == 1 && strcmp(pr.status, "failed") == 0);
+        if (found == 1)
+            free(pr.error);
+    }
     metric(o, "custodian_inotify_overflows_total", "counter",
            "inotify queue overflows (each followed by a full rescan).",
            (double)a->inotify_overflows);

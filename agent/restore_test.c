@@ -22,6 +22,7 @@
 #include "agent/dests.h"
 #include "agent/keys.h"
 #include "agent/mongo_conn.h"
+#include "agent/prune.h"
 #include "agent/restore_test_int.h"
 #include "agent/sched.h"
 #include "common/beneath.h"
@@ -127,20 +128,57 @@ const char *rt_root_of(struct rt *t, const char *path)
 
 /* --- pruning --------------------------------------------------------------
  *
- * NOT BUILT YET. §6 "verify retention pruning works" is the result of
- * `custodian prune --check` (issue #9), which does not exist yet. Until it
- * does, this check says "not done" (never "passed") and does not decide the
- * verdict; the checklist leaves the box unticked with this reason. When
- * prune --check exists: call it here, report what it found, and remove the
- * `s->counts = 0`.
+ * §6 "verify retention pruning works": what `custodian prune --check` finds
+ * (every destination listed and compared with the retention plan: recorded
+ * copies there, nothing past retention or already pruned left, nothing
+ * unknown), and the last confirmed prune run, which must not have failed.
+ * Needs no secret key: it compares names and the catalog.
  * ------------------------------------------------------------------------- */
 static void rt_check_pruning(struct rt *t, struct report_section *s)
 {
-    (void)t;
-    s->counts = 0;
-    report_set(s, REPORT_NOT_DONE,
-               "not done: pruning is not built yet (custodian prune --check); nothing has ever "
-               "been pruned, so every retained object is still kept");
+    struct prune_check_result r;
+    struct catalog_prune_run run;
+    struct cst_err err;
+    int have_run;
+
+    if (prune_check_dests(t->cli, t->now, t->dests, t->n_dests, 0, &r, &err) < 0) {
+        report_set(s, REPORT_FAILED, "prune --check could not run: %s", err.msg);
+        return;
+    }
+    report_fact_int(NULL, s, "dests", "Destinations compared with the retention plan", r.dests,
+                    "destinations");
+    report_fact_int(NULL, s, "listed", "Objects listed on them", r.listed, "objects");
+    report_fact_int(NULL, s, "missing", "Recorded copies not there", r.missing, "objects");
+    report_fact_int(NULL, s, "past_retention", "Past retention and still there", r.left, "objects");
+    report_fact_int(NULL, s, "pruned_present", "Pruned and still there", r.stale, "objects");
+    report_fact_int(NULL, s, "unknown", "Not in the catalog", r.unknown, "objects");
+    have_run = catalog_prune_run_last(t->cli->cat, &run, &err);
+    if (have_run < 0) {
+        report_set(s, REPORT_FAILED, "the catalog cannot give the last prune: %s", err.msg);
+        return;
+    }
+    if (have_run) {
+        report_fact_time(NULL, s, "last_prune", "Last prune (confirmed) started", run.started_at);
+        report_fact_text(NULL, s, "last_prune_status", "Its outcome", run.status);
+        report_fact_int(NULL, s, "last_prune_deleted", "Deleted by it", run.deleted, "objects");
+    } else {
+        report_fact_text(NULL, s, "last_prune_status", "Last prune (confirmed)",
+                         "none yet: nothing has been past retention, or pruning is off");
+    }
+    if (r.problems)
+        report_set(s, REPORT_FAILED,
+                   "prune --check found %lld problems on %lld destinations; the first: %s",
+                   (long long)r.problems, (long long)r.dests, r.first);
+    else if (have_run && strcmp(run.status, "failed") == 0)
+        report_set(s, REPORT_FAILED, "the last prune failed: %s",
+                   run.error ? run.error : "(no cause recorded)");
+    else
+        report_set(s, REPORT_PASSED,
+                   "every destination holds what the retention plan says, and nothing else "
+                   "(%lld objects on %lld destinations)",
+                   (long long)r.listed, (long long)r.dests);
+    if (have_run)
+        free(run.error);
 }
 
 /* --- RTO ------------------------------------------------------------------ */

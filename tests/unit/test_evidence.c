@@ -80,8 +80,8 @@ static void test_dump_record(void **state)
 {
     struct fixture *f = *state;
     struct cst_err err;
-    struct catalog_dump_ns a = {"billing", "invoices", "collection", 20, 4000, 1,
-                                0xfedcba9876543210ull};
+    struct catalog_dump_ns a = {"billing", "invoices", "collection",         20,
+                                4000,      1,          0xfedcba9876543210ull};
     struct catalog_dump_ns v = {"billing", "unpaid", "view", 0, 0, 0, 0};
     struct seen s = {0, 0, -1};
 
@@ -141,8 +141,12 @@ static void test_restore_tests(void **state)
 static void test_alerts_kept(void **state)
 {
     struct fixture *f = *state;
-    struct catalog_alert a = {"destination_failing:nas", "destination_failing", "nas",
-                              "destination nas is failing", 500, 0},
+    struct catalog_alert a = {"destination_failing:nas",
+                              "destination_failing",
+                              "nas",
+                              "destination nas is failing",
+                              500,
+                              0},
                          *rows;
     struct cst_err err;
     size_t n;

@@ -28,15 +28,15 @@
 
 static struct report *sample(void)
 {
-    struct report *r = report_new("restore-test", "Monthly restore test", "2026-11",
-                                  "America/New_York");
+    struct report *r =
+        report_new("restore-test", "Monthly restore test", "2026-11", "America/New_York");
     struct report_section *a = report_section_add(r, "db", "Database <main>");
     struct report_section *b = report_section_add(r, "files", "Files");
 
     report_fact_int(r, NULL, "total_ms", "Time", 1234, "ms");
     report_set(a, REPORT_PASSED, "restored & compared: <script>alert(1)</script> \"quoted\"");
-    report_columns(a, "ns", "Collection", NULL, "docs", "Documents", "documents", "bytes",
-                   "Size", "bytes", (char *)NULL);
+    report_columns(a, "ns", "Collection", NULL, "docs", "Documents", "documents", "bytes", "Size",
+                   "bytes", (char *)NULL);
     report_row(a, 10);
     report_cell_text(a, 0, "billing.<invoices>");
     report_cell_int(a, 1, 1500);
