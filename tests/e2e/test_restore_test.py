@@ -179,10 +179,13 @@ def catalog_rw(world):
 def test_passes_and_its_report_is_signed_everywhere(world):
     p, report, s = restore_test(world, check=0)
     assert report["verdict"] == "passed", (report["verdict_text"], p.stderr)
-    for check in ("db", "files", "snapshots", "archive", "rto"):
+    for check in ("db", "files", "snapshots", "archive", "pruning", "rto"):
         assert s[check]["status"] == "passed", (check, s[check]["summary"])
-    assert s["pruning"]["status"] == "not done" and not s["pruning"]["counts_for_verdict"]
-    assert "not built yet" in s["pruning"]["summary"]
+    # pruning: prune --check over every destination, which hold what the plan says
+    assert s["pruning"]["counts_for_verdict"]
+    facts = {f["key"]: f["value"] for f in s["pruning"]["facts"]}
+    assert facts["dests"] == 4 and facts["listed"] > 0, facts
+    assert facts["missing"] == facts["past_retention"] == facts["unknown"] == 0, facts
     # the database: every collection of the dump, loaded and compared
     rows = {r["collection"]: r for r in s["db"]["rows"]}
     for name in ("billing.invoices", "billing.patients", "billing.billingPeriods"):
@@ -213,7 +216,7 @@ def test_passes_and_its_report_is_signed_everywhere(world):
     # the catalog's records, the audit row, the checklist box it ticks
     (row,) = world.query("SELECT status, db, files, snapshot, archive, pruning, rto, trigger, "
                          "stored_on FROM restore_tests ORDER BY id DESC LIMIT 1")
-    assert row[:8] == ("passed", "passed", "passed", "passed", "passed", "not done", "passed",
+    assert row[:8] == ("passed", "passed", "passed", "passed", "passed", "passed", "passed",
                        "operator"), row
     assert set(row[8].split(", ")) == {"local", "sftp", "hot", "archive"}
     (detail,) = world.query("SELECT detail FROM audit WHERE action = 'restore_test' "
