@@ -749,6 +749,8 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         json_str(&j, have_daily ? daily.date : NULL);
         json_key(&j, "finished_at");
         json_time(&j, have_daily ? daily.finished_at : 0);
+        json_key(&j, "last_success_at");
+        json_time(&j, catalog_daily_last_success_at(cli->cat));
         json_obj_end(&j);
         json_obj_begin(&j);
         json_key(&j, "job");
@@ -759,6 +761,8 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         json_null(&j);
         json_key(&j, "finished_at");
         json_time(&j, job.last_run_at);
+        json_key(&j, "last_success_at");
+        json_time(&j, job.last_ok_at);
         json_obj_end(&j);
         json_obj_begin(&j);
         json_key(&j, "job");
@@ -769,6 +773,8 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         json_str(&j, have_rtest ? rtest.month : NULL);
         json_key(&j, "finished_at");
         json_time(&j, have_rtest ? rtest.finished_at : 0);
+        json_key(&j, "last_success_at");
+        json_time(&j, catalog_restore_test_last_passed_at(cli->cat));
         json_obj_end(&j);
         json_obj_begin(&j);
         json_key(&j, "job");
