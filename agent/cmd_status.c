@@ -738,6 +738,8 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         json_key(&j, "last_restore_test");
         restore_test_json(&j, &rtest, have_rtest);
         /* Every scheduled job's last result, in one place. */
+        json_key(&j, "next_lock_expiry");
+        json_time(&j, catalog_next_lock_expiry(cli->cat, util_now_ms()));
         json_key(&j, "jobs");
         json_arr_begin(&j);
         json_obj_begin(&j);

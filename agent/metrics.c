@@ -208,6 +208,10 @@ static int render(struct out *o, struct catalog *cat, const struct cfg *cfg,
         if (found == 1)
             free(pr.error);
     }
+    metric(o, "custodian_next_lock_expiry_timestamp_seconds", "gauge",
+           "When the soonest Object Lock on a stored copy or archived snapshot expires (Unix "
+           "time, 0: nothing is locked).",
+           seconds(catalog_next_lock_expiry(cat, util_now_ms())));
     metric(o, "custodian_inotify_overflows_total", "counter",
            "inotify queue overflows (each followed by a full rescan).",
            (double)a->inotify_overflows);

@@ -673,6 +673,9 @@ int catalog_restore_test_last_month(struct catalog *cat, char out[8], struct cst
 void catalog_restore_test_clear(struct catalog_restore_test *t);
 /* When the newest passed restore test finished (ms), 0 if none. */
 int64_t catalog_restore_test_last_passed_at(struct catalog *cat);
+/* The soonest Object Lock retain-until after now (ms) of any copy or archived snapshot
+ * copy; 0 when none is locked. */
+int64_t catalog_next_lock_expiry(struct catalog *cat, int64_t now);
 
 /* An alert the agent raised and has not yet seen clear. */
 struct catalog_alert {

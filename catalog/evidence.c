@@ -500,6 +500,25 @@ int64_t catalog_restore_test_last_passed_at(struct catalog *cat)
     return at;
 }
 
+int64_t catalog_next_lock_expiry(struct catalog *cat, int64_t now)
+{
+    /* Object Lock on stored objects (copies) and on archived snapshot packages. */
+    static const char q[] =
+        "SELECT coalesce(min(u), 0) FROM (SELECT locked_until AS u FROM copies"
+        " WHERE locked_until > ?1 UNION ALL SELECT retain_until FROM snapshot_copies"
+        " WHERE retain_until > ?1)";
+    sqlite3_stmt *st = prepare(cat, q, NULL);
+    int64_t at = 0;
+
+    if (st == NULL)
+        return 0;
+    sqlite3_bind_int64(st, 1, now);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        at = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return at;
+}
+
 void catalog_restore_test_clear(struct catalog_restore_test *t)
 {
     free(t->summary);

@@ -88,6 +88,8 @@ def test_every_jobs_last_success_matches_status(demo):
                       ("restore_test", "custodian_restore_test_last_success_timestamp_seconds"),
                       ("prune", "custodian_prune_last_success_timestamp_seconds")):
         assert abs(m[name] - epoch_s(jobs[job]["last_success_at"])) < 0.002, (job, m[name], jobs)
+    assert abs(m["custodian_next_lock_expiry_timestamp_seconds"]
+               - epoch_s(st["next_lock_expiry"])) < 0.002, st["next_lock_expiry"]
     for job in ("daily", "restore_test", "prune"):
         assert jobs[job]["last_result"] in ("ok", "passed"), jobs[job]
         assert jobs[job]["last_success_at"] is not None, jobs[job]
