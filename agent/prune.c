@@ -873,6 +873,8 @@ int prune_run(struct cli *cli, const struct prune_options *o)
         json_int(&j, r.failed);
         json_key(&j, "kept");
         json_int(&j, (int64_t)out.n_keeps);
+        json_key(&j, "outcome");
+        json_str(&j, r.failed ? "failed" : "ok");
         json_obj_end(&j);
         if (catalog_prune_run_end(cli->cat, run_id, r.failed ? "failed" : "ok", r.deleted,
                                   (int64_t)out.n_keeps, r.first_error, util_now_ms(), &err) < 0 ||
@@ -1025,6 +1027,8 @@ int prune_check_dests(struct cli *cli, int64_t as_of, struct dest **dests, size_
         json_obj_begin(&j);
         json_key(&j, "problems");
         json_int(&j, r->problems);
+        json_key(&j, "outcome");
+        json_str(&j, r->problems ? "failed" : "passed");
         json_obj_end(&j);
         if (catalog_audit(cli->cat, cli_user(), "prune_check", j.buf, &aerr) < 0)
             log_warn("%s", aerr.msg);
