@@ -512,3 +512,24 @@ def test_the_agent_runs_a_restore_test_that_is_owed(demo):
     demo.start_agent()
     demo.stop_agent()
     assert demo.query("SELECT count(*) FROM restore_tests") == [(1,)]
+
+
+def test_an_object_no_catalog_knows_fails_the_pruning_check(world):
+    """prune --check, as the test runs it: an object on a destination that the catalog
+    never recorded (left over, or planted) fails pruning, named; nothing is deleted."""
+    stray = world.object_path("ab" + "0" * 62)
+    os.makedirs(os.path.dirname(stray), exist_ok=True)
+    write_file(stray, b"not ours")
+    try:
+        _, report, s = restore_test(world, check=1)
+        assert report["verdict"] == "failed"
+        assert s["pruning"]["status"] == "failed", s["pruning"]["summary"]
+        assert "not in the catalog" in s["pruning"]["summary"], s["pruning"]["summary"]
+        assert "local" in s["pruning"]["summary"]
+        facts = {f["key"]: f["value"] for f in s["pruning"]["facts"]}
+        assert facts["unknown"] == 1, facts
+        assert os.path.exists(stray)  # reported, never deleted
+        for check in ("db", "files", "snapshots", "archive"):
+            assert s[check]["status"] == "passed", (check, s[check]["summary"])
+    finally:
+        os.unlink(stray)
