@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <bson/bson.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +206,44 @@ static int detail_of(void *arg, int64_t id, int64_t at, const char *actor, const
     return 0;
 }
 
+/* What another process (or the test) writes, through its own connection. */
+static void raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* The metrics' and status's next lock expiry and last successful prune. */
+static void test_lock_expiry_and_last_prune(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(catalog_next_lock_expiry(f->cat, 1000), 0);
+    assert_int_equal(catalog_prune_last_ok_at(f->cat), 0);
+    raw_exec(f->path,
+             "INSERT INTO objects (id, sha256, plain_size, stored_size, stored_sha256, compressed, "
+             "created_at) VALUES "
+             "('o1', zeroblob(32), 1, 1, zeroblob(32), 0, 0);"
+             "INSERT INTO copies (object_id, dest, remote_key, verified_at, locked_until) "
+             "VALUES ('o1', 'nas', 'k', 1, 900), ('o1', 's3', 'k', 1, 5000);"
+             "INSERT INTO snapshot_copies (snapshot_id, dest, storage_class, "
+             "retain_until, verified_at) VALUES (1, 'arch', 'GLACIER', 3000, 1), "
+             "(2, 'arch', 'GLACIER', NULL, 1);");
+    /* the soonest still in the future, of copies and snapshot copies alike */
+    assert_int_equal(catalog_next_lock_expiry(f->cat, 1000), 3000);
+    assert_int_equal(catalog_next_lock_expiry(f->cat, 3000), 5000);
+    assert_int_equal(catalog_next_lock_expiry(f->cat, 5000), 0);
+    /* dry runs and failures are no success; the newest confirmed ok one is */
+    raw_exec(f->path, "INSERT INTO prune_runs (started_at, finished_at, as_of, confirmed, status) "
+                      "VALUES (10, 20, 10, 1, 'ok'), (30, 40, 30, 0, 'ok'),"
+                      " (50, 60, 50, 1, 'failed');");
+    assert_int_equal(catalog_prune_last_ok_at(f->cat), 20);
+}
+
 static void test_audit_rows_name_user_and_command(void **state)
 {
     struct fixture *f = *state;
@@ -242,6 +281,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alerts_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_daily_attempts_in_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_rows_name_user_and_command, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_expiry_and_last_prune, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
