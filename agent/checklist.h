@@ -10,11 +10,12 @@
  *              (complete), uploaded to archive storage, its contents verified
  *              (`verify --snapshot` or a restore test);
  *   monthly    the restore test (database and sample files) passed, retention
- *              pruning verified, archive accessibility verified.
+ *              pruning verified (the test's prune --check), archive
+ *              accessibility verified.
  *
  * A box is ticked only from a recorded fact; anything else is a gap and
- * says why (no run recorded, the error the run recorded, not built yet, not
- * yet due). The result is a report (agent/report.h): --json, --html, text.
+ * says why (no run recorded, the error the run recorded, not yet due). The result is a report
+ * (agent/report.h): --json, --html, text.
  */
 #ifndef CST_CHECKLIST_H
 #define CST_CHECKLIST_H
