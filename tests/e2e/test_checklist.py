@@ -40,13 +40,13 @@ def copy_day(c, src_date, src_attempt, date, days_back):
               "stored_sha256, stored_size, created_at - ? FROM artifacts "
               "WHERE date = ? AND attempt = ?",
               (date, src_date, date, shift, src_date, src_attempt))
-    # the copies the attempt itself made (a later run's coverage step may have copied a
-    # failed attempt's artifacts since: not what that day recorded)
+    # the copies the attempt itself made, before the next attempt began (that retry's
+    # coverage step copies a failed attempt's artifacts too: not what that day recorded)
     c.execute("INSERT INTO artifact_copies (date, attempt, kind, dest, verified_at) "
-              "SELECT ?, 1, c.kind, c.dest, c.verified_at - ? FROM artifact_copies c "
-              "JOIN daily_attempts a ON a.date = c.date AND a.attempt = c.attempt "
-              "WHERE c.date = ? AND c.attempt = ? AND c.verified_at <= a.finished_at",
-              (date, shift, src_date, src_attempt))
+              "SELECT ?, 1, kind, dest, verified_at - ? FROM artifact_copies "
+              "WHERE date = ? AND attempt = ? AND verified_at < coalesce((SELECT started_at "
+              "FROM daily_attempts WHERE date = ? AND attempt = ?), 1 << 62)",
+              (date, shift, src_date, src_attempt, src_date, src_attempt + 1))
 
 
 def test_a_simulated_month_shows_exactly_its_missed_day_and_its_failed_upload(demo, tmp_path):
