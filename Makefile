@@ -51,12 +51,10 @@ $(ASAN)/%.o: %.c $(wildcard */*.h)
 	@echo "  CC asan $<"
 	@$(CC) $(CFLAGS_COMMON) -O1 -g $(SAN) -c $< -o $@
 
-# Only main.c (--version) and snapshot.c (snapshot.json) see the version: a new
-# changelog entry rebuilds two files.
-$(RELEASE)/agent/main.o $(ASAN)/agent/main.o $(RELEASE)/agent/snapshot.o $(ASAN)/agent/snapshot.o: \
-  packaging/debian/changelog
-$(RELEASE)/agent/main.o $(ASAN)/agent/main.o $(RELEASE)/agent/snapshot.o $(ASAN)/agent/snapshot.o: \
-  CFLAGS_COMMON += -DCUSTODIAN_VERSION='"$(VERSION)"'
+# Only main.c (--version), snapshot.c (snapshot.json) and report.c (reports) see the version.
+VERSIONED := $(foreach b,$(RELEASE) $(ASAN),$(b)/agent/main.o $(b)/agent/snapshot.o $(b)/agent/report.o)
+$(VERSIONED): packaging/debian/changelog
+$(VERSIONED): CFLAGS_COMMON += -DCUSTODIAN_VERSION='"$(VERSION)"'
 
 $(RELEASE)/custodian: $(patsubst %.c,$(RELEASE)/%.o,$(SRC))
 	$(CC) -o $@ $^ $(LIBS)

@@ -29,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent/alerts.h"
 #include "agent/control.h"
 #include "agent/dests.h"
 #include "agent/keys.h"
@@ -36,6 +37,7 @@
 #include "agent/notify.h"
 #include "agent/reconcile.h"
 #include "agent/rescan.h"
+#include "agent/rt_schedule.h"
 #include "agent/sched.h"
 #include "common/log.h"
 #include "common/pathenc.h"
@@ -108,6 +110,8 @@ struct agent {
     ev_timer snapshot_timer;
     ev_child snapshot_child;
     int64_t snapshot_failures;
+    struct rt_schedule *rt_schedule; /* the monthly restore test, in a child */
+    struct alerts *alerts;           /* [alerts] command */
 };
 
 static int within(const char *path, const char *dir)
@@ -784,9 +788,24 @@ static void stop_snapshot_job(struct agent *a)
         usleep(20 * 1000);
 }
 
+/* alerts.h: what only this process knows. */
+static void alert_facts(void *arg, struct alerts_agent *out)
+{
+    struct agent *a = arg;
+
+    out->catalog_error = a->catalog_error[0] ? a->catalog_error : NULL;
+    for (size_t i = 0; a->watcher && i < watcher_root_count(a->watcher) && i < ALERTS_MAX_ROOTS;
+         i++, out->n_roots++)
+        watcher_root_info(a->watcher, i, &out->roots[i].path, &out->roots[i].watched,
+                          &out->roots[i].why);
+}
+
 static void agent_ready(struct agent *a)
 {
     a->ready = 1;
+    a->rt_schedule = rt_schedule_start(a->loop, a->cli, a->zone);
+    a->alerts = alerts_start(a->loop, a->cli, alert_facts, a);
+    alerts_kick(a->alerts);
     /* READY=1 only now: the start-up rescans are committed (and SIGTERM is handled:
      * the handlers are set before the loop runs). */
     a->notify = notify_start(a->loop, a->cat);
@@ -814,6 +833,8 @@ static void begin_stop(struct agent *a)
     ev_timer_stop(a->loop, &a->daily_timer);
     ev_timer_stop(a->loop, &a->recovery);
     stop_snapshot_job(a);
+    rt_schedule_stop(a->rt_schedule);
+    alerts_stop(a->alerts);
     ev_timer_set(&a->stop_check, 0.0, 0.05);
     ev_timer_again(a->loop, &a->stop_check);
 }
@@ -1096,6 +1117,8 @@ out:
     if (a.in_tx)
         catalog_rollback(a.cat);
     notify_free(a.notify);
+    rt_schedule_free(a.rt_schedule);
+    alerts_free(a.alerts);
     watcher_free(a.watcher);
     rescan_free(a.rescan);
     control_free(a.control);

@@ -14,20 +14,69 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/pathenc.h"
 #include "common/util.h"
+
+static char last_error[CST_ERR_SIZE];
 
 int cli_fail(int status, const char *fmt, ...)
 {
     va_list ap;
 
-    fputs("custodian: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(last_error, sizeof(last_error), fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    fprintf(stderr, "custodian: %s\n", last_error);
     return status;
+}
+
+const char *cli_last_error(void)
+{
+    return last_error;
+}
+
+void cli_audit_failure(struct cli *cli, const char *name, int status)
+{
+    static const char *const audited[] = {
+        "restore file", "restore point", "restore db",  "restore snapshot",
+        "verify",       "snapshot",      "daily",       "restore-test",
+        "prune",        "hold add",      "hold release"};
+    struct cst_err err;
+    char action[64], *path;
+    size_t i;
+    struct json j;
+
+    if (status != EXIT_FAILED || catalog_audit_rows_written() > 0 || cli->cfg == NULL)
+        return;
+    for (i = 0; i < sizeof(audited) / sizeof(audited[0]) && strcmp(audited[i], name) != 0; i++)
+        ;
+    if (i == sizeof(audited) / sizeof(audited[0]))
+        return;
+    /* Only a catalog that exists: a failed command never creates one. */
+    path = cli_state_path(cli, "catalog.db");
+    if (cli->cat == NULL && access(path, F_OK) == 0 && cli_open_catalog(cli, 0) != EXIT_OK) {
+        free(path);
+        return;
+    }
+    free(path);
+    if (cli->cat == NULL)
+        return;
+    snprintf(action, sizeof(action), "%s", name);
+    for (char *c = action; *c; c++)
+        if (*c == ' ' || *c == '-')
+            *c = '_';
+    json_init(&j);
+    json_obj_begin(&j);
+    json_key(&j, "outcome");
+    json_str(&j, "failed");
+    json_key(&j, "error");
+    json_str(&j, last_error);
+    json_obj_end(&j);
+    if (catalog_audit(cli->cat, "operator", action, j.buf, &err) < 0)
+        fprintf(stderr, "custodian: the failure was not written to the audit log: %s\n", err.msg);
+    json_free(&j);
 }
 
 int cli_load_config(struct cli *cli)

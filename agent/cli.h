@@ -58,6 +58,15 @@ int cli_catalog_path(struct cli *cli, const char *arg, enum cli_path_form form, 
                      struct cst_err *err);
 /* Print to stderr "custodian: <msg>" and return status. */
 int cli_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The last message cli_fail printed ("" if none). */
+const char *cli_last_error(void);
+/*
+ * After a command: an operation the audit log must show (backup, restore, verify,
+ * snapshot, restore test) that failed (EXIT_FAILED) without writing its own row gets one
+ * here, naming the outcome and the error, so that a failed restore is on record as much
+ * as a successful one. name is the command's table name.
+ */
+void cli_audit_failure(struct cli *cli, const char *name, int status);
 /* 1 if the agent holds the state lock (is running). */
 int cli_agent_running(const struct cli *cli);
 /* Take the agent lock (state_dir/agent.lock), or -1 if another process holds it. */

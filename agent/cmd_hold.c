@@ -33,6 +33,8 @@ static int audit_hold(struct cli *cli, const char *action, int64_t id, const cha
     }
     json_key(&j, "reason");
     json_str(&j, reason);
+    json_key(&j, "outcome");
+    json_str(&j, "done"); /* written with the hold's own change, in one transaction */
     json_obj_end(&j);
     rc = catalog_audit(cli->cat, cli_user(), action, j.buf, err);
     json_free(&j);

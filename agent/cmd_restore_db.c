@@ -126,6 +126,8 @@ static int cmd_restore_db_exec(struct cli *cli, int argc, char **argv)
         json_str(&j, date);
         json_key(&j, "to");
         json_str(&j, shown ? shown : "-");
+        json_key(&j, "outcome");
+        json_str(&j, "ok");
         json_obj_end(&j);
         if (catalog_audit(cli->cat, "operator", "restore_db", j.buf, &aerr) < 0)
             fprintf(stderr, "custodian: warning: restore not written to the audit log: %s\n",

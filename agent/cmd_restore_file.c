@@ -130,6 +130,8 @@ static int cmd_restore_file_exec(struct cli *cli, int argc, char **argv)
         json_int(&j, v.id);
         json_key(&j, "object");
         json_str(&j, v.object_id);
+        json_key(&j, "outcome");
+        json_str(&j, "ok");
         json_key(&j, "to");
         if (out_path) {
             char *shown_out = pathenc_escape(out_path, strlen(out_path));

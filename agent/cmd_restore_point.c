@@ -117,6 +117,8 @@ static int cmd_restore_point_exec(struct cli *cli, int argc, char **argv)
         json_int(&j, restored);
         json_key(&j, "failed");
         json_int(&j, failed);
+        json_key(&j, "outcome");
+        json_str(&j, failed ? "failed" : "ok");
         json_obj_end(&j);
         if (catalog_audit(cli->cat, "operator", "restore_point", j.buf, &aerr) < 0)
             fprintf(stderr, "custodian: warning: restore not written to the audit log: %s\n",

@@ -234,6 +234,8 @@ static int cmd_restore_snapshot_exec(struct cli *cli, int argc, char **argv)
         json_str(&j, to);
         json_key(&j, "extract");
         json_bool(&j, extract);
+        json_key(&j, "outcome");
+        json_str(&j, "ok");
         json_obj_end(&j);
         catalog_audit(cli->cat, "operator", "restore_snapshot", j.buf, &err);
         json_free(&j);

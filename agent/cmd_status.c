@@ -7,7 +7,7 @@
  * copy of every retained object (or is copying what it lacks without errors),
  * no copy is known damaged, the daily run is not failing or overdue, the
  * billing-cycle snapshot job is not failing and no period's newest snapshot
- * is incomplete.
+ * is incomplete, and the newest restore test did not fail.
  * Anything else is a problem, named on its own line, and the exit status is 1
  * so that a monitor can run this command. Being busy (a backlog that drains)
  * is not a problem; it is shown as "catching up".
@@ -20,8 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/checklist.h"
 #include "agent/cli.h"
 #include "agent/control.h"
+#include "agent/rt_schedule.h"
 #include "agent/sched.h"
 #include "common/json.h"
 #include "common/util.h"
@@ -321,6 +323,125 @@ static void snapshots_free(struct snapshots_seen *ss, struct catalog_snapshot_jo
     catalog_snapshot_job_clear(job);
 }
 
+/* The monthly restore test: a failed one is a problem (backups that do not restore are no
+ * protection); one overdue is a note, as is one that ran without the secret key. */
+static void judge_restore_test(struct verdict *v, struct cli *cli, struct catalog_restore_test *t,
+                               int *have)
+{
+    struct cst_err err;
+    struct sched_zone *zone;
+    char last[8] = "", due[8];
+    int64_t installed = 0, next;
+
+    *have = catalog_restore_test_get(cli->cat, NULL, t, &err);
+    if (*have < 0) {
+        problem(v, "restore tests: %s", err.msg);
+        *have = 0;
+        return;
+    }
+    if (*have && strcmp(t->status, "failed") == 0)
+        problem(v,
+                "the restore test of %s FAILED: %s (report: custodian report restore-test "
+                "--month %s)",
+                t->month, t->summary ? t->summary : "see its report", t->month);
+    else if (*have && strcmp(t->status, "incomplete") == 0)
+        note(v, "the restore test of %s is incomplete: %s", t->month,
+             t->summary ? t->summary : "checks were not done");
+    if (!cli->cfg->rt.enabled || (zone = sched_zone_load(cli->cfg->timezone, &err)) == NULL)
+        return;
+    if (catalog_restore_test_last_month(cli->cat, last, &err) >= 0 &&
+        catalog_state_get_int(cli->cat, "installed_at", 0, &installed, &err) == 0 &&
+        rt_schedule_due(zone, cli->cfg->rt.day_of_month, cli->cfg->rt.hour, cli->cfg->rt.minute,
+                        last, installed, util_now_ms() / 1000, due, &next) == 1 &&
+        !(*have && strcmp(t->status, "running") == 0))
+        note(v, "the restore test of %s is owed (the agent runs it; or: custodian restore-test)",
+             due);
+    sched_zone_free(zone);
+}
+
+static void restore_test_json(struct json *j, const struct catalog_restore_test *t, int have)
+{
+    if (!have) {
+        json_null(j);
+        return;
+    }
+    json_obj_begin(j);
+    json_key(j, "month");
+    json_str(j, t->month);
+    json_key(j, "status");
+    json_str(j, t->status);
+    json_key(j, "trigger");
+    json_str(j, t->trigger);
+    json_key(j, "started_at");
+    json_time(j, t->started_at);
+    json_key(j, "finished_at");
+    json_time(j, t->finished_at);
+    json_key(j, "with_secret_key");
+    json_bool(j, t->with_secret_key);
+    json_key(j, "checks");
+    json_obj_begin(j);
+    json_key(j, "db");
+    json_str(j, t->db[0] ? t->db : NULL);
+    json_key(j, "files");
+    json_str(j, t->files[0] ? t->files : NULL);
+    json_key(j, "snapshots");
+    json_str(j, t->snapshot[0] ? t->snapshot : NULL);
+    json_key(j, "archive");
+    json_str(j, t->archive[0] ? t->archive : NULL);
+    json_key(j, "pruning");
+    json_str(j, t->pruning[0] ? t->pruning : NULL);
+    json_key(j, "rto");
+    json_str(j, t->rto[0] ? t->rto : NULL);
+    json_obj_end(j);
+    json_key(j, "summary");
+    json_str(j, t->summary);
+    json_key(j, "report");
+    json_str(j, t->report_json);
+    json_key(j, "stored_on");
+    json_str(j, t->stored_on);
+    json_obj_end(j);
+}
+
+/* The checklist's state for today: today's daily boxes, and this month's. */
+static struct report *checklist_today(struct cli *cli)
+{
+    struct sched_zone *zone;
+    struct cst_err err;
+    char today[11];
+
+    if ((zone = sched_zone_load(cli->cfg->timezone, &err)) == NULL)
+        return NULL;
+    sched_local_date(zone, util_now_ms() / 1000, today);
+    sched_zone_free(zone);
+    return checklist_build(cli, today, today, today, &err);
+}
+
+/* One line per box of a checklist section's first row: "ran yes, manifest NO (why)". */
+static void print_checklist_row(const struct report *r, const char *id, const char *label)
+{
+    for (size_t i = 0; r && i < r->n_sections; i++) {
+        const struct report_section *s = r->sections[i];
+
+        if (strcmp(s->id, id) != 0)
+            continue;
+        printf("%-22s ", label);
+        if (s->n_rows == 0) {
+            printf("%s\n", s->summary ? s->summary : "-");
+            return;
+        }
+        for (size_t c = 1; c < s->n_cols; c++) {
+            const struct report_value *v = &s->cells[c];
+
+            if (v->type == RV_BOOL)
+                printf("%s %s, ", s->cols[c].title, v->i ? "yes" : "NO");
+        }
+        printf("%s\n", report_status_name((enum report_status)s->cells[s->n_cols - 2].i));
+        if (s->cells[s->n_cols - 1].type == RV_TEXT && s->cells[s->n_cols - 1].text[0])
+            printf("%-22s %s\n", "", s->cells[s->n_cols - 1].text);
+        return;
+    }
+}
+
 void cmd_snapshot_json(struct json *j, struct catalog *cat, const struct catalog_snapshot *s);
 
 static void print_time(const char *label, int64_t ms)
@@ -346,9 +467,12 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
     struct verdict v = {0};
     struct snapshots_seen snaps;
     struct catalog_snapshot_job job;
+    struct catalog_restore_test rtest;
+    struct report *today = NULL;
     bson_t *health = NULL;
     bson_error_t berr;
-    int rc, running, have_daily;
+    int rc, running, have_daily, have_rtest = 0, have_prune = 0;
+    struct catalog_prune_run prune;
 
     (void)argv;
     if (argc > 1)
@@ -441,26 +565,26 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         free(dest_error);
     }
     judge_daily(&v, cli, &daily, have_daily);
-    {
-        struct catalog_prune_run pr;
+    have_prune = catalog_prune_run_last(cli->cat, &prune, &err);
+    if (have_prune < 0) {
+        problem(&v, "%s", err.msg);
+        have_prune = 0;
+    } else if (have_prune == 1) {
         char when[40];
-        int have = catalog_prune_run_last(cli->cat, &pr, &err);
 
-        if (have < 0) {
-            problem(&v, "%s", err.msg);
-        } else if (have == 1) {
-            util_format_ms(pr.finished_at ? pr.finished_at : pr.started_at, when, sizeof(when));
-            if (strcmp(pr.status, "failed") == 0)
-                problem(&v, "the last prune (%s) FAILED: %s", when, pr.error ? pr.error : "?");
-            else
-                note(&v, "last prune %s: %s, %lld deleted, %lld kept past a date", when, pr.status,
-                     (long long)pr.deleted, (long long)pr.kept);
-            free(pr.error);
-        } else if (!cli->cfg->prune) {
-            note(&v, "retention pruning is off ([retention] prune = no)");
-        }
+        util_format_ms(prune.finished_at ? prune.finished_at : prune.started_at, when,
+                       sizeof(when));
+        if (strcmp(prune.status, "failed") == 0)
+            problem(&v, "the last prune (%s) FAILED: %s", when, prune.error ? prune.error : "?");
+        else
+            note(&v, "last prune %s: %s, %lld deleted, %lld kept past a date", when, prune.status,
+                 (long long)prune.deleted, (long long)prune.kept);
+    } else if (!cli->cfg->prune) {
+        note(&v, "retention pruning is off ([retention] prune = no)");
     }
     judge_snapshots(&v, cli, &snaps, &job);
+    judge_restore_test(&v, cli, &rtest, &have_rtest);
+    today = checklist_today(cli);
     catalog_each_dest_notice(cli->cat, now - (int64_t)NOTICE_DAYS * 86400000, print_notice, &v,
                              &err);
     if (cli->cfg->verify_per_day == 0)
@@ -612,7 +736,71 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         json_str(&j, job.waiting);
         json_obj_end(&j);
         json_key(&j, "last_restore_test");
+        restore_test_json(&j, &rtest, have_rtest);
+        /* Every scheduled job's last result, in one place. */
+        json_key(&j, "next_lock_expiry");
+        json_time(&j, catalog_next_lock_expiry(cli->cat, util_now_ms()));
+        json_key(&j, "jobs");
+        json_arr_begin(&j);
+        json_obj_begin(&j);
+        json_key(&j, "job");
+        json_str(&j, "daily");
+        json_key(&j, "last_result");
+        json_str(&j, have_daily ? daily.status : NULL);
+        json_key(&j, "for");
+        json_str(&j, have_daily ? daily.date : NULL);
+        json_key(&j, "finished_at");
+        json_time(&j, have_daily ? daily.finished_at : 0);
+        json_key(&j, "last_success_at");
+        json_time(&j, catalog_daily_last_success_at(cli->cat));
+        json_obj_end(&j);
+        json_obj_begin(&j);
+        json_key(&j, "job");
+        json_str(&j, "snapshot");
+        json_key(&j, "last_result");
+        json_str(&j, !job.last_run_at ? NULL : job.failures ? "failed" : "ok");
+        json_key(&j, "for");
         json_null(&j);
+        json_key(&j, "finished_at");
+        json_time(&j, job.last_run_at);
+        json_key(&j, "last_success_at");
+        json_time(&j, job.last_ok_at);
+        json_obj_end(&j);
+        json_obj_begin(&j);
+        json_key(&j, "job");
+        json_str(&j, "restore_test");
+        json_key(&j, "last_result");
+        json_str(&j, have_rtest ? rtest.status : NULL);
+        json_key(&j, "for");
+        json_str(&j, have_rtest ? rtest.month : NULL);
+        json_key(&j, "finished_at");
+        json_time(&j, have_rtest ? rtest.finished_at : 0);
+        json_key(&j, "last_success_at");
+        json_time(&j, catalog_restore_test_last_passed_at(cli->cat));
+        json_obj_end(&j);
+        json_obj_begin(&j);
+        json_key(&j, "job");
+        json_str(&j, "prune");
+        json_key(&j, "last_result");
+        json_str(&j, have_prune ? prune.status : NULL);
+        json_key(&j, "for");
+        json_null(&j);
+        json_key(&j, "finished_at");
+        json_time(&j, have_prune ? prune.finished_at : 0);
+        json_key(&j, "last_success_at");
+        json_time(&j, catalog_prune_last_ok_at(cli->cat));
+        json_obj_end(&j);
+        json_arr_end(&j);
+        json_key(&j, "checklist_today");
+        if (today) {
+            char *doc = report_json(today);
+
+            doc[strlen(doc) - 1] = '\0'; /* its newline */
+            json_raw(&j, doc);
+            free(doc);
+        } else {
+            json_null(&j);
+        }
         json_obj_end(&j);
         json_print(&j, stdout);
         json_free(&j);
@@ -693,6 +881,30 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
         if (job.failures)
             printf("%-22s failing (%lld runs): %s\n", "snapshot job", (long long)job.failures,
                    job.last_error ? job.last_error : "?");
+        if (!have_rtest) {
+            printf("%-22s never\n", "last restore test");
+        } else {
+            printf("%-22s %s: %s%s\n", "last restore test", rtest.month,
+                   strcmp(rtest.status, "passed") == 0 ? "passed" : rtest.status,
+                   rtest.with_secret_key ? "" : " (run without the secret key)");
+            printf("%-22s db %s, files %s, snapshots %s, archive %s, pruning %s, RTO %s\n", "",
+                   rtest.db[0] ? rtest.db : "-", rtest.files[0] ? rtest.files : "-",
+                   rtest.snapshot[0] ? rtest.snapshot : "-", rtest.archive[0] ? rtest.archive : "-",
+                   rtest.pruning[0] ? rtest.pruning : "-", rtest.rto[0] ? rtest.rto : "-");
+        }
+        if (!have_prune) {
+            printf("%-22s %s\n", "last prune", cli->cfg->prune ? "never" : "off");
+        } else {
+            char when[40];
+
+            util_format_ms(prune.finished_at ? prune.finished_at : prune.started_at, when,
+                           sizeof(when));
+            printf("%-22s %s: %s, %lld deleted, %lld kept past a date%s%s\n", "last prune", when,
+                   prune.status, (long long)prune.deleted, (long long)prune.kept,
+                   prune.error ? ": " : "", prune.error ? prune.error : "");
+        }
+        print_checklist_row(today, "daily", "checklist today");
+        print_checklist_row(today, "monthly", "checklist this month");
     }
     rc = v.n_problems ? EXIT_FAILED : EXIT_OK;
     free(cov);
@@ -703,6 +915,11 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
     if (have_daily)
         catalog_daily_clear(&daily);
     snapshots_free(&snaps, &job);
+    if (have_rtest)
+        catalog_restore_test_clear(&rtest);
+    if (have_prune)
+        free(prune.error);
+    report_free(today);
     verdict_free(&v);
     return rc;
 }

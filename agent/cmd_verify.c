@@ -23,6 +23,7 @@
 
 #include "agent/dests.h"
 #include "agent/manifest.h"
+#include "agent/report.h"
 #include "agent/restore.h"
 #include "agent/sched.h"
 #include "agent/snapshot_check.h"
@@ -281,6 +282,8 @@ static int verify_copies(struct cli *cli, const char *from, int64_t sample, int 
         json_int(&detail, c.failed);
         json_key(&detail, "deep");
         json_bool(&detail, deep);
+        json_key(&detail, "outcome");
+        json_str(&detail, c.failed ? "failed" : "ok");
         json_obj_end(&detail);
         if (catalog_audit(cli->cat, "operator", "verify", detail.buf, &aerr) < 0)
             fprintf(stderr, "custodian: warning: verify not written to the audit log: %s\n",
@@ -298,7 +301,7 @@ static int verify_copies(struct cli *cli, const char *from, int64_t sample, int 
 
 static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
 {
-    const char *date = NULL, *from = NULL, *snapshot = NULL, *snapshot_date = NULL;
+    const char *date = NULL, *from = NULL, *snapshot = NULL, *snapshot_date = NULL, *report = NULL;
     int64_t sample = 0;
     int deep = 0, attempt = 0;
     unsigned char pk[32];
@@ -323,10 +326,17 @@ static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
             sample = atoll(argv[++i]);
         else if (strcmp(argv[i], "--deep") == 0)
             deep = 1;
+        else if (strcmp(argv[i], "--report") == 0 && i + 1 < argc)
+            report = argv[++i];
         else
             return cli_fail(EXIT_USAGE, "usage: custodian verify [--manifest DATE [--attempt N] | "
-                                        "--snapshot LABEL [--date YYYYMMDD]] [--sample N] "
-                                        "[--deep] [--from DEST]");
+                                        "--snapshot LABEL [--date YYYYMMDD] | --report FILE] "
+                                        "[--sample N] [--deep] [--from DEST]");
+    }
+    if (report) {
+        if (argc != 3)
+            return cli_fail(EXIT_USAGE, "usage: custodian verify --report FILE");
+        return report_verify_file(cli, report);
     }
     if ((snapshot_date && !snapshot) || (snapshot && (date || sample || deep)))
         return cli_fail(EXIT_USAGE, "usage: custodian verify --snapshot LABEL [--date YYYYMMDD] "
@@ -371,6 +381,8 @@ static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
         json_str(&j, from);
         json_key(&j, "failed_destinations");
         json_int(&j, failed);
+        json_key(&j, "outcome");
+        json_str(&j, failed ? "failed" : "ok");
         json_obj_end(&j);
         if (catalog_audit(cli->cat, "operator", "verify_manifest", j.buf, &aerr) < 0)
             fprintf(stderr, "custodian: %s\n", aerr.msg);
@@ -385,9 +397,9 @@ static int cmd_verify_exec(struct cli *cli, int argc, char **argv)
 
 const struct cmd_entry cmd_verify_entry = {
     .name = "verify",
-    .usage = "[--manifest DATE [--attempt N] | --snapshot LABEL [--date YYYYMMDD]] [--sample N] "
-             "[--deep] [--from DEST]",
-    .help = "check that copies exist (--deep: restore and hash), a daily manifest, or a "
-            "snapshot",
+    .usage = "[--manifest DATE [--attempt N] | --snapshot LABEL [--date YYYYMMDD] | --report FILE] "
+             "[--sample N] [--deep] [--from DEST]",
+    .help = "check that copies exist (--deep: restore and hash), a daily manifest, a "
+            "snapshot, or a report's signature",
     .exec = cmd_verify_exec,
 };

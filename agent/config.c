@@ -385,6 +385,111 @@ static const struct cfg_key cfg_main_keys[] = {
      .help = "How long after a period closed its snapshot waits for a referenced file that is "
              "not yet in the catalog; after that the file is listed in missing.txt and the "
              "snapshot is marked incomplete. Decimals allowed."},
+    {.section = "restore_test",
+     .name = "enabled",
+     .type = KT_BOOL,
+     .default_value = "yes",
+     CFG_FIELD(rt.enabled),
+     .help = "The agent runs the monthly restore test on schedule (day_of_month at at). `custodian "
+             "restore-test` runs it by hand either way."},
+    {.section = "restore_test",
+     .name = "day_of_month",
+     .type = KT_INT,
+     .min = 1,
+     .max = 28,
+     .default_value = "1",
+     CFG_FIELD(rt.day_of_month),
+     .help = "Day of the month of the restore test (1 to 28, so that every month has it). A test "
+             "missed while the host was down runs at start-up."},
+    {.section = "restore_test",
+     .name = "at",
+     .type = KT_TIME_OF_DAY,
+     .default_value = "03:00",
+     CFG_FIELD(rt.hour),
+     .minute_off = offsetof(struct cfg, rt.minute),
+     .help = "Local time ([agent] timezone) of the restore test."},
+    {.section = "restore_test",
+     .name = "mongodb_uri",
+     .type = KT_URL,
+     .choices = cfg_mongodb_schemes,
+     CFG_FIELD(rt.mongodb_uri),
+     .help = "Server the dump is loaded into, in a scratch database <db>_restore_test per dumped "
+             "database, dropped afterwards (the live databases are never written); default: the "
+             "[mongodb] uri server. The user needs to write and drop those databases."},
+    {.section = "restore_test",
+     .name = "sample_files",
+     .type = KT_INT,
+     .min = 0,
+     .max = 100000,
+     .default_value = "20",
+     CFG_FIELD(rt.sample_files),
+     .help = "Live files chosen at random and restored from each destination in turn, besides "
+             "every file written on the test's day."},
+    {.section = "restore_test",
+     .name = "archive_sample",
+     .type = KT_INT,
+     .min = 0,
+     .max = 100000,
+     .default_value = "5",
+     CFG_FIELD(rt.archive_sample),
+     .help = "Archive-tier copies whose storage class, Object Lock and size are read back from "
+             "the destination (HEAD) by each test."},
+    {.section = "restore_test",
+     .name = "archive_probe",
+     .type = KT_BOOL,
+     .default_value = "no",
+     CFG_FIELD(rt.archive_probe),
+     .help = "Also fetch one archived object whole and check its SHA-256. Where the class needs "
+             "a thaw first (S3 GLACIER, DEEP_ARCHIVE on AWS) the test says not done: custodian "
+             "does not request thaws yet."},
+    {.section = "restore_test",
+     .name = "thaw_hours",
+     .type = KT_INT,
+     .min = 0,
+     .max = 240,
+     .default_value = "12",
+     CFG_FIELD(rt.thaw_hours),
+     .help = "The archive provider's time to make an archived object readable (e.g. 12 for S3 "
+             "DEEP_ARCHIVE standard retrieval), used to project the archived-snapshot restore "
+             "time against the plan's 24 hours."},
+    {.section = "alerts",
+     .name = "command",
+     .type = KT_COMMAND,
+     CFG_FIELD(alerts.command),
+     .help = "Run once when a failure an operator must act on begins, and once when it ends: a "
+             "daily run failed or missed, a destination failing longer than after_minutes, the "
+             "live RPO beyond rpo_minutes, a restore test failed, a snapshot incomplete, the "
+             "audit chain broken, a watched folder not watched, the catalog not writable. Run "
+             "without a shell (quoting as for dump_command); the event is in CUSTODIAN_ALERT_* "
+             "environment variables and, as one JSON document, on stdin. Each alert is an audit "
+             "row. Unset: no alerts (status and metrics still show everything)."},
+    {.section = "alerts",
+     .name = "timeout_seconds",
+     .type = KT_INT,
+     .min = 1,
+     .max = 3600,
+     .default_value = "30",
+     CFG_FIELD(alerts.timeout_s),
+     .help = "The alert command is stopped (SIGTERM, then SIGKILL) after this many seconds and "
+             "tried again a minute later."},
+    {.section = "alerts",
+     .name = "after_minutes",
+     .type = KT_MINUTES,
+     .min = 0,
+     .max = 10080L * 60000,
+     .default_value = "30",
+     CFG_FIELD(alerts.after_ms),
+     .help = "A destination whose copies fail is an alert once it has stored nothing for this "
+             "long; decimals allowed."},
+    {.section = "alerts",
+     .name = "rpo_minutes",
+     .type = KT_MINUTES,
+     .min = 0,
+     .max = 10080L * 60000,
+     .default_value = "60",
+     CFG_FIELD(alerts.rpo_ms),
+     .help = "The oldest change not yet safe on a destination (the live RPO) older than this is "
+             "an alert; decimals allowed."},
 };
 
 static const struct cfg_key cfg_dest_keys[] = {

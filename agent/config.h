@@ -53,6 +53,26 @@ struct cfg_snapshots {
     long wait_for_files_ms; /* wait_for_files_minutes, in milliseconds */
 };
 
+/* [restore_test]: the monthly restore test (docs/operations.md). */
+struct cfg_restore_test {
+    int enabled;        /* the agent runs it on schedule; default yes */
+    int day_of_month;   /* 1..28, default 1 */
+    int hour, minute;   /* at, default 03:00, in [agent] timezone */
+    char *mongodb_uri;  /* the scratch server; NULL: the dumped server ([mongodb] uri) */
+    int sample_files;   /* random live files restored from each destination, default 20 */
+    int archive_sample; /* archive-tier copies whose class, lock and size are checked */
+    int archive_probe;  /* fetch one archived object whole (a thaw on real archive classes) */
+    int thaw_hours;     /* the provider's time to thaw an archived object, for the RTO */
+};
+
+/* [alerts]: a command told of each failure an operator must act on, and of its end. */
+struct cfg_alerts {
+    char *command; /* NULL: no alerts */
+    int timeout_s; /* the command is stopped after this long */
+    long after_ms; /* a destination failing this long is an alert */
+    long rpo_ms;   /* the oldest unshipped change older than this is an alert */
+};
+
 struct cfg {
     char *file;                   /* the config file's path as given */
     char *state_dir;              /* default /var/lib/custodian */
@@ -81,6 +101,8 @@ struct cfg {
     int verify_per_day;               /* [verify] per_day: 0..100000000, default 3000 */
     char *metrics_textfile;           /* [metrics] textfile, NULL: none */
     struct cfg_snapshots snap;        /* [snapshots] */
+    struct cfg_restore_test rt;       /* [restore_test] */
+    struct cfg_alerts alerts;         /* [alerts] */
 };
 
 /* Billing-cycle snapshots run: enabled and a MongoDB to read the periods from. */

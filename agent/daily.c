@@ -85,7 +85,27 @@ struct run {
     int64_t started;
     int64_t audit_rows; /* the audit chain head the manifest published */
     unsigned char audit_head[32];
+    /* what the dump held per namespace, as written: the restore test checks against it */
+    struct catalog_dump_ns *dump_ns;
+    size_t n_dump_ns;
 };
+
+static void keep_dump_ns(struct run *r, const char *db, const char *coll, const char *type,
+                         uint64_t docs, uint64_t bytes, uint64_t crc)
+{
+    struct catalog_dump_ns *ns;
+
+    r->dump_ns = util_xrealloc(r->dump_ns, (r->n_dump_ns + 1) * sizeof(*r->dump_ns));
+    ns = &r->dump_ns[r->n_dump_ns++];
+    ns->db = util_xstrdup(db);
+    ns->coll = util_xstrdup(coll);
+    ns->type = util_xstrdup(type ? type : "collection");
+    ns->docs = (int64_t)docs;
+    ns->doc_bytes = (int64_t)bytes;
+    /* A view carries no documents: nothing to check a CRC of. */
+    ns->has_crc = strcmp(ns->type, "view") != 0;
+    ns->crc64 = crc;
+}
 
 /* --- the spool: a folder per process --- */
 
@@ -594,6 +614,9 @@ static void step_db(struct run *r, char **status)
                 json_key(&r->manifest, ns);
                 json_int(&r->manifest, (int64_t)st.namespaces[i].docs);
                 free(ns);
+                keep_dump_ns(r, st.namespaces[i].db, st.namespaces[i].coll, st.namespaces[i].type,
+                             st.namespaces[i].docs, st.namespaces[i].doc_bytes,
+                             st.namespaces[i].crc);
             }
             json_obj_end(&r->manifest);
             json_key(&r->manifest, "documents");
@@ -622,6 +645,9 @@ static void step_db(struct run *r, char **status)
                 json_key(&r->manifest, ns);
                 json_int(&r->manifest, (int64_t)st.collections[i].docs);
                 free(ns);
+                keep_dump_ns(r, st.collections[i].db, st.collections[i].name,
+                             st.collections[i].type, st.collections[i].docs,
+                             st.collections[i].bytes, st.collections[i].crc);
             }
             json_obj_end(&r->manifest);
             json_key(&r->manifest, "documents");
@@ -909,6 +935,9 @@ static int record_artifacts(struct run *r, size_t n_dests, struct cst_err *err)
         ca.stored_size = (int64_t)a->stored_size;
         if (catalog_artifact_record(r->cli->cat, &ca, now, err) < 0)
             return -1;
+        for (size_t k = 0; strcmp(a->kind, "db") == 0 && k < r->n_dump_ns; k++)
+            if (catalog_dump_ns_record(r->cli->cat, r->date, r->attempt, &r->dump_ns[k], err) < 0)
+                return -1;
         for (size_t d = 0; d < n_dests; d++)
             if ((a->ok_mask & (1u << d)) &&
                 catalog_artifact_copy(r->cli->cat, &ca, r->cli->cfg->dests[d].name, now, err) < 0)
@@ -1078,6 +1107,8 @@ static char *audit_detail(const struct run *r, const char *status)
     json_key(&j, "backfill");
     json_bool(&j, r->backfill);
     json_key(&j, "status");
+    json_str(&j, status);
+    json_key(&j, "outcome");
     json_str(&j, status);
     json_obj_end(&j);
     out = util_printf("%.*s", (int)j.len, j.buf);
@@ -1257,6 +1288,12 @@ out:
     free(catalog);
     free(ship_errors);
     free(r.spool);
+    for (size_t i = 0; i < r.n_dump_ns; i++) {
+        free(r.dump_ns[i].db);
+        free(r.dump_ns[i].coll);
+        free(r.dump_ns[i].type);
+    }
+    free(r.dump_ns);
     close(lock_fd);
     return rc;
 }

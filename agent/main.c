@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "agent/cli.h"
+#include "common/pathenc.h"
+#include "common/util.h"
 
 /* One place for the version: the top entry of packaging/debian/changelog, which
  * the Makefile passes in and the Debian package is built from. */
@@ -24,6 +26,40 @@ static void usage(FILE *out)
     for (const struct cmd_entry *const *e = cmd_table; *e; e++)
         fprintf(out, "  %-16s %-40s %s\n", (*e)->name, (*e)->usage, (*e)->help);
     fputs("\nconfig: -c CONFIG, else $CUSTODIAN_CONFIG, else /etc/custodian/custodian.conf\n", out);
+}
+
+/* The command line as the audit log names it: each word escaped (common/pathenc.h), and
+ * quoted as a shell would need it when it holds anything but plain characters. */
+static char *command_line(int argc, char **argv)
+{
+    char *line = util_xstrdup("custodian");
+
+    for (int i = 1; i < argc; i++) {
+        char *word = pathenc_escape(argv[i], strlen(argv[i])), *more;
+        int plain =
+            word[0] != '\0' && strspn(word, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+                                            "qrstuvwxyz0123456789_./:=@%+,-") == strlen(word);
+
+        if (plain) {
+            more = util_printf("%s %s", line, word);
+        } else {
+            char *quoted = util_xstrdup("'");
+
+            for (const char *c = word; *c; c++) {
+                char *q =
+                    *c == '\'' ? util_printf("%s'\\''", quoted) : util_printf("%s%c", quoted, *c);
+
+                free(quoted);
+                quoted = q;
+            }
+            more = util_printf("%s %s'", line, quoted);
+            free(quoted);
+        }
+        free(line);
+        free(word);
+        line = more;
+    }
+    return line;
 }
 
 /* Match argv against a one- or two-word command name. */
@@ -69,6 +105,12 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+    {
+        char *line = command_line(argc, argv);
+
+        catalog_audit_set_command(line);
+        free(line);
+    }
     for (const struct cmd_entry *const *e = cmd_table; *e; e++) {
         int words;
 
@@ -86,8 +128,10 @@ int main(int argc, char **argv)
                 args[n++] = argv[k];
         }
         status = (*e)->exec(&cli, n, args);
+        cli_audit_failure(&cli, (*e)->name, status);
         free(args);
         cli_close(&cli);
+        catalog_audit_set_command(NULL);
         return status;
     }
     fprintf(stderr, "custodian: unknown command '%s'\n", argv[i]);

@@ -165,6 +165,53 @@ static int render(struct out *o, struct catalog *cat, const struct cfg *cfg,
     metric(o, "custodian_daily_last_success_timestamp_seconds", "gauge",
            "When the newest successful daily run finished (Unix time, 0: never).",
            seconds(catalog_daily_last_success_at(cat)));
+    {
+        struct catalog_snapshot_job job;
+
+        if (catalog_snapshot_job_get(cat, &job) >= 0) {
+            metric(o, "custodian_snapshot_job_last_success_timestamp_seconds", "gauge",
+                   "When the billing-cycle snapshot job last ran without failing (Unix time, "
+                   "0: never).",
+                   seconds(job.last_ok_at));
+            catalog_snapshot_job_clear(&job);
+        }
+    }
+    {
+        struct catalog_restore_test t;
+        int found = catalog_restore_test_get(cat, NULL, &t, err);
+
+        if (found < 0)
+            goto out;
+        metric(o, "custodian_restore_test_last_success_timestamp_seconds", "gauge",
+               "When the newest passed monthly restore test finished (Unix time, 0: never).",
+               seconds(catalog_restore_test_last_passed_at(cat)));
+        metric(o, "custodian_restore_test_last_failed", "gauge",
+               "1 if the newest restore test failed, 0 if it passed, is running, or was not "
+               "complete.",
+               found == 1 && strcmp(t.status, "failed") == 0);
+        if (found == 1)
+            catalog_restore_test_clear(&t);
+    }
+    {
+        struct catalog_prune_run pr;
+        int found = catalog_prune_run_last(cat, &pr, err);
+
+        if (found < 0)
+            goto out;
+        metric(o, "custodian_prune_last_success_timestamp_seconds", "gauge",
+               "When the newest confirmed prune that succeeded finished (Unix time, 0: never).",
+               seconds(catalog_prune_last_ok_at(cat)));
+        metric(
+            o, "custodian_prune_last_failed", "gauge",
+            "1 if the newest confirmed prune failed, 0 if it succeeded, is running, or none ran.",
+            found == 1 && strcmp(pr.status, "failed") == 0);
+        if (found == 1)
+            free(pr.error);
+    }
+    metric(o, "custodian_next_lock_expiry_timestamp_seconds", "gauge",
+           "When the soonest Object Lock on a stored copy or archived snapshot expires (Unix "
+           "time, 0: nothing is locked).",
+           seconds(catalog_next_lock_expiry(cat, util_now_ms())));
     metric(o, "custodian_inotify_overflows_total", "counter",
            "inotify queue overflows (each followed by a full rescan).",
            (double)a->inotify_overflows);

@@ -282,6 +282,16 @@ static struct marchive_coll *find_coll(struct marchive *ma, const char *db, cons
     return NULL;
 }
 
+int marchive_collection_crc(struct marchive *ma, const char *db, const char *coll, uint64_t *crc)
+{
+    struct marchive_coll *c = find_coll(ma, db, coll);
+
+    if (c == NULL)
+        return -1;
+    *crc = c->crc;
+    return 0;
+}
+
 int marchive_add_collection(struct marchive *ma, const char *db, const char *coll, const char *type,
                             const char *metadata_json, struct cst_err *err)
 {
@@ -507,6 +517,8 @@ struct validator {
     struct vns *ns;
     size_t cap_ns;
     size_t last;
+    marchive_doc_fn *on_doc; /* each document as it is read (marchive_validate_docs) */
+    void *doc_arg;
 };
 
 /* Most namespaces an archive may list; more is not a dump but an attack on memory. */
@@ -921,6 +933,8 @@ static int read_blocks(struct validator *v, struct cst_err *err)
             ns->doc_bytes += doc.len;
             st->total_docs++;
             st->total_doc_bytes += doc.len;
+            if (v->on_doc && v->on_doc(v->doc_arg, ns->db, vn->data_coll, &doc, err) != 0)
+                return -1;
         }
     }
 }
@@ -962,7 +976,14 @@ void marchive_stats_free(struct marchive_stats *stats)
 int marchive_validate(marchive_read_fn *read_fn, void *arg, struct marchive_stats *out,
                       struct cst_err *err)
 {
-    struct validator v = {.read_fn = read_fn, .arg = arg, .st = out};
+    return marchive_validate_docs(read_fn, arg, out, NULL, NULL, err);
+}
+
+int marchive_validate_docs(marchive_read_fn *read_fn, void *arg, struct marchive_stats *out,
+                           marchive_doc_fn *on_doc, void *doc_arg, struct cst_err *err)
+{
+    struct validator v = {
+        .read_fn = read_fn, .arg = arg, .st = out, .on_doc = on_doc, .doc_arg = doc_arg};
     int rc = -1;
 
     memset(out, 0, sizeof(*out));

@@ -79,6 +79,9 @@ int marchive_end_collection(struct marchive *ma, const char *db, const char *col
                             struct cst_err *err);
 /* Check that every collection was closed; the archive is complete. */
 int marchive_finish(struct marchive *ma, struct cst_err *err);
+/* The CRC-64/XZ of the documents written for db.coll so far (its EOF header's CRC once it
+ * is closed); -1 if the archive has no such collection. */
+int marchive_collection_crc(struct marchive *ma, const char *db, const char *coll, uint64_t *crc);
 /* Bytes handed to the sink so far. */
 uint64_t marchive_bytes_written(const struct marchive *ma);
 void marchive_free(struct marchive *ma);
@@ -110,5 +113,14 @@ struct marchive_stats {
 int marchive_validate(marchive_read_fn *read_fn, void *arg, struct marchive_stats *out,
                       struct cst_err *err);
 void marchive_stats_free(struct marchive_stats *stats);
+
+/* A document of db.coll as it is read (before its collection's CRC is checked, which
+ * happens at the collection's EOF header); non-zero (with err) stops the read. */
+typedef int marchive_doc_fn(void *arg, const char *db, const char *coll, const bson_t *doc,
+                            struct cst_err *err);
+/* marchive_validate, handing every document to on_doc on the way (the restore test
+ * loads a dump into a scratch database in the same single pass that checks it). */
+int marchive_validate_docs(marchive_read_fn *read_fn, void *arg, struct marchive_stats *out,
+                           marchive_doc_fn *on_doc, void *doc_arg, struct cst_err *err);
 
 #endif

@@ -376,6 +376,9 @@ static int write_archive(struct dump *d, marchive_write_fn *sink, void *arg)
             return -1;
         if (marchive_end_collection(d->archive, c->db, c->name, d->err) != 0)
             return -1;
+        if (marchive_collection_crc(d->archive, c->db, c->name, &out->crc) != 0)
+            return cst_err_set(d->err, "MongoDB dump: %s.%s is missing from its own archive", c->db,
+                               c->name);
         st->total_docs += out->docs;
         st->total_bytes += out->bytes;
         st->archive_bytes = marchive_bytes_written(d->archive);

@@ -28,6 +28,7 @@
 struct mongo_dump_collection {
     char *db, *name, *type; /* type: "collection" or "view" (views carry no documents) */
     uint64_t docs, bytes;
+    uint64_t crc; /* CRC-64/XZ of its documents, as the archive's EOF header has it */
 };
 
 struct mongo_dump_stats {

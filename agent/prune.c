@@ -873,6 +873,8 @@ int prune_run(struct cli *cli, const struct prune_options *o)
         json_int(&j, r.failed);
         json_key(&j, "kept");
         json_int(&j, (int64_t)out.n_keeps);
+        json_key(&j, "outcome");
+        json_str(&j, r.failed ? "failed" : "ok");
         json_obj_end(&j);
         if (catalog_prune_run_end(cli->cat, run_id, r.failed ? "failed" : "ok", r.deleted,
                                   (int64_t)out.n_keeps, r.first_error, util_now_ms(), &err) < 0 ||
@@ -918,40 +920,50 @@ static int listed(const struct listing *l, const char *id)
     return bsearch(&id, l->ids, l->n, sizeof(char *), cmp_str) != NULL;
 }
 
-int prune_check(struct cli *cli, int64_t as_of)
+/* One problem prune --check found: printed (a FAIL line) and the first kept for a report. */
+static void check_problem(struct prune_check_result *r, int print, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void check_problem(struct prune_check_result *r, int print, const char *fmt, ...)
+{
+    char line[sizeof(r->first)];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (print)
+        printf("FAIL  %s\n", line);
+    if (r->first[0] == '\0')
+        snprintf(r->first, sizeof(r->first), "%s", line);
+}
+
+int prune_check_dests(struct cli *cli, int64_t as_of, struct dest **dests, size_t nd, int print,
+                      struct prune_check_result *r, struct cst_err *err)
 {
     struct input x;
     struct plan_output out;
-    struct dest **dests;
-    struct cst_err err;
-    size_t nd;
-    int64_t problems = 0;
-    int rc;
 
-    if ((rc = cli_load_config(cli)) != EXIT_OK || (rc = cli_open_catalog(cli, 0)) != EXIT_OK)
-        return rc;
-    if (input_load(&x, cli, as_of ? as_of : util_now_ms(), &err) < 0) {
+    memset(r, 0, sizeof(*r));
+    if (input_load(&x, cli, as_of ? as_of : util_now_ms(), err) < 0) {
         input_free(&x);
-        return cli_fail(EXIT_FAILED, "%s", err.msg);
+        return -1;
     }
     plan_compute(&x.in, &out);
-    if (dests_open(cli->cfg, NULL, &dests, &nd, &err) < 0) {
-        plan_output_free(&out);
-        input_free(&x);
-        return cli_fail(EXIT_FAILED, "%s", err.msg);
-    }
     for (size_t d = 0; d < nd; d++) {
         struct listing l = {NULL, 0, 0};
         int64_t unknown = 0, missing = 0, stale = 0, left = 0;
+        struct cst_err lerr;
 
+        r->dests++;
         if (dests[d]->ops->list == NULL ||
-            dests[d]->ops->list(dests[d], "objects/", list_object, &l, &err) < 0) {
-            printf("FAIL  %s: cannot list it: %s\n", dests[d]->name,
-                   dests[d]->ops->list ? err.msg : "listing is not supported");
-            problems++;
+            dests[d]->ops->list(dests[d], "objects/", list_object, &l, &lerr) < 0) {
+            check_problem(r, print, "%s: cannot list it: %s", dests[d]->name,
+                          dests[d]->ops->list ? lerr.msg : "listing is not supported");
+            r->unlistable++;
             continue;
         }
         qsort(l.ids, l.n, sizeof(char *), cmp_str);
+        r->listed += (int64_t)l.n;
         /* Recorded good copies must be there; copies the plan removes must not be. */
         for (size_t c = 0; c < x.n_copies; c++) {
             const struct plan_copy *cp = &x.copies[c];
@@ -959,8 +971,8 @@ int prune_check(struct cli *cli, int64_t as_of)
             if (cp->dest != d || !cp->verified)
                 continue;
             if (!listed(&l, x.ids[cp->object])) {
-                printf("FAIL  %s: %s is recorded but not there\n", dests[d]->name,
-                       x.ids[cp->object]);
+                check_problem(r, print, "%s: %s is recorded but not there", dests[d]->name,
+                              x.ids[cp->object]);
                 missing++;
             }
         }
@@ -969,8 +981,8 @@ int prune_check(struct cli *cli, int64_t as_of)
 
             if ((a->kind == PLAN_DELETE_OBJECT || (a->kind == PLAN_DELETE_COPY && a->dest == d)) &&
                 listed(&l, x.ids[a->index])) {
-                printf("FAIL  %s: %s is past retention and still there (%s)\n", dests[d]->name,
-                       x.ids[a->index], a->rule);
+                check_problem(r, print, "%s: %s is past retention and still there (%s)",
+                              dests[d]->name, x.ids[a->index], a->rule);
                 left++;
             }
         }
@@ -983,41 +995,74 @@ int prune_check(struct cli *cli, int64_t as_of)
                 has = x.copies[c].object == o && x.copies[c].dest == d;
             if (has)
                 continue;
-            if (catalog_pruned_copy_has(cli->cat, l.ids[i], dests[d]->name, &err) == 1) {
-                printf("FAIL  %s: %s was pruned and is still there\n", dests[d]->name, l.ids[i]);
+            if (catalog_pruned_copy_has(cli->cat, l.ids[i], dests[d]->name, &lerr) == 1) {
+                check_problem(r, print, "%s: %s was pruned and is still there", dests[d]->name,
+                              l.ids[i]);
                 stale++;
             } else if (o == SIZE_MAX) {
-                printf("FAIL  %s: %s is not in the catalog (reported, never deleted)\n",
-                       dests[d]->name, l.ids[i]);
+                struct catalog_object obj;
+
+                /* Shipped by a running agent since the plan was read (the listing of a
+                 * large destination takes a while): recorded now, so not a stranger. */
+                if (catalog_object_get(cli->cat, l.ids[i], &obj, &lerr) == 1)
+                    continue;
+                check_problem(r, print, "%s: %s is not in the catalog (reported, never deleted)",
+                              dests[d]->name, l.ids[i]);
                 unknown++;
             }
         }
-        printf("%s  %s: %zu objects listed; %lld recorded but missing, %lld past retention "
-               "still there, %lld pruned but still there, %lld unknown\n",
-               missing + left + stale + unknown ? "FAIL" : "ok  ", dests[d]->name, l.n,
-               (long long)missing, (long long)left, (long long)stale, (long long)unknown);
-        problems += missing + left + stale + unknown;
+        if (print)
+            printf("%s  %s: %zu objects listed; %lld recorded but missing, %lld past retention "
+                   "still there, %lld pruned but still there, %lld unknown\n",
+                   missing + left + stale + unknown ? "FAIL" : "ok  ", dests[d]->name, l.n,
+                   (long long)missing, (long long)left, (long long)stale, (long long)unknown);
+        r->missing += missing;
+        r->left += left;
+        r->stale += stale;
+        r->unknown += unknown;
         for (size_t i = 0; i < l.n; i++)
             free(l.ids[i]);
         free(l.ids);
     }
+    r->problems = r->unlistable + r->missing + r->left + r->stale + r->unknown;
     {
         struct json j;
+        struct cst_err aerr;
 
         json_init(&j);
         json_obj_begin(&j);
         json_key(&j, "problems");
-        json_int(&j, problems);
+        json_int(&j, r->problems);
+        json_key(&j, "outcome");
+        json_str(&j, r->problems ? "failed" : "passed");
         json_obj_end(&j);
-        if (catalog_audit(cli->cat, cli_user(), "prune_check", j.buf, &err) < 0)
-            log_warn("%s", err.msg);
+        if (catalog_audit(cli->cat, cli_user(), "prune_check", j.buf, &aerr) < 0)
+            log_warn("%s", aerr.msg);
         json_free(&j);
     }
-    dests_free(dests, nd);
     plan_output_free(&out);
     input_free(&x);
-    if (problems)
-        return cli_fail(EXIT_FAILED, "prune --check: %lld problems (above)", (long long)problems);
+    return 0;
+}
+
+int prune_check(struct cli *cli, int64_t as_of)
+{
+    struct prune_check_result r;
+    struct dest **dests;
+    struct cst_err err;
+    size_t nd;
+    int rc;
+
+    if ((rc = cli_load_config(cli)) != EXIT_OK || (rc = cli_open_catalog(cli, 0)) != EXIT_OK)
+        return rc;
+    if (dests_open(cli->cfg, NULL, &dests, &nd, &err) < 0)
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
+    rc = prune_check_dests(cli, as_of, dests, nd, 1, &r, &err);
+    dests_free(dests, nd);
+    if (rc < 0)
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
+    if (r.problems)
+        return cli_fail(EXIT_FAILED, "prune --check: %lld problems (above)", (long long)r.problems);
     printf("every destination holds what the retention plan says, and nothing else\n");
     return EXIT_OK;
 }

@@ -28,4 +28,22 @@ int prune_run(struct cli *cli, const struct prune_options *o);
 /* `custodian prune --check`: returns an exit status (1 when a destination disagrees). */
 int prune_check(struct cli *cli, int64_t as_of);
 
+/* What prune --check found (the restore test's pruning check reports it). */
+struct prune_check_result {
+    int64_t dests, listed; /* destinations compared, objects listed on them */
+    int64_t unlistable;    /* destinations that could not be listed */
+    int64_t missing;       /* recorded good copies not there */
+    int64_t left;          /* past retention and still there */
+    int64_t stale;         /* pruned and still there */
+    int64_t unknown;       /* there, not in the catalog */
+    int64_t problems;      /* the sum */
+    char first[768];       /* the first problem, "" when none */
+};
+struct dest;
+/* The comparison over open destinations (blocking operations), printing each FAIL line
+ * when print. An audit row prune_check records the count. 0, or -1 with err when the
+ * catalog cannot give the plan's input. */
+int prune_check_dests(struct cli *cli, int64_t as_of, struct dest **dests, size_t nd, int print,
+                      struct prune_check_result *r, struct cst_err *err);
+
 #endif

@@ -1607,6 +1607,8 @@ static char *snapshot_detail(const struct catalog_snapshot *s)
     json_str(&j, hex);
     json_key(&j, "key");
     json_str(&j, s->remote_key);
+    json_key(&j, "outcome");
+    json_str(&j, s->complete ? "ok" : "incomplete");
     json_obj_end(&j);
     out = util_xstrdup(j.buf);
     json_free(&j);

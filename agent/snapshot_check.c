@@ -723,6 +723,8 @@ int snapshot_verify(struct cli *cli, const char *label, const char *date, const 
         json_int(&j, failed);
         json_key(&j, "how");
         json_str(&j, how);
+        json_key(&j, "outcome");
+        json_str(&j, failed ? "failed" : "ok");
         json_obj_end(&j);
         if (catalog_audit(cli->cat, "operator", "verify_snapshot", j.buf, &err) < 0)
             fprintf(stderr, "custodian: cannot record the audit row: %s\n", err.msg);

@@ -12,9 +12,81 @@
 #include "catalog_int.h"
 
 #include <openssl/evp.h>
+#include <pwd.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "common/json.h"
 #include "common/util.h"
+
+/* The command line every row of this process names (catalog_audit_set_command). */
+static char *audit_command;
+/* Rows this process appended. */
+static int64_t audit_rows_written;
+
+int64_t catalog_audit_rows_written(void)
+{
+    return audit_rows_written;
+}
+
+void catalog_audit_set_command(const char *command)
+{
+    free(audit_command);
+    audit_command = command ? util_xstrdup(command) : NULL;
+}
+
+/*
+ * The detail as stored: who (the Unix user of the effective uid, and the one sudo
+ * names when root runs on someone's behalf), the command line, then the caller's own
+ * fields. Built here, once for every writer, so that no row can leave them out.
+ */
+static char *detail_with_identity(const char *detail)
+{
+    uid_t uid = geteuid();
+    struct passwd pw, *found = NULL;
+    char buf[4096], *out;
+    const char *sudo = getenv("SUDO_USER");
+    struct json j;
+    size_t len;
+
+    json_init(&j);
+    json_obj_begin(&j);
+    json_key(&j, "user");
+    if (getpwuid_r(uid, &pw, buf, sizeof(buf), &found) == 0 && found)
+        json_str(&j, found->pw_name);
+    else
+        json_null(&j);
+    json_key(&j, "uid");
+    json_int(&j, (int64_t)uid);
+    if (uid == 0 && sudo && sudo[0]) {
+        json_key(&j, "sudo_user");
+        json_str(&j, sudo);
+    }
+    if (audit_command) {
+        json_key(&j, "command");
+        json_str(&j, audit_command);
+    }
+    /* The caller's object goes on after these members; anything else is kept whole. */
+    while (*detail == ' ' || *detail == '\n')
+        detail++;
+    len = strlen(detail);
+    if (detail[0] == '{' && len >= 2 && detail[len - 1] == '}') {
+        const char *inner = detail + 1;
+
+        while (*inner == ' ' || *inner == '\n')
+            inner++;
+        out = *inner == '}' ? util_printf("%.*s}", (int)j.len, j.buf)
+                            : util_printf("%.*s,%s", (int)j.len, j.buf, inner);
+    } else {
+        json_key(&j, "detail");
+        json_raw(&j, detail);
+        json_obj_end(&j);
+        out = util_printf("%.*s", (int)j.len, j.buf);
+    }
+    json_free(&j);
+    return out;
+}
 
 static void le64(unsigned char out[8], int64_t v)
 {
@@ -52,8 +124,8 @@ int catalog_audit(struct catalog *cat, const char *actor, const char *action,
     unsigned char prev[32] = {0}, hash[32];
     int64_t id = 1, at = util_now_ms();
     sqlite3_stmt *st = catalog_stmt(cat, q_last, err);
-
-    int found;
+    char *detail = NULL;
+    int found, rc = -1;
 
     if (st == NULL)
         return -1;
@@ -67,23 +139,29 @@ int catalog_audit(struct catalog *cat, const char *actor, const char *action,
             memcpy(prev, sqlite3_column_blob(st, 1), 32);
     }
     sqlite3_reset(st);
-    row_hash(prev, id, at, actor, action, detail_json, hash);
+    detail = detail_with_identity(detail_json);
+    row_hash(prev, id, at, actor, action, detail, hash);
     st = catalog_stmt(cat, q_ins, err);
     if (st == NULL)
-        return -1;
+        goto out;
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, at);
     sqlite3_bind_text(st, 3, actor, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, action, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, detail_json, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, detail, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 6, prev, 32, SQLITE_STATIC);
     sqlite3_bind_blob(st, 7, hash, 32, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE) {
         sqlite3_reset(st);
-        return catalog_sql_err(cat, err, "append audit row");
+        catalog_sql_err(cat, err, "append audit row");
+        goto out;
     }
     sqlite3_reset(st);
-    return 0;
+    audit_rows_written++;
+    rc = 0;
+out:
+    free(detail);
+    return rc;
 }
 
 int catalog_audit_verify(struct catalog *cat, int64_t *rows, struct cst_err *err)

@@ -414,6 +414,8 @@ int catalog_prune_run_end(struct catalog *cat, int64_t id, const char *status, i
                           int64_t kept, const char *error, int64_t now, struct cst_err *err);
 /* The newest confirmed run: 1 and *r (free r->error), 0 if none, -1. */
 int catalog_prune_run_last(struct catalog *cat, struct catalog_prune_run *r, struct cst_err *err);
+/* When the newest confirmed prune that succeeded finished (ms), 0: never (or unreadable). */
+int64_t catalog_prune_last_ok_at(struct catalog *cat);
 /* 1 if pruning removed the copy of object_id on dest (it should not be there). */
 int catalog_pruned_copy_has(struct catalog *cat, const char *object_id, const char *dest,
                             struct cst_err *err);
@@ -598,6 +600,94 @@ int catalog_each_audit(struct catalog *cat, int64_t since,
                        int (*cb)(void *arg, int64_t id, int64_t at, const char *actor,
                                  const char *action, const char *detail),
                        void *arg, struct cst_err *err);
+
+/* --- proof: dump records, restore tests, alerts, the checklist (catalog/evidence.c) --- */
+
+/* Who is writing audit rows in this process: every row's detail names the Unix user (of
+ * the effective uid) and this command line (already escaped for display). Set once, by
+ * main(), before any thread starts; NULL leaves the command out. */
+void catalog_audit_set_command(const char *command);
+/* Audit rows this process has appended so far. */
+int64_t catalog_audit_rows_written(void);
+
+/* What a daily dump held for one namespace as it was written. */
+struct catalog_dump_ns {
+    char *db, *coll, *type; /* malloc'd when read back */
+    int64_t docs, doc_bytes;
+    int has_crc;    /* views carry no documents and no CRC */
+    uint64_t crc64; /* CRC-64/XZ of the documents, as the archive's EOF header has it */
+};
+/* Record it for (date, attempt), in the caller's transaction. */
+int catalog_dump_ns_record(struct catalog *cat, const char *date, int attempt,
+                           const struct catalog_dump_ns *ns, struct cst_err *err);
+/* Visit what was recorded for (date, attempt). Returns how many, -1 and err on error. */
+int catalog_each_dump_ns(struct catalog *cat, const char *date, int attempt,
+                         int (*cb)(void *arg, const struct catalog_dump_ns *ns), void *arg,
+                         struct cst_err *err);
+/* The newest daily artifact of kind that has a verified copy somewhere: 1 and *a (free
+ * a->remote_key), 0 if there is none, -1 and err. */
+int catalog_latest_artifact(struct catalog *cat, const char *kind, struct catalog_artifact *a,
+                            struct cst_err *err);
+/* Every destination holding a verified copy of that artifact, with when it was made. */
+int catalog_each_artifact_copy(struct catalog *cat, const char *date, int attempt, const char *kind,
+                               int (*cb)(void *arg, const char *dest, int64_t verified_at),
+                               void *arg, struct cst_err *err);
+/* Every daily attempt for a date in [from, to] (YYYY-MM-DD), by date then attempt. */
+int catalog_each_daily_attempt(struct catalog *cat, const char *from, const char *to,
+                               int (*cb)(void *arg, const struct catalog_daily *d), void *arg,
+                               struct cst_err *err);
+
+/* The file versions a restore test restores: up to n live files chosen at random, and
+ * every version first seen at or after since (the test's day), each once, by version. */
+int catalog_sample_versions(struct catalog *cat, int64_t n, int64_t since,
+                            int (*cb)(void *arg, const struct catalog_version *v), void *arg,
+                            struct cst_err *err);
+
+/* Live files now and the sum of their sizes (what a whole restore point restores). */
+int catalog_live_bytes(struct catalog *cat, int64_t *files, int64_t *bytes, struct cst_err *err);
+
+/* A monthly restore test. Each check is "passed", "failed", "not done" or "not
+ * applicable" ("" while running). */
+struct catalog_restore_test {
+    int64_t id;
+    char month[8];    /* YYYY-MM */
+    char trigger[16]; /* schedule | operator */
+    char status[16];  /* running | passed | failed | incomplete */
+    int64_t pid, started_at, finished_at;
+    int with_secret_key;
+    char db[16], files[16], snapshot[16], archive[16], pruning[16], rto[16];
+    char *summary, *report_json, *report_html, *stored_on; /* malloc'd or NULL */
+};
+/* A test of t->month starts (t->id set). Tests still marked running are marked failed
+ * (interrupted): the caller holds the restore test's lock, so their process is gone. */
+int catalog_restore_test_begin(struct catalog *cat, struct catalog_restore_test *t,
+                               struct cst_err *err);
+/* Record how test t->id ended (status, checks, summary, report). */
+int catalog_restore_test_finish(struct catalog *cat, const struct catalog_restore_test *t,
+                                struct cst_err *err);
+/* The newest test of month (NULL: of any month): 1 and *t, 0 if none, -1 and err. */
+int catalog_restore_test_get(struct catalog *cat, const char *month, struct catalog_restore_test *t,
+                             struct cst_err *err);
+/* The newest month whose test finished (whatever its verdict), into out[8]; 0 if none. */
+int catalog_restore_test_last_month(struct catalog *cat, char out[8], struct cst_err *err);
+void catalog_restore_test_clear(struct catalog_restore_test *t);
+/* When the newest passed restore test finished (ms), 0 if none. */
+int64_t catalog_restore_test_last_passed_at(struct catalog *cat);
+/* The soonest Object Lock retain-until after now (ms) of any copy or archived snapshot
+ * copy; 0 when none is locked. */
+int64_t catalog_next_lock_expiry(struct catalog *cat, int64_t now);
+
+/* An alert the agent raised and has not yet seen clear. */
+struct catalog_alert {
+    char *key, *kind, *subject, *message; /* malloc'd */
+    int64_t seen_at, fired_at;            /* fired_at 0: the command was not told yet */
+};
+int catalog_alerts_load(struct catalog *cat, struct catalog_alert **out, size_t *n,
+                        struct cst_err *err);
+/* Insert or update the alert of a->key. */
+int catalog_alert_save(struct catalog *cat, const struct catalog_alert *a, struct cst_err *err);
+int catalog_alert_delete(struct catalog *cat, const char *key, struct cst_err *err);
+void catalog_alerts_free(struct catalog_alert *a, size_t n);
 
 /* PRAGMA integrity_check: 0 if "ok". */
 int catalog_integrity_check(struct catalog *cat, struct cst_err *err);

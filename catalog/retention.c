@@ -519,6 +519,22 @@ int catalog_prune_run_last(struct catalog *cat, struct catalog_prune_run *r, str
     return rc;
 }
 
+int64_t catalog_prune_last_ok_at(struct catalog *cat)
+{
+    static const char q[] = "SELECT coalesce(max(finished_at), 0) FROM prune_runs"
+                            " WHERE confirmed AND status = 'ok'";
+    struct cst_err err;
+    sqlite3_stmt *st = catalog_stmt(cat, q, &err);
+    int64_t at = 0;
+
+    if (st == NULL)
+        return 0;
+    if (catalog_step(cat, st, "last successful prune", &err) == 1)
+        at = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return at;
+}
+
 int catalog_pruned_copy_has(struct catalog *cat, const char *object_id, const char *dest,
                             struct cst_err *err)
 {

@@ -379,6 +379,55 @@ static const char *const migrations[] = {
     ");"
     "ALTER TABLE daily_attempts ADD COLUMN pruned_at INTEGER;"
     "ALTER TABLE snapshots ADD COLUMN pruned_at INTEGER;",
+
+    /* 8: proof. What each daily dump held per namespace as it was written (its
+     * document count and the CRC-64 of its documents, which the monthly restore
+     * test checks the stored dump against); every restore test with the outcome
+     * of each of its checks and where its signed report is; and the alerts the
+     * agent raised that have not cleared yet, so that a restart neither raises
+     * them again nor forgets to say when they clear. */
+    "CREATE TABLE dump_collections ("
+    "  date TEXT NOT NULL,"
+    "  attempt INTEGER NOT NULL,"
+    "  db TEXT NOT NULL,"
+    "  coll TEXT NOT NULL,"
+    "  type TEXT NOT NULL," /* collection | view | timeseries */
+    "  docs INTEGER NOT NULL,"
+    "  doc_bytes INTEGER NOT NULL,"
+    "  crc64 TEXT," /* 16 hex digits, CRC-64/XZ of the documents as mongodump's archive has it */
+    "  PRIMARY KEY (date, attempt, db, coll)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE restore_tests ("
+    "  id INTEGER PRIMARY KEY,"
+    "  month TEXT NOT NULL,"   /* YYYY-MM the test is for */
+    "  trigger TEXT NOT NULL," /* schedule | operator */
+    "  pid INTEGER,"
+    "  status TEXT NOT NULL," /* running | passed | failed | incomplete */
+    "  started_at INTEGER NOT NULL,"
+    "  finished_at INTEGER,"
+    "  with_secret_key INTEGER NOT NULL,"
+    /* each check: passed | failed | not done | not applicable */
+    "  db TEXT, files TEXT, snapshot TEXT, archive TEXT, pruning TEXT, rto TEXT,"
+    "  summary TEXT,"     /* the verdict and each failure's cause */
+    "  report_json TEXT," /* the signed report, under state_dir/reports */
+    "  report_html TEXT,"
+    "  stored_on TEXT" /* destinations holding a verified copy of the report */
+    ");"
+    "CREATE INDEX restore_tests_by_month ON restore_tests (month, id);"
+    "CREATE TABLE alerts ("
+    "  key TEXT PRIMARY KEY," /* kind and subject: destination_failing:offsite */
+    "  kind TEXT NOT NULL,"
+    "  subject TEXT,"
+    "  message TEXT NOT NULL,"
+    "  seen_at INTEGER NOT NULL," /* first seen */
+    "  fired_at INTEGER"          /* the alert command was told (NULL: not yet) */
+    ") WITHOUT ROWID;"
+    "CREATE VIEW restore_test_results AS"
+    "  SELECT month, status, db, files, snapshot, archive, pruning, rto, summary,"
+    "         strftime('%Y-%m-%dT%H:%M:%fZ', started_at / 1000.0, 'unixepoch') AS started,"
+    "         strftime('%Y-%m-%dT%H:%M:%fZ', finished_at / 1000.0, 'unixepoch') AS finished,"
+    "         report_json, stored_on"
+    "  FROM restore_tests;",
 };
 
 int catalog_schema_latest(void)

@@ -466,7 +466,7 @@ class MongoServer:
     """
 
     def __init__(self, dir, docs, seed, replset=None, start_timeout=120, billing=None,
-                 port=None):
+                 port=None, writable=False):
         self.dir = str(dir)
         os.makedirs(self.dir, exist_ok=True)
         self.docs = docs
@@ -482,6 +482,8 @@ class MongoServer:
             cmd += ["--replset", replset]
         if billing:
             cmd += ["--billing", str(billing)]
+        if writable:
+            cmd += ["--writable"]
         started = time.monotonic()
         self.stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr,
@@ -573,7 +575,7 @@ class MongoServer:
 
 
 @contextlib.contextmanager
-def mongo_server(dir, docs=20000, seed=1, replset=None, billing=None, port=None):
+def mongo_server(dir, docs=20000, seed=1, replset=None, billing=None, port=None, writable=False):
     """A MongoServer for the block, stopped at its end; fails the block if
     the server met any command it did not know. In a module:
 
@@ -582,7 +584,8 @@ def mongo_server(dir, docs=20000, seed=1, replset=None, billing=None, port=None)
             with mongo_server(tmp_path_factory.mktemp("mongo"), docs=20000, seed=21) as s:
                 yield s
     """
-    server = MongoServer(dir, docs, seed, replset=replset, billing=billing, port=port)
+    server = MongoServer(dir, docs, seed, replset=replset, billing=billing, port=port,
+                         writable=writable)
     try:
         yield server
     finally:

@@ -85,7 +85,7 @@ def complete(*words, env=None):
 def test_completion_of_commands_destinations_and_options(demo):
     demo.set_option("destination offsite", "type", "local")
     demo.set_option("destination offsite", "path", os.path.join(demo.root, "offsite"))
-    assert complete("custodian", "re") == ["restore"]
+    assert complete("custodian", "re") == ["report", "restore", "restore-test"]
     assert complete("custodian", "restore", "") == ["db", "file", "point", "snapshot"]
     assert complete("custodian", "snapshot", "") == ["list"]
     assert "--pending" in complete("custodian", "snapshot", "--")

@@ -23,7 +23,7 @@ secondary indexes invoices {period_label: 1} and timesheets
 
 Commands answered: hello/isMaster/ismaster, ping, buildInfo, listDatabases,
 listCollections, listIndexes, find, getMore, killCursors, count, aggregate,
-endSessions, insert, update, delete. Cursors are real: batchSize is honoured (101 documents and
+endSessions, insert, update, delete, and with --writable dropDatabase and drop. Cursors are real: batchSize is honoured (101 documents and
 16 MiB per batch otherwise), ids are random, getMore walks them, the last
 batch says id 0. With --replset NAME the server says it is the primary of a
 one-member replica set, reports operationTime/$clusterTime (the cluster
@@ -41,6 +41,12 @@ object of collection name -> list of documents) to the database, as a
 billing app's periods, invoices and timesheets would be; the write
 commands insert, update and delete let a test change them while the
 server runs (close a period, correct an invoice), through pymongo.
+
+--writable lets clients write other databases than "billing" too (not
+admin, local or config), as a restore does into a scratch database: insert,
+update, delete, find, count and aggregate work there, and dropDatabase and
+drop remove them; without it only "billing" is writable and dropDatabase is
+refused.
 
 --request-log FILE appends one JSON line per command (name, db, collection,
 readConcern, batchSize, lsid present) for tests that check what the client
@@ -69,8 +75,17 @@ import mongomock
 import mongomock.filtering
 from bson import Binary, Decimal128, Int64, ObjectId, Timestamp
 from bson.codec_options import CodecOptions
+from bson.binary import UuidRepresentation
 from bson.raw_bson import RawBSONDocument
+import mockupdb
 from mockupdb import MockupDB
+
+# mockupdb decodes what clients send with pymongo's default UUID handling, which
+# turns a standard UUID (binary subtype 4) into a Python UUID and back into the
+# legacy subtype 3: a document written and read back would not be the bytes that
+# were written. Binary values are kept as they are instead.
+mockupdb.CODEC_OPTIONS = CodecOptions(document_class=OrderedDict,
+                                      uuid_representation=UuidRepresentation.UNSPECIFIED)
 
 DB = "billing"
 SERVER_VERSION = "6.0.14"
@@ -713,7 +728,17 @@ class Server:
                                "atClusterTime %r is in the future (cluster time %r)" % (at, ts))
         return at
 
+    SYSTEM_DBS = ("admin", "local", "config")
+
+    def scratch(self, db):
+        """A database other than billing that a --writable server lets clients write."""
+        return self.args.writable and db not in (DB,) + self.SYSTEM_DBS and bool(db)
+
     def collection(self, db, coll):
+        if self.scratch(db):
+            if coll not in self.client[db].list_collection_names():
+                return None, None
+            return self.client[db][coll], OrderedDict([("type", "collection")])
         if db != DB or coll not in self.cols:
             return None, None
         return self.client[db][coll], self.cols[coll]
@@ -806,6 +831,8 @@ class Server:
     # ---- writes (the app changing its data while custodian runs)
 
     def writable(self, db, name):
+        if self.scratch(db):
+            return self.client[db][name]
         if db != DB:
             raise CommandError(13, "Unauthorized", "only %s is writable here" % DB)
         if name not in self.cols:
@@ -845,6 +872,22 @@ class Server:
         return OrderedDict([("n", n)])
 
 
+    def cmd_dropDatabase(self, cmd, db, name, ts):
+        if not self.scratch(db):
+            raise CommandError(13, "Unauthorized", "dropDatabase of %s is not allowed here" % db)
+        self.client.drop_database(db)
+        return OrderedDict([("dropped", db)])
+
+    def cmd_drop(self, cmd, db, name, ts):
+        if not self.scratch(db):
+            raise CommandError(13, "Unauthorized", "drop in %s is not allowed here" % db)
+        coll = cmd.get(name)
+        if coll not in self.client[db].list_collection_names():
+            raise CommandError(26, "NamespaceNotFound", "ns not found")
+        self.client[db].drop_collection(coll)
+        return OrderedDict([("ns", "%s.%s" % (db, coll))])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--port", type=int, required=True)
@@ -855,6 +898,7 @@ def main():
     ap.add_argument("--request-log", default=None)
     ap.add_argument("--dump-expected", default=None)
     ap.add_argument("--billing", default=None)
+    ap.add_argument("--writable", action="store_true")
     args = ap.parse_args()
 
     server = Server(args)
