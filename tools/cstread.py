@@ -26,6 +26,7 @@ What fails a check is refused and nothing of it is left behind.
     verify DEST DATE                       every artifact and object DATE's manifest leads to
     snapshot DEST [NAME] [--to DIR [--extract]]   billing-cycle packages
     open OBJECT -o FILE [--sha256 HEX --size N]   one container, by itself
+    report FILE...                         a stored report's signature (FILE.sig)
 
 DATE is YYYY-MM-DD (the day of the daily run); --attempt N picks an attempt
 (default: the newest whose manifest lists what is asked). --keys DIR holds
@@ -983,6 +984,42 @@ def cmd_open(args, keys):
     return 0
 
 
+def cmd_report(args, keys):
+    """ARCHIVE.md section 9: FILE.sig is Ed25519 over the header line and SHA-256(FILE)."""
+    keys.need(backup=False)
+    failed = 0
+    for path in args.files:
+        try:
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 16), b""):
+                    h.update(block)
+            sig = read_small(path + ".sig", os.path.basename(path) + ".sig")
+            header = b"custodian report-signature v1\n"
+            fields = {}
+            for line in sig.split(b"\n")[1:]:
+                name, sep, value = line.partition(b": ")
+                if sep:
+                    fields[name.decode("ascii", "replace")] = value
+            sig_hex = fields.get("signature", b"")
+            if not sig.startswith(header) or not re.fullmatch(rb"[0-9a-f]{128}", sig_hex):
+                raise Refused(f"{os.path.basename(path)}.sig is not a report signature")
+            digest = h.digest()
+            if "sha256" in fields and fields["sha256"] != digest.hex().encode():
+                raise Refused(f"{os.path.basename(path)} is not the file that was signed (its "
+                              "SHA-256 differs from the one its .sig names)")
+            try:
+                keys.signing.verify(header + digest, bytes.fromhex(sig_hex.decode()))
+            except nacl.exceptions.BadSignatureError:
+                raise Refused(f"{os.path.basename(path)}: the signature does not verify with "
+                              "signing.pub (changed after signing, or signed by another key)")
+            print(f"ok {path}: signed by signing.pub")
+        except Refused as e:
+            print(f"FAILED {path}: {e}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
 # --------------------------------------------------------------------------- main
 
 def main(argv=None):
@@ -1031,6 +1068,9 @@ def main(argv=None):
     s.add_argument("--sha256")
     s.add_argument("--size", type=int)
     s.set_defaults(run=cmd_open)
+    s = sub.add_parser("report", help="a stored report's signature (FILE.sig beside FILE)")
+    s.add_argument("files", nargs="+", metavar="FILE")
+    s.set_defaults(run=cmd_report)
     args = p.parse_args(argv)
 
     def pick(explicit, name):

@@ -41,6 +41,8 @@ DECODE = CodecOptions(document_class=OrderedDict,
                       uuid_representation=UuidRepresentation.UNSPECIFIED)
 TERM = b"\xff\xff\xff\xff"
 REPORTS = "backups/reports/"
+READER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                      "cstread.py")
 
 
 # ------------------------------------------------------------- independent tools
@@ -229,6 +231,11 @@ def test_passes_and_its_report_is_signed_everywhere(world):
     assert json.load(open(json_path))["verdict"] == "passed"
     _, verdict = parse_html(html_path)
     assert verdict.startswith("Verdict: passed"), verdict
+    # and by the reference reader, with only signing.pub (docs/ARCHIVE.md section 9)
+    reader = subprocess.run(["/usr/bin/python3", READER, "--signing-pub",
+                             os.path.join(world.root, "keys", "signing.pub"), "report",
+                             json_path, html_path], capture_output=True, timeout=60)
+    assert reader.returncode == 0, reader.stderr
     for path in (json_path, html_path):
         check_report_signature(world, path)
         assert world.run("verify", "--report", path, check=0).stdout.endswith(b"signature good "
@@ -264,6 +271,10 @@ def test_a_report_changed_after_signing_does_not_verify(world, tmp_path):
     copy.write_text(copy.read_text().replace('"verdict":"passed"', '"verdict":"failed"'))
     p = world.run("verify", "--report", copy, check=1)
     assert b"not the one that was signed" in p.stderr
+    reader = subprocess.run(["/usr/bin/python3", READER, "--signing-pub",
+                             os.path.join(world.root, "keys", "signing.pub"), "report",
+                             str(copy)], capture_output=True, timeout=60)
+    assert reader.returncode == 1 and b"not the file that was signed" in reader.stderr
 
 
 def test_one_corrupted_object_on_one_destination(world):
