@@ -477,8 +477,12 @@ static const struct cfg_key cfg_dest_keys[] = {
      .default_value = "no",
      .dest_types = DT_S3,
      DEST_FIELD(object_lock),
-     .help = "The bucket has Object Lock (doctor checks it): billing-cycle snapshots are "
-             "stored locked until their close date + delete_after_months, in lock_mode."},
+     .help = "The bucket has Object Lock (doctor checks it): every copy is stored locked, in "
+             "lock_mode, until its own deletion date by the retention rules: a file's object "
+             "until its newest version's capture + delete_after_months (extended in place when "
+             "the same content comes back later), a daily point's artifacts until keep_daily or "
+             "keep_monthly_months lets the point go, a billing-cycle snapshot until its close "
+             "date + delete_after_months. verify fails a copy that does not show its lock."},
     {.section = "destination",
      .name = "lock_mode",
      .type = KT_ENUM,

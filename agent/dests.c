@@ -229,6 +229,7 @@ int dests_put_blocking(const struct cfg *cfg, const struct dests_item *items, si
             memcpy(put.stored_sha256, items[i].stored_sha256, 32);
             put.plain_size = items[i].plain_size;
             memcpy(put.plain_sha256, items[i].plain_sha256, 32);
+            put.retain_until = items[i].retain_until; /* ignored where nothing locks */
             if (hooks && hooks->prepare)
                 hooks->prepare(hooks->arg, dests[d], d, i, &put);
             dests[d]->ops->put_batch(dests[d], &put, 1, put_done, &done);

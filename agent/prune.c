@@ -16,6 +16,12 @@
 #include "common/pathenc.h"
 #include "common/util.h"
 
+struct plan_rules prune_rules(const struct cfg *cfg)
+{
+    return (struct plan_rules){cfg->hot_months, cfg->delete_after_months, cfg->keep_daily,
+                               cfg->keep_monthly_months, cfg->min_copies};
+}
+
 /* --- object ids to indexes: open addressing on the (hex) id's first 16 digits --- */
 
 struct idmap {
@@ -324,8 +330,7 @@ static int input_load(struct input *x, struct cli *cli, int64_t now, struct cst_
         x->snaps[s].n_objects = x->snap_counts[s];
     }
     x->in = (struct plan_input){
-        .rules = {cfg->hot_months, cfg->delete_after_months, cfg->keep_daily,
-                  cfg->keep_monthly_months, cfg->min_copies},
+        .rules = prune_rules(cfg),
         .zone = x->zone,
         .now = now,
         .dests = x->dests,

@@ -379,6 +379,23 @@ static const char *const migrations[] = {
     ");"
     "ALTER TABLE daily_attempts ADD COLUMN pruned_at INTEGER;"
     "ALTER TABLE snapshots ADD COLUMN pruned_at INTEGER;",
+
+    /* 8: Object Lock on every object. A new version whose content an object-locked
+     * destination holds already, locked until a date earlier than the new version
+     * needs, waits (in pending_versions) until that copy's retention is extended on
+     * the stored version: a lock_extend row per (object, destination), done by the
+     * shipper like a copy. */
+    "CREATE TABLE lock_extend ("
+    "  object_id TEXT NOT NULL,"
+    "  dest TEXT NOT NULL,"
+    "  until INTEGER NOT NULL," /* the retain-until the copy must show, ms */
+    "  queued_at INTEGER NOT NULL,"
+    "  ready_at INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT,"
+    "  PRIMARY KEY (object_id, dest)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX lock_extend_by_dest ON lock_extend (dest, ready_at);",
 };
 
 int catalog_schema_latest(void)

@@ -48,6 +48,10 @@ struct dest_put {
                                 * commit from the stored version (store.h, step 6) */
     int64_t retain_until;      /* s3 with object_lock: Object Lock retention until then (ms),
                                 * in the destination's lock_mode, read back likewise */
+    int in_place; /* the object is stored there already (remote_key, stored_size): no bytes
+                   * are sent; its stored version gets what the plan asks for (a retention
+                   * extended to retain_until) and is checked as in store.h step 6. A new
+                   * upload would make a second version under Object Lock, doubling storage */
     /* out */
     int ok;               /* stored and verified */
     enum dest_error kind; /* why not */
@@ -178,6 +182,9 @@ struct dest_scrub {
     char error[512];   /* the first fix that failed */
 };
 int dest_s3_scrub(struct dest *d, int fix, struct dest_scrub *out, struct cst_err *err);
+
+/* The destination locks the puts that carry a retain_until (s3 with object_lock). */
+int dest_locks(const struct dest *d);
 
 /* "objects/<2 hex>/<id>" (malloc'd). */
 char *dest_object_key(const char *object_id);

@@ -1206,6 +1206,16 @@ static void phase_write(struct batch *b)
     for (size_t i = 0; i < b->n; i++) {
         struct item *it = &b->items[i];
 
+        if (it->w.put->in_place) {
+            /* Nothing to send: the plan phase checks (and extends) the stored version. */
+            it->state = wants_lock(st, it->w.put) ? ITEM_VERIFIED : ITEM_FAILED;
+            if (it->state == ITEM_FAILED)
+                put_fail(it->w.put, DEST_ERR_CONFIG,
+                         "destination %s: %s has no Object Lock retention to extend", st->d->name,
+                         it->w.put->remote_key);
+            b->left--;
+            continue;
+        }
         if (st->drv->write_async && st->loop) {
             it->state = ITEM_PENDING;
             it->w.put->kind = DEST_OK;
@@ -1380,7 +1390,13 @@ static int write_blocking(struct store *st, struct dest_put *p, const unsigned c
     it.w.put = p;
     it.w.core = &it;
     it.src.fd = -1;
-    item_write(&it);
+    if (p->in_place && wants_lock(st, p))
+        it.state = ITEM_VERIFIED;
+    else if (p->in_place)
+        put_fail(p, DEST_ERR_CONFIG, "destination %s: %s has no Object Lock retention to extend",
+                 st->d->name, p->remote_key);
+    else
+        item_write(&it);
     if (it.state == ITEM_WRITTEN && st->drv->sync_dir) {
         for (size_t j = 0; j < it.w.n_dirs; j++)
             if (st->drv->sync_dir(st->d, it.w.dirs[j], &e) < 0) {
@@ -1715,6 +1731,11 @@ struct dest *store_dest_new(const struct store_params *p, const struct dest_env 
  * threads are joined; batches whose done() never came are freed without it, as an
  * asynchronous backend's are.
  */
+int dest_locks(const struct dest *d)
+{
+    return d->store != NULL && d->store->lock_mode != NULL;
+}
+
 void store_free(struct dest *d)
 {
     struct store *st = d->store;

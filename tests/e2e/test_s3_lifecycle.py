@@ -1,0 +1,154 @@
+"""
+The seven-year lifecycle on S3, against Ceph RGW (tests/e2e/servers.py):
+Object Lock on every object and artifact of a destination with
+`object_lock = yes`, each retained until its own deletion date by the
+retention planner's rules (a file's object: its newest version's capture +
+delete_after_months; a daily point's artifacts: keep_daily, or
+keep_monthly_months for the first point of a month); content that comes back
+in a new version has its stored copy's retention extended in place (no second
+upload, no second version) before that version counts as shipped; a plain
+client's DELETE of a locked version is refused.
+"""
+import calendar
+import datetime
+import os
+import zoneinfo
+
+from conftest import wait_for, write_file
+
+NY = zoneinfo.ZoneInfo("America/New_York")
+UTC = datetime.timezone.utc
+
+
+def add_months(ms, months):
+    """ms + months calendar months at the same New York wall time (day clamped), in
+    whole seconds (what S3 keeps of a retain-until date)."""
+    t = datetime.datetime.fromtimestamp(ms / 1000, NY)
+    y, m = divmod(t.month - 1 + months, 12)
+    day = min(t.day, calendar.monthrange(t.year + y, m + 1)[1])
+    wall = t.replace(year=t.year + y, month=m + 1, day=day, tzinfo=None)
+    return int(wall.replace(tzinfo=NY).timestamp())
+
+
+def local_midnight(date, days):
+    d = datetime.date.fromisoformat(date) + datetime.timedelta(days=days)
+    return int(datetime.datetime(d.year, d.month, d.day, tzinfo=NY).timestamp())
+
+
+def retain_until(h):
+    """The retain-until date HEAD shows, in seconds since the epoch."""
+    s = h["x-amz-object-lock-retain-until-date"]
+    return int(datetime.datetime.strptime(s[:19], "%Y-%m-%dT%H:%M:%S").replace(
+        tzinfo=UTC).timestamp())
+
+
+def object_key(object_id):
+    return f"objects/{object_id[:2]}/{object_id}"
+
+
+def lock_demo(demo, rgw, **extra):
+    from test_remote import s3_section, set_destinations
+
+    bucket = rgw.new_bucket("life-lock", object_lock=True)
+    set_destinations(demo, s3_section(rgw, bucket, name="vault", object_lock="yes",
+                                      lock_mode="COMPLIANCE", **extra))
+    return bucket
+
+
+def versions_of(demo, path):
+    return demo.query(
+        "SELECT v.object_id, v.first_seen FROM versions v JOIN paths p ON p.id = v.path_id"
+        " WHERE p.path = ? ORDER BY v.id", os.fsencode(path))
+
+
+def test_every_object_is_locked_until_its_own_date_and_dedup_extends_it(demo, rgw):
+    bucket = lock_demo(demo, rgw)
+    demo.start_agent()
+    content = os.urandom(5000)
+    first = os.path.join(demo.invoices, "INV-1.pdf")
+    demo.wait_shipped({first: write_file(first, content)})
+    ((oid, seen1),) = versions_of(demo, first)
+    key = object_key(oid)
+    h = rgw.head(bucket, key)
+    assert h["x-amz-object-lock-mode"] == "COMPLIANCE", h
+    assert retain_until(h) == add_months(seen1, 84), (h, seen1)
+    assert demo.query("SELECT locked_until / 1000 FROM copies WHERE object_id = ?",
+                      oid)[0][0] == add_months(seen1, 84)
+
+    # The same content again, later: the stored copy must now be kept until the new
+    # version's own date. Extended in place, before the version counts as shipped.
+    wait_for(lambda: add_months(int(datetime.datetime.now().timestamp() * 1000), 84) >
+             add_months(seen1, 84), 5, "a later second")
+    second = os.path.join(demo.bug_reports, "copy-of-INV-1.pdf")
+    demo.wait_shipped({second: write_file(second, content)})
+    ((oid2, seen2),) = versions_of(demo, second)
+    assert oid2 == oid and add_months(seen2, 84) > add_months(seen1, 84)
+    h = rgw.head(bucket, key)
+    assert retain_until(h) == add_months(seen2, 84), (h, seen1, seen2)
+    assert "lock extended dest=vault object=" + oid[:16] in demo.log_text()
+    # one version in the bucket: nothing was uploaded twice
+    assert [v["key"] for v in rgw.list_versions(bucket, key)] == [key]
+    assert demo.query("SELECT count(*) FROM lock_extend")[0][0] == 0
+    assert demo.query("SELECT locked_until / 1000 FROM copies WHERE object_id = ?",
+                      oid)[0][0] == add_months(seen2, 84)
+
+    # A client that is not custodian cannot delete the version before its date.
+    (v,) = rgw.list_versions(bucket, key)
+    status, _, body = rgw.request("DELETE", f"/{bucket}/{key}?versionId={v['version_id']}")
+    assert status == 403, (status, body)
+    assert rgw.get(bucket, key, v["version_id"])
+    demo.stop_agent()
+
+
+def test_daily_artifacts_are_locked_until_the_plan_lets_the_point_go(demo, rgw):
+    bucket = lock_demo(demo, rgw)
+    demo.start_agent()
+    path = os.path.join(demo.invoices, "a.pdf")
+    demo.wait_shipped({path: write_file(path, os.urandom(2000))})
+    demo.stop_agent()
+    today = datetime.datetime.now(NY).date()
+    yesterday = today - datetime.timedelta(days=1)
+    demo.run("daily", check=0, timeout=300)
+    demo.run("daily", "--date", yesterday.isoformat(), "--backfill", check=0, timeout=300)
+    at = dict(demo.query("SELECT date, min(started_at) FROM daily_attempts WHERE status = 'ok'"
+                         " GROUP BY date"))
+    assert set(at) == {today.isoformat(), yesterday.isoformat()}, at
+    arts = demo.query("SELECT date, remote_key FROM artifacts")
+    assert {d for d, _ in arts} == set(at)
+    for date, key in arts:
+        # today's point was taken first: the first of its month, kept keep_monthly_months;
+        # yesterday's came later in the same month (unless today is the 1st): keep_daily
+        first = date == today.isoformat() or yesterday.month != today.month
+        want = add_months(at[date], 84) if first else local_midnight(date, 35)
+        h = rgw.head(bucket, key)
+        assert h["x-amz-object-lock-mode"] == "COMPLIANCE", (key, h)
+        assert retain_until(h) == want, (date, key, h, want)
+
+
+def test_a_copy_without_its_lock_is_not_verified_and_the_agent_locks_it(demo, rgw):
+    from test_remote import s3_section, set_destinations
+
+    # Shipped while the config did not ask for Object Lock (the bucket has it).
+    bucket = rgw.new_bucket("life-late", object_lock=True)
+    set_destinations(demo, s3_section(rgw, bucket, name="vault"))
+    demo.start_agent()
+    path = os.path.join(demo.invoices, "early.pdf")
+    demo.wait_shipped({path: write_file(path, os.urandom(3000))})
+    demo.stop_agent()
+    ((oid, seen),) = versions_of(demo, path)
+    key = object_key(oid)
+    assert "x-amz-object-lock-mode" not in rgw.head(bucket, key)
+    set_destinations(demo, s3_section(rgw, bucket, name="vault", object_lock="yes",
+                                      lock_mode="GOVERNANCE"))
+    p = demo.run("verify", check=1)
+    out = p.stdout.decode()
+    assert f"FAIL  vault: {key}: not locked until" in out and "no lock" in out, out
+    # the agent extends what verify found
+    demo.start_agent()
+    wait_for(lambda: demo.query("SELECT count(*) FROM lock_extend")[0][0] == 0, 60,
+             "the lock extension")
+    h = rgw.head(bucket, key)
+    assert h["x-amz-object-lock-mode"] == "GOVERNANCE", h
+    assert retain_until(h) == add_months(seen, 84), h
+    demo.stop_agent()
+    demo.run("verify", check=0)
