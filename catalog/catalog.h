@@ -267,6 +267,12 @@ int catalog_lock_extend_next_ready(struct catalog *cat, int64_t after, int64_t *
  * is the first point of its month (the monthly rule keeps it longer). */
 int catalog_point_lock_basis(struct catalog *cat, const char *date, int64_t fallback, int64_t *at,
                              int *first_of_month, struct cst_err *err);
+/* Each object a hold of that kind covers (kind and value as in struct catalog_hold;
+ * before: the instant a "before" hold's date stands for), once, in id order; cb returning
+ * non-zero stops (and is returned). */
+int catalog_hold_each_object(struct catalog *cat, const char *kind, const char *value,
+                             int64_t before, int (*cb)(void *arg, const char *object_id), void *arg,
+                             struct cst_err *err);
 /* Drop the extensions of destinations no longer configured. */
 int catalog_lock_extend_forget(struct catalog *cat, char *const *configured, size_t n,
                                struct cst_err *err);

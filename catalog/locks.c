@@ -299,3 +299,45 @@ int catalog_point_lock_basis(struct catalog *cat, const char *date, int64_t fall
     sqlite3_reset(st);
     return rc < 0 ? -1 : 0;
 }
+
+int catalog_hold_each_object(struct catalog *cat, const char *kind, const char *value,
+                             int64_t before, int (*cb)(void *arg, const char *object_id), void *arg,
+                             struct cst_err *err)
+{
+    /* Every version a hold covers, recorded or still waiting for its first copy, as the
+     * planner reads holds (prune_plan.c): a path or anything under it, a billing
+     * period's snapshot members, everything captured before an instant, everything. */
+#define HOLD_VERSIONS(cond)                                                                        \
+    "SELECT DISTINCT object_id FROM (SELECT v.object_id, v.first_seen, p.path, v.id AS vid"        \
+    " FROM versions v JOIN paths p ON p.id = v.path_id WHERE v.object_id IS NOT NULL UNION ALL"    \
+    " SELECT pv.object_id, pv.first_seen, p.path, NULL FROM pending_versions pv JOIN paths p"      \
+    " ON p.id = pv.path_id) WHERE " cond " ORDER BY object_id"
+    static const char q_all[] = HOLD_VERSIONS("1");
+    static const char q_path[] =
+        HOLD_VERSIONS("path = CAST(?1 AS BLOB) OR substr(path, 1, length(CAST(?1 AS BLOB)) + 1)"
+                      " = CAST(?1 || '/' AS BLOB)");
+    static const char q_before[] = HOLD_VERSIONS("first_seen < ?2");
+    static const char q_period[] =
+        HOLD_VERSIONS("vid IN (SELECT sv.version_id FROM snapshot_versions sv JOIN snapshots s"
+                      " ON s.id = sv.snapshot_id WHERE s.label = ?1)");
+#undef HOLD_VERSIONS
+    const char *q = strcmp(kind, "path") == 0     ? q_path
+                    : strcmp(kind, "before") == 0 ? q_before
+                    : strcmp(kind, "period") == 0 ? q_period
+                                                  : q_all;
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int rc = 0, step;
+
+    if (st == NULL)
+        return -1;
+    if (q == q_path || q == q_period)
+        sqlite3_bind_text(st, 1, value ? value : "", -1, SQLITE_STATIC);
+    if (q == q_before)
+        sqlite3_bind_int64(st, 2, before);
+    while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW)
+        rc = cb(arg, (const char *)sqlite3_column_text(st, 0));
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = catalog_sql_err(cat, err, "list what a hold covers");
+    sqlite3_reset(st);
+    return rc;
+}

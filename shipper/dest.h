@@ -70,6 +70,7 @@ struct dest_stat {
     char version_id[128];   /* "" when unversioned */
     char lock_mode[32];     /* Object Lock mode, "" when none */
     int64_t retain_until;   /* ms, 0 when none */
+    int legal_hold;         /* the Object Lock legal-hold flag is ON */
 };
 
 struct dest_check {
@@ -185,6 +186,9 @@ int dest_s3_scrub(struct dest *d, int fix, struct dest_scrub *out, struct cst_er
 
 /* The destination locks the puts that carry a retain_until (s3 with object_lock). */
 int dest_locks(const struct dest *d);
+/* Set (on 1) or clear (on 0) the Object Lock legal-hold flag of key's latest version on a
+ * destination that locks, then read it back: 0 once HEAD shows it so, -1 with err. */
+int dest_set_legal_hold(struct dest *d, const char *key, int on, struct cst_err *err);
 
 /* "objects/<2 hex>/<id>" (malloc'd). */
 char *dest_object_key(const char *object_id);

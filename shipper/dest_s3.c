@@ -115,6 +115,7 @@ struct s3_call {
     uint64_t content_length, range_start;
     char etag[256], stored_sha[80], storage_class[64], version_id[256];
     char lock_mode[32], retain_until[64]; /* x-amz-object-lock-mode, -retain-until-date */
+    char legal_hold[8];                   /* x-amz-object-lock-legal-hold */
     int legacy_meta; /* x-amz-meta-custodian-sha256 or -plain-size: plaintext hints */
     struct s3_xml_error xerr;
     char detail[CST_ERR_SIZE]; /* our own cause when curl's is not the right one */
@@ -387,7 +388,7 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
         c->hdr_status = sp ? strtol(sp + 1, NULL, 10) : 0;
         c->has_length = c->has_range = 0;
         c->etag[0] = c->stored_sha[0] = c->storage_class[0] = c->version_id[0] = '\0';
-        c->lock_mode[0] = c->retain_until[0] = '\0';
+        c->lock_mode[0] = c->retain_until[0] = c->legal_hold[0] = '\0';
         c->legacy_meta = 0;
         return n;
     }
@@ -432,6 +433,8 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
         snprintf(c->lock_mode, sizeof(c->lock_mode), "%s", val);
     } else if (klen == 35 && strncasecmp(p, "x-amz-object-lock-retain-until-date", 35) == 0) {
         snprintf(c->retain_until, sizeof(c->retain_until), "%s", val);
+    } else if (klen == 28 && strncasecmp(p, "x-amz-object-lock-legal-hold", 28) == 0) {
+        snprintf(c->legal_hold, sizeof(c->legal_hold), "%s", val);
     } else if ((klen == 27 && strncasecmp(p, "x-amz-meta-custodian-sha256", 27) == 0) ||
                (klen == 31 && strncasecmp(p, "x-amz-meta-custodian-plain-size", 31) == 0)) {
         c->legacy_meta = 1; /* what versions before 2 wrote: plaintext hints */
@@ -862,6 +865,7 @@ static int s3_describe(struct dest *d, const char *key, const char *version, str
     st->retain_until = c->retain_until[0] ? s3_xml_time_ms(c->retain_until) : 0;
     if (st->retain_until < 0)
         st->retain_until = 0; /* a date we cannot read is no retention we can count on */
+    st->legal_hold = strcasecmp(c->legal_hold, "ON") == 0;
     call_free(c);
     return 1;
 }
@@ -903,6 +907,38 @@ static int s3_set_retention(struct dest *d, const char *key, const char *version
 
         snprintf(doing, sizeof(doing), "cannot set the Object Lock retention of %s (version %s)",
                  key, version && version[0] ? version : "latest");
+        e->kind = call_explain(s3, c, doing, e->err.msg, sizeof(e->err.msg));
+        rc = -1;
+    }
+    call_free(c);
+    return rc;
+}
+
+/* store.h set_legal_hold: PUT ?legal-hold on the version. */
+static int s3_set_legal_hold(struct dest *d, const char *key, const char *version, int on,
+                             struct store_err *e)
+{
+    struct s3 *s3 = d->impl;
+    struct s3_call *c;
+    char hex[65], md5[32];
+    int rc = 0;
+
+    c = call_new("PUT", version_url(s3, key, version, "legal-hold"));
+    c->body_owned = util_printf("<LegalHold xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                                "<Status>%s</Status></LegalHold>",
+                                on ? "ON" : "OFF");
+    c->body_mem = c->body_owned;
+    c->body_len = strlen(c->body_owned);
+    sha256_hex(c->body_mem, c->body_len, hex);
+    md5_base64(c->body_mem, c->body_len, md5);
+    call_header(c, "x-amz-content-sha256: %s", hex);
+    call_header(c, "Content-MD5: %s", md5);
+    call_header(c, "Content-Type: application/xml");
+    if (call_run(s3, c) < 0) {
+        char doing[CST_ERR_SIZE / 2];
+
+        snprintf(doing, sizeof(doing), "cannot %s the legal hold of %s (version %s)",
+                 on ? "set" : "clear", key, version && version[0] ? version : "latest");
         e->kind = call_explain(s3, c, doing, e->err.msg, sizeof(e->err.msg));
         rc = -1;
     }
@@ -2446,6 +2482,7 @@ static const struct store_driver s3_driver = {
     .stat = s3_stat,
     .describe = s3_describe,
     .set_retention = s3_set_retention,
+    .set_legal_hold = s3_set_legal_hold,
     .get = s3_get,
     .list = s3_list,
     .remove = s3_remove,

@@ -1736,6 +1736,33 @@ int dest_locks(const struct dest *d)
     return d->store != NULL && d->store->lock_mode != NULL;
 }
 
+int dest_set_legal_hold(struct dest *d, const char *key, int on, struct cst_err *err)
+{
+    struct store *st = d->store;
+    struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
+    struct dest_stat ds;
+    int rc;
+
+    if (!dest_locks(d) || st->drv->set_legal_hold == NULL || st->drv->describe == NULL)
+        return cst_err_set(err, "destination %s: it has no Object Lock legal holds", d->name);
+    memset(&ds, 0, sizeof(ds));
+    rc = st->drv->describe(d, key, NULL, &ds, &e);
+    if (rc == 0)
+        return cst_err_set(err, "destination %s: %s is not there", d->name, key);
+    if (rc > 0 && ds.legal_hold == on)
+        return 0; /* already so (a hold placed again, a rerun) */
+    if (rc < 0 || st->drv->set_legal_hold(d, key, ds.version_id, on, &e) < 0 ||
+        (rc = st->drv->describe(d, key, ds.version_id, &ds, &e)) < 0) {
+        *err = e.err;
+        return -1;
+    }
+    if (rc == 0 || ds.legal_hold != on)
+        return cst_err_set(err,
+                           "destination %s: %s does not show the legal hold %s after it was set",
+                           d->name, key, on ? "ON" : "OFF");
+    return 0;
+}
+
 void store_free(struct dest *d)
 {
     struct store *st = d->store;

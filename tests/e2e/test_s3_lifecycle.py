@@ -10,6 +10,8 @@ upload, no second version) before that version counts as shipped; a plain
 client's DELETE of a locked version is refused.
 """
 import calendar
+import json
+import xml.etree.ElementTree as ET
 import datetime
 import os
 import zoneinfo
@@ -152,3 +154,46 @@ def test_a_copy_without_its_lock_is_not_verified_and_the_agent_locks_it(demo, rg
     assert retain_until(h) == add_months(seen, 84), h
     demo.stop_agent()
     demo.run("verify", check=0)
+
+
+def legal_hold(rgw, bucket, key):
+    """GetObjectLegalHold of key's only version: "ON", "OFF", or None (never set)."""
+    (v,) = rgw.list_versions(bucket, key)
+    status, _, body = rgw.request("GET", f"/{bucket}/{key}?legal-hold&versionId={v['version_id']}")
+    if status == 404:
+        return None
+    assert status == 200, (status, body)
+    return ET.fromstring(body).findtext("{http://s3.amazonaws.com/doc/2006-03-01/}Status") or \
+        ET.fromstring(body).findtext("Status")
+
+
+def test_holds_set_the_legal_hold_flag_and_release_clears_it_unless_still_held(demo, rgw):
+    bucket = lock_demo(demo, rgw)
+    demo.start_agent()
+    held_dir = os.path.join(demo.invoices, "case-117")
+    os.makedirs(held_dir)
+    a, b = os.path.join(held_dir, "a.pdf"), os.path.join(demo.invoices, "b.pdf")
+    demo.wait_shipped({a: write_file(a, os.urandom(1000)), b: write_file(b, os.urandom(1000))})
+    demo.stop_agent()
+    ka, kb = (object_key(versions_of(demo, p)[0][0]) for p in (a, b))
+    assert legal_hold(rgw, bucket, ka) is None and legal_hold(rgw, bucket, kb) is None
+
+    out = demo.run("hold", "add", "--path", held_dir, "--reason", "subpoena 26-117",
+                   check=0).stdout.decode()
+    assert "legal-hold flag set on 1 copies" in out, out
+    assert rgw.head(bucket, ka)["x-amz-object-lock-legal-hold"] == "ON"
+    assert legal_hold(rgw, bucket, ka) == "ON" and legal_hold(rgw, bucket, kb) is None
+    demo.run("hold", "add", "--all", "--reason", "insurer", check=0)
+    assert legal_hold(rgw, bucket, ka) == "ON" and legal_hold(rgw, bucket, kb) == "ON"
+    ids = {h["kind"]: h["id"] for h in json.loads(demo.run("--json", "hold", "list").stdout)}
+
+    # releasing --all clears b; a stays held by the path hold
+    demo.run("hold", "release", str(ids["all"]), "--reason", "settled", check=0)
+    assert legal_hold(rgw, bucket, ka) == "ON" and legal_hold(rgw, bucket, kb) == "OFF"
+    assert rgw.head(bucket, kb).get("x-amz-object-lock-legal-hold", "OFF") == "OFF"
+    demo.run("hold", "release", str(ids["path"]), "--reason", "case closed", check=0)
+    assert legal_hold(rgw, bucket, ka) == "OFF"
+    flags = [json.loads(d) for (d,) in demo.query(
+        "SELECT detail FROM audit WHERE action = 'hold_flags' ORDER BY id")]
+    assert [(f["legal_hold"], f["copies"], f["failed"]) for f in flags] == [
+        ("ON", 1, 0), ("ON", 2, 0), ("OFF", 1, 0), ("OFF", 1, 0)], flags
