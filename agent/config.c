@@ -470,7 +470,11 @@ static const struct cfg_key cfg_dest_keys[] = {
      .type = KT_STRING,
      .dest_types = DT_S3,
      DEST_FIELD(archive_class),
-     .help = "Storage class of archive-tier objects, e.g. GLACIER or DEEP_ARCHIVE."},
+     .help = "Storage class of archive-tier objects, e.g. GLACIER or DEEP_ARCHIVE. On a "
+             "destination whose role is not archive, copies move to it at hot_months through "
+             "the bucket's lifecycle rule custodian-archive (prefix objects/, hot_months in "
+             "days, rounded up), which prune --confirm installs when the bucket has no "
+             "lifecycle configuration and doctor checks; version ids and Object Lock stay."},
     {.section = "destination",
      .name = "object_lock",
      .type = KT_BOOL,

@@ -273,6 +273,9 @@ int catalog_point_lock_basis(struct catalog *cat, const char *date, int64_t fall
 int catalog_hold_each_object(struct catalog *cat, const char *kind, const char *value,
                              int64_t before, int (*cb)(void *arg, const char *object_id), void *arg,
                              struct cst_err *err);
+/* The copy of object_id on dest is stored in that tier now ("hot" | "archive"). */
+int catalog_copy_set_tier(struct catalog *cat, const char *object_id, const char *dest,
+                          const char *tier, struct cst_err *err);
 /* Drop the extensions of destinations no longer configured. */
 int catalog_lock_extend_forget(struct catalog *cat, char *const *configured, size_t n,
                                struct cst_err *err);

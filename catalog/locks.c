@@ -341,3 +341,17 @@ int catalog_hold_each_object(struct catalog *cat, const char *kind, const char *
     sqlite3_reset(st);
     return rc;
 }
+
+int catalog_copy_set_tier(struct catalog *cat, const char *object_id, const char *dest,
+                          const char *tier, struct cst_err *err)
+{
+    static const char q[] = "UPDATE copies SET tier = ?3 WHERE object_id = ?1 AND dest = ?2";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, dest, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, tier, -1, SQLITE_STATIC);
+    return step_done(cat, st, "record the tier of a copy", err);
+}

@@ -15,7 +15,7 @@ deb="$build dpkg-dev debhelper lintian"
 test="$deb adduser acl systemd groff-base man-db bash-completion libcmocka-dev python3 python3-pytest valgrind sqlite3 clang-format clang libclang-rt-14-dev
 ceph-mon ceph-osd radosgw ceph-common openssh-server openssh-client openssl uuid-runtime curl
 python3-mockupdb python3-mongomock python3-bson python3-pymongo python3-cryptography time
-python3-prometheus-client"
+python3-prometheus-client faketime"
 bench="$test rclone restic borgbackup"
 
 case "${1:-build}" in

@@ -136,6 +136,11 @@ struct dest_s3_config {
     const char *access_key_file, *secret_key_file; /* mode 0600, one line each */
     const char *ca_file;                           /* NULL: the system's CAs */
     const char *hot_class;                         /* x-amz-storage-class, NULL: bucket default */
+    /* The tier transition: a bucket lifecycle rule (ID custodian-archive) moves objects/ to
+     * archive_class transition_days after their upload, keeping version ids and locks
+     * (a self-copy would make a second, locked version). 0: no rule. */
+    const char *archive_class;
+    int transition_days;
     int object_lock;       /* the bucket has Object Lock: puts may carry a retention */
     const char *lock_mode; /* "GOVERNANCE" or "COMPLIANCE", with object_lock */
     int path_style;
@@ -183,6 +188,11 @@ struct dest_scrub {
     char error[512];   /* the first fix that failed */
 };
 int dest_s3_scrub(struct dest *d, int fix, struct dest_scrub *out, struct cst_err *err);
+/* The tier transition's lifecycle rule on an S3 destination with transition_days: 0 when
+ * the bucket has it (installed now when the bucket had no lifecycle configuration, or only
+ * an older custodian rule), -1 with err saying why not (another configuration is there:
+ * custodian never replaces an operator's rules). */
+int dest_s3_lifecycle_ensure(struct dest *d, struct cst_err *err);
 
 /* The destination locks the puts that carry a retain_until (s3 with object_lock). */
 int dest_locks(const struct dest *d);

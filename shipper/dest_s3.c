@@ -178,6 +178,8 @@ struct s3 {
     char *access_key, *secret_key; /* sodium_malloc'd */
     int path_style, max_inflight;
     char *lock_mode;       /* object_lock: GOVERNANCE or COMPLIANCE; NULL: no Object Lock */
+    char *archive_class;   /* with transition_days: the class of the lifecycle rule */
+    int transition_days;   /* 0: custodian installs no lifecycle rule */
     curl_off_t send_speed; /* bytes/s per request, 0 unlimited */
     uint64_t part_size;
     struct ev_loop *loop;
@@ -1064,6 +1066,140 @@ static void probe_object_lock(struct s3 *s3, struct dest_probe *out)
     call_free(c);
 }
 
+/* --- the tier transition: a bucket lifecycle rule --- */
+
+#define S3_LC_RULE_ID "custodian-archive"
+
+enum lc_state { LC_OURS, LC_NONE, LC_OURS_STALE, LC_FOREIGN };
+
+static char *lc_body(const struct s3 *s3)
+{
+    /* archive_class comes from the config as a storage class name: no XML in it */
+    return util_printf("<LifecycleConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                       "<Rule><ID>" S3_LC_RULE_ID "</ID><Filter><Prefix>objects/</Prefix></Filter>"
+                       "<Status>Enabled</Status><Transition><Days>%d</Days><StorageClass>%s"
+                       "</StorageClass></Transition></Rule></LifecycleConfiguration>",
+                       s3->transition_days, s3->archive_class);
+}
+
+static size_t count_of(const char *hay, size_t len, const char *needle)
+{
+    size_t n = 0, nl = strlen(needle);
+
+    for (size_t i = 0; i + nl <= len; i++)
+        if (memcmp(hay + i, needle, nl) == 0)
+            n++;
+    return n;
+}
+
+/* What the bucket's lifecycle configuration is to custodian: GET ?lifecycle. */
+static int lc_state(struct s3 *s3, char *msg, size_t msglen)
+{
+    char *query = s3_query(&(struct s3_qparam){"lifecycle", NULL}, 1);
+    struct s3_call *c = call_new("GET", bucket_url(s3, query));
+    char days[32], cls[96];
+    int rc;
+
+    free(query);
+    call_sign_empty(c);
+    call_run(s3, c);
+    if (c->rc == CURLE_OK && c->status == 404) {
+        rc = LC_NONE;
+    } else if (!call_ok(c)) {
+        call_explain(s3, c, "cannot read the bucket's lifecycle configuration", msg, msglen);
+        rc = -1;
+    } else if (count_of(c->reply, c->reply_len, "<ID>" S3_LC_RULE_ID "</ID>") == 0) {
+        rc = LC_FOREIGN;
+    } else {
+        snprintf(days, sizeof(days), "<Days>%d</Days>", s3->transition_days);
+        snprintf(cls, sizeof(cls), "<StorageClass>%s</StorageClass>", s3->archive_class);
+        rc = count_of(c->reply, c->reply_len, "<Rule>") == 1 &&
+                     count_of(c->reply, c->reply_len, days) == 1 &&
+                     count_of(c->reply, c->reply_len, cls) == 1 &&
+                     count_of(c->reply, c->reply_len, "<Prefix>objects/</Prefix>") == 1 &&
+                     count_of(c->reply, c->reply_len, "<Status>Enabled</Status>") == 1
+                 ? LC_OURS
+             : count_of(c->reply, c->reply_len, "<Rule>") == 1 ? LC_OURS_STALE
+                                                               : LC_FOREIGN;
+    }
+    call_free(c);
+    return rc;
+}
+
+int dest_s3_lifecycle_ensure(struct dest *d, struct cst_err *err)
+{
+    struct s3 *s3 = d->impl;
+    struct s3_call *c;
+    char *query, hex[65], md5[32];
+    int state;
+
+    if (s3->transition_days <= 0)
+        return 0;
+    state = lc_state(s3, err->msg, sizeof(err->msg));
+    if (state == LC_OURS)
+        return 0;
+    if (state < 0)
+        return -1;
+    if (state == LC_FOREIGN)
+        return cst_err_set(err,
+                           "destination %s: bucket %s has a lifecycle configuration without "
+                           "custodian's rule; custodian does not replace it: add a rule with ID "
+                           "%s, prefix objects/, a transition to %s after %d days",
+                           d->name, s3->bucket, S3_LC_RULE_ID, s3->archive_class,
+                           s3->transition_days);
+    query = s3_query(&(struct s3_qparam){"lifecycle", NULL}, 1);
+    c = call_new("PUT", bucket_url(s3, query));
+    free(query);
+    c->body_owned = lc_body(s3);
+    c->body_mem = c->body_owned;
+    c->body_len = strlen(c->body_owned);
+    sha256_hex(c->body_mem, c->body_len, hex);
+    md5_base64(c->body_mem, c->body_len, md5);
+    call_header(c, "x-amz-content-sha256: %s", hex);
+    call_header(c, "Content-MD5: %s", md5);
+    call_header(c, "Content-Type: application/xml");
+    if (call_run(s3, c) < 0) {
+        call_explain(s3, c, "cannot install the lifecycle rule of the tier transition", err->msg,
+                     sizeof(err->msg));
+        call_free(c);
+        return -1;
+    }
+    call_free(c);
+    log_info("lifecycle rule installed dest=%s bucket=%s class=%s days=%d", d->name, s3->bucket,
+             s3->archive_class, s3->transition_days);
+    state = lc_state(s3, err->msg, sizeof(err->msg));
+    if (state == LC_OURS)
+        return 0;
+    return state < 0
+               ? -1
+               : cst_err_set(err, "destination %s: the lifecycle rule does not read back", d->name);
+}
+
+/* doctor: the rule that moves objects to archive_class at hot_months is there. */
+static void probe_lifecycle(struct s3 *s3, struct dest_probe *out)
+{
+    char msg[CST_ERR_SIZE];
+    int state = lc_state(s3, msg, sizeof(msg));
+
+    if (state == LC_OURS)
+        check_add(out, "lifecycle rule", 1,
+                  "rule %s moves objects/ to %s %d days after upload (hot_months)", S3_LC_RULE_ID,
+                  s3->archive_class, s3->transition_days);
+    else if (state == LC_NONE || state == LC_OURS_STALE)
+        check_add(out, "lifecycle rule", 0,
+                  "bucket %s has %s: `custodian prune --confirm` installs it (the agent's daily "
+                  "prune does); until then nothing moves to %s",
+                  s3->bucket, state == LC_NONE ? "no lifecycle rule" : "an outdated custodian rule",
+                  s3->archive_class);
+    else if (state == LC_FOREIGN)
+        check_add(out, "lifecycle rule", 0,
+                  "bucket %s has a lifecycle configuration without rule %s: add it by hand "
+                  "(prefix objects/, transition to %s after %d days)",
+                  s3->bucket, S3_LC_RULE_ID, s3->archive_class, s3->transition_days);
+    else
+        check_add(out, "lifecycle rule", 0, "cannot tell: %s", msg);
+}
+
 static int s3_probe_connect(struct dest *d, struct dest_probe *out)
 {
     struct s3 *s3 = d->impl;
@@ -1128,6 +1264,8 @@ static int s3_probe_connect(struct dest *d, struct dest_probe *out)
     usable = 1; /* plain http on loopback is reported above, and the probe goes on */
     if (s3->lock_mode)
         probe_object_lock(s3, out);
+    if (s3->transition_days > 0)
+        probe_lifecycle(s3, out);
 out:
     call_free(c);
     (void)all_ok;
@@ -2013,6 +2151,7 @@ static void s3_destroy(struct s3 *s3)
     free(s3->ca_file);
     free(s3->hot_class);
     free(s3->lock_mode);
+    free(s3->archive_class);
     free(s3->akf);
     free(s3->skf);
     free(s3);
@@ -2539,6 +2678,10 @@ struct dest *dest_s3_new(const struct dest_s3_config *cfg, const struct dest_env
     s3->hot_class = cfg->hot_class && cfg->hot_class[0] ? util_xstrdup(cfg->hot_class) : NULL;
     if (cfg->object_lock && cfg->lock_mode)
         s3->lock_mode = util_xstrdup(cfg->lock_mode);
+    if (cfg->archive_class && cfg->archive_class[0] && cfg->transition_days > 0) {
+        s3->archive_class = util_xstrdup(cfg->archive_class);
+        s3->transition_days = cfg->transition_days;
+    }
     s3->akf = util_xstrdup(cfg->access_key_file);
     s3->skf = util_xstrdup(cfg->secret_key_file);
     s3->path_style = cfg->path_style;

@@ -7,16 +7,22 @@ delete_after_months; a daily point's artifacts: keep_daily, or
 keep_monthly_months for the first point of a month); content that comes back
 in a new version has its stored copy's retention extended in place (no second
 upload, no second version) before that version counts as shipped; a plain
-client's DELETE of a locked version is refused.
+client's DELETE of a locked version is refused. Legal holds set and clear the
+S3 legal-hold flag. The tier transition at hot_months is the bucket's own
+lifecycle rule, which custodian installs and doctor checks (a self-copy under
+Object Lock would make a second locked version); its pass is driven two years
+ahead with faketime on a gateway of the test's own.
 """
 import calendar
 import json
 import xml.etree.ElementTree as ET
 import datetime
 import os
+import subprocess
 import zoneinfo
 
 from conftest import wait_for, write_file
+from servers import rgw_server
 
 NY = zoneinfo.ZoneInfo("America/New_York")
 UTC = datetime.timezone.utc
@@ -197,3 +203,94 @@ def test_holds_set_the_legal_hold_flag_and_release_clears_it_unless_still_held(d
         "SELECT detail FROM audit WHERE action = 'hold_flags' ORDER BY id")]
     assert [(f["legal_hold"], f["copies"], f["failed"]) for f in flags] == [
         ("ON", 1, 0), ("ON", 2, 0), ("OFF", 1, 0), ("OFF", 1, 0)], flags
+
+
+def later(days=0, months=0):
+    """RFC 3339 for now + months + days (calendar months, New York)."""
+    t = datetime.datetime.now(NY)
+    y, m = divmod(t.month - 1 + months, 12)
+    day = min(t.day, calendar.monthrange(t.year + y, m + 1)[1])
+    t = t.replace(year=t.year + y, month=m + 1, day=day) + datetime.timedelta(days=days)
+    return t.isoformat(timespec="seconds")
+
+
+def lc_process(r, days):
+    """One lifecycle pass of the gateway as if `days` days had passed (the recipe's
+    faketime: only the wall clock is faked, else the pass hangs)."""
+    p = subprocess.run(["faketime", "-f", f"+{days}d", "radosgw-admin", "-c", r.conf, "lc",
+                        "process"], capture_output=True, timeout=300, stdin=subprocess.DEVNULL,
+                       env=dict(os.environ, FAKETIME_DONT_FAKE_MONOTONIC="1"))
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+
+
+def doctor_check(demo, area, check):
+    checks = json.loads(demo.run("--json", "doctor", check=None).stdout)["checks"]
+    return next(c for c in checks if c["area"] == area and c["check"] == check)
+
+
+def test_at_24_months_and_a_day_the_lifecycle_rule_has_moved_copies_to_the_archive_class(
+        demo, tmp_path):
+    from test_remote import s3_section, set_destinations
+
+    with rgw_server(str(tmp_path / "rgw")) as r:
+        bucket = r.new_bucket("life-tier", object_lock=True)
+        vault = str(tmp_path / "vault")
+        os.makedirs(vault)
+        set_destinations(demo, f"""
+[destination nas]
+type = local
+path = {demo.dest}
+""" + s3_section(r, bucket, name="cloud", role="replica", archive_class="DEEP_ARCHIVE",
+                 object_lock="yes", lock_mode="COMPLIANCE") + f"""
+[destination vault]
+type = local
+role = archive
+path = {vault}
+""")
+        demo.start_agent()
+        files = {}
+        for n in ("t1.png", "t2.png"):
+            p = os.path.join(demo.images, n)
+            files[p] = write_file(p, os.urandom(4000))
+        demo.wait_shipped(files)
+        ids = [versions_of(demo, p)[0][0] for p in files]
+        wait_for(lambda: demo.query("SELECT count(*) FROM copies")[0][0] == 6, 60, "copies")
+        demo.stop_agent()
+        before = {v["key"]: v for v in r.list_versions(bucket, "objects/")}
+        assert {v["storage_class"] for v in before.values()} == {"STANDARD"}, before
+
+        c = doctor_check(demo, "destination cloud", "lifecycle rule")
+        assert c["result"] != "ok" and "no lifecycle rule" in c["detail"], c
+        plan = json.loads(demo.run("--json", "prune", "--confirm", check=0).stdout)
+        assert plan["failed"] == 0, plan
+        c = doctor_check(demo, "destination cloud", "lifecycle rule")
+        assert c["result"] == "ok" and "DEEP_ARCHIVE 731 days" in c["detail"], c
+
+        # Before the rule's day nothing moves; 24 months on, the plan waits for it.
+        lc_process(r, 700)
+        assert {v["storage_class"] for v in r.list_versions(bucket, "objects/")} == {"STANDARD"}
+        plan = json.loads(demo.run("--json", "prune", "--confirm", "--as-of",
+                                   later(months=24, days=1), check=0).stdout)
+        assert plan["waiting_transition"] == 2 and plan["transitioned"] == 0, plan
+        assert all(os.path.exists(os.path.join(demo.dest, object_key(i))) for i in ids)
+
+        # The server's own pass, two years on: same versions, same locks, archive class.
+        lc_process(r, 733)
+        after = {v["key"]: v for v in r.list_versions(bucket, "objects/")}
+        assert set(after) == set(before) and len(after) == 2, after
+        for k, v in after.items():
+            assert v["storage_class"] == "DEEP_ARCHIVE", v
+            assert v["version_id"] == before[k]["version_id"], (v, before[k])
+            h = r.head(bucket, k)
+            assert h["x-amz-object-lock-mode"] == "COMPLIANCE", h
+        assert len(r.list_versions(bucket, "objects/")) == 2  # no second version anywhere
+        plan = json.loads(demo.run("--json", "prune", "--confirm", "--as-of",
+                                   later(months=24, days=1), check=0).stdout)
+        assert plan["transitioned"] == 2 and plan["failed"] == 0, plan
+        assert {t for (t,) in demo.query("SELECT tier FROM copies WHERE dest = 'cloud'")} == \
+            {"archive"}
+        # two verified archive copies (the bucket's, the vault's): the NAS copies go
+        for i in ids:
+            assert not os.path.exists(os.path.join(demo.dest, object_key(i))), i
+            assert os.path.exists(os.path.join(vault, object_key(i))), i
+        assert demo.query("SELECT count(*) FROM copies WHERE dest = 'nas'")[0][0] == 0
