@@ -1,5 +1,5 @@
 /*
- * cmd_restore_point.c - `custodian restore point DATE --to DIR [--from DEST]`:
+ * cmd_restore_point.c - `custodian restore point DATE --to DIR [--from DEST] [--wait]`:
  * every file of that day's restore point, rebuilt under DIR with its
  * original path (DIR/app/data/invoices/INV-1.pdf), each verified against
  * its recorded SHA-256. Nothing in DIR is replaced, and nothing is written
@@ -20,7 +20,7 @@
 #include "common/pathenc.h"
 #include "common/util.h"
 
-static const char usage[] = "usage: custodian restore point DATE --to DIR [--from DEST]";
+static const char usage[] = "usage: custodian restore point DATE --to DIR [--from DEST] [--wait]";
 
 static int cmd_restore_point_exec(struct cli *cli, int argc, char **argv)
 {
@@ -37,11 +37,15 @@ static int cmd_restore_point_exec(struct cli *cli, int argc, char **argv)
     size_t cap = 0;
     FILE *f;
 
+    int wait = 0;
+
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--to") == 0 && i + 1 < argc)
             to = argv[++i];
         else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
             from = argv[++i];
+        else if (strcmp(argv[i], "--wait") == 0)
+            wait = 1;
         else if (date == NULL && sched_parse_date(argv[i], &y, &m, &d) == 0)
             date = argv[i];
         else
@@ -54,6 +58,7 @@ static int cmd_restore_point_exec(struct cli *cli, int argc, char **argv)
     r = restorer_new(cli, from, 1, &rc);
     if (r == NULL)
         return rc;
+    restorer_set_wait(r, wait);
     rc = catalog_artifact_get(cli->cat, date, "files", &a, &err);
     if (rc != 1) {
         restorer_free(r);
@@ -138,7 +143,7 @@ out:
 
 const struct cmd_entry cmd_restore_point_entry = {
     .name = "restore point",
-    .usage = "DATE --to DIR [--from DEST]",
+    .usage = "DATE --to DIR [--from DEST] [--wait]",
     .help = "every file of a daily restore point",
     .exec = cmd_restore_point_exec,
 };

@@ -83,6 +83,8 @@ static const char *const cfg_dest_types[] = {"local", "s3", "sftp", NULL};
 static const char *const cfg_dest_roles[] = {"primary", "replica", "archive", NULL};
 /* The index is enum cfg_lock_mode. */
 static const char *const cfg_lock_modes[] = {"GOVERNANCE", "COMPLIANCE", NULL};
+/* The index is enum cfg_restore_tier. */
+const char *const cfg_restore_tiers[] = {"Standard", "Bulk", NULL};
 static const char *const cfg_s3_schemes[] = {"https://", "http://", NULL};
 static const char *const cfg_sftp_schemes[] = {"sftp://", NULL};
 static const char *const cfg_mongodb_schemes[] = {"mongodb://", "mongodb+srv://", NULL};
@@ -496,6 +498,18 @@ static const struct cfg_key cfg_dest_keys[] = {
      .help = "With object_lock: GOVERNANCE (a user with s3:BypassGovernanceRetention may still "
              "delete) or COMPLIANCE (nobody can delete before the date, not even the root "
              "account). No default: the operator chooses."},
+    {.section = "destination",
+     .name = "restore_tier",
+     .type = KT_ENUM,
+     .choices = cfg_restore_tiers,
+     .default_value = "Standard",
+     .dest_types = DT_S3,
+     DEST_FIELD(restore_tier),
+     .help = "How fast a copy in an archive class (GLACIER, DEEP_ARCHIVE) is thawed for a "
+             "restore (RestoreObject): Standard (AWS: 3-5 hours from GLACIER, within 12 hours "
+             "from DEEP_ARCHIVE; the plan's 24-hour RTO holds) or Bulk (cheaper: 5-12 hours, "
+             "within 48 hours from DEEP_ARCHIVE, past the RTO). Restores prefer a copy that "
+             "needs no thaw."},
     {.section = "destination",
      .name = "url",
      .type = KT_URL,

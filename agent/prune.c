@@ -989,7 +989,7 @@ static int cmp_str(const void *a, const void *b)
 
 static int listed(const struct listing *l, const char *id)
 {
-    return bsearch(&id, l->ids, l->n, sizeof(char *), cmp_str) != NULL;
+    return l->n > 0 && bsearch(&id, l->ids, l->n, sizeof(char *), cmp_str) != NULL;
 }
 
 int prune_check(struct cli *cli, int64_t as_of)
@@ -1025,7 +1025,8 @@ int prune_check(struct cli *cli, int64_t as_of)
             problems++;
             continue;
         }
-        qsort(l.ids, l.n, sizeof(char *), cmp_str);
+        if (l.n > 1) /* an empty listing has no array (qsort wants one) */
+            qsort(l.ids, l.n, sizeof(char *), cmp_str);
         /* Recorded good copies must be there; copies the plan removes must not be. */
         for (size_t c = 0; c < x.n_copies; c++) {
             const struct plan_copy *cp = &x.copies[c];

@@ -276,6 +276,28 @@ int catalog_hold_each_object(struct catalog *cat, const char *kind, const char *
 /* The copy of object_id on dest is stored in that tier now ("hot" | "archive"). */
 int catalog_copy_set_tier(struct catalog *cat, const char *object_id, const char *dest,
                           const char *tier, struct cst_err *err);
+/* --- archive restores: thaw jobs (locks.c) --- */
+struct catalog_restore_job {
+    int64_t id;
+    char *dest, *remote_key, *what, *tier, *storage_class, *requested_by;
+    char *status; /* pending | ready | done */
+    int64_t requested_at, expected_by, checked_at, ready_at;
+};
+void catalog_restore_job_clear(struct catalog_restore_job *j);
+/* 1 and *j: the newest job for that copy not yet done; 0 none; -1. */
+int catalog_restore_job_find(struct catalog *cat, const char *dest, const char *remote_key,
+                             struct catalog_restore_job *j, struct cst_err *err);
+/* A new pending job (dest, remote_key, what, tier, storage_class, requested_at,
+ * requested_by, expected_by of j). */
+int catalog_restore_job_add(struct catalog *cat, const struct catalog_restore_job *j, int64_t *id,
+                            struct cst_err *err);
+/* pending | ready | done, checked now. */
+int catalog_restore_job_set(struct catalog *cat, int64_t id, const char *status, int64_t now,
+                            struct cst_err *err);
+/* Jobs not done (all: every one), oldest first. */
+int catalog_each_restore_job(struct catalog *cat, int all,
+                             int (*cb)(void *arg, const struct catalog_restore_job *j), void *arg,
+                             struct cst_err *err);
 /* Drop the extensions of destinations no longer configured. */
 int catalog_lock_extend_forget(struct catalog *cat, char *const *configured, size_t n,
                                struct cst_err *err);

@@ -355,3 +355,123 @@ int catalog_copy_set_tier(struct catalog *cat, const char *object_id, const char
     sqlite3_bind_text(st, 3, tier, -1, SQLITE_STATIC);
     return step_done(cat, st, "record the tier of a copy", err);
 }
+
+/* --- archive restores (restore_jobs) --- */
+
+static void job_from_row(sqlite3_stmt *st, struct catalog_restore_job *j)
+{
+    memset(j, 0, sizeof(*j));
+    j->id = sqlite3_column_int64(st, 0);
+    j->dest = catalog_column_dup(st, 1);
+    j->remote_key = catalog_column_dup(st, 2);
+    j->what = catalog_column_dup(st, 3);
+    j->tier = catalog_column_dup(st, 4);
+    j->storage_class = catalog_column_dup(st, 5);
+    j->requested_at = sqlite3_column_int64(st, 6);
+    j->requested_by = catalog_column_dup(st, 7);
+    j->expected_by = sqlite3_column_int64(st, 8);
+    j->status = catalog_column_dup(st, 9);
+    j->checked_at = sqlite3_column_int64(st, 10);
+    j->ready_at = sqlite3_column_int64(st, 11);
+}
+
+#define JOB_COLUMNS                                                                                \
+    "id, dest, remote_key, what, tier, storage_class, requested_at, requested_by, expected_by,"    \
+    " status, coalesce(checked_at, 0), coalesce(ready_at, 0)"
+
+void catalog_restore_job_clear(struct catalog_restore_job *j)
+{
+    free(j->dest);
+    free(j->remote_key);
+    free(j->what);
+    free(j->tier);
+    free(j->storage_class);
+    free(j->requested_by);
+    free(j->status);
+    memset(j, 0, sizeof(*j));
+}
+
+int catalog_restore_job_find(struct catalog *cat, const char *dest, const char *remote_key,
+                             struct catalog_restore_job *j, struct cst_err *err)
+{
+    static const char q[] = "SELECT " JOB_COLUMNS " FROM restore_jobs WHERE dest = ?1 AND"
+                            " remote_key = ?2 AND status <> 'done' ORDER BY id DESC LIMIT 1";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int rc;
+
+    memset(j, 0, sizeof(*j));
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, dest, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, remote_key, -1, SQLITE_STATIC);
+    rc = catalog_step(cat, st, "read the restore jobs", err);
+    if (rc == 1)
+        job_from_row(st, j);
+    sqlite3_reset(st);
+    return rc;
+}
+
+int catalog_restore_job_add(struct catalog *cat, const struct catalog_restore_job *j, int64_t *id,
+                            struct cst_err *err)
+{
+    static const char q[] =
+        "INSERT INTO restore_jobs (dest, remote_key, what, tier, storage_class, requested_at,"
+        " requested_by, expected_by, status) VALUES (?,?,?,?,?,?,?,?,'pending')";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, j->dest, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, j->remote_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, j->what, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, j->tier, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, j->storage_class, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, j->requested_at);
+    sqlite3_bind_text(st, 7, j->requested_by, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, j->expected_by);
+    if (step_done(cat, st, "record a restore job", err) < 0)
+        return -1;
+    *id = sqlite3_last_insert_rowid(cat->db);
+    return 0;
+}
+
+int catalog_restore_job_set(struct catalog *cat, int64_t id, const char *status, int64_t now,
+                            struct cst_err *err)
+{
+    static const char q[] =
+        "UPDATE restore_jobs SET status = ?2, checked_at = ?3, ready_at = CASE WHEN ?2 <>"
+        " 'pending' THEN coalesce(ready_at, ?3) END WHERE id = ?1";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    return step_done(cat, st, "update a restore job", err);
+}
+
+int catalog_each_restore_job(struct catalog *cat, int all,
+                             int (*cb)(void *arg, const struct catalog_restore_job *j), void *arg,
+                             struct cst_err *err)
+{
+    static const char q[] = "SELECT " JOB_COLUMNS " FROM restore_jobs WHERE ?1 OR status <> 'done'"
+                            " ORDER BY id";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int rc = 0, step;
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int(st, 1, all);
+    while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct catalog_restore_job j;
+
+        job_from_row(st, &j);
+        rc = cb(arg, &j);
+        catalog_restore_job_clear(&j);
+    }
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = catalog_sql_err(cat, err, "list the restore jobs");
+    sqlite3_reset(st);
+    return rc;
+}

@@ -395,7 +395,25 @@ static const char *const migrations[] = {
     "  last_error TEXT,"
     "  PRIMARY KEY (object_id, dest)"
     ") WITHOUT ROWID;"
-    "CREATE INDEX lock_extend_by_dest ON lock_extend (dest, ready_at);",
+    "CREATE INDEX lock_extend_by_dest ON lock_extend (dest, ready_at);"
+    /* Archive restores: a copy in an archive class is thawed before it can be read
+     * (RestoreObject); each thaw asked for is a job, pending until the copy is readable,
+     * so that a restore run again (or restore jobs) picks up where it left off. */
+    "CREATE TABLE restore_jobs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  dest TEXT NOT NULL,"
+    "  remote_key TEXT NOT NULL,"
+    "  what TEXT NOT NULL," /* for operators: "object <id>", an artifact's key */
+    "  tier TEXT NOT NULL,"
+    "  storage_class TEXT,"
+    "  requested_at INTEGER NOT NULL,"
+    "  requested_by TEXT NOT NULL,"
+    "  expected_by INTEGER NOT NULL,"
+    "  status TEXT NOT NULL," /* pending | ready | done */
+    "  checked_at INTEGER,"
+    "  ready_at INTEGER"
+    ");"
+    "CREATE INDEX restore_jobs_by_key ON restore_jobs (dest, remote_key);",
 };
 
 int catalog_schema_latest(void)

@@ -71,7 +71,11 @@ struct dest_stat {
     char lock_mode[32];     /* Object Lock mode, "" when none */
     int64_t retain_until;   /* ms, 0 when none */
     int legal_hold;         /* the Object Lock legal-hold flag is ON */
+    int thaw;               /* x-amz-restore: 0 none, DEST_THAW_ONGOING, DEST_THAW_READY */
 };
+
+#define DEST_THAW_ONGOING 1
+#define DEST_THAW_READY 2
 
 struct dest_check {
     char name[64]; /* "reachable", "authenticated", "write probe", … */
@@ -199,6 +203,13 @@ int dest_locks(const struct dest *d);
 /* Set (on 1) or clear (on 0) the Object Lock legal-hold flag of key's latest version on a
  * destination that locks, then read it back: 0 once HEAD shows it so, -1 with err. */
 int dest_set_legal_hold(struct dest *d, const char *key, int on, struct cst_err *err);
+/* Archive classes that must be thawed before a GET (S3 GLACIER, DEEP_ARCHIVE): 1 when key's
+ * copy on d is stored in one and no thawed copy is ready (st filled), 0 when it can be
+ * read as it is, -1 with err. */
+int dest_needs_thaw(struct dest *d, const char *key, struct dest_stat *st, struct cst_err *err);
+/* Ask for a temporary readable copy of key (S3 RestoreObject) for `days`, at `tier`
+ * (Standard | Bulk). 0 when asked (or already under way), -1 with err. */
+int dest_thaw(struct dest *d, const char *key, const char *tier, int days, struct cst_err *err);
 
 /* "objects/<2 hex>/<id>" (malloc'd). */
 char *dest_object_key(const char *object_id);

@@ -116,6 +116,7 @@ struct s3_call {
     char etag[256], stored_sha[80], storage_class[64], version_id[256];
     char lock_mode[32], retain_until[64]; /* x-amz-object-lock-mode, -retain-until-date */
     char legal_hold[8];                   /* x-amz-object-lock-legal-hold */
+    char restore[160];                    /* x-amz-restore */
     int legacy_meta; /* x-amz-meta-custodian-sha256 or -plain-size: plaintext hints */
     struct s3_xml_error xerr;
     char detail[CST_ERR_SIZE]; /* our own cause when curl's is not the right one */
@@ -390,7 +391,7 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
         c->hdr_status = sp ? strtol(sp + 1, NULL, 10) : 0;
         c->has_length = c->has_range = 0;
         c->etag[0] = c->stored_sha[0] = c->storage_class[0] = c->version_id[0] = '\0';
-        c->lock_mode[0] = c->retain_until[0] = c->legal_hold[0] = '\0';
+        c->lock_mode[0] = c->retain_until[0] = c->legal_hold[0] = c->restore[0] = '\0';
         c->legacy_meta = 0;
         return n;
     }
@@ -437,6 +438,8 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
         snprintf(c->retain_until, sizeof(c->retain_until), "%s", val);
     } else if (klen == 28 && strncasecmp(p, "x-amz-object-lock-legal-hold", 28) == 0) {
         snprintf(c->legal_hold, sizeof(c->legal_hold), "%s", val);
+    } else if (klen == 13 && strncasecmp(p, "x-amz-restore", 13) == 0) {
+        snprintf(c->restore, sizeof(c->restore), "%s", val);
     } else if ((klen == 27 && strncasecmp(p, "x-amz-meta-custodian-sha256", 27) == 0) ||
                (klen == 31 && strncasecmp(p, "x-amz-meta-custodian-plain-size", 31) == 0)) {
         c->legacy_meta = 1; /* what versions before 2 wrote: plaintext hints */
@@ -868,6 +871,11 @@ static int s3_describe(struct dest *d, const char *key, const char *version, str
     if (st->retain_until < 0)
         st->retain_until = 0; /* a date we cannot read is no retention we can count on */
     st->legal_hold = strcasecmp(c->legal_hold, "ON") == 0;
+    /* ongoing-request="true": thawing; "false" (with an expiry-date): a copy is readable */
+    if (strstr(c->restore, "ongoing-request=\"true\""))
+        st->thaw = DEST_THAW_ONGOING;
+    else if (strstr(c->restore, "ongoing-request=\"false\""))
+        st->thaw = DEST_THAW_READY;
     call_free(c);
     return 1;
 }
@@ -948,6 +956,98 @@ static int s3_set_legal_hold(struct dest *d, const char *key, const char *versio
     return rc;
 }
 
+/* store.h thaw: POST ?restore (RestoreObject). 202: started; 200: a thawed copy is there
+ * already; 409 RestoreAlreadyInProgress: under way. */
+static int s3_thaw(struct dest *d, const char *key, const char *tier, int days, struct store_err *e)
+{
+    struct s3 *s3 = d->impl;
+    struct s3_call *c;
+    char hex[65], md5[32];
+    int rc = 0;
+
+    c = call_new("POST", version_url(s3, key, NULL, "restore"));
+    /* tier is one of two fixed words (config checks it): nothing to escape */
+    c->body_owned = util_printf("<RestoreRequest xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                                "<Days>%d</Days><GlacierJobParameters><Tier>%s</Tier>"
+                                "</GlacierJobParameters></RestoreRequest>",
+                                days, tier);
+    c->body_mem = c->body_owned;
+    c->body_len = strlen(c->body_owned);
+    sha256_hex(c->body_mem, c->body_len, hex);
+    md5_base64(c->body_mem, c->body_len, md5);
+    call_header(c, "x-amz-content-sha256: %s", hex);
+    call_header(c, "Content-MD5: %s", md5);
+    call_header(c, "Content-Type: application/xml");
+    if (call_run(s3, c) < 0 && !(c->rc == CURLE_OK && c->status == 409 &&
+                                 strcmp(c->xerr.code, "RestoreAlreadyInProgress") == 0)) {
+        char doing[CST_ERR_SIZE / 2];
+
+        snprintf(doing, sizeof(doing), "cannot ask for a thaw of %s", key);
+        e->kind = call_explain(s3, c, doing, e->err.msg, sizeof(e->err.msg));
+        rc = -1;
+    }
+    call_free(c);
+    return rc;
+}
+
+/* DELETE each version and delete marker of exactly key (?versions&prefix=key). A version
+ * still under Object Lock (or a legal hold) is refused by the store: an error naming it. */
+static int remove_versions(struct s3 *s3, const char *key, struct cst_err *err)
+{
+    static const char *const kinds[] = {"Version", "DeleteMarker"};
+    struct s3_qparam q[3] = {{"max-keys", "1000"}, {"prefix", key}, {"versions", NULL}};
+    char *query = s3_query(q, 3), doing[CST_ERR_SIZE / 2], flag[16];
+    struct s3_call *c = call_new("GET", bucket_url(s3, query));
+    size_t pos, blen, ilen;
+    const char *body, *inner;
+    int rc = 0;
+
+    free(query);
+    call_sign_empty(c);
+    snprintf(doing, sizeof(doing), "cannot list the versions of %s", key);
+    if (call_run(s3, c) < 0) {
+        call_explain(s3, c, doing, err->msg, sizeof(err->msg));
+        call_free(c);
+        return -1;
+    }
+    pos = 0;
+    if (c->reply == NULL ||
+        !s3_xml_next(c->reply, c->reply_len, &pos, "ListVersionsResult", &body, &blen)) {
+        call_free(c);
+        return cst_err_set(err, "%s: not a version listing", doing);
+    }
+    if (s3_xml_text(body, blen, "IsTruncated", flag, sizeof(flag)) == 0 &&
+        strcmp(flag, "true") == 0) {
+        call_free(c);
+        return cst_err_set(err, "%s: more than 1000 versions under that name", doing);
+    }
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        pos = 0;
+        while (rc == 0 && s3_xml_next(body, blen, &pos, kinds[k], &inner, &ilen)) {
+            char *name = util_xmalloc(ilen + 1), version[256];
+            struct s3_call *del;
+
+            if (s3_xml_text(inner, ilen, "Key", name, ilen + 1) < 0 ||
+                s3_xml_text(inner, ilen, "VersionId", version, sizeof(version)) < 0 ||
+                strcmp(name, key) != 0) {
+                free(name);
+                continue;
+            }
+            free(name);
+            del = call_new("DELETE", version_url(s3, key, version, NULL));
+            call_sign_empty(del);
+            if (call_run(s3, del) < 0 && !(del->rc == CURLE_OK && del->status == 404)) {
+                snprintf(doing, sizeof(doing), "cannot delete version %s of %s", version, key);
+                call_explain(s3, del, doing, err->msg, sizeof(err->msg));
+                rc = -1;
+            }
+            call_free(del);
+        }
+    }
+    call_free(c);
+    return rc;
+}
+
 static int s3_remove(struct dest *d, const char *remote_key, struct cst_err *err)
 {
     struct s3 *s3 = d->impl;
@@ -962,6 +1062,10 @@ static int s3_remove(struct dest *d, const char *remote_key, struct cst_err *err
         call_explain(s3, c, doing, err->msg, sizeof(err->msg));
         rc = -1;
     }
+    /* On a versioned bucket (an Object Lock bucket is one) that DELETE only added a delete
+     * marker: the versions, and their bytes, are still there. Removing means every version. */
+    if (rc == 0 && c->version_id[0])
+        rc = remove_versions(s3, remote_key, err);
     call_free(c);
     return rc;
 }
@@ -2622,6 +2726,7 @@ static const struct store_driver s3_driver = {
     .describe = s3_describe,
     .set_retention = s3_set_retention,
     .set_legal_hold = s3_set_legal_hold,
+    .thaw = s3_thaw,
     .get = s3_get,
     .list = s3_list,
     .remove = s3_remove,

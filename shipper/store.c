@@ -1763,6 +1763,34 @@ int dest_set_legal_hold(struct dest *d, const char *key, int on, struct cst_err 
     return 0;
 }
 
+int dest_needs_thaw(struct dest *d, const char *key, struct dest_stat *st, struct cst_err *err)
+{
+    int rc;
+
+    memset(st, 0, sizeof(*st));
+    if (d->store == NULL || d->store->drv->thaw == NULL || d->ops->stat == NULL)
+        return 0;
+    rc = d->ops->stat(d, key, st, err);
+    if (rc <= 0)
+        return rc;
+    return (strcmp(st->storage_class, "GLACIER") == 0 ||
+            strcmp(st->storage_class, "DEEP_ARCHIVE") == 0) &&
+           st->thaw != DEST_THAW_READY;
+}
+
+int dest_thaw(struct dest *d, const char *key, const char *tier, int days, struct cst_err *err)
+{
+    struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
+
+    if (d->store == NULL || d->store->drv->thaw == NULL)
+        return cst_err_set(err, "destination %s cannot thaw archived objects", d->name);
+    if (d->store->drv->thaw(d, key, tier, days, &e) < 0) {
+        *err = e.err;
+        return -1;
+    }
+    return 0;
+}
+
 void store_free(struct dest *d)
 {
     struct store *st = d->store;

@@ -21,7 +21,9 @@ import os
 import subprocess
 import zoneinfo
 
-from conftest import wait_for, write_file
+import pytest
+
+from conftest import sha256_file as sha_of, wait_for, write_file
 from servers import rgw_server
 
 NY = zoneinfo.ZoneInfo("America/New_York")
@@ -294,3 +296,133 @@ path = {vault}
             assert not os.path.exists(os.path.join(demo.dest, object_key(i))), i
             assert os.path.exists(os.path.join(vault, object_key(i))), i
         assert demo.query("SELECT count(*) FROM copies WHERE dest = 'nas'")[0][0] == 0
+
+
+# ---------------------------------------------------------------- archive restores
+#
+# RGW cannot thaw (it answers RestoreObject with 400 and serves archive classes at once),
+# so these tests talk to tests/servers/thaw_shim.py, a small protocol shim in front of the
+# session's RGW that implements RestoreObject, x-amz-restore and 403 InvalidObjectState for
+# GLACIER and DEEP_ARCHIVE objects and passes every other request through untouched.
+
+SHIM = os.path.join(os.path.dirname(__file__), "..", "servers", "thaw_shim.py")
+
+
+@pytest.fixture
+def shim(rgw, tmp_path):
+    port_file, log = str(tmp_path / "shim.port"), str(tmp_path / "shim.log")
+    p = subprocess.Popen(["/usr/bin/python3", SHIM, "--upstream", rgw.endpoint, "--ca",
+                          rgw.ca_file, "--port-file", port_file, "--delay", "4", "--log", log],
+                         stdout=subprocess.DEVNULL, stderr=open(str(tmp_path / "shim.err"), "w"))
+    try:
+        wait_for(lambda: os.path.exists(port_file) or p.poll() is not None, 30, "the shim")
+        assert p.poll() is None, open(str(tmp_path / "shim.err")).read()
+        port = int(open(port_file).read())
+
+        class Shim:
+            endpoint = f"http://127.0.0.1:{port}"
+
+            @staticmethod
+            def requests(op=None):
+                if not os.path.exists(log):
+                    return []
+                rows = [json.loads(line) for line in open(log)]
+                return [r for r in rows if op is None or r["op"] == op]
+        yield Shim
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+
+
+def to_deep_archive(rgw, bucket, key):
+    """What a transition does to the copy (the test's shortcut: RGW's own self-copy)."""
+    rgw.ok("PUT", f"/{bucket}/{key}", headers={
+        "x-amz-copy-source": f"/{bucket}/{key}", "x-amz-metadata-directive": "COPY",
+        "x-amz-storage-class": "DEEP_ARCHIVE"})
+    assert rgw.head(bucket, key)["x-amz-storage-class"] == "DEEP_ARCHIVE"
+
+
+def test_archived_restore_prefers_a_hot_copy_then_thaws_records_a_job_and_resumes(
+        demo, rgw, shim, tmp_path):
+    from test_remote import s3_section, set_destinations
+
+    bucket = rgw.new_bucket("thaw")
+    # the bucket first: a restore must still prefer the NAS's hot copy
+    set_destinations(demo, s3_section(rgw, bucket, name="cold", endpoint=shim.endpoint,
+                                      ca_file=None) + f"""
+[destination nas]
+type = local
+path = {demo.dest}
+""")
+    demo.start_agent()
+    files = {}
+    for n in ("one.pdf", "two.pdf"):
+        p = os.path.join(demo.invoices, n)
+        files[p] = write_file(p, os.urandom(30000))
+    demo.wait_shipped(files)
+    wait_for(lambda: demo.query("SELECT count(*) FROM copies")[0][0] == 4, 60, "copies")
+    demo.stop_agent()
+    one, two = sorted(files)
+    for p in files:
+        to_deep_archive(rgw, bucket, object_key(versions_of(demo, p)[0][0]))
+
+    # 1. a hot copy exists: no thaw
+    p = demo.run("restore", "file", one, "--to", str(tmp_path / "r1"), check=0)
+    assert "is in the archive class DEEP_ARCHIVE" in p.stderr.decode(), p.stderr
+    assert shim.requests("RestoreObject") == []
+    assert sha_of(str(tmp_path / "r1" / "one.pdf")) == files[one]
+
+    # 2. only the archived copy: the thaw is asked for and recorded; come back later
+    p = demo.run("restore", "file", one, "--to", str(tmp_path / "r2"), "--from", "cold",
+                 check=1)
+    err = p.stderr.decode()
+    assert "thaw requested (restore job 1, tier Standard, expected within 12 hours" in err, err
+    assert "run this restore again then, or with --wait" in err, err
+    assert [r["tier"] for r in shim.requests("RestoreObject")] == ["Standard"]
+    jobs = json.loads(demo.run("--json", "restore", "jobs", check=0).stdout)
+    assert [(j["id"], j["dest"], j["state"], j["storage_class"]) for j in jobs] == \
+        [(1, "cold", "pending", "DEEP_ARCHIVE")], jobs
+    assert demo.query("SELECT count(*) FROM audit WHERE action = 'restore_thaw'")[0][0] == 1
+    # ... picked up where it left off: once thawed, the same restore fetches it, asking
+    # for no second thaw
+    wait_for(lambda: json.loads(demo.run("--json", "restore", "jobs", check=0).stdout)[0][
+        "state"] == "ready", 60, "the thaw")
+    demo.run("restore", "file", one, "--to", str(tmp_path / "r2"), "--from", "cold", check=0)
+    assert sha_of(str(tmp_path / "r2" / "one.pdf")) == files[one]
+    assert len(shim.requests("RestoreObject")) == 1
+    assert demo.query("SELECT status FROM restore_jobs WHERE id = 1")[0][0] == "done"
+    assert "no pending restore jobs" in demo.run("restore", "jobs", check=0).stdout.decode()
+
+    # 3. --wait, at the Bulk tier: waits with progress, byte-identical content
+    demo.set_option("destination cold", "restore_tier", "Bulk")
+    p = demo.run("restore", "file", two, "--to", str(tmp_path / "r3"), "--from", "cold",
+                 "--wait", check=0, timeout=300)
+    err = p.stderr.decode()
+    assert "tier Bulk, expected within 48 hours" in err, err
+    assert "waiting for the thaw of object" in err, err
+    assert sha_of(str(tmp_path / "r3" / "two.pdf")) == files[two]
+    assert [r["tier"] for r in shim.requests("RestoreObject")] == ["Standard", "Bulk"]
+    assert demo.query("SELECT status, tier FROM restore_jobs ORDER BY id") == \
+        [("done", "Standard"), ("done", "Bulk")]
+
+
+def test_prune_on_a_versioned_bucket_removes_every_version_not_only_the_latest(demo, rgw):
+    from test_remote import s3_section, set_destinations
+
+    bucket = rgw.new_bucket("life-ver", versioning=True)
+    set_destinations(demo, s3_section(rgw, bucket, name="vault"))
+    demo.start_agent()
+    path = os.path.join(demo.invoices, "gone.pdf")
+    demo.wait_shipped({path: write_file(path, os.urandom(2000))})
+    ((oid, _),) = versions_of(demo, path)
+    os.unlink(path)
+    wait_for(lambda: demo.live_version(path) is None, 60, "the tombstone")
+    demo.stop_agent()
+    key = object_key(oid)
+    assert len(rgw.list_versions(bucket, key)) == 1
+    plan = json.loads(demo.run("--json", "prune", "--confirm", "--as-of",
+                               later(months=84, days=2), check=0).stdout)
+    assert plan["deleted"] >= 1 and plan["failed"] == 0, plan
+    # no delete marker hiding a version that still holds the bytes
+    assert rgw.list_versions(bucket, key) == []
+    demo.run("prune", "--check", check=0)
