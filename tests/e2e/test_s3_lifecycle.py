@@ -426,3 +426,32 @@ def test_prune_on_a_versioned_bucket_removes_every_version_not_only_the_latest(d
     # no delete marker hiding a version that still holds the bytes
     assert rgw.list_versions(bucket, key) == []
     demo.run("prune", "--check", check=0)
+
+
+def test_restore_point_wait_asks_for_every_thaw_before_waiting(demo, rgw, shim, tmp_path):
+    from test_remote import s3_section, set_destinations
+
+    bucket = rgw.new_bucket("thaw-point")
+    set_destinations(demo, s3_section(rgw, bucket, name="cold", endpoint=shim.endpoint,
+                                      ca_file=None))
+    demo.start_agent()
+    files = {}
+    for n in ("a.pdf", "b.pdf", "c.pdf"):
+        p = os.path.join(demo.invoices, n)
+        files[p] = write_file(p, os.urandom(20000))
+    demo.wait_shipped(files)
+    demo.stop_agent()
+    demo.run("daily", check=0, timeout=300)
+    (date,) = [d for (d,) in demo.query("SELECT date FROM daily_runs")]
+    for p in files:
+        to_deep_archive(rgw, bucket, object_key(versions_of(demo, p)[0][0]))
+    p = demo.run("restore", "point", date, "--to", str(tmp_path / "pt"), "--wait", check=0,
+                 timeout=300)
+    err = p.stderr.decode()
+    lines = err.splitlines()
+    asked = [i for i, line in enumerate(lines) if "thaw requested" in line]
+    waited = [i for i, line in enumerate(lines) if "waiting for the thaw" in line]
+    assert len(asked) == 3 and waited and max(asked) < min(waited), err
+    assert len(shim.requests("RestoreObject")) == 3
+    for path, sha in files.items():
+        assert sha_of(str(tmp_path / "pt") + path) == sha, path
