@@ -455,3 +455,35 @@ def test_restore_point_wait_asks_for_every_thaw_before_waiting(demo, rgw, shim, 
     assert len(shim.requests("RestoreObject")) == 3
     for path, sha in files.items():
         assert sha_of(str(tmp_path / "pt") + path) == sha, path
+
+
+def test_archived_snapshot_restore_thaws_the_package_and_waits(demo, rgw, shim, tmp_path):
+    """The plan's "archived snapshot restore < 24 h": the package lives in DEEP_ARCHIVE on
+    an archive-role bucket (its .sig in the hot class, readable at once)."""
+    from test_remote import s3_section, set_destinations
+    from test_snapshots import App, mongo_server, ship_everything
+
+    bucket = rgw.new_bucket("thaw-snap")
+    set_destinations(demo, s3_section(rgw, bucket, name="cold", role="archive",
+                                      archive_class="DEEP_ARCHIVE", endpoint=shim.endpoint,
+                                      ca_file=None))
+    a = App(str(tmp_path), demo.data)
+    a.period("2026-10-A", datetime.datetime(2026, 10, 1), datetime.datetime(2026, 10, 15, 21, 30))
+    with mongo_server(tmp_path / "mongo", docs=6, seed=5,
+                      billing=a.write(tmp_path / "billing.json")) as server:
+        a.configure(demo, server.port, wait_for_files_minutes=0)
+        ship_everything(demo)
+        demo.run("snapshot", "--pending", check=0, timeout=300)
+    (key,) = [k for (k,) in demo.query("SELECT remote_key FROM snapshots")]
+    assert rgw.head(bucket, key)["x-amz-storage-class"] == "DEEP_ARCHIVE"
+    out = tmp_path / "snap"
+    p = demo.run("restore", "snapshot", "2026-10-A", "--to", str(out), check=1)
+    err = p.stderr.decode()
+    assert "the package on cold is in the archive class DEEP_ARCHIVE" in err, err
+    assert "thaw requested (restore job 1" in err and "run this restore again then" in err, err
+    p = demo.run("restore", "snapshot", "2026-10-A", "--to", str(out), "--wait", check=0,
+                 timeout=300)
+    assert "waiting for the thaw of " + key in p.stderr.decode(), p.stderr
+    assert (out / "snapshot_2026-10-A_20261015.tar.zst").stat().st_size > 0
+    assert len(shim.requests("RestoreObject")) == 1
+    assert demo.query("SELECT status FROM restore_jobs") == [("done",)]
