@@ -1606,6 +1606,16 @@ int shipper_idle(struct shipper *s)
         catalog_copy_items_free(copies, n);
         if (n)
             return 0;
+        if (s->p.lock_until && dest_locks(s->p.dests[d])) {
+            struct catalog_lock_item *locks;
+
+            if (catalog_lock_extend_ready(s->p.catalog, s->p.dests[d]->name, now, 1, NULL, NULL,
+                                          &locks, &n, &err) < 0)
+                return 0;
+            catalog_lock_items_free(locks, n);
+            if (n)
+                return 0; /* a lock extension to make: versions wait for it */
+        }
     }
     return 1;
 }
