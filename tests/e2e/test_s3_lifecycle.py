@@ -296,6 +296,9 @@ path = {vault}
             assert not os.path.exists(os.path.join(demo.dest, object_key(i))), i
             assert os.path.exists(os.path.join(vault, object_key(i))), i
         assert demo.query("SELECT count(*) FROM copies WHERE dest = 'nas'")[0][0] == 0
+        # the listings agree with the plan: nothing missing, nothing left, nothing unknown
+        p = demo.run("prune", "--check", "--as-of", later(months=24, days=1), check=0)
+        assert b"cloud" in p.stdout and b"nas" in p.stdout, p.stdout
 
 
 # ---------------------------------------------------------------- archive restores
