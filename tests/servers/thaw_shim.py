@@ -17,7 +17,10 @@ whose storage class (as RGW reports it) is GLACIER or DEEP_ARCHIVE:
 
 Every other request, and every request for other objects, goes to RGW
 untouched (the same method, path, query, headers, including the client's
-Host and SigV4 signature, and body), and RGW's answer comes back untouched.
+Host and SigV4 signature, and body; only hop-by-hop headers and Expect, which
+belong to one connection, are not repeated), and RGW's answer comes back
+with the same status, headers and body (a body RGW sent chunked is sent with
+its Content-Length).
 
 Usage: thaw_shim.py --upstream https://127.0.0.1:PORT --ca CA.pem
        --port-file FILE [--delay SECONDS] [--log FILE]
