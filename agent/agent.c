@@ -35,6 +35,7 @@
 #include "agent/keys.h"
 #include "agent/metrics.h"
 #include "agent/notify.h"
+#include "agent/prune.h"
 #include "agent/reconcile.h"
 #include "agent/rescan.h"
 #include "agent/rt_schedule.h"
@@ -102,6 +103,7 @@ struct agent {
     ev_timer stop_check;
     /* the daily run, in a child process */
     struct sched_zone *zone;
+    struct plan_rules rules; /* retention: the dates Object Lock retains copies until */
     ev_timer daily_timer;
     ev_child daily_child;
     ev_child prune_child; /* the daily prune ([retention] prune), after a daily run */
@@ -534,6 +536,15 @@ static void on_metrics(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 /* --- lifecycle --- */
+
+/* Object Lock: a copy is locked until its version's own deletion date (the retention
+ * planner's rule, so that prune and the lock agree). */
+static int64_t lock_until(void *arg, int64_t captured_at)
+{
+    struct agent *a = arg;
+
+    return plan_version_until(a->zone, &a->rules, captured_at);
+}
 
 static void on_batch(void *arg, size_t files, uint64_t bytes)
 {
@@ -977,7 +988,8 @@ static int start_watching(struct agent *a, const char *spool)
     for (size_t i = 0; i < cfg->n_watch_paths; i++)
         rescan_request(a->rescan, cfg->watch_paths[i], "start-up");
     audit(a, "agent_start", "{}");
-    a->zone = sched_zone_load(cfg->timezone, &err);
+    if (a->zone == NULL)
+        a->zone = sched_zone_load(cfg->timezone, &err);
     if (a->zone == NULL)
         return cli_fail(EXIT_USAGE, "%s", err.msg);
     ev_timer_init(&a->daily_timer, on_daily_timer, 0.0, 0.0);
@@ -1075,6 +1087,14 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
     sp.aux_pool = a.aux_pool;
     sp.on_batch = on_batch;
     sp.arg = &a;
+    a.rules = prune_rules(cli->cfg);
+    for (size_t d = 0; d < cli->cfg->n_dests; d++)
+        if (cli->cfg->dests[d].type == CFG_DEST_S3 && cli->cfg->dests[d].object_lock)
+            sp.lock_until = lock_until;
+    if (sp.lock_until && (a.zone = sched_zone_load(cli->cfg->timezone, &err)) == NULL) {
+        rc = cli_fail(EXIT_USAGE, "%s", err.msg);
+        goto out;
+    }
     a.shipper = shipper_new(&sp, &err);
     if (a.shipper == NULL) {
         rc = cli_fail(EXIT_FAILED, "%s", err.msg);

@@ -4,12 +4,17 @@
  * TEXT`, `hold list [--all]`. A hold freezes every deletion (and every
  * deletion of a hot copy) of what it covers; releasing it lets the retention
  * plan go on. Each change is an audit row naming the Unix user and the reason.
+ *
+ * On destinations with Object Lock the bucket enforces it too: placing a hold
+ * sets the S3 legal-hold flag on the copy of every object it covers, releasing
+ * one clears the flag on those no other active hold still covers.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent/cli.h"
+#include "agent/dests.h"
 #include "agent/sched.h"
 #include "common/json.h"
 #include "common/pathenc.h"
@@ -39,6 +44,174 @@ static int audit_hold(struct cli *cli, const char *action, int64_t id, const cha
     rc = catalog_audit(cli->cat, cli_user(), action, j.buf, err);
     json_free(&j);
     return rc;
+}
+
+/* --- the legal-hold flags of copies on destinations with Object Lock --- */
+
+struct flags {
+    struct cli *cli;
+    struct dest **dests;
+    size_t n_dests;
+    int on;
+    char **keep; /* release: objects another active hold covers (sorted) */
+    size_t n_keep, cap_keep;
+    int64_t set, failed;
+    char error[CST_ERR_SIZE];
+};
+
+static int by_string(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int keep_object(void *arg, const char *object_id)
+{
+    struct flags *f = arg;
+
+    if (f->n_keep == f->cap_keep) {
+        f->cap_keep = f->cap_keep ? f->cap_keep * 2 : 64;
+        f->keep = util_xrealloc(f->keep, f->cap_keep * sizeof(char *));
+    }
+    f->keep[f->n_keep++] = util_xstrdup(object_id);
+    return 0;
+}
+
+static int flag_object(void *arg, const char *object_id)
+{
+    struct flags *f = arg;
+    struct cst_err err;
+
+    if (!f->on && f->n_keep && bsearch(&object_id, f->keep, f->n_keep, sizeof(char *), by_string))
+        return 0;
+    for (size_t d = 0; d < f->n_dests; d++) {
+        int64_t until;
+        char *key;
+        int good;
+
+        if (!dest_locks(f->dests[d]))
+            continue;
+        good = catalog_copy_locked_until(f->cli->cat, object_id, f->dests[d]->name, &until, &err);
+        if (good == 0)
+            continue; /* no copy there (yet): shipped later, it is not flagged */
+        key = dest_object_key(object_id);
+        if (good < 0 || dest_set_legal_hold(f->dests[d], key, f->on, &err) < 0) {
+            if (f->failed++ == 0)
+                snprintf(f->error, sizeof(f->error), "%s", err.msg);
+        } else {
+            f->set++;
+        }
+        free(key);
+    }
+    return 0;
+}
+
+/* The instant a "before" hold's date stands for, as prune reads it. */
+static int64_t hold_before(struct cli *cli, const char *value)
+{
+    struct sched_zone *zone;
+    struct cst_err err;
+    int64_t at = 0;
+    int y, m, d;
+
+    if (value == NULL || sched_parse_date(value, &y, &m, &d) < 0)
+        return INT64_MAX; /* unreadable: everything, rather than guess */
+    zone = sched_zone_load(cli->cfg->timezone, &err);
+    if (zone == NULL || sched_local_instant(zone, y, m, d, 0, 0, 0, &at) < 0)
+        at = INT64_MAX / 1000;
+    sched_zone_free(zone);
+    return at * 1000;
+}
+
+static int keep_hold(void *arg, const struct catalog_hold *h)
+{
+    struct flags *f = arg;
+    struct cst_err err;
+
+    return catalog_hold_each_object(f->cli->cat, h->kind, h->value, hold_before(f->cli, h->value),
+                                    keep_object, f, &err);
+}
+
+/* Set (on) or clear the flags of what hold id (kind, value) covers. Returns an exit status:
+ * the catalog's hold is in force either way (prune obeys it); a flag the bucket did not
+ * take is reported. */
+static int sync_flags(struct cli *cli, int64_t id, const char *kind, const char *value, int on)
+{
+    struct flags f;
+    struct cst_err err;
+    int locks = 0, rc;
+
+    for (size_t d = 0; d < cli->cfg->n_dests; d++)
+        locks |= cli->cfg->dests[d].type == CFG_DEST_S3 && cli->cfg->dests[d].object_lock;
+    if (!locks)
+        return EXIT_OK;
+    memset(&f, 0, sizeof(f));
+    f.cli = cli;
+    f.on = on;
+    if (dests_open(cli->cfg, NULL, &f.dests, &f.n_dests, &err) < 0) {
+        fprintf(stderr,
+                "custodian: hold %lld is in force, but the legal-hold flags were not %s: "
+                "%s\n",
+                (long long)id, on ? "set" : "cleared", err.msg);
+        return EXIT_FAILED;
+    }
+    rc = on ? 0 : catalog_each_hold(cli->cat, 1, keep_hold, &f, &err);
+    if (rc == 0) {
+        if (f.n_keep > 1)
+            qsort(f.keep, f.n_keep, sizeof(char *), by_string);
+        rc = catalog_hold_each_object(cli->cat, kind, value, hold_before(cli, value), flag_object,
+                                      &f, &err);
+    }
+    for (size_t i = 0; i < f.n_keep; i++)
+        free(f.keep[i]);
+    free(f.keep);
+    dests_free(f.dests, f.n_dests);
+    if (rc == 0) {
+        struct json j;
+
+        json_init(&j);
+        json_obj_begin(&j);
+        json_key(&j, "hold");
+        json_int(&j, id);
+        json_key(&j, "legal_hold");
+        json_str(&j, on ? "ON" : "OFF");
+        json_key(&j, "copies");
+        json_int(&j, f.set);
+        json_key(&j, "failed");
+        json_int(&j, f.failed);
+        json_obj_end(&j);
+        rc = catalog_audit(cli->cat, cli_user(), "hold_flags", j.buf, &err);
+        json_free(&j);
+    }
+    if (rc < 0) {
+        fprintf(stderr, "custodian: hold %lld: %s\n", (long long)id, err.msg);
+        return EXIT_FAILED;
+    }
+    printf("legal-hold flag %s on %lld copies on Object Lock destinations\n",
+           on ? "set" : "cleared", (long long)f.set);
+    if (f.failed) {
+        fprintf(stderr,
+                "custodian: hold %lld is in force (prune obeys it), but the legal-hold flag "
+                "could not be %s on %lld copies: %s\n",
+                (long long)id, on ? "set" : "cleared", (long long)f.failed, f.error);
+        return EXIT_FAILED;
+    }
+    return EXIT_OK;
+}
+
+struct find_hold {
+    int64_t id;
+    char *kind, *value;
+};
+
+static int find_hold(void *arg, const struct catalog_hold *h)
+{
+    struct find_hold *f = arg;
+
+    if (h->id != f->id)
+        return 0;
+    f->kind = util_xstrdup(h->kind);
+    f->value = h->value ? util_xstrdup(h->value) : NULL;
+    return 1;
 }
 
 static int cmd_hold_add_exec(struct cli *cli, int argc, char **argv)
@@ -99,11 +272,14 @@ static int cmd_hold_add_exec(struct cli *cli, int argc, char **argv)
     if (rc == 0)
         rc = audit_hold(cli, "hold_add", id, h.kind, h.value, h.reason, &err);
     rc = rc == 0 ? catalog_commit(cli->cat, &err) : (catalog_rollback(cli->cat), -1);
-    free(path);
-    if (rc < 0)
+    if (rc < 0) {
+        free(path);
         return cli_fail(EXIT_FAILED, "%s", err.msg);
+    }
     printf("hold %lld placed: nothing it covers is deleted until it is released\n", (long long)id);
-    return EXIT_OK;
+    rc = sync_flags(cli, id, h.kind, h.value, 1);
+    free(path);
+    return rc;
 }
 
 static int cmd_hold_release_exec(struct cli *cli, int argc, char **argv)
@@ -132,8 +308,15 @@ static int cmd_hold_release_exec(struct cli *cli, int argc, char **argv)
     if (rc == 1)
         rc = audit_hold(cli, "hold_release", id, NULL, NULL, reason, &err) == 0 ? 1 : -1;
     if (rc == 1 && catalog_commit(cli->cat, &err) == 0) {
+        struct find_hold fh = {id, NULL, NULL};
+
         printf("hold %lld released\n", (long long)id);
-        return EXIT_OK;
+        if (catalog_each_hold(cli->cat, 0, find_hold, &fh, &err) < 0)
+            return cli_fail(EXIT_FAILED, "%s", err.msg);
+        rc = fh.kind ? sync_flags(cli, id, fh.kind, fh.value, 0) : EXIT_OK;
+        free(fh.kind);
+        free(fh.value);
+        return rc;
     }
     catalog_rollback(cli->cat);
     if (rc == 0)

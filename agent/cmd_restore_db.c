@@ -1,6 +1,6 @@
 /*
  * cmd_restore_db.c - `custodian restore db DATE [--to FILE | --stdout]
- * [--from DEST] [--force]`: the MongoDB dump of that day's run as a plain
+ * [--from DEST] [--wait] [--force]`: the MongoDB dump of that day's run as a plain
  * mongodump archive, verified against the SHA-256 the run recorded:
  *
  *     custodian restore db 2026-11-20 --stdout | mongorestore --archive --drop
@@ -18,7 +18,7 @@
 #include "common/util.h"
 
 static const char usage[] =
-    "usage: custodian restore db DATE [--to FILE | --stdout] [--from DEST] [--force]";
+    "usage: custodian restore db DATE [--to FILE | --stdout] [--from DEST] [--wait] [--force]";
 
 static int copy_out(int fd, struct cst_err *err)
 {
@@ -47,11 +47,15 @@ static int cmd_restore_db_exec(struct cli *cli, int argc, char **argv)
     struct cst_err err;
     char *out = NULL;
 
+    int wait = 0;
+
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--to") == 0 && i + 1 < argc)
             to = argv[++i];
         else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
             from = argv[++i];
+        else if (strcmp(argv[i], "--wait") == 0)
+            wait = 1;
         else if (strcmp(argv[i], "--stdout") == 0)
             to_stdout = 1;
         else if (strcmp(argv[i], "--force") == 0)
@@ -68,6 +72,7 @@ static int cmd_restore_db_exec(struct cli *cli, int argc, char **argv)
     r = restorer_new(cli, from, 1, &rc);
     if (r == NULL)
         return rc;
+    restorer_set_wait(r, wait);
     rc = catalog_artifact_get(cli->cat, date, "db", &a, &err);
     if (rc != 1) {
         restorer_free(r);
@@ -144,7 +149,7 @@ static int cmd_restore_db_exec(struct cli *cli, int argc, char **argv)
 
 const struct cmd_entry cmd_restore_db_entry = {
     .name = "restore db",
-    .usage = "DATE [--to FILE|--stdout] [--from DEST] [--force]",
+    .usage = "DATE [--to FILE|--stdout] [--from DEST] [--wait] [--force]",
     .help = "that day's MongoDB dump, as a mongodump archive",
     .exec = cmd_restore_db_exec,
 };

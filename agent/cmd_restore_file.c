@@ -1,6 +1,6 @@
 /*
  * cmd_restore_file.c - `custodian restore file PATH [--at TIME]
- * [--to DIR | --stdout] [--from DEST] [--force]`.
+ * [--to DIR | --stdout] [--from DEST] [--wait] [--force]`.
  *
  * PATH is the file's original absolute path (a relative one is taken from
  * the current folder), raw or in the escaped form that `catalog ls` prints;
@@ -21,7 +21,7 @@
 #include "common/util.h"
 
 static const char usage[] =
-    "usage: custodian restore file PATH [--at TIME] [--to DIR | --stdout] [--from DEST] "
+    "usage: custodian restore file PATH [--at TIME] [--to DIR | --stdout] [--from DEST] [--wait] "
     "[--force] [--literal | --escaped]";
 
 /* In place, the file goes back beneath the watched folder that holds it (or "/"): the
@@ -59,6 +59,8 @@ static int cmd_restore_file_exec(struct cli *cli, int argc, char **argv)
     struct cst_err err;
     char *out_path = NULL, *shown, *cataloged;
 
+    int wait = 0;
+
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--at") == 0 && i + 1 < argc)
             at_arg = argv[++i];
@@ -66,6 +68,8 @@ static int cmd_restore_file_exec(struct cli *cli, int argc, char **argv)
             to = argv[++i];
         else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
             from = argv[++i];
+        else if (strcmp(argv[i], "--wait") == 0)
+            wait = 1;
         else if (strcmp(argv[i], "--stdout") == 0)
             to_stdout = 1;
         else if (strcmp(argv[i], "--force") == 0)
@@ -94,6 +98,7 @@ static int cmd_restore_file_exec(struct cli *cli, int argc, char **argv)
     r = restorer_new(cli, from, 1, &rc);
     if (r == NULL)
         return rc;
+    restorer_set_wait(r, wait);
     found = cli_catalog_path(cli, path, form, &cataloged, &err);
     if (found == 1)
         found = catalog_version_at(cli->cat, cataloged, at, &v, &err);
@@ -166,7 +171,8 @@ static int cmd_restore_file_exec(struct cli *cli, int argc, char **argv)
 
 const struct cmd_entry cmd_restore_file_entry = {
     .name = "restore file",
-    .usage = "PATH [--at TIME] [--to DIR|--stdout] [--from DEST] [--force] [--literal|--escaped]",
+    .usage = "PATH [--at TIME] [--to DIR|--stdout] [--from DEST] [--wait] [--force] "
+             "[--literal|--escaped]",
     .help = "one file as it was at TIME (default: latest)",
     .exec = cmd_restore_file_exec,
 };

@@ -1,5 +1,5 @@
 /*
- * cmd_restore_point.c - `custodian restore point DATE --to DIR [--from DEST]`:
+ * cmd_restore_point.c - `custodian restore point DATE --to DIR [--from DEST] [--wait]`:
  * every file of that day's restore point, rebuilt under DIR with its
  * original path (DIR/app/data/invoices/INV-1.pdf), each verified against
  * its recorded SHA-256. Nothing in DIR is replaced, and nothing is written
@@ -20,7 +20,7 @@
 #include "common/pathenc.h"
 #include "common/util.h"
 
-static const char usage[] = "usage: custodian restore point DATE --to DIR [--from DEST]";
+static const char usage[] = "usage: custodian restore point DATE --to DIR [--from DEST] [--wait]";
 
 static int cmd_restore_point_exec(struct cli *cli, int argc, char **argv)
 {
@@ -34,14 +34,20 @@ static int cmd_restore_point_exec(struct cli *cli, int argc, char **argv)
     char *line = NULL, point_date[11];
     int64_t point_at;
     ssize_t len;
-    size_t cap = 0;
+    size_t cap = 0, n_left = 0;
+    int64_t *left = NULL; /* --wait: lines that failed in the first pass */
+    off_t body;
     FILE *f;
+
+    int wait = 0;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--to") == 0 && i + 1 < argc)
             to = argv[++i];
         else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
             from = argv[++i];
+        else if (strcmp(argv[i], "--wait") == 0)
+            wait = 1;
         else if (date == NULL && sched_parse_date(argv[i], &y, &m, &d) == 0)
             date = argv[i];
         else
@@ -54,6 +60,7 @@ static int cmd_restore_point_exec(struct cli *cli, int argc, char **argv)
     r = restorer_new(cli, from, 1, &rc);
     if (r == NULL)
         return rc;
+    restorer_set_wait(r, wait);
     rc = catalog_artifact_get(cli->cat, date, "files", &a, &err);
     if (rc != 1) {
         restorer_free(r);
@@ -85,22 +92,47 @@ static int cmd_restore_point_exec(struct cli *cli, int argc, char **argv)
         rc = cli_fail(EXIT_FAILED, "%s", err.msg);
         goto out;
     }
-    while ((len = getline(&line, &cap, f)) > 0) {
-        struct catalog_version v;
+    /* With --wait, a first pass asks for every thaw the point needs at once (and restores
+     * what reads now); the second waits for the files left, so that the thaws run side by
+     * side at the store instead of one after another. */
+    body = ftello(f);
+    for (int pass = 0; pass < (wait ? 2 : 1) && body >= 0; pass++) {
+        int64_t line_no = 0;
+        size_t k = 0;
 
-        if (line[len - 1] == '\n')
-            line[--len] = '\0';
-        if (restore_point_line(line, (size_t)len, &v, &err) < 0 ||
-            restorer_to_path(r, &v, &root, v.path + 1, 0, &err) < 0) {
-            char *shown = v.path ? pathenc_escape(v.path, strlen(v.path)) : NULL;
+        restorer_set_wait(r, wait && pass == 1);
+        if (fseeko(f, body, SEEK_SET) != 0)
+            break;
+        failed = 0;
+        while ((len = getline(&line, &cap, f)) > 0) {
+            struct catalog_version v;
 
-            failed++;
-            fprintf(stderr, "custodian: %s%s%s\n", shown ? shown : "", shown ? ": " : "", err.msg);
-            free(shown);
-        } else {
-            restored++;
+            line_no++;
+            if (pass == 1 && (k >= n_left || left[k] != line_no))
+                continue;
+            if (pass == 1)
+                k++;
+            if (line[len - 1] == '\n')
+                line[--len] = '\0';
+            if (restore_point_line(line, (size_t)len, &v, &err) < 0 ||
+                restorer_to_path(r, &v, &root, v.path + 1, 0, &err) < 0) {
+                char *shown = v.path ? pathenc_escape(v.path, strlen(v.path)) : NULL;
+
+                failed++;
+                fprintf(stderr, "custodian: %s%s%s%s\n", shown ? shown : "", shown ? ": " : "",
+                        err.msg, wait && pass == 0 ? " (tried again, waiting for thaws)" : "");
+                free(shown);
+                if (wait && pass == 0) {
+                    left = util_xrealloc(left, (n_left + 1) * sizeof(*left));
+                    left[n_left++] = line_no;
+                }
+            } else {
+                restored++;
+            }
+            catalog_version_clear(&v);
         }
-        catalog_version_clear(&v);
+        if (n_left == 0)
+            break;
     }
     {
         struct cst_err aerr;
@@ -131,6 +163,7 @@ static int cmd_restore_point_exec(struct cli *cli, int argc, char **argv)
     rc = failed ? EXIT_FAILED : EXIT_OK;
 out:
     restore_root_close(&root);
+    free(left);
     free(line);
     fclose(f);
     free(a.remote_key);
@@ -140,7 +173,7 @@ out:
 
 const struct cmd_entry cmd_restore_point_entry = {
     .name = "restore point",
-    .usage = "DATE --to DIR [--from DEST]",
+    .usage = "DATE --to DIR [--from DEST] [--wait]",
     .help = "every file of a daily restore point",
     .exec = cmd_restore_point_exec,
 };

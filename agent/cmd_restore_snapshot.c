@@ -1,6 +1,6 @@
 /*
  * cmd_restore_snapshot.c - `custodian restore snapshot LABEL [--date
- * YYYYMMDD] --to DIR [--from DEST] [--extract]`: a billing-cycle snapshot
+ * YYYYMMDD] --to DIR [--from DEST] [--extract] [--wait]`: a billing-cycle snapshot
  * back from a destination, its signature and ciphertext checked, decrypted
  * and checked again (agent/snapshot_check.c).
  *
@@ -28,7 +28,7 @@
 #include "common/util.h"
 
 static const char usage[] = "usage: custodian restore snapshot LABEL [--date YYYYMMDD] --to DIR "
-                            "[--from DEST] [--extract]";
+                            "[--from DEST] [--extract] [--wait]";
 
 /* A hidden temporary file in dir, put in place as name by keep(). */
 struct out_file {
@@ -121,7 +121,7 @@ static int cmd_restore_snapshot_exec(struct cli *cli, int argc, char **argv)
     struct cst_err err;
     char *name = NULL, *sig_text = NULL;
     size_t nd;
-    int rc, extract = 0, sealed = -1, done = 0;
+    int rc, extract = 0, sealed = -1, done = 0, wait = 0, thaw_wanted = 0, thaw_failed = 0;
 
     memset(&s, 0, sizeof(s));
     memset(&rep, 0, sizeof(rep));
@@ -134,6 +134,8 @@ static int cmd_restore_snapshot_exec(struct cli *cli, int argc, char **argv)
             from = argv[++i];
         else if (strcmp(argv[i], "--extract") == 0)
             extract = 1;
+        else if (strcmp(argv[i], "--wait") == 0)
+            wait = 1;
         else if (label == NULL && argv[i][0] != '-')
             label = argv[i];
         else
@@ -151,6 +153,7 @@ static int cmd_restore_snapshot_exec(struct cli *cli, int argc, char **argv)
     r = restorer_new(cli, from, 1, &rc);
     if (r == NULL)
         goto out;
+    restorer_set_wait(r, wait);
     if (keys_load_signing_pk(cli->cfg->signing_key, sign_pk, &err) < 0 ||
         keys_load_public(cli->cfg->public_key, pk, &err) < 0) {
         rc = cli_fail(EXIT_USAGE, "%s", err.msg);
@@ -179,20 +182,48 @@ static int cmd_restore_snapshot_exec(struct cli *cli, int argc, char **argv)
         }
     }
     dests = restorer_dests(r, &nd);
-    for (size_t d = 0; d < nd && !done; d++) {
-        if ((from && strcmp(from, dests[d]->name) != 0) ||
-            catalog_snapshot_has_copy(cli->cat, s.id, dests[d]->name) != 1)
-            continue;
-        free(sig_text);
-        sig_text = NULL;
-        if (snapshot_fetch(dests[d], &s, sign_pk, sealed, &sig_text, &err) == 0 &&
-            snapshot_decrypt(sealed, pkg.fd, pk, restorer_secret_key(r), &s, &err) == 0)
-            done = 1;
-        else
-            fprintf(stderr, "custodian: destination %s: %s%s\n", dests[d]->name, err.msg,
-                    from ? "" : "; trying the next destination");
+    /* A copy that needs no thaw first; an archived one (thawed, waited for with --wait)
+     * only when none reads. */
+    for (int pass = 0; pass < 2 && !done; pass++) {
+        for (size_t d = 0; d < nd && !done; d++) {
+            struct dest_stat st;
+            int needs;
+
+            if ((from && strcmp(from, dests[d]->name) != 0) ||
+                catalog_snapshot_has_copy(cli->cat, s.id, dests[d]->name) != 1)
+                continue;
+            needs = dest_needs_thaw(dests[d], s.remote_key, &st, &err);
+            if (pass == 0 && needs == 1) {
+                fprintf(stderr,
+                        "custodian: the package on %s is in the archive class %s; a copy that "
+                        "needs no thaw is looked for first\n",
+                        dests[d]->name, st.storage_class);
+                thaw_wanted = 1;
+                continue;
+            }
+            if (pass == 1 && needs != 1)
+                continue;
+            if (pass == 1 && restorer_thaw(r, dests[d], s.remote_key, s.remote_key, &err) < 0) {
+                thaw_failed = 1;
+                break;
+            }
+            free(sig_text);
+            sig_text = NULL;
+            if (snapshot_fetch(dests[d], &s, sign_pk, sealed, &sig_text, &err) == 0 &&
+                snapshot_decrypt(sealed, pkg.fd, pk, restorer_secret_key(r), &s, &err) == 0)
+                done = restorer_thaw_done(r, dests[d], s.remote_key, &err) == 0;
+            else
+                fprintf(stderr, "custodian: destination %s: %s%s\n", dests[d]->name, err.msg,
+                        from ? "" : "; trying the next destination");
+        }
+        if (!thaw_wanted)
+            break;
     }
     close(sealed);
+    if (!done && thaw_failed) {
+        rc = cli_fail(EXIT_FAILED, "snapshot %s of %s: %s", s.label, s.close_date, err.msg);
+        goto out;
+    }
     if (!done) {
         rc = cli_fail(EXIT_FAILED, "snapshot %s of %s could not be restored from any destination",
                       s.label, s.close_date);
@@ -254,7 +285,7 @@ out:
 
 const struct cmd_entry cmd_restore_snapshot_entry = {
     .name = "restore snapshot",
-    .usage = "LABEL [--date YYYYMMDD] --to DIR [--from DEST] [--extract]",
+    .usage = "LABEL [--date YYYYMMDD] --to DIR [--from DEST] [--extract] [--wait]",
     .help = "a billing-cycle snapshot, as its .tar.zst or unpacked",
     .exec = cmd_restore_snapshot_exec,
 };

@@ -23,6 +23,7 @@
 
 #include "agent/dests.h"
 #include "agent/manifest.h"
+#include "agent/prune.h"
 #include "agent/report.h"
 #include "agent/restore.h"
 #include "agent/sched.h"
@@ -147,6 +148,7 @@ struct copy_check {
     int deep;
     int64_t checked, failed, skipped, damaged;
     char *scratch;
+    struct sched_zone *zone; /* for the Object Lock dates (retention rules) */
 };
 
 /* A copy proven missing or different is marked damaged: it is not used for dedup or
@@ -160,6 +162,38 @@ static void mark_damaged(struct copy_check *c, const char *object_id, const char
         fprintf(stderr, "custodian: cannot mark the copy damaged: %s\n", err.msg);
     else
         c->damaged++;
+}
+
+/* On a destination that locks, a copy is verified only when HEAD shows it locked until
+ * its object's own date (the one recorded, or the retention rule's). One that shows none,
+ * or an earlier one, fails, and its retention is queued to be extended by the agent. */
+static int check_lock(struct copy_check *c, struct dest *d, const char *object_id, const char *key,
+                      struct cst_err *err)
+{
+    struct plan_rules rules = prune_rules(c->cli->cfg);
+    struct dest_stat st;
+    int64_t want, newest;
+    char when[32];
+    int rc;
+
+    if (catalog_copy_locked_until(c->cli->cat, object_id, d->name, &want, err) < 0 ||
+        catalog_object_newest_capture(c->cli->cat, object_id, &newest, err) < 0)
+        return -1;
+    if (newest > 0 && c->zone && plan_version_until(c->zone, &rules, newest) > want)
+        want = plan_version_until(c->zone, &rules, newest);
+    if (want <= 0)
+        return 0; /* nothing says until when (no version refers to it) */
+    memset(&st, 0, sizeof(st));
+    rc = d->ops->stat(d, key, &st, err);
+    if (rc <= 0)
+        return rc < 0 ? -1 : cst_err_set(err, "missing");
+    if (st.retain_until >= want - want % 1000)
+        return 0;
+    util_format_ms(want, when, sizeof(when));
+    if (catalog_lock_extend_add(c->cli->cat, object_id, d->name, want, util_now_ms(), err) < 0)
+        return -1;
+    return cst_err_set(err, "not locked until %s (HEAD shows %s); the agent extends it", when,
+                       st.retain_until > 0 ? "an earlier date" : "no lock");
 }
 
 static int check_copy(void *arg, const char *object_id, const char *dest_name, const char *key,
@@ -216,6 +250,8 @@ static int check_copy(void *arg, const char *object_id, const char *dest_name, c
             rc = 0;
         }
     }
+    if (rc >= 0 && dest_locks(d) && d->ops->stat)
+        rc = check_lock(c, d, object_id, key, &err);
     if (rc < 0) {
         c->failed++;
         printf("FAIL  %s: %s: %s\n", dest_name, key, err.msg);
@@ -251,7 +287,7 @@ static int report_coverage(struct cli *cli, const char *from)
 
 static int verify_copies(struct cli *cli, const char *from, int64_t sample, int deep)
 {
-    struct copy_check c = {cli, NULL, deep, 0, 0, 0, 0, NULL};
+    struct copy_check c = {cli, NULL, deep, 0, 0, 0, 0, NULL, NULL};
     struct cst_err err;
     int rc, gaps;
 
@@ -264,7 +300,9 @@ static int verify_copies(struct cli *cli, const char *from, int64_t sample, int 
         restorer_free(c.r);
         return cli_fail(EXIT_FAILED, "%s", err.msg);
     }
+    c.zone = sched_zone_load(cli->cfg->timezone, &err);
     rc = catalog_each_copy_sample(cli->cat, from, sample, check_copy, &c, &err);
+    sched_zone_free(c.zone);
     restorer_free(c.r);
     free(c.scratch);
     if (rc < 0)

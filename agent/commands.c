@@ -11,7 +11,7 @@ extern const struct cmd_entry cmd_init_entry, cmd_keygen_entry, cmd_agent_entry,
     cmd_restore_point_entry, cmd_verify_entry, cmd_catalog_migrate_entry, cmd_help_entry,
     cmd_snapshot_list_entry, cmd_snapshot_entry, cmd_restore_snapshot_entry, cmd_prune_entry,
     cmd_hold_add_entry, cmd_hold_release_entry, cmd_hold_list_entry, cmd_restore_test_entry,
-    cmd_report_checklist_entry, cmd_report_restore_test_entry;
+    cmd_report_checklist_entry, cmd_report_restore_test_entry, cmd_restore_jobs_entry;
 
 const struct cmd_entry *const cmd_table[] = {
     &cmd_init_entry,
@@ -36,6 +36,7 @@ const struct cmd_entry *const cmd_table[] = {
     &cmd_snapshot_list_entry, /* before `snapshot LABEL`: the first match wins */
     &cmd_snapshot_entry,
     &cmd_restore_snapshot_entry,
+    &cmd_restore_jobs_entry,
     &cmd_prune_entry,
     &cmd_hold_add_entry,
     &cmd_hold_release_entry,

@@ -83,6 +83,8 @@ static const char *const cfg_dest_types[] = {"local", "s3", "sftp", NULL};
 static const char *const cfg_dest_roles[] = {"primary", "replica", "archive", NULL};
 /* The index is enum cfg_lock_mode. */
 static const char *const cfg_lock_modes[] = {"GOVERNANCE", "COMPLIANCE", NULL};
+/* The index is enum cfg_restore_tier. */
+const char *const cfg_restore_tiers[] = {"Standard", "Bulk", NULL};
 static const char *const cfg_s3_schemes[] = {"https://", "http://", NULL};
 static const char *const cfg_sftp_schemes[] = {"sftp://", NULL};
 static const char *const cfg_mongodb_schemes[] = {"mongodb://", "mongodb+srv://", NULL};
@@ -575,15 +577,23 @@ static const struct cfg_key cfg_dest_keys[] = {
      .type = KT_STRING,
      .dest_types = DT_S3,
      DEST_FIELD(archive_class),
-     .help = "Storage class of archive-tier objects, e.g. GLACIER or DEEP_ARCHIVE."},
+     .help = "Storage class of archive-tier objects, e.g. GLACIER or DEEP_ARCHIVE. On a "
+             "destination whose role is not archive, copies move to it at hot_months through "
+             "the bucket's lifecycle rule custodian-archive (prefix objects/, hot_months in "
+             "days, rounded up), which prune --confirm installs when the bucket has no "
+             "lifecycle configuration and doctor checks; version ids and Object Lock stay."},
     {.section = "destination",
      .name = "object_lock",
      .type = KT_BOOL,
      .default_value = "no",
      .dest_types = DT_S3,
      DEST_FIELD(object_lock),
-     .help = "The bucket has Object Lock (doctor checks it): billing-cycle snapshots are "
-             "stored locked until their close date + delete_after_months, in lock_mode."},
+     .help = "The bucket has Object Lock (doctor checks it): every copy is stored locked, in "
+             "lock_mode, until its own deletion date by the retention rules: a file's object "
+             "until its newest version's capture + delete_after_months (extended in place when "
+             "the same content comes back later), a daily point's artifacts until keep_daily or "
+             "keep_monthly_months lets the point go, a billing-cycle snapshot until its close "
+             "date + delete_after_months. verify fails a copy that does not show its lock."},
     {.section = "destination",
      .name = "lock_mode",
      .type = KT_ENUM,
@@ -593,6 +603,18 @@ static const struct cfg_key cfg_dest_keys[] = {
      .help = "With object_lock: GOVERNANCE (a user with s3:BypassGovernanceRetention may still "
              "delete) or COMPLIANCE (nobody can delete before the date, not even the root "
              "account). No default: the operator chooses."},
+    {.section = "destination",
+     .name = "restore_tier",
+     .type = KT_ENUM,
+     .choices = cfg_restore_tiers,
+     .default_value = "Standard",
+     .dest_types = DT_S3,
+     DEST_FIELD(restore_tier),
+     .help = "How fast a copy in an archive class (GLACIER, DEEP_ARCHIVE) is thawed for a "
+             "restore (RestoreObject): Standard (AWS: 3-5 hours from GLACIER, within 12 hours "
+             "from DEEP_ARCHIVE; the plan's 24-hour RTO holds) or Bulk (cheaper: 5-12 hours, "
+             "within 48 hours from DEEP_ARCHIVE, past the RTO). Restores prefer a copy that "
+             "needs no thaw."},
     {.section = "destination",
      .name = "url",
      .type = KT_URL,

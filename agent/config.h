@@ -19,6 +19,8 @@
 enum cfg_dest_type { CFG_DEST_LOCAL, CFG_DEST_S3, CFG_DEST_SFTP };
 enum cfg_dest_role { CFG_ROLE_PRIMARY, CFG_ROLE_REPLICA, CFG_ROLE_ARCHIVE };
 enum cfg_lock_mode { CFG_LOCK_NONE = -1, CFG_LOCK_GOVERNANCE, CFG_LOCK_COMPLIANCE };
+enum cfg_restore_tier { CFG_TIER_STANDARD, CFG_TIER_BULK };
+extern const char *const cfg_restore_tiers[]; /* "Standard", "Bulk", NULL */
 
 struct cfg_dest {
     char *name; /* from [destination NAME] */
@@ -30,6 +32,7 @@ struct cfg_dest {
     int path_style;      /* s3 boolean (0/1), default 0 */
     int object_lock;     /* s3 boolean (0/1), default 0 */
     int lock_mode;       /* s3: enum cfg_lock_mode; required with object_lock, else NONE */
+    int restore_tier;    /* s3: enum cfg_restore_tier, default Standard */
     char *url;           /* sftp: sftp://user@host:port/base */
     char *identity;      /* sftp, may be NULL */
     char *known_hosts;   /* sftp, may be NULL */

@@ -51,6 +51,7 @@
 #include "agent/manifest.h"
 #include "agent/mongo_archive.h"
 #include "agent/mongo_dump.h"
+#include "agent/prune.h"
 #include "agent/reconcile.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -732,6 +733,41 @@ static void step_catalog(struct run *r, char **status)
 
 /* --- step 4: ship to every destination --- */
 
+/* Object Lock of a daily point's artifacts on the destinations that lock: until the
+ * retention planner lets the point go (keep_daily, or keep_monthly_months for the first
+ * point of its month), so that prune and the lock agree. 0 when nothing locks. */
+static int64_t point_retain_until(struct cli *cli, const char *date, int64_t fallback)
+{
+    const struct cfg *cfg = cli->cfg;
+    struct plan_rules rules = prune_rules(cfg);
+    struct sched_zone *zone;
+    struct cst_err err;
+    int64_t at, until;
+    int locks = 0, first, y, m, dd;
+
+    for (size_t d = 0; d < cfg->n_dests; d++)
+        locks |= cfg->dests[d].type == CFG_DEST_S3 && cfg->dests[d].object_lock;
+    if (!locks)
+        return 0;
+    if (catalog_point_lock_basis(cli->cat, date, fallback, &at, &first, &err) < 0) {
+        /* The shorter date: a lock never outlives what prune would keep. */
+        log_warn("daily run: %s; its artifacts are locked for keep_daily only", err.msg);
+        at = fallback;
+        first = 0;
+    }
+    zone = sched_zone_load(cfg->timezone, &err);
+    if (zone == NULL) {
+        log_warn("daily run: %s; its artifacts are locked for keep_daily only", err.msg);
+        return at + (int64_t)rules.keep_daily * 86400000;
+    }
+    if (sched_parse_date(date, &y, &m, &dd) < 0)
+        until = at + (int64_t)rules.keep_daily * 86400000;
+    else
+        until = plan_point_until(zone, &rules, y, m, dd, at, first);
+    sched_zone_free(zone);
+    return until;
+}
+
 /* Put arts[first..n) on every destination; record verified copies. Returns how many
  * (artifact, destination) pairs failed. */
 static int ship(struct run *r, size_t first, char **errors)
@@ -740,9 +776,12 @@ static int ship(struct run *r, size_t first, char **errors)
     struct dests_item *items = util_xcalloc(n + 1, sizeof(*items));
     unsigned char *ok = util_xcalloc(n * nd + 1, 1);
     int failed;
+    int64_t retain = point_retain_until(r->cli, r->date, r->started);
 
     for (size_t i = 0; i < n; i++) {
         struct artifact *a = &r->arts[first + i];
+
+        items[i].retain_until = retain;
 
         items[i].spool_path = a->spool_path;
         items[i].remote_key = a->remote_key;
@@ -1062,6 +1101,7 @@ static int step_cover(struct run *r, char **errors)
             items[got].remote_key = l.arts[i].remote_key;
             items[got].stored_size = (uint64_t)l.arts[i].stored_size;
             memcpy(items[got].stored_sha256, l.arts[i].stored_sha256, 32);
+            items[got].retain_until = point_retain_until(r->cli, l.arts[i].date, r->started);
             got++;
         }
         if (got)

@@ -59,6 +59,13 @@ static struct dest *open_one(const struct cfg *cfg, const struct cfg_dest *c,
             .secret_key_file = c->secret_key_file,
             .ca_file = c->ca_file,
             .hot_class = c->hot_class,
+            /* The tier transition at hot_months, by the bucket's lifecycle rule: days since
+             * upload, never fewer than hot_months calendar months hold (365.25 / 12 a
+             * month, rounded up). An archive-role bucket holds its class from the start. */
+            .archive_class = c->role != CFG_ROLE_ARCHIVE ? c->archive_class : NULL,
+            .transition_days = c->role != CFG_ROLE_ARCHIVE && c->archive_class
+                                   ? (cfg->hot_months * 1461 + 47) / 48
+                                   : 0,
             .object_lock = c->object_lock,
             .lock_mode = c->lock_mode == CFG_LOCK_COMPLIANCE   ? "COMPLIANCE"
                          : c->lock_mode == CFG_LOCK_GOVERNANCE ? "GOVERNANCE"
@@ -229,6 +236,7 @@ int dests_put_blocking(const struct cfg *cfg, const struct dests_item *items, si
             memcpy(put.stored_sha256, items[i].stored_sha256, 32);
             put.plain_size = items[i].plain_size;
             memcpy(put.plain_sha256, items[i].plain_sha256, 32);
+            put.retain_until = items[i].retain_until; /* ignored where nothing locks */
             if (hooks && hooks->prepare)
                 hooks->prepare(hooks->arg, dests[d], d, i, &put);
             dests[d]->ops->put_batch(dests[d], &put, 1, put_done, &done);

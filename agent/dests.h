@@ -27,7 +27,8 @@ struct dests_item {
     const char *spool_path, *remote_key;
     uint64_t stored_size, plain_size;
     unsigned char stored_sha256[32], plain_sha256[32];
-    int no_overwrite; /* a name already on a destination is a failure, never replaced */
+    int no_overwrite;     /* a name already on a destination is a failure, never replaced */
+    int64_t retain_until; /* Object Lock (ms) on destinations that lock; 0: none */
 };
 
 struct dests_put_hooks {

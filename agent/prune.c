@@ -16,6 +16,12 @@
 #include "common/pathenc.h"
 #include "common/util.h"
 
+struct plan_rules prune_rules(const struct cfg *cfg)
+{
+    return (struct plan_rules){cfg->hot_months, cfg->delete_after_months, cfg->keep_daily,
+                               cfg->keep_monthly_months, cfg->min_copies};
+}
+
 /* --- object ids to indexes: open addressing on the (hex) id's first 16 digits --- */
 
 struct idmap {
@@ -324,8 +330,7 @@ static int input_load(struct input *x, struct cli *cli, int64_t now, struct cst_
         x->snaps[s].n_objects = x->snap_counts[s];
     }
     x->in = (struct plan_input){
-        .rules = {cfg->hot_months, cfg->delete_after_months, cfg->keep_daily,
-                  cfg->keep_monthly_months, cfg->min_copies},
+        .rules = prune_rules(cfg),
         .zone = x->zone,
         .now = now,
         .dests = x->dests,
@@ -356,6 +361,7 @@ struct run {
     size_t n_dests;
     int64_t now;
     int64_t deleted, failed;
+    int64_t transitioned, waiting; /* tier transitions seen done; not yet done */
     char *first_error;
 };
 
@@ -688,6 +694,52 @@ static const char *action_name(enum plan_action_kind k)
     return "?";
 }
 
+/* --- the tier transition on S3: the bucket's lifecycle rule moves a copy, in place --- */
+
+/* Each S3 destination with an archive_class has custodian's lifecycle rule (installed when
+ * the bucket has none): under Object Lock a self-copy would make a second locked version
+ * and double the storage until the lock ends. */
+static void ensure_lifecycle_rules(struct run *r)
+{
+    const struct cfg *cfg = r->cli->cfg;
+    struct cst_err err;
+
+    for (size_t d = 0; d < r->n_dests && d < cfg->n_dests; d++)
+        if (cfg->dests[d].type == CFG_DEST_S3 && cfg->dests[d].archive_class &&
+            cfg->dests[d].role != CFG_ROLE_ARCHIVE &&
+            dest_s3_lifecycle_ensure(r->dests[d], &err) < 0)
+            failed(r, "%s", err.msg);
+}
+
+/* A copy the plan wants in the archive class: once HEAD shows it there (the rule has
+ * acted), the catalog records it in the archive tier, where it counts for min_copies. */
+static void transition_copy(struct run *r, size_t o, size_t d)
+{
+    const struct cfg_dest *cd = &r->cli->cfg->dests[d];
+    struct dest *dest = r->dests[d];
+    struct dest_stat st;
+    struct cst_err err;
+    char *key = dest_object_key(r->x->ids[o]);
+    int rc = dest->ops->stat ? dest->ops->stat(dest, key, &st, &err) : 0;
+
+    if (rc < 0) {
+        failed(r, "cannot check the class of %s on %s: %s", key, cd->name, err.msg);
+    } else if (rc == 1 && cd->archive_class && strcmp(st.storage_class, cd->archive_class) == 0) {
+        if (catalog_copy_set_tier(r->cli->cat, r->x->ids[o], cd->name, "archive", &err) < 0) {
+            failed(r, "%s", err.msg);
+        } else {
+            r->transitioned++;
+            log_info("transitioned object=%.16s dest=%s class=%s", r->x->ids[o], cd->name,
+                     st.storage_class);
+        }
+    } else {
+        r->waiting++; /* the rule acts days after hot_months' calendar date, at most */
+        log_info("waiting for the lifecycle rule object=%.16s dest=%s class=%s", r->x->ids[o],
+                 cd->name, rc == 1 ? st.storage_class : "(missing)");
+    }
+    free(key);
+}
+
 static int64_t newest_capture(const struct input *x, size_t o)
 {
     int64_t t = 0;
@@ -765,6 +817,10 @@ static void report(struct cli *cli, const struct input *x, const struct plan_out
         json_int(&j, r ? r->deleted : 0);
         json_key(&j, "failed");
         json_int(&j, r ? r->failed : 0);
+        json_key(&j, "transitioned");
+        json_int(&j, r ? r->transitioned : 0);
+        json_key(&j, "waiting_transition");
+        json_int(&j, r ? r->waiting : 0);
         json_key(&j, "error");
         json_str(&j, r ? r->first_error : NULL);
         json_obj_end(&j);
@@ -794,6 +850,10 @@ static void report(struct cli *cli, const struct input *x, const struct plan_out
            r ? "" : " (a dry run: nothing was changed; --confirm acts)");
     if (r)
         printf(": %lld deletions done, %lld failed", (long long)r->deleted, (long long)r->failed);
+    if (r && (r->transitioned || r->waiting))
+        printf("; %lld copies in the archive class now, %lld waiting for the bucket's lifecycle "
+               "rule",
+               (long long)r->transitioned, (long long)r->waiting);
     printf("\n");
 }
 
@@ -831,6 +891,24 @@ int prune_run(struct cli *cli, const struct prune_options *o)
         input_free(&x);
         return cli_fail(EXIT_FAILED, "%s", err.msg);
     }
+    /* Transitions first: a copy now in the archive class counts for min_copies, so the
+     * plan is made again before the hot copies it frees are deleted. */
+    ensure_lifecycle_rules(&r);
+    for (size_t i = 0; i < out.n_actions; i++)
+        if (out.actions[i].kind == PLAN_TRANSITION)
+            transition_copy(&r, out.actions[i].index, out.actions[i].dest);
+    if (r.transitioned > 0) {
+        plan_output_free(&out);
+        input_free(&x);
+        if (input_load(&x, cli, as_of, &err) < 0) {
+            failed(&r, "%s", err.msg);
+            input_free(&x);
+            dests_free(r.dests, r.n_dests);
+            free(r.first_error);
+            return cli_fail(EXIT_FAILED, "%s", err.msg);
+        }
+        plan_compute(&x.in, &out);
+    }
     /* A deletion an interrupted run audited is reached again by the same plan:
      * delete_remote finds its pending row and reuses its audit row. */
     for (size_t i = 0; i < out.n_actions; i++) {
@@ -852,11 +930,7 @@ int prune_run(struct cli *cli, const struct prune_options *o)
             delete_snapshot(&r, x.snap_ids[a->index], a->rule);
             break;
         case PLAN_TRANSITION:
-            failed(&r,
-                   "object %.16s should move to the archive class on %s, and transitions are "
-                   "not built yet",
-                   x.ids[a->index], x.dests[a->dest].name);
-            break;
+            break; /* done above, or waiting for the bucket's rule */
         }
     }
     report(cli, &x, &out, &r);
@@ -917,7 +991,7 @@ static int cmp_str(const void *a, const void *b)
 
 static int listed(const struct listing *l, const char *id)
 {
-    return bsearch(&id, l->ids, l->n, sizeof(char *), cmp_str) != NULL;
+    return l->n > 0 && bsearch(&id, l->ids, l->n, sizeof(char *), cmp_str) != NULL;
 }
 
 /* One problem prune --check found: printed (a FAIL line) and the first kept for a report. */
@@ -962,7 +1036,8 @@ int prune_check_dests(struct cli *cli, int64_t as_of, struct dest **dests, size_
             r->unlistable++;
             continue;
         }
-        qsort(l.ids, l.n, sizeof(char *), cmp_str);
+        if (l.n > 1) /* an empty listing has no array (qsort wants one) */
+            qsort(l.ids, l.n, sizeof(char *), cmp_str);
         r->listed += (int64_t)l.n;
         /* Recorded good copies must be there; copies the plan removes must not be. */
         for (size_t c = 0; c < x.n_copies; c++) {

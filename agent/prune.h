@@ -16,12 +16,16 @@
 #include <stdint.h>
 
 #include "agent/cli.h"
+#include "agent/prune_plan.h"
 
 struct prune_options {
     int confirm;       /* act; otherwise a dry run */
     int64_t as_of;     /* the plan's "now" (ms); 0: now */
     const char *actor; /* audit rows' actor: "agent" or the Unix user */
 };
+
+/* The [retention] keys as the planner's rules. */
+struct plan_rules prune_rules(const struct cfg *cfg);
 
 /* `custodian prune`: returns an exit status. */
 int prune_run(struct cli *cli, const struct prune_options *o);

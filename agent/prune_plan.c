@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/util.h"
 
@@ -168,6 +169,35 @@ static int hold_covers_version(const struct plan_input *in, const struct plan_ve
     return 0;
 }
 
+int64_t plan_version_until(const struct sched_zone *zone, const struct plan_rules *r,
+                           int64_t captured_at)
+{
+    return plan_add_months(zone, captured_at, r->delete_after_months);
+}
+
+int64_t plan_point_until(const struct sched_zone *zone, const struct plan_rules *r, int year,
+                         int mon, int day, int64_t at, int first_of_month)
+{
+    /* Kept while its date is one of the last keep_daily: it may go from local midnight
+     * keep_daily days after its date. */
+    int64_t until = 0;
+    time_t t = (time_t)((days_from_civil(year, mon, day) + r->keep_daily) * 86400);
+    struct tm tm;
+
+    if (gmtime_r(&t, &tm) == NULL || sched_local_instant(zone, tm.tm_year + 1900, tm.tm_mon + 1,
+                                                         tm.tm_mday, 0, 0, 0, &until) < 0)
+        until = at + (int64_t)r->keep_daily * DAY_MS; /* a date past year 9999 */
+    else
+        until *= 1000;
+    if (first_of_month) {
+        int64_t monthly = plan_add_months(zone, at, r->keep_monthly_months);
+
+        if (monthly > until)
+            until = monthly;
+    }
+    return until;
+}
+
 /* Daily restore points: which stay, and until when each keeps what it saw. */
 static void plan_points(struct ctx *c)
 {
@@ -322,7 +352,7 @@ static void plan_object(struct ctx *c, size_t o)
 
     for (size_t k = c->v_start[o]; k < c->v_start[o + 1]; k++) {
         const struct plan_version *v = &in->versions[c->v_list[k]];
-        int64_t va = plan_add_months(in->zone, v->captured_at, in->rules.delete_after_months);
+        int64_t va = plan_version_until(in->zone, &in->rules, v->captured_at);
         int64_t hu = plan_add_months(in->zone, v->captured_at, in->rules.hot_months);
         int64_t by_point;
 

@@ -149,6 +149,17 @@ struct plan_output {
  * month's length), ms. */
 int64_t plan_add_months(const struct sched_zone *zone, int64_t t, int months);
 
+/* Object Lock dates that agree with the plan (a lock never outlives nothing the plan keeps,
+ * and never lets go of what it keeps by these rules): what a version captured at t holds
+ * may go at t + delete_after_months; */
+int64_t plan_version_until(const struct sched_zone *zone, const struct plan_rules *r,
+                           int64_t captured_at);
+/* a daily restore point for local date Y-M-D taken at `at` may go from local midnight
+ * keep_daily days after its date, or, the first point of its month, at
+ * at + keep_monthly_months when that is later. */
+int64_t plan_point_until(const struct sched_zone *zone, const struct plan_rules *r, int year,
+                         int mon, int day, int64_t at, int first_of_month);
+
 /* Compute the plan. Returns 0, -1 only on out-of-memory-like impossibilities. */
 int plan_compute(const struct plan_input *in, struct plan_output *out);
 void plan_output_free(struct plan_output *out);

@@ -26,6 +26,7 @@
 #include "agent/dests.h"
 #include "agent/keys.h"
 #include "common/beneath.h"
+#include "common/json.h"
 #include "common/util.h"
 #include "shipper/container.h"
 
@@ -37,7 +38,13 @@ struct restorer {
     size_t n_dests;
     const char *from_dest;
     char *spool;
+    int wait; /* --wait: an archived copy's thaw is waited for */
 };
+
+void restorer_set_wait(struct restorer *r, int wait)
+{
+    r->wait = wait;
+}
 
 struct restorer *restorer_new(struct cli *cli, const char *from_dest, int need_secret, int *status)
 {
@@ -150,55 +157,251 @@ static int copy_hashing(int in_fd, int out_fd, uint64_t max, unsigned char sha[3
     return n < 0 ? -1 : 0;
 }
 
+/* GET key from dest, check it against w, write it to out_fd (truncated first). */
+static int get_checked(struct restorer *r, const struct wanted *w, struct dest *dest,
+                       const char *key, int out_fd, struct cst_err *err)
+{
+    unsigned char sha[32];
+    uint64_t size;
+    int obj_fd, rc = -1;
+
+    obj_fd = beneath_scratch_file(r->spool, err);
+    if (obj_fd < 0)
+        return -1;
+    if (dest->ops->get(dest, key, obj_fd, err) == 0 && lseek(obj_fd, 0, SEEK_SET) == 0 &&
+        ftruncate(out_fd, 0) == 0 && lseek(out_fd, 0, SEEK_SET) == 0) {
+        /* Never more than the recorded size: the hash is only known at the end. */
+        if (w->sealed && crypt_open_fd_limit(obj_fd, out_fd, r->public_key, r->secret_key,
+                                             (uint64_t)w->size, sha, &size, err) < 0)
+            cst_err_wrap(err, "%s on destination %s", w->what, dest->name);
+        else if (!w->sealed && copy_hashing(obj_fd, out_fd, (uint64_t)w->size, sha, &size) < 0)
+            cst_err_sys(err, "copy of %s failed", w->what);
+        else if (memcmp(sha, w->sha256, 32) != 0 || (int64_t)size != w->size)
+            cst_err_set(err,
+                        "integrity error: %s from destination %s is not the content the "
+                        "catalog recorded",
+                        w->what, dest->name);
+        else
+            rc = 0;
+    }
+    close(obj_fd);
+    return rc;
+}
+
+/* --- archived copies: thawed first (RestoreObject), a job in the catalog --- */
+
+/* The provider's expected thaw time (AWS's published figures), in hours. */
+static int thaw_hours(const char *storage_class, const char *tier)
+{
+    int deep = strcmp(storage_class, "DEEP_ARCHIVE") == 0, bulk = strcmp(tier, "Bulk") == 0;
+
+    return deep ? (bulk ? 48 : 12) : (bulk ? 12 : 5);
+}
+
+static const char *dest_tier(struct restorer *r, const struct dest *d)
+{
+    for (size_t i = 0; i < r->cli->cfg->n_dests; i++)
+        if (strcmp(r->cli->cfg->dests[i].name, d->name) == 0)
+            return cfg_restore_tiers[r->cli->cfg->dests[i].restore_tier];
+    return "Standard";
+}
+
+static int audit_thaw(struct restorer *r, const struct catalog_restore_job *j, int64_t id,
+                      struct cst_err *err)
+{
+    struct json detail;
+    int rc;
+
+    json_init(&detail);
+    json_obj_begin(&detail);
+    json_key(&detail, "job");
+    json_int(&detail, id);
+    json_key(&detail, "dest");
+    json_str(&detail, j->dest);
+    json_key(&detail, "key");
+    json_str(&detail, j->remote_key);
+    json_key(&detail, "tier");
+    json_str(&detail, j->tier);
+    json_obj_end(&detail);
+    rc = catalog_audit(r->cli->cat, cli_user(), "restore_thaw", detail.buf, err);
+    json_free(&detail);
+    return rc;
+}
+
+/* The job thawing key on dest: the one recorded (an earlier run asked), or a new request. */
+static int thaw_job(struct restorer *r, const struct wanted *w, struct dest *dest, const char *key,
+                    const struct dest_stat *st, struct catalog_restore_job *j, struct cst_err *err)
+{
+    int64_t id, now = util_now_ms();
+    char when[40];
+    int rc = catalog_restore_job_find(r->cli->cat, dest->name, key, j, err);
+
+    if (rc < 0)
+        return -1;
+    /* Asked again when none was asked, or the thawed copy it made has expired since. */
+    if (rc == 1 && st->thaw != 0)
+        return 0;
+    if (rc == 1)
+        catalog_restore_job_clear(j);
+    j->dest = util_xstrdup(dest->name);
+    j->remote_key = util_xstrdup(key);
+    j->what = util_xstrdup(w->what);
+    j->tier = util_xstrdup(dest_tier(r, dest));
+    j->storage_class = util_xstrdup(st->storage_class);
+    j->requested_at = now;
+    j->requested_by = util_xstrdup(cli_user());
+    j->expected_by = now + (int64_t)thaw_hours(st->storage_class, j->tier) * 3600000;
+    j->status = util_xstrdup("pending");
+    if (dest_thaw(dest, key, j->tier, 7, err) < 0)
+        return -1;
+    if (catalog_begin(r->cli->cat, err) < 0)
+        return -1;
+    if (catalog_restore_job_add(r->cli->cat, j, &id, err) < 0 || audit_thaw(r, j, id, err) < 0 ||
+        catalog_commit(r->cli->cat, err) < 0) {
+        catalog_rollback(r->cli->cat);
+        return -1;
+    }
+    j->id = id;
+    util_format_ms(j->expected_by, when, sizeof(when));
+    fprintf(stderr,
+            "custodian: %s on %s is in the archive class %s: thaw requested (restore job %lld, "
+            "tier %s, expected within %d hours, by %s)\n",
+            w->what, dest->name, st->storage_class, (long long)id, j->tier,
+            thaw_hours(st->storage_class, j->tier), when);
+    return 0;
+}
+
+/* A copy read: the thaw job that made it readable (a restore run again) is done. */
+static int job_done(struct restorer *r, struct dest *dest, const char *key, struct cst_err *err)
+{
+    struct catalog_restore_job j;
+    int rc = catalog_restore_job_find(r->cli->cat, dest->name, key, &j, err);
+
+    if (rc == 1)
+        rc = catalog_restore_job_set(r->cli->cat, j.id, "done", util_now_ms(), err);
+    catalog_restore_job_clear(&j);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Until key on dest is readable: its thaw asked for (or the job an earlier run recorded
+ * found), then waited for with --wait; without it, err says when to come back. 0 once it
+ * can be read, -1. */
+static int thaw_until_ready(struct restorer *r, const struct wanted *w, struct dest *dest,
+                            const char *key, struct cst_err *err)
+{
+    struct catalog_restore_job j;
+    struct dest_stat st;
+    int64_t started = util_mono_ms(), pause_ms = 1000;
+    char requested[40], expected[40];
+    int rc = -1, needs;
+
+    memset(&j, 0, sizeof(j));
+    for (;;) {
+        needs = dest_needs_thaw(dest, key, &st, err);
+        if (needs <= 0) {
+            rc = needs;
+            break;
+        }
+        if (j.id == 0 && thaw_job(r, w, dest, key, &st, &j, err) < 0)
+            break;
+        util_format_ms(j.requested_at, requested, sizeof(requested));
+        util_format_ms(j.expected_by, expected, sizeof(expected));
+        if (!r->wait) {
+            cst_err_set(err,
+                        "%s on %s is being thawed from %s (restore job %lld, tier %s, requested "
+                        "%s, expected by %s): run this restore again then, or with --wait; "
+                        "`custodian restore jobs` lists what is pending",
+                        w->what, dest->name, st.storage_class, (long long)j.id, j.tier, requested,
+                        expected);
+            break;
+        }
+        fprintf(stderr,
+                "custodian: waiting for the thaw of %s on %s (restore job %lld, tier %s, "
+                "requested %s, expected by %s): %lld s so far\n",
+                w->what, dest->name, (long long)j.id, j.tier, requested, expected,
+                (long long)((util_mono_ms() - started) / 1000));
+        if (st.thaw == 0) {
+            /* The provider knows of no thaw (it expired, or was never taken): ask again. */
+            catalog_restore_job_clear(&j);
+            continue;
+        }
+        usleep((useconds_t)pause_ms * 1000);
+        if (pause_ms < 60000)
+            pause_ms *= 2;
+        if (pause_ms > 60000)
+            pause_ms = 60000;
+    }
+    catalog_restore_job_clear(&j);
+    return rc;
+}
+
+/* Thaw key on dest and fetch it once it is readable. */
+static int fetch_thawed(struct restorer *r, const struct wanted *w, struct dest *dest,
+                        const char *key, int out_fd, struct cst_err *err)
+{
+    if (thaw_until_ready(r, w, dest, key, err) < 0 || get_checked(r, w, dest, key, out_fd, err) < 0)
+        return -1;
+    return job_done(r, dest, key, err);
+}
+
+int restorer_thaw(struct restorer *r, struct dest *d, const char *key, const char *what,
+                  struct cst_err *err)
+{
+    struct wanted w = {what, NULL, NULL, 0, NULL, 0};
+
+    return thaw_until_ready(r, &w, d, key, err);
+}
+
+int restorer_thaw_done(struct restorer *r, struct dest *d, const char *key, struct cst_err *err)
+{
+    return job_done(r, d, key, err);
+}
+
 /* Fetch w from the first destination that holds it (only --from's, if given), check
- * it, and write it to out_fd (truncated first); a bad copy makes the next one tried. */
+ * it, and write it to out_fd (truncated first); a bad copy makes the next one tried. A
+ * copy in an archive class is the last resort: thawed only when no other copy reads. */
 static int fetch_checked(struct restorer *r, const struct wanted *w, int out_fd,
                          struct cst_err *err)
 {
     int tried = 0, rc = -1;
+    struct dest *archived = NULL;
+    char *archived_key = NULL;
 
     for (size_t d = 0; d < r->n_dests && rc < 0; d++) {
         struct dest *dest = r->dests[d];
+        struct dest_stat st;
+        struct cst_err why;
         char *key;
-        unsigned char sha[32];
-        uint64_t size;
-        int obj_fd;
 
         if (r->from_dest && strcmp(dest->name, r->from_dest) != 0)
             continue;
         switch (w->key_on(r, dest, w->arg, &key, err)) {
         case -1:
+            free(archived_key);
             return -1;
         case 0:
             continue;
         }
         tried++;
-        obj_fd = beneath_scratch_file(r->spool, err);
-        if (obj_fd < 0) {
-            free(key);
-            return -1;
-        }
-        if (dest->ops->get(dest, key, obj_fd, err) == 0 && lseek(obj_fd, 0, SEEK_SET) == 0 &&
-            ftruncate(out_fd, 0) == 0 && lseek(out_fd, 0, SEEK_SET) == 0) {
-            /* Never more than the recorded size: the hash is only known at the end. */
-            if (w->sealed && crypt_open_fd_limit(obj_fd, out_fd, r->public_key, r->secret_key,
-                                                 (uint64_t)w->size, sha, &size, err) < 0)
-                cst_err_wrap(err, "%s on destination %s", w->what, dest->name);
-            else if (!w->sealed && copy_hashing(obj_fd, out_fd, (uint64_t)w->size, sha, &size) < 0)
-                cst_err_sys(err, "copy of %s failed", w->what);
-            else if (memcmp(sha, w->sha256, 32) != 0 || (int64_t)size != w->size)
-                cst_err_set(err,
-                            "integrity error: %s from destination %s is not the content the "
-                            "catalog recorded",
-                            w->what, dest->name);
-            else
-                rc = 0;
-        }
-        close(obj_fd);
-        free(key);
-        if (rc < 0 && r->from_dest == NULL && d + 1 < r->n_dests)
+        rc = get_checked(r, w, dest, key, out_fd, err);
+        if (rc == 0 && job_done(r, dest, key, err) < 0)
+            rc = -1;
+        if (rc < 0 && archived == NULL && dest_needs_thaw(dest, key, &st, &why) == 1) {
+            archived = dest;
+            archived_key = key;
+            key = NULL;
+            fprintf(stderr,
+                    "custodian: %s on %s is in the archive class %s; a copy that needs no thaw "
+                    "is looked for first\n",
+                    w->what, dest->name, st.storage_class);
+        } else if (rc < 0 && r->from_dest == NULL && d + 1 < r->n_dests) {
             fprintf(stderr, "custodian: %s; trying the next destination\n", err->msg);
+        }
+        free(key);
     }
+    if (rc < 0 && archived)
+        rc = fetch_thawed(r, w, archived, archived_key, out_fd, err);
+    free(archived_key);
     if (tried == 0)
         return cst_err_set(err, "no %scopy of %s is recorded", r->from_dest ? "such " : "",
                            w->what);

@@ -29,6 +29,10 @@ void restore_root_close(struct restore_root *root);
  * set). NULL with *status EXIT_USAGE (config/keys) or EXIT_FAILED, message printed. */
 struct restorer *restorer_new(struct cli *cli, const char *from_dest, int need_secret, int *status);
 void restorer_free(struct restorer *r);
+/* --wait: a copy in an archive class is thawed and waited for (progress on stderr); without
+ * it the thaw is asked for, recorded as a restore job, and the restore fails saying when
+ * to come back. */
+void restorer_set_wait(struct restorer *r, int wait);
 
 /* Restore v to rel (a relative path) beneath root: an anonymous file in the target's
  * folder, fsync, link into place, fsync folder. Missing folders are created (0700); a
@@ -59,6 +63,13 @@ int restorer_check_copy(struct restorer *r, struct dest *d, const char *key,
 int restorer_scratch_file(struct restorer *r, struct cst_err *err);
 /* The backup secret key the restorer loaded (32 bytes, sodium_malloc'd). */
 const unsigned char *restorer_secret_key(struct restorer *r);
+/* For fetches of their own (snapshots): key on d made readable when it is in an archive
+ * class, as restores do (a thaw job; waited for with --wait, else err says when to come
+ * back). 0 when it can be read now, -1. */
+int restorer_thaw(struct restorer *r, struct dest *d, const char *key, const char *what,
+                  struct cst_err *err);
+/* key on d was read: its thaw job, if any, is done. */
+int restorer_thaw_done(struct restorer *r, struct dest *d, const char *key, struct cst_err *err);
 /* Open the destinations only (for verify); no secret key needed. */
 struct dest **restorer_dests(struct restorer *r, size_t *n);
 

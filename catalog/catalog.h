@@ -225,11 +225,89 @@ int catalog_each_spool_file(struct catalog *cat, int (*cb)(void *arg, const char
 int catalog_reseal_object(struct catalog *cat, const char *object_id, int64_t now,
                           struct cst_err *err);
 
+/* --- Object Lock (locks.c) --- */
+
+/* The newest capture (first_seen) of any version of object_id, recorded or waiting;
+ * 0 when none. */
+int catalog_object_newest_capture(struct catalog *cat, const char *object_id, int64_t *at,
+                                  struct cst_err *err);
+/* 1 and the retain-until recorded for the good copy of object_id on dest (0: none), 0 when
+ * there is no good copy, -1. */
+int catalog_copy_locked_until(struct catalog *cat, const char *object_id, const char *dest,
+                              int64_t *until, struct cst_err *err);
+/* Record the retain-until the copy shows (0: none). */
+int catalog_copy_set_lock(struct catalog *cat, const char *object_id, const char *dest,
+                          int64_t until, struct cst_err *err);
+/* The copy of object_id on dest must be retained until `until` (a later date asked for
+ * earlier is kept). Versions of the object wait until it is done. */
+int catalog_lock_extend_add(struct catalog *cat, const char *object_id, const char *dest,
+                            int64_t until, int64_t now, struct cst_err *err);
+struct catalog_lock_item {
+    char object_id[65];
+    int64_t until;
+    char *remote_key; /* malloc'd */
+    int64_t stored_size;
+};
+int catalog_lock_extend_ready(struct catalog *cat, const char *dest, int64_t now, size_t limit,
+                              int (*skip)(void *arg, const char *object_id), void *arg,
+                              struct catalog_lock_item **items, size_t *n, struct cst_err *err);
+void catalog_lock_items_free(struct catalog_lock_item *items, size_t n);
+/* The extension to `until` is done and the copy shows `shows`. */
+int catalog_lock_extend_done(struct catalog *cat, const char *object_id, const char *dest,
+                             int64_t until, int64_t shows, struct cst_err *err);
+int catalog_lock_extend_retry(struct catalog *cat, const char *object_id, const char *dest,
+                              int64_t ready_at, const char *why, struct cst_err *err);
+/* 1 when an extension of some copy of object_id is still to be done, 0, -1. */
+int catalog_lock_extend_has(struct catalog *cat, const char *object_id, struct cst_err *err);
+/* *next: the earliest ready_at later than `after`, or INT64_MAX. */
+int catalog_lock_extend_next_ready(struct catalog *cat, int64_t after, int64_t *next,
+                                   struct cst_err *err);
+/* What the Object Lock date of a daily point's artifacts rests on: the point's instant
+ * (its first successful attempt's start, `fallback` while none succeeded) and whether it
+ * is the first point of its month (the monthly rule keeps it longer). */
+int catalog_point_lock_basis(struct catalog *cat, const char *date, int64_t fallback, int64_t *at,
+                             int *first_of_month, struct cst_err *err);
+/* Each object a hold of that kind covers (kind and value as in struct catalog_hold;
+ * before: the instant a "before" hold's date stands for), once, in id order; cb returning
+ * non-zero stops (and is returned). */
+int catalog_hold_each_object(struct catalog *cat, const char *kind, const char *value,
+                             int64_t before, int (*cb)(void *arg, const char *object_id), void *arg,
+                             struct cst_err *err);
+/* The copy of object_id on dest is stored in that tier now ("hot" | "archive"). */
+int catalog_copy_set_tier(struct catalog *cat, const char *object_id, const char *dest,
+                          const char *tier, struct cst_err *err);
+/* --- archive restores: thaw jobs (locks.c) --- */
+struct catalog_restore_job {
+    int64_t id;
+    char *dest, *remote_key, *what, *tier, *storage_class, *requested_by;
+    char *status; /* pending | ready | done */
+    int64_t requested_at, expected_by, checked_at, ready_at;
+};
+void catalog_restore_job_clear(struct catalog_restore_job *j);
+/* 1 and *j: the newest job for that copy not yet done; 0 none; -1. */
+int catalog_restore_job_find(struct catalog *cat, const char *dest, const char *remote_key,
+                             struct catalog_restore_job *j, struct cst_err *err);
+/* A new pending job (dest, remote_key, what, tier, storage_class, requested_at,
+ * requested_by, expected_by of j). */
+int catalog_restore_job_add(struct catalog *cat, const struct catalog_restore_job *j, int64_t *id,
+                            struct cst_err *err);
+/* pending | ready | done, checked now. */
+int catalog_restore_job_set(struct catalog *cat, int64_t id, const char *status, int64_t now,
+                            struct cst_err *err);
+/* Jobs not done (all: every one), oldest first. */
+int catalog_each_restore_job(struct catalog *cat, int all,
+                             int (*cb)(void *arg, const struct catalog_restore_job *j), void *arg,
+                             struct cst_err *err);
+/* Drop the extensions of destinations no longer configured. */
+int catalog_lock_extend_forget(struct catalog *cat, char *const *configured, size_t n,
+                               struct cst_err *err);
+
 /* A version whose object has no verified copy yet (path, stat, sha256, object_id,
  * first_seen of v are used). */
 int catalog_pending_add(struct catalog *cat, const struct catalog_version *v, struct cst_err *err);
 /* object_id now has a verified copy: its pending versions become versions, each
- * reported to cb (may be NULL). Returns how many. */
+ * reported to cb (may be NULL). Returns how many: none while a lock extension of one of
+ * its copies is still to be done. */
 int catalog_pending_promote(struct catalog *cat, const char *object_id, int64_t shipped_at,
                             void (*cb)(void *arg, const char *path, int64_t size,
                                        int64_t first_seen),

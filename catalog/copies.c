@@ -351,6 +351,10 @@ int catalog_pending_promote(struct catalog *cat, const char *object_id, int64_t 
     sqlite3_stmt *st;
     int n, step;
 
+    /* A copy whose Object Lock must first be extended holds the versions back. */
+    n = catalog_lock_extend_has(cat, object_id, err);
+    if (n != 0)
+        return n < 0 ? -1 : 0;
     if (cb) {
         st = catalog_stmt(cat, q_list, err);
         if (st == NULL)

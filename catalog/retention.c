@@ -361,6 +361,7 @@ int catalog_object_pruned(struct catalog *cat, const char *object_id, int64_t no
 {
     static const char q[] = "UPDATE objects SET deleted_at = ?2 WHERE id = ?1";
     static const char q_unqueue[] = "DELETE FROM copy_queue WHERE object_id = ?1";
+    static const char q_unlock[] = "DELETE FROM lock_extend WHERE object_id = ?1";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
 
     if (st == NULL)
@@ -373,7 +374,13 @@ int catalog_object_pruned(struct catalog *cat, const char *object_id, int64_t no
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
-    return step_done(cat, st, "unqueue a pruned object", err);
+    if (step_done(cat, st, "unqueue a pruned object", err) < 0)
+        return -1;
+    st = catalog_stmt(cat, q_unlock, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
+    return step_done(cat, st, "unqueue the lock extensions of a pruned object", err);
 }
 
 int catalog_point_pruned(struct catalog *cat, const char *date, int64_t now, struct cst_err *err)

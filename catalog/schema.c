@@ -428,6 +428,41 @@ static const char *const migrations[] = {
     "         strftime('%Y-%m-%dT%H:%M:%fZ', finished_at / 1000.0, 'unixepoch') AS finished,"
     "         report_json, stored_on"
     "  FROM restore_tests;",
+
+    /* 9: Object Lock on every object. A new version whose content an object-locked
+     * destination holds already, locked until a date earlier than the new version
+     * needs, waits (in pending_versions) until that copy's retention is extended on
+     * the stored version: a lock_extend row per (object, destination), done by the
+     * shipper like a copy. */
+    "CREATE TABLE lock_extend ("
+    "  object_id TEXT NOT NULL,"
+    "  dest TEXT NOT NULL,"
+    "  until INTEGER NOT NULL," /* the retain-until the copy must show, ms */
+    "  queued_at INTEGER NOT NULL,"
+    "  ready_at INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT,"
+    "  PRIMARY KEY (object_id, dest)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX lock_extend_by_dest ON lock_extend (dest, ready_at);"
+    /* Archive restores: a copy in an archive class is thawed before it can be read
+     * (RestoreObject); each thaw asked for is a job, pending until the copy is readable,
+     * so that a restore run again (or restore jobs) picks up where it left off. */
+    "CREATE TABLE restore_jobs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  dest TEXT NOT NULL,"
+    "  remote_key TEXT NOT NULL,"
+    "  what TEXT NOT NULL," /* for operators: "object <id>", an artifact's key */
+    "  tier TEXT NOT NULL,"
+    "  storage_class TEXT,"
+    "  requested_at INTEGER NOT NULL,"
+    "  requested_by TEXT NOT NULL,"
+    "  expected_by INTEGER NOT NULL,"
+    "  status TEXT NOT NULL," /* pending | ready | done */
+    "  checked_at INTEGER,"
+    "  ready_at INTEGER"
+    ");"
+    "CREATE INDEX restore_jobs_by_key ON restore_jobs (dest, remote_key);",
 };
 
 int catalog_schema_latest(void)

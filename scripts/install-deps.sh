@@ -16,7 +16,7 @@ test="$deb adduser acl systemd groff-base man-db bash-completion libcmocka-dev p
 ceph-mon ceph-osd radosgw ceph-common openssh-server openssh-client openssl uuid-runtime curl
 python3-mockupdb python3-mongomock python3-bson python3-pymongo python3-cryptography time
 python3-nacl python3-zstandard
-python3-prometheus-client python3-html5lib"
+python3-prometheus-client python3-html5lib faketime"
 bench="$test rclone restic borgbackup"
 
 case "${1:-build}" in

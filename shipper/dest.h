@@ -48,6 +48,10 @@ struct dest_put {
                                 * commit from the stored version (store.h, step 6) */
     int64_t retain_until;      /* s3 with object_lock: Object Lock retention until then (ms),
                                 * in the destination's lock_mode, read back likewise */
+    int in_place; /* the object is stored there already (remote_key, stored_size): no bytes
+                   * are sent; its stored version gets what the plan asks for (a retention
+                   * extended to retain_until) and is checked as in store.h step 6. A new
+                   * upload would make a second version under Object Lock, doubling storage */
     /* out */
     int ok;               /* stored and verified */
     enum dest_error kind; /* why not */
@@ -66,7 +70,12 @@ struct dest_stat {
     char version_id[128];   /* "" when unversioned */
     char lock_mode[32];     /* Object Lock mode, "" when none */
     int64_t retain_until;   /* ms, 0 when none */
+    int legal_hold;         /* the Object Lock legal-hold flag is ON */
+    int thaw;               /* x-amz-restore: 0 none, DEST_THAW_ONGOING, DEST_THAW_READY */
 };
+
+#define DEST_THAW_ONGOING 1
+#define DEST_THAW_READY 2
 
 struct dest_check {
     char name[64]; /* "reachable", "authenticated", "write probe", … */
@@ -131,6 +140,11 @@ struct dest_s3_config {
     const char *access_key_file, *secret_key_file; /* mode 0600, one line each */
     const char *ca_file;                           /* NULL: the system's CAs */
     const char *hot_class;                         /* x-amz-storage-class, NULL: bucket default */
+    /* The tier transition: a bucket lifecycle rule (ID custodian-archive) moves objects/ to
+     * archive_class transition_days after their upload, keeping version ids and locks
+     * (a self-copy would make a second, locked version). 0: no rule. */
+    const char *archive_class;
+    int transition_days;
     int object_lock;       /* the bucket has Object Lock: puts may carry a retention */
     const char *lock_mode; /* "GOVERNANCE" or "COMPLIANCE", with object_lock */
     int path_style;
@@ -178,6 +192,24 @@ struct dest_scrub {
     char error[512];   /* the first fix that failed */
 };
 int dest_s3_scrub(struct dest *d, int fix, struct dest_scrub *out, struct cst_err *err);
+/* The tier transition's lifecycle rule on an S3 destination with transition_days: 0 when
+ * the bucket has it (installed now when the bucket had no lifecycle configuration, or only
+ * an older custodian rule), -1 with err saying why not (another configuration is there:
+ * custodian never replaces an operator's rules). */
+int dest_s3_lifecycle_ensure(struct dest *d, struct cst_err *err);
+
+/* The destination locks the puts that carry a retain_until (s3 with object_lock). */
+int dest_locks(const struct dest *d);
+/* Set (on 1) or clear (on 0) the Object Lock legal-hold flag of key's latest version on a
+ * destination that locks, then read it back: 0 once HEAD shows it so, -1 with err. */
+int dest_set_legal_hold(struct dest *d, const char *key, int on, struct cst_err *err);
+/* Archive classes that must be thawed before a GET (S3 GLACIER, DEEP_ARCHIVE): 1 when key's
+ * copy on d is stored in one and no thawed copy is ready (st filled), 0 when it can be
+ * read as it is, -1 with err. */
+int dest_needs_thaw(struct dest *d, const char *key, struct dest_stat *st, struct cst_err *err);
+/* Ask for a temporary readable copy of key (S3 RestoreObject) for `days`, at `tier`
+ * (Standard | Bulk). 0 when asked (or already under way), -1 with err. */
+int dest_thaw(struct dest *d, const char *key, const char *tier, int days, struct cst_err *err);
 
 /* "objects/<2 hex>/<id>" (malloc'd). */
 char *dest_object_key(const char *object_id);

@@ -116,6 +116,8 @@ struct s3_call {
     uint64_t content_length, range_start;
     char etag[256], stored_sha[80], storage_class[64], version_id[256];
     char lock_mode[32], retain_until[64]; /* x-amz-object-lock-mode, -retain-until-date */
+    char legal_hold[8];                   /* x-amz-object-lock-legal-hold */
+    char restore[160];                    /* x-amz-restore */
     int legacy_meta; /* x-amz-meta-custodian-sha256 or -plain-size: plaintext hints */
     struct s3_xml_error xerr;
     char detail[CST_ERR_SIZE]; /* our own cause when curl's is not the right one */
@@ -178,6 +180,8 @@ struct s3 {
     char *access_key, *secret_key; /* sodium_malloc'd */
     int path_style, max_inflight;
     char *lock_mode;       /* object_lock: GOVERNANCE or COMPLIANCE; NULL: no Object Lock */
+    char *archive_class;   /* with transition_days: the class of the lifecycle rule */
+    int transition_days;   /* 0: custodian installs no lifecycle rule */
     curl_off_t send_speed; /* bytes/s per request, 0 unlimited */
     uint64_t part_size;
     struct ev_loop *loop;
@@ -388,7 +392,7 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
         c->hdr_status = sp ? strtol(sp + 1, NULL, 10) : 0;
         c->has_length = c->has_range = 0;
         c->etag[0] = c->stored_sha[0] = c->storage_class[0] = c->version_id[0] = '\0';
-        c->lock_mode[0] = c->retain_until[0] = '\0';
+        c->lock_mode[0] = c->retain_until[0] = c->legal_hold[0] = c->restore[0] = '\0';
         c->legacy_meta = 0;
         return n;
     }
@@ -433,6 +437,10 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
         snprintf(c->lock_mode, sizeof(c->lock_mode), "%s", val);
     } else if (klen == 35 && strncasecmp(p, "x-amz-object-lock-retain-until-date", 35) == 0) {
         snprintf(c->retain_until, sizeof(c->retain_until), "%s", val);
+    } else if (klen == 28 && strncasecmp(p, "x-amz-object-lock-legal-hold", 28) == 0) {
+        snprintf(c->legal_hold, sizeof(c->legal_hold), "%s", val);
+    } else if (klen == 13 && strncasecmp(p, "x-amz-restore", 13) == 0) {
+        snprintf(c->restore, sizeof(c->restore), "%s", val);
     } else if ((klen == 27 && strncasecmp(p, "x-amz-meta-custodian-sha256", 27) == 0) ||
                (klen == 31 && strncasecmp(p, "x-amz-meta-custodian-plain-size", 31) == 0)) {
         c->legacy_meta = 1; /* what versions before 2 wrote: plaintext hints */
@@ -863,6 +871,12 @@ static int s3_describe(struct dest *d, const char *key, const char *version, str
     st->retain_until = c->retain_until[0] ? s3_xml_time_ms(c->retain_until) : 0;
     if (st->retain_until < 0)
         st->retain_until = 0; /* a date we cannot read is no retention we can count on */
+    st->legal_hold = strcasecmp(c->legal_hold, "ON") == 0;
+    /* ongoing-request="true": thawing; "false" (with an expiry-date): a copy is readable */
+    if (strstr(c->restore, "ongoing-request=\"true\""))
+        st->thaw = DEST_THAW_ONGOING;
+    else if (strstr(c->restore, "ongoing-request=\"false\""))
+        st->thaw = DEST_THAW_READY;
     call_free(c);
     return 1;
 }
@@ -911,6 +925,130 @@ static int s3_set_retention(struct dest *d, const char *key, const char *version
     return rc;
 }
 
+/* store.h set_legal_hold: PUT ?legal-hold on the version. */
+static int s3_set_legal_hold(struct dest *d, const char *key, const char *version, int on,
+                             struct store_err *e)
+{
+    struct s3 *s3 = d->impl;
+    struct s3_call *c;
+    char hex[65], md5[32];
+    int rc = 0;
+
+    c = call_new("PUT", version_url(s3, key, version, "legal-hold"));
+    c->body_owned = util_printf("<LegalHold xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                                "<Status>%s</Status></LegalHold>",
+                                on ? "ON" : "OFF");
+    c->body_mem = c->body_owned;
+    c->body_len = strlen(c->body_owned);
+    sha256_hex(c->body_mem, c->body_len, hex);
+    md5_base64(c->body_mem, c->body_len, md5);
+    call_header(c, "x-amz-content-sha256: %s", hex);
+    call_header(c, "Content-MD5: %s", md5);
+    call_header(c, "Content-Type: application/xml");
+    if (call_run(s3, c) < 0) {
+        char doing[CST_ERR_SIZE / 2];
+
+        snprintf(doing, sizeof(doing), "cannot %s the legal hold of %s (version %s)",
+                 on ? "set" : "clear", key, version && version[0] ? version : "latest");
+        e->kind = call_explain(s3, c, doing, e->err.msg, sizeof(e->err.msg));
+        rc = -1;
+    }
+    call_free(c);
+    return rc;
+}
+
+/* store.h thaw: POST ?restore (RestoreObject). 202: started; 200: a thawed copy is there
+ * already; 409 RestoreAlreadyInProgress: under way. */
+static int s3_thaw(struct dest *d, const char *key, const char *tier, int days, struct store_err *e)
+{
+    struct s3 *s3 = d->impl;
+    struct s3_call *c;
+    char hex[65], md5[32];
+    int rc = 0;
+
+    c = call_new("POST", version_url(s3, key, NULL, "restore"));
+    /* tier is one of two fixed words (config checks it): nothing to escape */
+    c->body_owned = util_printf("<RestoreRequest xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                                "<Days>%d</Days><GlacierJobParameters><Tier>%s</Tier>"
+                                "</GlacierJobParameters></RestoreRequest>",
+                                days, tier);
+    c->body_mem = c->body_owned;
+    c->body_len = strlen(c->body_owned);
+    sha256_hex(c->body_mem, c->body_len, hex);
+    md5_base64(c->body_mem, c->body_len, md5);
+    call_header(c, "x-amz-content-sha256: %s", hex);
+    call_header(c, "Content-MD5: %s", md5);
+    call_header(c, "Content-Type: application/xml");
+    if (call_run(s3, c) < 0 && !(c->rc == CURLE_OK && c->status == 409 &&
+                                 strcmp(c->xerr.code, "RestoreAlreadyInProgress") == 0)) {
+        char doing[CST_ERR_SIZE / 2];
+
+        snprintf(doing, sizeof(doing), "cannot ask for a thaw of %s", key);
+        e->kind = call_explain(s3, c, doing, e->err.msg, sizeof(e->err.msg));
+        rc = -1;
+    }
+    call_free(c);
+    return rc;
+}
+
+/* DELETE each version and delete marker of exactly key (?versions&prefix=key). A version
+ * still under Object Lock (or a legal hold) is refused by the store: an error naming it. */
+static int remove_versions(struct s3 *s3, const char *key, struct cst_err *err)
+{
+    static const char *const kinds[] = {"Version", "DeleteMarker"};
+    struct s3_qparam q[3] = {{"max-keys", "1000"}, {"prefix", key}, {"versions", NULL}};
+    char *query = s3_query(q, 3), doing[CST_ERR_SIZE / 2], flag[16];
+    struct s3_call *c = call_new("GET", bucket_url(s3, query));
+    size_t pos, blen, ilen;
+    const char *body, *inner;
+    int rc = 0;
+
+    free(query);
+    call_sign_empty(c);
+    snprintf(doing, sizeof(doing), "cannot list the versions of %s", key);
+    if (call_run(s3, c) < 0) {
+        call_explain(s3, c, doing, err->msg, sizeof(err->msg));
+        call_free(c);
+        return -1;
+    }
+    pos = 0;
+    if (c->reply == NULL ||
+        !s3_xml_next(c->reply, c->reply_len, &pos, "ListVersionsResult", &body, &blen)) {
+        call_free(c);
+        return cst_err_set(err, "%s: not a version listing", doing);
+    }
+    if (s3_xml_text(body, blen, "IsTruncated", flag, sizeof(flag)) == 0 &&
+        strcmp(flag, "true") == 0) {
+        call_free(c);
+        return cst_err_set(err, "%s: more than 1000 versions under that name", doing);
+    }
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        pos = 0;
+        while (rc == 0 && s3_xml_next(body, blen, &pos, kinds[k], &inner, &ilen)) {
+            char *name = util_xmalloc(ilen + 1), version[256];
+            struct s3_call *del;
+
+            if (s3_xml_text(inner, ilen, "Key", name, ilen + 1) < 0 ||
+                s3_xml_text(inner, ilen, "VersionId", version, sizeof(version)) < 0 ||
+                strcmp(name, key) != 0) {
+                free(name);
+                continue;
+            }
+            free(name);
+            del = call_new("DELETE", version_url(s3, key, version, NULL));
+            call_sign_empty(del);
+            if (call_run(s3, del) < 0 && !(del->rc == CURLE_OK && del->status == 404)) {
+                snprintf(doing, sizeof(doing), "cannot delete version %s of %s", version, key);
+                call_explain(s3, del, doing, err->msg, sizeof(err->msg));
+                rc = -1;
+            }
+            call_free(del);
+        }
+    }
+    call_free(c);
+    return rc;
+}
+
 static int s3_remove(struct dest *d, const char *remote_key, struct cst_err *err)
 {
     struct s3 *s3 = d->impl;
@@ -925,6 +1063,10 @@ static int s3_remove(struct dest *d, const char *remote_key, struct cst_err *err
         call_explain(s3, c, doing, err->msg, sizeof(err->msg));
         rc = -1;
     }
+    /* On a versioned bucket (an Object Lock bucket is one) that DELETE only added a delete
+     * marker: the versions, and their bytes, are still there. Removing means every version. */
+    if (rc == 0 && c->version_id[0])
+        rc = remove_versions(s3, remote_key, err);
     call_free(c);
     return rc;
 }
@@ -1029,6 +1171,140 @@ static void probe_object_lock(struct s3 *s3, struct dest_probe *out)
     call_free(c);
 }
 
+/* --- the tier transition: a bucket lifecycle rule --- */
+
+#define S3_LC_RULE_ID "custodian-archive"
+
+enum lc_state { LC_OURS, LC_NONE, LC_OURS_STALE, LC_FOREIGN };
+
+static char *lc_body(const struct s3 *s3)
+{
+    /* archive_class comes from the config as a storage class name: no XML in it */
+    return util_printf("<LifecycleConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                       "<Rule><ID>" S3_LC_RULE_ID "</ID><Filter><Prefix>objects/</Prefix></Filter>"
+                       "<Status>Enabled</Status><Transition><Days>%d</Days><StorageClass>%s"
+                       "</StorageClass></Transition></Rule></LifecycleConfiguration>",
+                       s3->transition_days, s3->archive_class);
+}
+
+static size_t count_of(const char *hay, size_t len, const char *needle)
+{
+    size_t n = 0, nl = strlen(needle);
+
+    for (size_t i = 0; i + nl <= len; i++)
+        if (memcmp(hay + i, needle, nl) == 0)
+            n++;
+    return n;
+}
+
+/* What the bucket's lifecycle configuration is to custodian: GET ?lifecycle. */
+static int lc_state(struct s3 *s3, char *msg, size_t msglen)
+{
+    char *query = s3_query(&(struct s3_qparam){"lifecycle", NULL}, 1);
+    struct s3_call *c = call_new("GET", bucket_url(s3, query));
+    char days[32], cls[96];
+    int rc;
+
+    free(query);
+    call_sign_empty(c);
+    call_run(s3, c);
+    if (c->rc == CURLE_OK && c->status == 404) {
+        rc = LC_NONE;
+    } else if (!call_ok(c)) {
+        call_explain(s3, c, "cannot read the bucket's lifecycle configuration", msg, msglen);
+        rc = -1;
+    } else if (count_of(c->reply, c->reply_len, "<ID>" S3_LC_RULE_ID "</ID>") == 0) {
+        rc = LC_FOREIGN;
+    } else {
+        snprintf(days, sizeof(days), "<Days>%d</Days>", s3->transition_days);
+        snprintf(cls, sizeof(cls), "<StorageClass>%s</StorageClass>", s3->archive_class);
+        rc = count_of(c->reply, c->reply_len, "<Rule>") == 1 &&
+                     count_of(c->reply, c->reply_len, days) == 1 &&
+                     count_of(c->reply, c->reply_len, cls) == 1 &&
+                     count_of(c->reply, c->reply_len, "<Prefix>objects/</Prefix>") == 1 &&
+                     count_of(c->reply, c->reply_len, "<Status>Enabled</Status>") == 1
+                 ? LC_OURS
+             : count_of(c->reply, c->reply_len, "<Rule>") == 1 ? LC_OURS_STALE
+                                                               : LC_FOREIGN;
+    }
+    call_free(c);
+    return rc;
+}
+
+int dest_s3_lifecycle_ensure(struct dest *d, struct cst_err *err)
+{
+    struct s3 *s3 = d->impl;
+    struct s3_call *c;
+    char *query, hex[65], md5[32];
+    int state;
+
+    if (s3->transition_days <= 0)
+        return 0;
+    state = lc_state(s3, err->msg, sizeof(err->msg));
+    if (state == LC_OURS)
+        return 0;
+    if (state < 0)
+        return -1;
+    if (state == LC_FOREIGN)
+        return cst_err_set(err,
+                           "destination %s: bucket %s has a lifecycle configuration without "
+                           "custodian's rule; custodian does not replace it: add a rule with ID "
+                           "%s, prefix objects/, a transition to %s after %d days",
+                           d->name, s3->bucket, S3_LC_RULE_ID, s3->archive_class,
+                           s3->transition_days);
+    query = s3_query(&(struct s3_qparam){"lifecycle", NULL}, 1);
+    c = call_new("PUT", bucket_url(s3, query));
+    free(query);
+    c->body_owned = lc_body(s3);
+    c->body_mem = c->body_owned;
+    c->body_len = strlen(c->body_owned);
+    sha256_hex(c->body_mem, c->body_len, hex);
+    md5_base64(c->body_mem, c->body_len, md5);
+    call_header(c, "x-amz-content-sha256: %s", hex);
+    call_header(c, "Content-MD5: %s", md5);
+    call_header(c, "Content-Type: application/xml");
+    if (call_run(s3, c) < 0) {
+        call_explain(s3, c, "cannot install the lifecycle rule of the tier transition", err->msg,
+                     sizeof(err->msg));
+        call_free(c);
+        return -1;
+    }
+    call_free(c);
+    log_info("lifecycle rule installed dest=%s bucket=%s class=%s days=%d", d->name, s3->bucket,
+             s3->archive_class, s3->transition_days);
+    state = lc_state(s3, err->msg, sizeof(err->msg));
+    if (state == LC_OURS)
+        return 0;
+    return state < 0
+               ? -1
+               : cst_err_set(err, "destination %s: the lifecycle rule does not read back", d->name);
+}
+
+/* doctor: the rule that moves objects to archive_class at hot_months is there. */
+static void probe_lifecycle(struct s3 *s3, struct dest_probe *out)
+{
+    char msg[CST_ERR_SIZE];
+    int state = lc_state(s3, msg, sizeof(msg));
+
+    if (state == LC_OURS)
+        check_add(out, "lifecycle rule", 1,
+                  "rule %s moves objects/ to %s %d days after upload (hot_months)", S3_LC_RULE_ID,
+                  s3->archive_class, s3->transition_days);
+    else if (state == LC_NONE || state == LC_OURS_STALE)
+        check_add(out, "lifecycle rule", 0,
+                  "bucket %s has %s: `custodian prune --confirm` installs it (the agent's daily "
+                  "prune does); until then nothing moves to %s",
+                  s3->bucket, state == LC_NONE ? "no lifecycle rule" : "an outdated custodian rule",
+                  s3->archive_class);
+    else if (state == LC_FOREIGN)
+        check_add(out, "lifecycle rule", 0,
+                  "bucket %s has a lifecycle configuration without rule %s: add it by hand "
+                  "(prefix objects/, transition to %s after %d days)",
+                  s3->bucket, S3_LC_RULE_ID, s3->archive_class, s3->transition_days);
+    else
+        check_add(out, "lifecycle rule", 0, "cannot tell: %s", msg);
+}
+
 static int s3_probe_connect(struct dest *d, struct dest_probe *out)
 {
     struct s3 *s3 = d->impl;
@@ -1093,6 +1369,8 @@ static int s3_probe_connect(struct dest *d, struct dest_probe *out)
     usable = 1; /* plain http on loopback is reported above, and the probe goes on */
     if (s3->lock_mode)
         probe_object_lock(s3, out);
+    if (s3->transition_days > 0)
+        probe_lifecycle(s3, out);
 out:
     call_free(c);
     (void)all_ok;
@@ -1978,6 +2256,7 @@ static void s3_destroy(struct s3 *s3)
     free(s3->ca_file);
     free(s3->hot_class);
     free(s3->lock_mode);
+    free(s3->archive_class);
     free(s3->akf);
     free(s3->skf);
     free(s3);
@@ -2513,6 +2792,8 @@ static const struct store_driver s3_driver = {
     .stat = s3_stat,
     .describe = s3_describe,
     .set_retention = s3_set_retention,
+    .set_legal_hold = s3_set_legal_hold,
+    .thaw = s3_thaw,
     .get = s3_get,
     .list = s3_list,
     .remove = s3_remove,
@@ -2569,6 +2850,10 @@ struct dest *dest_s3_new(const struct dest_s3_config *cfg, const struct dest_env
     s3->hot_class = cfg->hot_class && cfg->hot_class[0] ? util_xstrdup(cfg->hot_class) : NULL;
     if (cfg->object_lock && cfg->lock_mode)
         s3->lock_mode = util_xstrdup(cfg->lock_mode);
+    if (cfg->archive_class && cfg->archive_class[0] && cfg->transition_days > 0) {
+        s3->archive_class = util_xstrdup(cfg->archive_class);
+        s3->transition_days = cfg->transition_days;
+    }
     s3->akf = util_xstrdup(cfg->access_key_file);
     s3->skf = util_xstrdup(cfg->secret_key_file);
     s3->path_style = cfg->path_style;

@@ -74,6 +74,7 @@ struct lane {
     size_t n_busy;
     int64_t down_until; /* backing off after failures */
     int failures;       /* consecutive failed batches */
+    int extending;      /* a batch of lock extensions is in flight */
 };
 
 struct copy_batch {
@@ -106,6 +107,29 @@ struct shipper {
 
 static void fill(struct shipper *s);
 static void flush(struct shipper *s);
+
+/* --- Object Lock --- */
+
+/* The retain-until a copy of object_id needs on a destination that locks: its newest
+ * version's own deletion date (the caller's rule, the retention planner's); `fallback` is
+ * the capture time when the catalog knows no version (yet). 0: nothing is locked. */
+static int64_t object_lock_until(struct shipper *s, const char *object_id, int64_t fallback,
+                                 struct cst_err *err)
+{
+    int64_t at;
+
+    if (s->p.lock_until == NULL)
+        return 0;
+    if (catalog_object_newest_capture(s->p.catalog, object_id, &at, err) < 0)
+        return -1;
+    return s->p.lock_until(s->p.arg, at > 0 ? at : fallback);
+}
+
+/* S3 keeps whole seconds: a copy shows `want` when it shows its second or later. */
+static int lock_covers(int64_t shows, int64_t want)
+{
+    return shows >= want - want % 1000;
+}
 
 /* --- paths being sealed --- */
 
@@ -458,6 +482,25 @@ static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *reco
     if (same)
         return 0;
     version_of(j, &v, now);
+    /* Content already locked on a destination, until a date earlier than this version
+     * needs: the stored version's retention is extended before this one counts. */
+    for (size_t d = 0; s->p.lock_until && d < s->p.n_dests; d++) {
+        int64_t shows, want;
+        int c;
+
+        if (!dest_locks(s->p.dests[d]))
+            continue;
+        c = catalog_copy_locked_until(s->p.catalog, j->object_id, s->p.dests[d]->name, &shows, err);
+        if (c < 0)
+            return -1;
+        want = s->p.lock_until(s->p.arg, v.first_seen);
+        if (c == 0 || lock_covers(shows, want))
+            continue;
+        if (catalog_lock_extend_add(s->p.catalog, j->object_id, s->p.dests[d]->name, want, now,
+                                    err) < 0)
+            return -1;
+        have_copy = 0; /* the version waits in pending_versions */
+    }
     if (have_copy) {
         /* Restorable already (same content shipped before): recorded at once. */
         if (catalog_record_version(s->p.catalog, &v, err) < 0)
@@ -633,6 +676,21 @@ static void log_promoted(void *arg, const char *path, int64_t size, int64_t firs
     free(name);
 }
 
+/* The retention a new copy shows; a version captured while it was on its way may need a
+ * later one (the copy was queued with an earlier date): extended next. */
+static int record_lock(struct shipper *s, struct lane *l, const char *object_id,
+                       const struct dest_put *put, int64_t now, struct cst_err *err)
+{
+    int64_t want = object_lock_until(s, object_id, now, err);
+
+    if (want < 0 ||
+        catalog_copy_set_lock(s->p.catalog, object_id, l->d->name, put->retained_until, err) < 0)
+        return -1;
+    if (want > 0 && !lock_covers(put->retained_until, want))
+        return catalog_lock_extend_add(s->p.catalog, object_id, l->d->name, want, now, err);
+    return 0;
+}
+
 static void copies_done(void *arg, struct dest_put *puts, size_t n)
 {
     struct copy_batch *b = arg;
@@ -658,6 +716,8 @@ static void copies_done(void *arg, struct dest_put *puts, size_t n)
             bytes += (uint64_t)it->plain_size;
             rc = catalog_record_copy(s->p.catalog, it->object_id, l->d->name, puts[i].remote_key,
                                      it->stored_size, it->stored_sha256, now, &err);
+            if (rc == 0 && dest_locks(l->d))
+                rc = record_lock(s, l, it->object_id, &puts[i], now, &err);
             if (rc == 0)
                 rc = catalog_copy_queue_done(s->p.catalog, it->object_id, l->d->name, &err);
             if (rc == 0)
@@ -769,6 +829,7 @@ static void fill_copies(struct lane *l, int64_t now)
     while (l->batches < l->d->max_concurrent && util_mono_ms() >= l->down_until) {
         struct catalog_copy_item *items;
         struct dest_put *puts;
+        int64_t *retains;
         struct copy_batch *b;
         struct cst_err err;
         size_t n;
@@ -781,6 +842,17 @@ static void fill_copies(struct lane *l, int64_t now)
         if (n == 0) {
             catalog_copy_items_free(items, n);
             return;
+        }
+        /* A copy to a destination that locks goes locked, or not at all (yet). */
+        retains = util_xcalloc(n, sizeof(*retains));
+        for (size_t i = 0; dest_locks(l->d) && i < n; i++) {
+            retains[i] = object_lock_until(s, items[i].object_id, items[i].queued_at, &err);
+            if (retains[i] < 0) {
+                log_error("cannot compute the retention of %.16s: %s", items[i].object_id, err.msg);
+                free(retains);
+                catalog_copy_items_free(items, n);
+                return;
+            }
         }
         puts = util_xcalloc(n, sizeof(*puts));
         b = util_xcalloc(1, sizeof(*b));
@@ -796,12 +868,111 @@ static void fill_copies(struct lane *l, int64_t now)
             memcpy(puts[i].stored_sha256, items[i].stored_sha256, 32);
             puts[i].plain_size = (uint64_t)items[i].plain_size;
             memcpy(puts[i].plain_sha256, items[i].plain_sha256, 32);
+            if (dest_locks(l->d))
+                puts[i].retain_until = retains[i];
             puts[i].owner = b;
             l->busy[l->n_busy++] = util_xstrdup(items[i].object_id);
         }
+        free(retains);
         l->batches++;
         l->d->ops->put_batch(l->d, puts, n, copies_done, b);
     }
+}
+
+/* --- lock extensions: a stored copy retained longer, in place --- */
+
+struct extend_batch {
+    struct lane *lane;
+    struct dest_put *puts;
+    struct catalog_lock_item *items;
+    size_t n;
+};
+
+static void extends_done(void *arg, struct dest_put *puts, size_t n)
+{
+    struct extend_batch *b = arg;
+    struct lane *l = b->lane;
+    struct shipper *s = l->s;
+    struct cst_err err;
+    int64_t now = util_now_ms();
+    int rc = catalog_begin(s->p.catalog, &err);
+
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        struct catalog_lock_item *it = &b->items[i];
+        char until[32];
+
+        util_format_ms(it->until, until, sizeof(until));
+        if (puts[i].ok) {
+            log_info("lock extended dest=%s object=%.16s until=%s", l->d->name, it->object_id,
+                     until);
+            rc = catalog_lock_extend_done(s->p.catalog, it->object_id, l->d->name, it->until,
+                                          puts[i].retained_until, &err);
+            if (rc == 0)
+                rc = catalog_pending_promote(s->p.catalog, it->object_id, now, NULL, NULL, &err) < 0
+                         ? -1
+                         : 0;
+        } else {
+            log_warn("cannot extend the lock dest=%s object=%.16s until=%s: %s", l->d->name,
+                     it->object_id, until, puts[i].error);
+            rc = catalog_lock_extend_retry(s->p.catalog, it->object_id, l->d->name,
+                                           now + (puts[i].kind == DEST_ERR_CONFIG ? 60000 : 5000),
+                                           puts[i].error, &err);
+        }
+    }
+    if (rc == 0)
+        rc = catalog_commit(s->p.catalog, &err);
+    else
+        catalog_rollback(s->p.catalog);
+    if (rc < 0) {
+        /* Nothing recorded: extended again (harmlessly: a later date shows already). */
+        log_error("cannot record lock extensions on %s: %s", l->d->name, err.msg);
+        s->catalog_backoff_until = util_mono_ms() + 5000;
+    }
+    for (size_t i = 0; i < n; i++)
+        lane_unbusy(l, b->items[i].object_id);
+    l->extending = 0;
+    catalog_lock_items_free(b->items, b->n);
+    free(puts);
+    free(b);
+    fill(s);
+}
+
+static void fill_extends(struct lane *l, int64_t now)
+{
+    struct shipper *s = l->s;
+    struct catalog_lock_item *items;
+    struct extend_batch *b;
+    struct cst_err err;
+    size_t n;
+
+    if (l->extending || s->p.lock_until == NULL || !dest_locks(l->d) ||
+        util_mono_ms() < l->down_until)
+        return;
+    if (catalog_lock_extend_ready(s->p.catalog, l->d->name, now, l->d->max_batch, lane_busy, l,
+                                  &items, &n, &err) < 0) {
+        log_error("cannot read the lock extensions: %s", err.msg);
+        return;
+    }
+    if (n == 0) {
+        catalog_lock_items_free(items, n);
+        return;
+    }
+    b = util_xcalloc(1, sizeof(*b));
+    b->lane = l;
+    b->items = items;
+    b->n = n;
+    b->puts = util_xcalloc(n, sizeof(*b->puts));
+    l->busy = util_xrealloc(l->busy, (l->n_busy + n) * sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        b->puts[i].remote_key = items[i].remote_key;
+        b->puts[i].stored_size = (uint64_t)items[i].stored_size;
+        b->puts[i].retain_until = items[i].until;
+        b->puts[i].in_place = 1;
+        b->puts[i].owner = b;
+        l->busy[l->n_busy++] = util_xstrdup(items[i].object_id);
+    }
+    l->extending = 1;
+    l->d->ops->put_batch(l->d, b->puts, n, extends_done, b);
 }
 
 /* --- sourcing: finding the bytes of a copy queued without them --- */
@@ -1123,19 +1294,25 @@ static void fill(struct shipper *s)
     now = util_now_ms();
     fill_paths(s, now);
     fill_sources(s, now);
-    for (size_t d = 0; d < s->p.n_dests; d++)
+    for (size_t d = 0; d < s->p.n_dests; d++) {
         fill_copies(&s->lanes[d], now);
+        fill_extends(&s->lanes[d], now);
+    }
     /* Entries not ready yet (settling, backing off): wake up when the first is. */
-    int64_t next_copy;
+    int64_t next_copy, next_lock = INT64_MAX;
     struct cst_err err;
     if (catalog_queue_next_ready(s->p.catalog, now, &next, &err) < 0 ||
-        catalog_copy_queue_next_ready(s->p.catalog, NULL, now, &next_copy, &err) < 0) {
+        catalog_copy_queue_next_ready(s->p.catalog, NULL, now, &next_copy, &err) < 0 ||
+        (s->p.lock_until &&
+         catalog_lock_extend_next_ready(s->p.catalog, now, &next_lock, &err) < 0)) {
         /* The catalog cannot say when: look again soon rather than sleep for ever. */
         log_warn("cannot read the queue schedule: %s", err.msg);
         next = next_copy = now + 1000;
     }
     if (next_copy < next)
         next = next_copy;
+    if (next_lock < next)
+        next = next_lock;
     after = next == INT64_MAX ? -1.0 : (double)(next - now) / 1000.0;
     for (size_t d = 0; d < s->p.n_dests; d++) {
         struct lane *l = &s->lanes[d];
@@ -1330,6 +1507,8 @@ static int forget_removed_dests(struct shipper *s, struct cst_err *err)
     if (rc == 0)
         catalog_forgotten_free(gone, n);
     if (rc == 0)
+        rc = catalog_lock_extend_forget(s->p.catalog, names, s->p.n_dests, err);
+    if (rc == 0)
         rc = catalog_commit(s->p.catalog, err);
     else
         catalog_rollback(s->p.catalog);
@@ -1399,7 +1578,7 @@ size_t shipper_in_flight(const struct shipper *s)
     size_t n = s->sealing + s->done_count + s->n_sourcing;
 
     for (size_t d = 0; d < s->p.n_dests; d++)
-        n += s->lanes[d].batches;
+        n += s->lanes[d].batches + (size_t)s->lanes[d].extending;
     return n;
 }
 
@@ -1427,6 +1606,16 @@ int shipper_idle(struct shipper *s)
         catalog_copy_items_free(copies, n);
         if (n)
             return 0;
+        if (s->p.lock_until && dest_locks(s->p.dests[d])) {
+            struct catalog_lock_item *locks;
+
+            if (catalog_lock_extend_ready(s->p.catalog, s->p.dests[d]->name, now, 1, NULL, NULL,
+                                          &locks, &n, &err) < 0)
+                return 0;
+            catalog_lock_items_free(locks, n);
+            if (n)
+                return 0; /* a lock extension to make: versions wait for it */
+        }
     }
     return 1;
 }

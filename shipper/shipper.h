@@ -45,6 +45,12 @@ struct shipper_params {
      * sealing the live file again. */
     struct dest **fetch_dests;
     struct workpool *aux_pool;
+    /* Object Lock: the retain-until (ms) that a version captured at `captured_at` needs on
+     * the destinations that lock (dest_locks()). Copies are locked until their newest
+     * version's date; content that comes back in a new version has its stored copy's
+     * retention extended in place before the version counts as shipped. NULL: nothing is
+     * locked. Called with `arg`. */
+    int64_t (*lock_until)(void *arg, int64_t captured_at);
     /* Called on the loop after each committed batch (may be NULL). */
     void (*on_batch)(void *arg, size_t files, uint64_t bytes);
     void *arg;

@@ -1206,6 +1206,16 @@ static void phase_write(struct batch *b)
     for (size_t i = 0; i < b->n; i++) {
         struct item *it = &b->items[i];
 
+        if (it->w.put->in_place) {
+            /* Nothing to send: the plan phase checks (and extends) the stored version. */
+            it->state = wants_lock(st, it->w.put) ? ITEM_VERIFIED : ITEM_FAILED;
+            if (it->state == ITEM_FAILED)
+                put_fail(it->w.put, DEST_ERR_CONFIG,
+                         "destination %s: %s has no Object Lock retention to extend", st->d->name,
+                         it->w.put->remote_key);
+            b->left--;
+            continue;
+        }
         if (st->drv->write_async && st->loop) {
             it->state = ITEM_PENDING;
             it->w.put->kind = DEST_OK;
@@ -1380,7 +1390,13 @@ static int write_blocking(struct store *st, struct dest_put *p, const unsigned c
     it.w.put = p;
     it.w.core = &it;
     it.src.fd = -1;
-    item_write(&it);
+    if (p->in_place && wants_lock(st, p))
+        it.state = ITEM_VERIFIED;
+    else if (p->in_place)
+        put_fail(p, DEST_ERR_CONFIG, "destination %s: %s has no Object Lock retention to extend",
+                 st->d->name, p->remote_key);
+    else
+        item_write(&it);
     if (it.state == ITEM_WRITTEN && st->drv->sync_dir) {
         for (size_t j = 0; j < it.w.n_dirs; j++)
             if (st->drv->sync_dir(st->d, it.w.dirs[j], &e) < 0) {
@@ -1715,6 +1731,66 @@ struct dest *store_dest_new(const struct store_params *p, const struct dest_env 
  * threads are joined; batches whose done() never came are freed without it, as an
  * asynchronous backend's are.
  */
+int dest_locks(const struct dest *d)
+{
+    return d->store != NULL && d->store->lock_mode != NULL;
+}
+
+int dest_set_legal_hold(struct dest *d, const char *key, int on, struct cst_err *err)
+{
+    struct store *st = d->store;
+    struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
+    struct dest_stat ds;
+    int rc;
+
+    if (!dest_locks(d) || st->drv->set_legal_hold == NULL || st->drv->describe == NULL)
+        return cst_err_set(err, "destination %s: it has no Object Lock legal holds", d->name);
+    memset(&ds, 0, sizeof(ds));
+    rc = st->drv->describe(d, key, NULL, &ds, &e);
+    if (rc == 0)
+        return cst_err_set(err, "destination %s: %s is not there", d->name, key);
+    if (rc > 0 && ds.legal_hold == on)
+        return 0; /* already so (a hold placed again, a rerun) */
+    if (rc < 0 || st->drv->set_legal_hold(d, key, ds.version_id, on, &e) < 0 ||
+        (rc = st->drv->describe(d, key, ds.version_id, &ds, &e)) < 0) {
+        *err = e.err;
+        return -1;
+    }
+    if (rc == 0 || ds.legal_hold != on)
+        return cst_err_set(err,
+                           "destination %s: %s does not show the legal hold %s after it was set",
+                           d->name, key, on ? "ON" : "OFF");
+    return 0;
+}
+
+int dest_needs_thaw(struct dest *d, const char *key, struct dest_stat *st, struct cst_err *err)
+{
+    int rc;
+
+    memset(st, 0, sizeof(*st));
+    if (d->store == NULL || d->store->drv->thaw == NULL || d->ops->stat == NULL)
+        return 0;
+    rc = d->ops->stat(d, key, st, err);
+    if (rc <= 0)
+        return rc;
+    return (strcmp(st->storage_class, "GLACIER") == 0 ||
+            strcmp(st->storage_class, "DEEP_ARCHIVE") == 0) &&
+           st->thaw != DEST_THAW_READY;
+}
+
+int dest_thaw(struct dest *d, const char *key, const char *tier, int days, struct cst_err *err)
+{
+    struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
+
+    if (d->store == NULL || d->store->drv->thaw == NULL)
+        return cst_err_set(err, "destination %s cannot thaw archived objects", d->name);
+    if (d->store->drv->thaw(d, key, tier, days, &e) < 0) {
+        *err = e.err;
+        return -1;
+    }
+    return 0;
+}
+
 void store_free(struct dest *d)
 {
     struct store *st = d->store;

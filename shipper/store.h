@@ -158,6 +158,11 @@ struct store_driver {
      * (store_params.lock_mode). Needed with a lock mode. */
     int (*set_retention)(struct dest *d, const char *key, const char *version, int64_t until_ms,
                          struct store_err *e);
+    /* Set or clear the legal-hold flag of that version of key. Optional (with a lock mode). */
+    int (*set_legal_hold)(struct dest *d, const char *key, const char *version, int on,
+                          struct store_err *e);
+    /* Thaw an archived object for days at tier (RestoreObject). Optional. */
+    int (*thaw)(struct dest *d, const char *key, const char *tier, int days, struct store_err *e);
     /* Start-up, in processes that ship: remove what dead processes left behind
      * (temporary files, multipart uploads), never what a live one is writing. */
     int (*cleanup)(struct dest *d, struct cst_err *err);

@@ -86,14 +86,15 @@ def test_completion_of_commands_destinations_and_options(demo):
     demo.set_option("destination offsite", "type", "local")
     demo.set_option("destination offsite", "path", os.path.join(demo.root, "offsite"))
     assert complete("custodian", "re") == ["report", "restore", "restore-test"]
-    assert complete("custodian", "restore", "") == ["db", "file", "point", "snapshot"]
+    assert complete("custodian", "restore", "") == ["db", "file", "jobs", "point", "snapshot"]
     assert complete("custodian", "snapshot", "") == ["list"]
     assert "--pending" in complete("custodian", "snapshot", "--")
     assert complete("custodian", "catalog", "m") == ["migrate"]
     assert "--version" in complete("custodian", "--")
     # Options of the command being typed, and --json.
     assert complete("custodian", "restore", "file", "/x", "--") == sorted(
-        ["--at", "--to", "--stdout", "--from", "--force", "--literal", "--escaped", "--json"])
+        ["--at", "--to", "--stdout", "--from", "--force", "--literal", "--escaped", "--wait",
+         "--json"])
     # Destination names from the config given with -c, or $CUSTODIAN_CONFIG.
     assert complete("custodian", "-c", demo.conf, "restore", "file", "/x", "--from", "") == [
         "local", "offsite"]

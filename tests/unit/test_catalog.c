@@ -1199,6 +1199,86 @@ static void test_objects_and_copies(void **state)
     assert_true(err.msg[0] != '\0');
 }
 
+/* Object Lock: a version whose content must first have its stored copy's lock extended
+ * waits in pending_versions until the extension is done; a later date asked for meanwhile
+ * keeps the row. Archive restores: a job per (destination, key), found until done. */
+static void test_lock_extensions_and_restore_jobs(void **state)
+{
+    struct fixture *f = *state;
+    struct cst_err err = {{0}};
+    struct catalog_version v;
+    struct catalog_lock_item *items;
+    struct catalog_restore_job job, got;
+    unsigned char sha[32];
+    char o[65];
+    int64_t until, at, id;
+    size_t n;
+
+    make_object(f->cat, 'c', 100, 60, o);
+    memset(sha, 'c' ^ 0x55, 32);
+    assert_int_equal(catalog_record_copy(f->cat, o, "vault", "objects/cc/x", 60, sha, 10, &err), 0);
+    assert_int_equal(catalog_copy_set_lock(f->cat, o, "vault", 5000, &err), 0);
+    assert_int_equal(catalog_copy_locked_until(f->cat, o, "vault", &until, &err), 1);
+    assert_int_equal(until, 5000);
+    assert_int_equal(catalog_copy_locked_until(f->cat, o, "other", &until, &err), 0);
+    memset(&v, 0, sizeof(v));
+    v.path = "/d/again.pdf";
+    v.kind = CATALOG_FILE;
+    v.size = 100;
+    memset(v.sha256, 'c', 32);
+    snprintf(v.object_id, sizeof(v.object_id), "%s", o);
+    v.first_seen = 777;
+    assert_int_equal(catalog_pending_add(f->cat, &v, &err), 0);
+    assert_int_equal(catalog_object_newest_capture(f->cat, o, &at, &err), 0);
+    assert_int_equal(at, 777);
+    assert_int_equal(catalog_lock_extend_add(f->cat, o, "vault", 9000, 20, &err), 0);
+    assert_int_equal(catalog_lock_extend_has(f->cat, o, &err), 1);
+    /* held back while the extension is to be done */
+    assert_int_equal(catalog_pending_promote(f->cat, o, 30, NULL, NULL, &err), 0);
+    assert_int_equal(
+        catalog_lock_extend_ready(f->cat, "vault", 20, 10, NULL, NULL, &items, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(items[0].remote_key, "objects/cc/x");
+    assert_int_equal(items[0].until, 9000);
+    assert_int_equal(items[0].stored_size, 60);
+    catalog_lock_items_free(items, n);
+    /* a later date asked for meanwhile: the row stays, at that date */
+    assert_int_equal(catalog_lock_extend_add(f->cat, o, "vault", 9500, 21, &err), 0);
+    assert_int_equal(catalog_lock_extend_add(f->cat, o, "vault", 8000, 22, &err), 0);
+    assert_int_equal(catalog_lock_extend_done(f->cat, o, "vault", 9000, 9000, &err), 0);
+    assert_int_equal(catalog_lock_extend_has(f->cat, o, &err), 1);
+    assert_int_equal(catalog_lock_extend_done(f->cat, o, "vault", 9500, 9500, &err), 0);
+    assert_int_equal(catalog_lock_extend_has(f->cat, o, &err), 0);
+    assert_int_equal(catalog_copy_locked_until(f->cat, o, "vault", &until, &err), 1);
+    assert_int_equal(until, 9500);
+    assert_int_equal(catalog_pending_promote(f->cat, o, 40, NULL, NULL, &err), 1);
+
+    memset(&job, 0, sizeof(job));
+    job.dest = "cold";
+    job.remote_key = "objects/cc/x";
+    job.what = "object c";
+    job.tier = "Bulk";
+    job.storage_class = "DEEP_ARCHIVE";
+    job.requested_at = 100;
+    job.requested_by = "clerk";
+    job.expected_by = 200;
+    assert_int_equal(catalog_restore_job_find(f->cat, "cold", "objects/cc/x", &got, &err), 0);
+    assert_int_equal(catalog_restore_job_add(f->cat, &job, &id, &err), 0);
+    assert_int_equal(catalog_restore_job_find(f->cat, "cold", "objects/cc/x", &got, &err), 1);
+    assert_int_equal(got.id, id);
+    assert_string_equal(got.status, "pending");
+    assert_string_equal(got.tier, "Bulk");
+    assert_int_equal(got.expected_by, 200);
+    catalog_restore_job_clear(&got);
+    assert_int_equal(catalog_restore_job_set(f->cat, id, "ready", 150, &err), 0);
+    assert_int_equal(catalog_restore_job_find(f->cat, "cold", "objects/cc/x", &got, &err), 1);
+    assert_string_equal(got.status, "ready");
+    assert_int_equal(got.ready_at, 150);
+    catalog_restore_job_clear(&got);
+    assert_int_equal(catalog_restore_job_set(f->cat, id, "done", 160, &err), 0);
+    assert_int_equal(catalog_restore_job_find(f->cat, "cold", "objects/cc/x", &got, &err), 0);
+}
+
 static void test_stats(void **state)
 {
     struct fixture *f = *state;
@@ -1803,6 +1883,7 @@ int main(void)
         T(test_each_version_at_prefix),
         T(test_each_version_of_order),
         T(test_objects_and_copies),
+        T(test_lock_extensions_and_restore_jobs),
         T(test_stats),
         T(test_state),
         T(test_move_file_unchanged),

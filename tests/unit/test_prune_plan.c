@@ -613,6 +613,70 @@ static void test_lock_and_min_copies(void **state)
     plan_output_free(&out);
 }
 
+/* Object Lock dates agree with the plan: nothing the lock still holds is planned for
+ * deletion, and the plan lets it go the moment the lock ends (a point across DST, a
+ * month end, the first point of a month; a version's object). */
+static void test_lock_dates_agree_with_the_plan(void **state)
+{
+    struct plan_rules rules = {24, 84, 35, 84, 2};
+    struct plan_point points[2] = {{2026, 3, 1, oracle_local(2026, 3, 1, 2, 0)},
+                                   {2026, 3, 7, oracle_local(2026, 3, 7, 2, 0)}};
+    struct plan_dest dests[1] = {{"vault", 0, 0}};
+    struct plan_object objects[1] = {{"a"}};
+    int64_t t0 = oracle_local(2026, 1, 31, 10, 0);
+    struct plan_version versions[1] = {{0, "/x/a", t0, t0 + DAY}};
+    struct plan_copy copies[1] = {{0, 0, PLAN_HOT, 1, 0}};
+    struct plan_input in = {.rules = rules,
+                            .zone = ny,
+                            .dests = dests,
+                            .n_dests = 1,
+                            .objects = objects,
+                            .n_objects = 1,
+                            .versions = versions,
+                            .n_versions = 1,
+                            .copies = copies,
+                            .n_copies = 1,
+                            .points = points,
+                            .n_points = 2};
+    int64_t daily = plan_point_until(ny, &rules, 2026, 3, 7, points[1].at, 0);
+    int64_t monthly = plan_point_until(ny, &rules, 2026, 3, 1, points[0].at, 1);
+    int64_t version = plan_version_until(ny, &rules, t0);
+    struct plan_output out;
+
+    (void)state;
+    /* 7 March + 35 days: local midnight of 11 April (across the DST change) */
+    assert_int_equal(daily, oracle_local(2026, 4, 11, 0, 0));
+    assert_int_equal(monthly, oracle_add_months(points[0].at, 84));
+    assert_int_equal(version, oracle_local(2033, 1, 31, 10, 0));
+    in.now = daily - 1;
+    assert_int_equal(plan_compute(&in, &out), 0);
+    assert_true(out.point_kept[1]);
+    plan_output_free(&out);
+    in.now = daily;
+    assert_int_equal(plan_compute(&in, &out), 0);
+    assert_false(out.point_kept[1]);
+    assert_true(out.point_kept[0]);
+    plan_output_free(&out);
+    in.now = monthly - 1;
+    assert_int_equal(plan_compute(&in, &out), 0);
+    assert_true(out.point_kept[0]);
+    plan_output_free(&out);
+    in.now = monthly;
+    assert_int_equal(plan_compute(&in, &out), 0);
+    assert_false(out.point_kept[0]);
+    plan_output_free(&out);
+    /* the version's object, with no point that saw it */
+    in.n_points = 0;
+    in.now = version - 1;
+    assert_int_equal(plan_compute(&in, &out), 0);
+    assert_false(has(&out, PLAN_DELETE_OBJECT, 0, 0));
+    plan_output_free(&out);
+    in.now = version;
+    assert_int_equal(plan_compute(&in, &out), 0);
+    assert_true(has(&out, PLAN_DELETE_OBJECT, 0, 0));
+    plan_output_free(&out);
+}
+
 static int setup(void **state)
 {
     struct cst_err err;
@@ -637,6 +701,7 @@ int main(void)
         cmocka_unit_test(test_add_months),
         cmocka_unit_test(test_eight_years),
         cmocka_unit_test(test_lock_and_min_copies),
+        cmocka_unit_test(test_lock_dates_agree_with_the_plan),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
