@@ -442,8 +442,9 @@ static const struct cfg_key cfg_main_keys[] = {
      .default_value = "no",
      CFG_FIELD(rt.archive_probe),
      .help = "Also fetch one archived object whole and check its SHA-256. Where the class needs "
-             "a thaw first (S3 GLACIER, DEEP_ARCHIVE on AWS) the test says not done: custodian "
-             "does not request thaws yet."},
+             "a thaw first (S3 GLACIER, DEEP_ARCHIVE on AWS) the test asks for it as a restore "
+             "does (a restore job at the destination's restore_tier) and reports the probe in "
+             "progress; the next test fetches the thawed copy."},
     {.section = "restore_test",
      .name = "thaw_hours",
      .type = KT_INT,

@@ -490,3 +490,45 @@ def test_archived_snapshot_restore_thaws_the_package_and_waits(demo, rgw, shim, 
     assert (out / "snapshot_2026-10-A_20261015.tar.zst").stat().st_size > 0
     assert len(shim.requests("RestoreObject")) == 1
     assert demo.query("SELECT status FROM restore_jobs") == [("done",)]
+
+
+def test_the_restore_tests_archive_probe_thaws_and_the_next_test_fetches(
+        demo, rgw, shim, tmp_path):
+    """[restore_test] archive_probe on a DEEP_ARCHIVE package (through the thaw shim): the
+    first test asks for the thaw (a restore job) and says "in progress", never "passed"; the
+    next one, after the provider's thaw, fetches the package whole and the job is done."""
+    from test_remote import s3_section, set_destinations
+    from test_snapshots import App, mongo_server, ship_everything
+
+    bucket = rgw.new_bucket("thaw-probe")
+    set_destinations(demo, s3_section(rgw, bucket, name="cold", role="archive",
+                                      archive_class="DEEP_ARCHIVE", endpoint=shim.endpoint,
+                                      ca_file=None))
+    a = App(str(tmp_path), demo.data)
+    a.period("2026-10-A", datetime.datetime(2026, 10, 1), datetime.datetime(2026, 10, 15, 21, 30))
+    with mongo_server(tmp_path / "mongo", docs=6, seed=7,
+                      billing=a.write(tmp_path / "billing.json")) as server:
+        a.configure(demo, server.port, wait_for_files_minutes=0)
+        ship_everything(demo)
+        demo.run("snapshot", "--pending", check=0, timeout=300)
+    demo.set_option("restore_test", "archive_probe", "yes")
+
+    def probe():
+        p = demo.run("--json", "restore-test", check=None, timeout=600)
+        (s,) = [s for s in json.loads(p.stdout)["sections"] if s["id"] == "archive"]
+        return s, {f["key"]: f["value"] for f in s["facts"]}
+
+    s, facts = probe()
+    assert facts["probe"].startswith("in progress: "), facts
+    assert "is being thawed from DEEP_ARCHIVE (restore job 1" in facts["probe"], facts
+    assert s["status"] != "failed", s["summary"]
+    assert demo.query("SELECT status FROM restore_jobs") == [("pending",)]
+    assert len(shim.requests("RestoreObject")) == 1
+    seen = []
+    try:
+        wait_for(lambda: seen.append(probe()) or seen[-1][1]["probe"].startswith(
+            "passed: "), 60, "the probe after the provider's thaw")
+    except AssertionError:
+        raise AssertionError(f"{seen[-1][1]}\n{seen[-1][0]['summary']}")
+    assert demo.query("SELECT status FROM restore_jobs") == [("done",)]
+    assert len(shim.requests("RestoreObject")) == 1  # asked for once, found again
