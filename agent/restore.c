@@ -73,8 +73,14 @@ struct restorer *restorer_new(struct cli *cli, const char *from_dest, int need_s
     r->cli = cli;
     r->from_dest = from_dest;
     r->secret_key = sodium_malloc(32);
+    if (r->secret_key != NULL)
+        sodium_memzero(r->secret_key, 32);
+    /* Without need_secret (verify, thaws, the restore test on a host without the key) a
+     * missing or unreadable secret key is no error: nothing is decrypted then. */
     if (r->secret_key == NULL || keys_load_public(cfg->public_key, r->public_key, &err) < 0 ||
-        keys_load_secret(cfg->secret_key, "backup-secret-key", r->secret_key, 32, &err) < 0) {
+        ((need_secret || (cfg->secret_key && access(cfg->secret_key, R_OK) == 0)) &&
+         keys_load_secret(cfg->secret_key ? cfg->secret_key : "(no [keys] secret_key)",
+                          "backup-secret-key", r->secret_key, 32, &err) < 0)) {
         cli_fail(EXIT_USAGE, "%s", r->secret_key ? err.msg : "out of memory");
         restorer_free(r);
         return NULL;

@@ -162,6 +162,7 @@ def world(tmp_path_factory, rgw, sshd):
 
 def restore_test(world, *extra, check=None):
     p = world.run("--json", "restore-test", *extra, check=check, timeout=600)
+    assert p.stdout, p.stderr.decode(errors="replace")
     report = json.loads(p.stdout)
     return p, report, {s["id"]: s for s in report["sections"]}
 
