@@ -80,8 +80,8 @@ int catalog_copy_queue_ready(struct catalog *cat, const char *dest, int64_t now,
     static const char q[] =
         "SELECT c.object_id, c.spool, c.stored_size, c.stored_sha256, o.plain_size, o.sha256,"
         " c.queued_at, c.attempts FROM copy_queue c JOIN objects o ON o.id = c.object_id"
-        " WHERE c.dest = ?1 AND c.ready_at <= ?2 AND c.spool <> '' ORDER BY c.ready_at, "
-        "c.object_id";
+        " WHERE c.dest = ?1 AND c.ready_at <= ?2 AND c.spool <> '' ORDER BY c.ready_at DESC, "
+        "c.object_id DESC"; /* newest first, as the path queue */
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
     struct catalog_copy_item *out;
     size_t count = 0;

@@ -666,7 +666,7 @@ struct dest *dest_local_new(const struct dest_local_config *c, const struct dest
         .driver = &local_driver,
         .impl = l,
         /* Large batches, two at once: one is made durable while the next is written. */
-        .max_batch = 256,
+        .max_batch = 1024,
         .max_concurrent = 2,
         .threads = c->max_inflight > 0 ? c->max_inflight : LOCAL_THREADS_DEFAULT,
         .readback_full = 0, /* every copy is read back whole */
