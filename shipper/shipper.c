@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,13 +210,65 @@ static char *shown(const char *path)
 
 /* --- seal: on a worker --- */
 
+/* Each worker keeps its sealer (zstd context, hash contexts, secure memory) and read
+ * buffer from one file to the next: set up once per thread, not per file. */
+struct seal_state {
+    struct crypt_sealer *sealer;
+    unsigned char *buf;
+};
+
+static pthread_key_t seal_key;
+static pthread_once_t seal_once = PTHREAD_ONCE_INIT;
+
+static void seal_state_free(void *arg)
+{
+    struct seal_state *st = arg;
+
+    crypt_sealer_free(st->sealer);
+    free(st->buf);
+    free(st);
+}
+
+static void seal_key_init(void)
+{
+    if (pthread_key_create(&seal_key, seal_state_free) != 0)
+        abort(); /* only when the process is out of keys: nothing works then */
+}
+
+static struct seal_state *seal_state(void)
+{
+    struct seal_state *st;
+
+    pthread_once(&seal_once, seal_key_init);
+    st = pthread_getspecific(seal_key);
+    if (st == NULL) {
+        st = util_xcalloc(1, sizeof(*st));
+        st->buf = util_xmalloc(READ_BUF);
+        pthread_setspecific(seal_key, st);
+    }
+    return st;
+}
+
+/* A sealer for the next object on out_fd, the worker's own when it has one. */
+static struct crypt_sealer *seal_begin(struct seal_state *st, const unsigned char *public_key,
+                                       int out_fd, struct cst_err *err)
+{
+    if (st->sealer && crypt_sealer_reset(st->sealer, public_key, out_fd, err) == 0)
+        return st->sealer;
+    crypt_sealer_free(st->sealer);
+    st->sealer = crypt_sealer_new(public_key, CRYPT_LEVEL_AUTO, out_fd, err);
+    return st->sealer;
+}
+
 static void seal_run(struct work *w)
 {
     struct job *j = (struct job *)w;
     struct shipper *s = j->s;
     struct cst_err err = {{0}};
+    struct seal_state *state = seal_state();
     struct crypt_sealer *sealer = NULL;
-    unsigned char *buf = NULL;
+    unsigned char *buf = state->buf;
+    int sealed = 0;
     struct stat after;
     int fd = -1, spool_fd = -1;
     uint64_t total = 0;
@@ -267,10 +320,9 @@ static void seal_run(struct work *w)
         j->spool_path = NULL;
         goto out;
     }
-    sealer = crypt_sealer_new(s->p.public_key, CRYPT_LEVEL_AUTO, spool_fd, &err);
+    sealer = seal_begin(state, s->p.public_key, spool_fd, &err);
     if (sealer == NULL)
         goto fail;
-    buf = util_xmalloc(READ_BUF);
     for (;;) {
         ssize_t n = read(fd, buf, READ_BUF);
 
@@ -297,6 +349,7 @@ static void seal_run(struct work *w)
     }
     if (crypt_sealer_finish(sealer, &j->info, &err) < 0)
         goto fail;
+    sealed = 1; /* finish wiped the stream's secrets: the sealer can be kept */
     /* Not made durable here: the whole batch is, together, before any catalog row points
      * at it (sync_batch), so that this worker goes on sealing instead of waiting. */
     if (close(spool_fd) < 0) {
@@ -326,8 +379,11 @@ fail:
     j->outcome = SEAL_ERROR;
     snprintf(j->error, sizeof(j->error), "%s", err.msg);
 out:
-    crypt_sealer_free(sealer);
-    free(buf);
+    if (sealer && !sealed) {
+        /* Stopped mid-object: its stream state is wiped with it, not kept for the next. */
+        crypt_sealer_free(sealer);
+        state->sealer = NULL;
+    }
     if (spool_fd >= 0)
         close(spool_fd);
     if (fd >= 0)
