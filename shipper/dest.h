@@ -47,6 +47,10 @@ struct dest_put {
     const char *storage_class; /* s3: this class instead of hot_class, checked on HEAD */
     int64_t retain_until;      /* s3 with object_lock: Object Lock retention until then (ms),
                                 * in the destination's lock_mode, read back on HEAD */
+    /* in, optional: the caller made spool_path's data durable (fdatasync) before it asked;
+     * a backend that places that very file (local: a hard link) need not sync it again.
+     * 0 (the safe default): the backend syncs what it stores. */
+    int spool_durable;
     /* out */
     int ok;               /* stored and verified */
     enum dest_error kind; /* why not */

@@ -3,10 +3,10 @@
  * NAS. It supplies store.h's primitives; store.c runs the sequence.
  *
  * write   the spool file is hard-linked in when both share a filesystem
- *         (its bytes reach the disk once; the shipper fdatasynced it when it
- *         was sealed, and it is fdatasynced here again, which costs nothing
- *         when it is clean), else copied through the store_source (hashed
- *         on the way) and fdatasynced; then moved to its final name with
+ *         (its bytes reach the disk once: the shipper made it durable before
+ *         it asked, dest_put.spool_durable, and a spool file nobody vouches
+ *         for is fdatasynced here), else copied through the store_source
+ *         (hashed on the way) and fdatasynced; then moved to its final name with
  *         renameat2(RENAME_NOREPLACE), so that an object already there is
  *         verified and kept rather than silently replaced.
  * settle  a damaged object is replaced by rename(2), which swaps the name
@@ -265,8 +265,10 @@ static int local_write(struct dest *d, struct store_write *w)
             fail_errno(&e, d, "cannot write a temporary file in", shown);
         goto fail_unlink;
     }
-    /* Data first, then the name: a crash leaves a temporary file, never a torn object. */
-    if (fdatasync(fd) < 0) {
+    /* Data first, then the name: a crash leaves a temporary file, never a torn object. A
+     * hard link to a spool file its caller already made durable shares that file's blocks:
+     * syncing them again would only flush the disk cache once more per object. */
+    if (!(linked && p->spool_durable) && fdatasync(fd) < 0) {
         fail_errno(&e, d, "fdatasync failed in", shown);
         goto fail_unlink;
     }

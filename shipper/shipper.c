@@ -109,8 +109,10 @@ struct sync_batch {
 struct shipper {
     struct shipper_params p;
     ev_timer next_timer;
-    ev_idle kick_idle;
-    ev_idle batch_idle;
+    /* Once per loop iteration, before it waits again (an idle watcher would starve while
+     * completions keep arriving). */
+    ev_prepare kick_prep;
+    ev_prepare batch_prep;
     struct workpool *sync_pool;
     struct sync_batch *syncing;
     size_t sealing;
@@ -406,11 +408,11 @@ static void seal_done(struct work *w)
     /* Once the results that woke the loop are all in (idle), they go as one batch, unless
      * a batch is in flight: then they wait for it and go with whatever follows. */
     if (s->syncing == NULL)
-        ev_idle_start(s->p.loop, &s->batch_idle);
+        ev_prepare_start(s->p.loop, &s->batch_prep);
     /* Keep the workers busy: more to seal (coalesced, once per loop iteration), read on
      * from where the last read ended. */
     if (!s->stopping)
-        ev_idle_start(s->p.loop, &s->kick_idle);
+        ev_prepare_start(s->p.loop, &s->kick_prep);
 }
 
 /* --- sync: the batch's spool files made durable together, on the sync threads --- */
@@ -487,7 +489,7 @@ static void sync_step(struct sync_batch *b)
     flush(s, list);
     /* What was sealed meanwhile is the next batch. */
     if (s->done_head)
-        ev_idle_start(s->p.loop, &s->batch_idle);
+        ev_prepare_start(s->p.loop, &s->batch_prep);
 }
 
 static void sync_start(struct shipper *s)
@@ -516,10 +518,10 @@ static void sync_start(struct shipper *s)
     sync_step(b);
 }
 
-static void on_batch_idle(struct ev_loop *loop, ev_idle *w, int revents)
+static void on_batch_prep(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)revents;
-    ev_idle_stop(loop, w);
+    ev_prepare_stop(loop, w);
     sync_start(w->data);
 }
 
@@ -989,6 +991,9 @@ static void fill_copies(struct lane *l, int64_t now)
             puts[i].plain_size = (uint64_t)items[i].plain_size;
             memcpy(puts[i].plain_sha256, items[i].plain_sha256, 32);
             puts[i].owner = b;
+            /* Every spool file the copy queue names was made durable before it was recorded
+             * (sync_batch; source_run for bytes copied from another destination). */
+            puts[i].spool_durable = 1;
             lane_busy_add(l, items[i].object_id);
         }
         l->batches++;
@@ -1349,10 +1354,10 @@ static void on_next_timer(struct ev_loop *loop, ev_timer *t, int revents)
     fill(t->data);
 }
 
-static void on_kick(struct ev_loop *loop, ev_idle *w, int revents)
+static void on_kick(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)revents;
-    ev_idle_stop(loop, w);
+    ev_prepare_stop(loop, w);
     fill(w->data);
 }
 
@@ -1550,10 +1555,10 @@ struct shipper *shipper_new(const struct shipper_params *p, struct cst_err *err)
     }
     ev_timer_init(&s->next_timer, on_next_timer, 0.0, 0.0);
     s->next_timer.data = s;
-    ev_idle_init(&s->kick_idle, on_kick);
-    s->kick_idle.data = s;
-    ev_idle_init(&s->batch_idle, on_batch_idle);
-    s->batch_idle.data = s;
+    ev_prepare_init(&s->kick_prep, on_kick);
+    s->kick_prep.data = s;
+    ev_prepare_init(&s->batch_prep, on_batch_prep);
+    s->batch_prep.data = s;
     s->sync_pool = workpool_new(p->loop, SYNC_THREADS);
     ev_timer_init(&s->cover_timer, on_cover_timer, COVER_EVERY_S, COVER_EVERY_S);
     s->cover_timer.data = s;
@@ -1578,7 +1583,7 @@ void shipper_kick(struct shipper *s)
      * was just queued is the newest. */
     s->cursor.valid = 0;
     if (!s->stopping)
-        ev_idle_start(s->p.loop, &s->kick_idle);
+        ev_prepare_start(s->p.loop, &s->kick_prep);
 }
 
 void shipper_stop(struct shipper *s)
@@ -1586,7 +1591,7 @@ void shipper_stop(struct shipper *s)
     s->stopping = 1;
     ev_timer_stop(s->p.loop, &s->cover_timer);
     ev_timer_stop(s->p.loop, &s->next_timer);
-    ev_idle_stop(s->p.loop, &s->kick_idle);
+    ev_prepare_stop(s->p.loop, &s->kick_prep);
 }
 
 size_t shipper_in_flight(const struct shipper *s)
@@ -1640,7 +1645,7 @@ void shipper_free(struct shipper *s)
     if (s == NULL)
         return;
     shipper_stop(s);
-    ev_idle_stop(s->p.loop, &s->batch_idle);
+    ev_prepare_stop(s->p.loop, &s->batch_prep);
     /* Queued syncs still run (their done() does not): the batch is dropped unrecorded, its
      * paths stay queued and are sealed again by the next start. */
     workpool_free(s->sync_pool);
