@@ -102,6 +102,7 @@ struct agent {
     struct sched_zone *zone;
     ev_timer daily_timer;
     ev_child daily_child;
+    ev_child prune_child; /* the daily prune ([retention] prune), after a daily run */
     char daily_date[SCHED_DATE_SIZE];
     /* billing-cycle snapshots: `custodian snapshot --pending` in a child, every poll */
     ev_timer snapshot_timer;
@@ -557,6 +558,42 @@ static void schedule_daily(struct agent *a, double after, const char *why)
     log_info("daily run scheduled date=%s in_s=%.0f (%s)", a->daily_date, after, why);
 }
 
+static void on_prune_exit(struct ev_loop *loop, ev_child *w, int revents)
+{
+    int status = w->rstatus;
+
+    (void)revents;
+    ev_child_stop(loop, w);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        log_info("daily prune finished (see `custodian status`)");
+    else
+        log_error("daily prune FAILED exit=%d; it runs again after the next daily run (see "
+                  "`custodian status`)",
+                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+/* The plan's daily pruning job (§8.3), in a child, once the day's run is done. */
+static void start_prune(struct agent *a)
+{
+    pid_t pid;
+
+    if (!a->cli->cfg->prune || ev_is_active(&a->prune_child))
+        return;
+    pid = fork();
+    if (pid == 0) {
+        execl("/proc/self/exe", "custodian", "-c", a->cli->config_path, "prune", "--confirm",
+              "--agent", (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0) {
+        log_error("cannot start the daily prune: %s", strerror(errno));
+        return;
+    }
+    log_info("daily prune started pid=%d", (int)pid);
+    ev_child_set(&a->prune_child, pid, 0);
+    ev_child_start(a->loop, &a->prune_child);
+}
+
 /* What is owed now (a missed run), else the next run at daily_at. */
 static void plan_daily(struct agent *a)
 {
@@ -607,6 +644,7 @@ static void on_daily_exit(struct ev_loop *loop, ev_child *w, int revents)
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         log_info("daily run finished date=%s", a->daily_date);
         plan_daily(a);
+        start_prune(a);
     } else {
         /* Never silently skipped: the same run again soon, loudly. */
         log_error("daily run FAILED date=%s exit=%d; next attempt in %d minutes (see "
@@ -925,6 +963,8 @@ static int start_watching(struct agent *a, const char *spool)
     a->daily_timer.data = a;
     ev_child_init(&a->daily_child, on_daily_exit, 0, 0);
     a->daily_child.data = a;
+    ev_child_init(&a->prune_child, on_prune_exit, 0, 0);
+    a->prune_child.data = a;
     plan_daily(a);
     ev_timer_init(&a->snapshot_timer, on_snapshot_timer, 0.0, 0.0);
     a->snapshot_timer.data = a;
@@ -1079,6 +1119,7 @@ out:
         ev_timer_stop(a.loop, &a.daily_timer);
         ev_timer_stop(a.loop, &a.recovery);
         ev_child_stop(a.loop, &a.daily_child);
+        ev_child_stop(a.loop, &a.prune_child);
         ev_timer_stop(a.loop, &a.snapshot_timer);
         ev_child_stop(a.loop, &a.snapshot_child);
         ev_loop_destroy(a.loop);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
 #include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
@@ -270,4 +271,19 @@ int cli_parse_time(const char *s, const char *tz, int64_t *ms)
         return -1;
     *ms = secs * 1000 + frac_ms;
     return 0;
+}
+
+const char *cli_user(void)
+{
+    static char name[64];
+    struct passwd *pw;
+
+    if (name[0] == '\0') {
+        pw = getpwuid(geteuid());
+        if (pw && pw->pw_name)
+            snprintf(name, sizeof(name), "%s", pw->pw_name);
+        else
+            snprintf(name, sizeof(name), "uid %u", (unsigned)geteuid());
+    }
+    return name;
 }

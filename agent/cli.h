@@ -63,5 +63,7 @@ int cli_agent_running(const struct cli *cli);
 /* Take the agent lock (state_dir/agent.lock), or -1 if another process holds it. */
 int cli_lock_agent(const struct cli *cli, struct cst_err *err);
 void cli_close(struct cli *cli);
+/* The Unix user running this command, for audit rows ("root", "uid 1001"). */
+const char *cli_user(void);
 
 #endif

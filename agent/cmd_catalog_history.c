@@ -45,6 +45,34 @@ static int print_copy(void *arg, const char *dest, const char *key, int64_t veri
     return 0;
 }
 
+/* A copy retention removed: the catalog keeps saying it was there, and why it is not. */
+static int print_pruned(void *arg, const char *dest, const char *key, int64_t pruned_at,
+                        const char *rule, int64_t audit_id)
+{
+    struct history *h = arg;
+    char when[40];
+
+    if (h->cli->json) {
+        json_obj_begin(&h->j);
+        json_key(&h->j, "dest");
+        json_str(&h->j, dest);
+        json_key(&h->j, "key");
+        json_str(&h->j, key);
+        json_key(&h->j, "removed_at");
+        json_time(&h->j, pruned_at);
+        json_key(&h->j, "rule");
+        json_str(&h->j, rule);
+        json_key(&h->j, "audit_row");
+        json_int(&h->j, audit_id);
+        json_obj_end(&h->j);
+    } else {
+        util_format_ms(pruned_at, when, sizeof(when));
+        printf("    removed from %s %s by retention (%s; audit row %lld)\n", dest, when, rule,
+               (long long)audit_id);
+    }
+    return 0;
+}
+
 static int print_snapshot(void *arg, const char *label, const char *close_date, int held)
 {
     struct history *h = arg;
@@ -81,6 +109,11 @@ static int each(void *arg, const struct catalog_version *v)
         if (v->kind == CATALOG_FILE)
             rc = catalog_each_copy(h->cli->cat, v->object_id, print_copy, h, h->err);
         json_arr_end(&h->j);
+        json_key(&h->j, "removed_copies");
+        json_arr_begin(&h->j);
+        if (rc == 0 && v->kind == CATALOG_FILE)
+            rc = catalog_each_pruned_copy(h->cli->cat, v->object_id, print_pruned, h, h->err);
+        json_arr_end(&h->j);
         json_key(&h->j, "snapshots");
         json_arr_begin(&h->j);
         if (rc == 0)
@@ -101,6 +134,8 @@ static int each(void *arg, const struct catalog_version *v)
         }
         if (v->kind == CATALOG_FILE)
             rc = catalog_each_copy(h->cli->cat, v->object_id, print_copy, h, h->err);
+        if (rc == 0 && v->kind == CATALOG_FILE)
+            rc = catalog_each_pruned_copy(h->cli->cat, v->object_id, print_pruned, h, h->err);
         if (rc == 0)
             rc = catalog_each_snapshot_of_version(h->cli->cat, v->id, print_snapshot, h, h->err);
     }

@@ -430,12 +430,36 @@ static int cmd_status_exec(struct cli *cli, int argc, char **argv)
                     "destination %s lacks %lld objects that nothing is copying yet (the "
                     "agent queues them at start-up and every 10 minutes)",
                     name, (long long)c->unqueued);
+        if (c->artifacts_lacking)
+            problem(&v,
+                    "destination %s lacks %lld artifacts of earlier daily points (the next "
+                    "daily run copies them from another destination)",
+                    name, (long long)c->artifacts_lacking);
         if (c->lacking && !c->failing && !c->unqueued)
             note(&v, "destination %s is catching up: %lld objects still to copy", name,
                  (long long)c->lacking);
         free(dest_error);
     }
     judge_daily(&v, cli, &daily, have_daily);
+    {
+        struct catalog_prune_run pr;
+        char when[40];
+        int have = catalog_prune_run_last(cli->cat, &pr, &err);
+
+        if (have < 0) {
+            problem(&v, "%s", err.msg);
+        } else if (have == 1) {
+            util_format_ms(pr.finished_at ? pr.finished_at : pr.started_at, when, sizeof(when));
+            if (strcmp(pr.status, "failed") == 0)
+                problem(&v, "the last prune (%s) FAILED: %s", when, pr.error ? pr.error : "?");
+            else
+                note(&v, "last prune %s: %s, %lld deleted, %lld kept past a date", when, pr.status,
+                     (long long)pr.deleted, (long long)pr.kept);
+            free(pr.error);
+        } else if (!cli->cfg->prune) {
+            note(&v, "retention pruning is off ([retention] prune = no)");
+        }
+    }
     judge_snapshots(&v, cli, &snaps, &job);
     catalog_each_dest_notice(cli->cat, now - (int64_t)NOTICE_DAYS * 86400000, print_notice, &v,
                              &err);

@@ -245,7 +245,34 @@ static const struct cfg_key cfg_main_keys[] = {
      .max = 10000,
      .default_value = "35",
      CFG_FIELD(keep_daily),
-     .help = "Daily restore points kept at least."},
+     .help = "Daily restore points kept whole: the last keep_daily days (every point of the "
+             "first of each month is kept longer, see keep_monthly_months)."},
+    {.section = "retention",
+     .name = "keep_monthly_months",
+     .type = KT_INT,
+     .min = 1,
+     .max = 1200,
+     CFG_FIELD(keep_monthly_months),
+     .help = "The first daily restore point of each month is kept this many months (the "
+             "database holds records the plan keeps seven years). Default: "
+             "delete_after_months; at most delete_after_months."},
+    {.section = "retention",
+     .name = "min_copies",
+     .type = KT_INT,
+     .min = 1,
+     .max = 32,
+     .default_value = "2",
+     CFG_FIELD(min_copies),
+     .help = "Verified copies on distinct destinations in the archive tier that an object needs "
+             "before its hot copies are deleted at hot_months; fewer: the hot copies stay, "
+             "with a warning."},
+    {.section = "retention",
+     .name = "prune",
+     .type = KT_BOOL,
+     .default_value = "yes",
+     CFG_FIELD(prune),
+     .help = "The agent carries the retention plan out once a day, after the daily run "
+             "(`custodian prune --confirm`); no: only when an operator runs it."},
     {.section = "snapshots",
      .name = "enabled",
      .type = KT_BOOL,
@@ -1288,6 +1315,15 @@ static int cfg_finish(struct cfg_parser *p)
                         "value %d must be greater than hot_months (%d)", cfg->delete_after_months,
                         cfg->hot_months);
     }
+
+    if (cfg_main_line(p, "retention", "keep_monthly_months") == 0)
+        cfg->keep_monthly_months = cfg->delete_after_months;
+    else if (cfg->keep_monthly_months > cfg->delete_after_months)
+        return cfg_fail(p, cfg_main_line(p, "retention", "keep_monthly_months"), "retention",
+                        "keep_monthly_months",
+                        "value %d is more than delete_after_months (%d): nothing is kept longer "
+                        "than that",
+                        cfg->keep_monthly_months, cfg->delete_after_months);
 
     if (cfg->max_delay_ms < cfg->settle_ms) {
         int line = cfg_main_line(p, "agent", "max_delay_ms");

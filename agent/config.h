@@ -75,6 +75,9 @@ struct cfg {
     int hot_months;                   /* 1..1200, default 24 */
     int delete_after_months;          /* 1..1200 and > hot_months, default 84 */
     int keep_daily;                   /* 1..10000, default 35 */
+    int keep_monthly_months;          /* 1..1200, default delete_after_months */
+    int min_copies;                   /* 1..32, default 2 */
+    int prune;                        /* boolean, default yes */
     int verify_per_day;               /* [verify] per_day: 0..100000000, default 3000 */
     char *metrics_textfile;           /* [metrics] textfile, NULL: none */
     struct cfg_snapshots snap;        /* [snapshots] */

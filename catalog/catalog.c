@@ -344,3 +344,8 @@ int catalog_row_exists(struct catalog *cat, const char *sql, const char *a, cons
         sqlite3_reset(st);
     return found;
 }
+
+int64_t catalog_last_rowid(struct catalog *cat)
+{
+    return sqlite3_last_insert_rowid(cat->db);
+}

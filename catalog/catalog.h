@@ -270,13 +270,14 @@ int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, i
 int64_t catalog_coverage_queue(struct catalog *cat, const char *dest, int64_t now,
                                struct cst_err *err);
 struct catalog_coverage {
-    int64_t copies;           /* good copies on the destination */
-    int64_t lacking;          /* retained objects without a good copy there (queued or not) */
-    int64_t unqueued;         /* of those, not even queued: a gap nobody is closing yet */
-    int64_t damaged;          /* copies a check found missing or different */
-    int64_t failing;          /* queued copies whose last attempt failed */
-    int64_t last_verified_at; /* newest copy made */
-    int64_t oldest_check;     /* least recently checked good copy (0: never checked) */
+    int64_t copies;            /* good copies on the destination */
+    int64_t lacking;           /* retained objects without a good copy there (queued or not) */
+    int64_t unqueued;          /* of those, not even queued: a gap nobody is closing yet */
+    int64_t damaged;           /* copies a check found missing or different */
+    int64_t failing;           /* queued copies whose last attempt failed */
+    int64_t last_verified_at;  /* newest copy made */
+    int64_t oldest_check;      /* least recently checked good copy (0: never checked) */
+    int64_t artifacts_lacking; /* daily points' artifacts another destination holds */
 };
 int catalog_coverage_stats(struct catalog *cat, const char *dest, struct catalog_coverage *c,
                            struct cst_err *err);
@@ -337,6 +338,110 @@ void catalog_forgotten_free(struct catalog_forgotten *f, size_t n);
 int catalog_each_dest_notice(struct catalog *cat, int64_t since,
                              int (*cb)(void *arg, int64_t at, const char *dest, const char *notice),
                              void *arg, struct cst_err *err);
+
+/* --- the seven-year lifecycle (retention.c) --- */
+
+struct catalog_artifact;
+
+struct catalog_hold {
+    int64_t id;
+    char *kind;   /* path | period | before | all */
+    char *value;  /* the prefix, the label, the date (YYYY-MM-DD); NULL for all */
+    char *reason; /* why, as the operator said */
+    int64_t created_at;
+    char *created_by;
+    int64_t released_at; /* 0: active */
+    char *released_by, *release_reason;
+};
+int catalog_hold_add(struct catalog *cat, const struct catalog_hold *h, int64_t *id,
+                     struct cst_err *err);
+/* 1 released, 0 no active hold with that id, -1 on error. */
+int catalog_hold_release(struct catalog *cat, int64_t id, const char *by, const char *reason,
+                         int64_t now, struct cst_err *err);
+int catalog_each_hold(struct catalog *cat, int active_only,
+                      int (*cb)(void *arg, const struct catalog_hold *h), void *arg,
+                      struct cst_err *err);
+
+/* The planner's input, streamed (objects not pruned, their versions incl. those waiting
+ * for a first copy, their copies, the daily points and snapshots not pruned). */
+int catalog_plan_objects(struct catalog *cat, int (*cb)(void *arg, const char *id), void *arg,
+                         struct cst_err *err);
+int catalog_plan_versions(struct catalog *cat,
+                          int (*cb)(void *arg, const char *object_id, const char *path,
+                                    int64_t captured_at, int64_t deleted_at),
+                          void *arg, struct cst_err *err);
+int catalog_plan_copies(struct catalog *cat,
+                        int (*cb)(void *arg, const char *object_id, const char *dest,
+                                  const char *remote_key, const char *tier, int good,
+                                  int64_t locked_until),
+                        void *arg, struct cst_err *err);
+int catalog_plan_points(struct catalog *cat, int (*cb)(void *arg, const char *date, int64_t at),
+                        void *arg, struct cst_err *err);
+int catalog_plan_snapshots(struct catalog *cat,
+                           int (*cb)(void *arg, int64_t id, const char *label, int64_t closed_at,
+                                     int64_t start, int64_t end),
+                           void *arg, struct cst_err *err);
+int catalog_plan_snapshot_objects(struct catalog *cat,
+                                  int (*cb)(void *arg, int64_t snapshot_id, const char *object_id),
+                                  void *arg, struct cst_err *err);
+
+/* A deletion in progress: its audit row is written, the remote delete not yet recorded. */
+int catalog_prune_pending_add(struct catalog *cat, const char *what, const char *id,
+                              const char *dest, const char *remote_key, int64_t audit_id,
+                              struct cst_err *err);
+/* The audit row of a deletion in progress, 0 if none, -1 on error. */
+int64_t catalog_prune_pending_get(struct catalog *cat, const char *what, const char *id,
+                                  const char *dest, const char *remote_key, struct cst_err *err);
+int catalog_prune_pending_done(struct catalog *cat, const char *what, const char *id,
+                               const char *dest, const char *remote_key, struct cst_err *err);
+/* The copy (object_id, dest) was removed: it moves to pruned_copies. */
+int catalog_copy_pruned(struct catalog *cat, const char *object_id, const char *dest,
+                        const char *rule, int64_t audit_id, int64_t now, struct cst_err *err);
+/* dest deliberately holds no copy of object_id (the archive tier does): coverage agrees. */
+int catalog_dest_exempt_add(struct catalog *cat, const char *object_id, const char *dest,
+                            int64_t now, struct cst_err *err);
+int catalog_exempt_has(struct catalog *cat, const char *object_id, const char *dest,
+                       struct cst_err *err);
+/* A new version refers to object_id: it is hot again, everywhere. */
+int catalog_exempt_clear(struct catalog *cat, const char *object_id, struct cst_err *err);
+int catalog_object_pruned(struct catalog *cat, const char *object_id, int64_t now,
+                          struct cst_err *err);
+int catalog_point_pruned(struct catalog *cat, const char *date, int64_t now, struct cst_err *err);
+int catalog_snapshot_pruned(struct catalog *cat, int64_t id, int64_t now, struct cst_err *err);
+/* Every artifact of date's attempts, on each destination holding a copy. */
+int catalog_each_point_key(struct catalog *cat, const char *date,
+                           int (*cb)(void *arg, const char *remote_key, const char *dest),
+                           void *arg, struct cst_err *err);
+
+struct catalog_prune_run {
+    int64_t id, started_at, finished_at, as_of;
+    int confirmed;
+    char status[16];
+    int64_t deleted, kept;
+    char *error; /* malloc'd or NULL */
+};
+int catalog_prune_run_begin(struct catalog *cat, int64_t now, int64_t as_of, int confirmed,
+                            int64_t *id, struct cst_err *err);
+int catalog_prune_run_end(struct catalog *cat, int64_t id, const char *status, int64_t deleted,
+                          int64_t kept, const char *error, int64_t now, struct cst_err *err);
+/* The newest confirmed run: 1 and *r (free r->error), 0 if none, -1. */
+int catalog_prune_run_last(struct catalog *cat, struct catalog_prune_run *r, struct cst_err *err);
+/* 1 if pruning removed the copy of object_id on dest (it should not be there). */
+int catalog_pruned_copy_has(struct catalog *cat, const char *object_id, const char *dest,
+                            struct cst_err *err);
+/* Copies of object_id that pruning removed, with when, why and the audit row. */
+int catalog_each_pruned_copy(struct catalog *cat, const char *object_id,
+                             int (*cb)(void *arg, const char *dest, const char *key,
+                                       int64_t pruned_at, const char *rule, int64_t audit_id),
+                             void *arg, struct cst_err *err);
+/* Coverage of the daily points: each artifact (not pruned) that dest lacks and another
+ * destination (from) holds. */
+int catalog_artifacts_lacking(struct catalog *cat, const char *dest,
+                              int (*cb)(void *arg, const struct catalog_artifact *a,
+                                        const char *from),
+                              void *arg, struct cst_err *err);
+/* The rowid of the last row inserted on this connection (the audit row just written). */
+int64_t catalog_last_rowid(struct catalog *cat);
 
 /* --- the daily run --- */
 
@@ -422,6 +527,9 @@ struct catalog_snapshot {
 };
 
 void catalog_snapshot_clear(struct catalog_snapshot *s);
+/* 1 and *s filled, 0 if there is no snapshot id, -1 and err. */
+int catalog_snapshot_by_id(struct catalog *cat, int64_t id, struct catalog_snapshot *s,
+                           struct cst_err *err);
 /* Record a new snapshot (s->id is set); with its versions, in the caller's transaction. */
 int catalog_snapshot_add(struct catalog *cat, struct catalog_snapshot *s, struct cst_err *err);
 int catalog_snapshot_add_version(struct catalog *cat, int64_t snapshot_id, int64_t version_id,

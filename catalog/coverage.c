@@ -21,8 +21,12 @@
 
 /* Objects some version (live, deleted or waiting for its first copy) still refers to. */
 #define RETAINED(o)                                                                                \
-    "(EXISTS (SELECT 1 FROM versions v WHERE v.object_id = " o ") OR EXISTS (SELECT 1 FROM"        \
-    " pending_versions pv WHERE pv.object_id = " o "))"
+    "((SELECT deleted_at FROM objects od WHERE od.id = " o ") IS NULL AND (EXISTS (SELECT 1"       \
+    " FROM versions v WHERE v.object_id = " o ") OR EXISTS (SELECT 1 FROM pending_versions pv"     \
+    " WHERE pv.object_id = " o ")))"
+/* A destination that deliberately holds no copy (the archive tier does: retention). */
+#define EXEMPT(o, d)                                                                               \
+    "EXISTS (SELECT 1 FROM dest_exempt x WHERE x.object_id = " o " AND x.dest = " d ")"
 
 int64_t catalog_coverage_queue(struct catalog *cat, const char *dest, int64_t now,
                                struct cst_err *err)
@@ -30,11 +34,13 @@ int64_t catalog_coverage_queue(struct catalog *cat, const char *dest, int64_t no
     static const char q[] =
         "INSERT INTO copy_queue (object_id, dest, spool, stored_size, stored_sha256, queued_at,"
         " ready_at) SELECT o.id, ?1, '', 0, x'', ?2, ?2 FROM objects o WHERE " RETAINED(
-            "o.id") " AND NOT EXISTS (SELECT 1 FROM copies c WHERE c.object_id = o.id AND c.dest = "
-                    "?1"
-                    "   AND c.damaged_at IS NULL)"
-                    " AND NOT EXISTS (SELECT 1 FROM copy_queue q WHERE q.object_id = o.id AND "
-                    "q.dest = ?1)";
+            "o.id") " AND NOT " EXEMPT("o.id", "?1") " AND NOT EXISTS (SELECT 1 FROM copies c "
+                                                     "WHERE c.object_id = o.id AND c.dest = "
+                                                     "?1"
+                                                     "   AND c.damaged_at IS NULL)"
+                                                     " AND NOT EXISTS (SELECT 1 FROM copy_queue q "
+                                                     "WHERE q.object_id = o.id AND "
+                                                     "q.dest = ?1)";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
     int64_t n;
 
@@ -56,25 +62,35 @@ int catalog_coverage_stats(struct catalog *cat, const char *dest, struct catalog
 {
     static const char q[] =
         "SELECT (SELECT count(*) FROM copies WHERE dest = ?1 AND damaged_at IS NULL),"
-        " (SELECT count(*) FROM objects o WHERE " RETAINED(
-            "o.id") " AND NOT EXISTS"
-                    "   (SELECT 1 FROM copies c WHERE c.object_id = o.id AND c.dest = ?1"
-                    "    AND c.damaged_at IS NULL)),"
-                    " (SELECT count(*) FROM objects o WHERE " RETAINED(
-                        "o.id") " AND NOT EXISTS"
-                                "   (SELECT 1 FROM copies c WHERE c.object_id = o.id AND c.dest = "
-                                "?1"
-                                "    AND c.damaged_at IS NULL)"
-                                "   AND NOT EXISTS (SELECT 1 FROM copy_queue q WHERE q.object_id = "
-                                "o.id AND q.dest = ?1)),"
-                                " (SELECT count(*) FROM copies WHERE dest = ?1 AND damaged_at IS "
-                                "NOT NULL),"
-                                " (SELECT coalesce(max(verified_at), 0) FROM copies WHERE dest = "
-                                "?1),"
-                                " (SELECT coalesce(min(checked_at), 0) FROM copies WHERE dest = ?1"
-                                "   AND damaged_at IS NULL),"
-                                " (SELECT count(*) FROM copy_queue WHERE dest = ?1 AND attempts > "
-                                "0)";
+        " (SELECT count(*) FROM objects o WHERE " RETAINED("o.id") " AND NOT " EXEMPT(
+            "o.id",
+            "?1") " AND NOT EXISTS"
+                  "   (SELECT 1 FROM copies c WHERE c.object_id = o.id AND c.dest = ?1"
+                  "    AND c.damaged_at IS NULL)),"
+                  " (SELECT count(*) FROM objects o WHERE " RETAINED("o.id") " AND NOT " EXEMPT(
+                      "o.id",
+                      "?1") " AND NOT EXISTS"
+                            "   (SELECT 1 FROM copies c WHERE c.object_id = o.id AND c.dest = "
+                            "?1"
+                            "    AND c.damaged_at IS NULL)"
+                            "   AND NOT EXISTS (SELECT 1 FROM copy_queue q WHERE q.object_id = "
+                            "o.id AND q.dest = ?1)),"
+                            " (SELECT count(*) FROM copies WHERE dest = ?1 AND damaged_at IS "
+                            "NOT NULL),"
+                            " (SELECT coalesce(max(verified_at), 0) FROM copies WHERE dest = "
+                            "?1),"
+                            " (SELECT coalesce(min(checked_at), 0) FROM copies WHERE dest = ?1"
+                            "   AND damaged_at IS NULL),"
+                            " (SELECT count(*) FROM copy_queue WHERE dest = ?1 AND attempts > "
+                            "0),"
+                            /* artifacts of daily points another destination holds */
+                            " (SELECT count(*) FROM artifacts a JOIN daily_attempts t ON"
+                            "   t.date = a.date AND t.attempt = a.attempt WHERE t.pruned_at IS"
+                            "   NULL AND NOT EXISTS (SELECT 1 FROM artifact_copies c WHERE"
+                            "   c.date = a.date AND c.attempt = a.attempt AND c.kind = a.kind"
+                            "   AND c.dest = ?1) AND EXISTS (SELECT 1 FROM artifact_copies c"
+                            "   WHERE c.date = a.date AND c.attempt = a.attempt AND"
+                            "   c.kind = a.kind))";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
     int rc;
 
@@ -91,6 +107,7 @@ int catalog_coverage_stats(struct catalog *cat, const char *dest, struct catalog
         c->last_verified_at = sqlite3_column_int64(st, 4);
         c->oldest_check = sqlite3_column_int64(st, 5);
         c->failing = sqlite3_column_int64(st, 6);
+        c->artifacts_lacking = sqlite3_column_int64(st, 7);
     }
     sqlite3_reset(st);
     if (rc != SQLITE_ROW)

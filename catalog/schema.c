@@ -318,6 +318,67 @@ static const char *const migrations[] = {
     "         CASE sv.held WHEN 1 THEN 'in package' ELSE 'refs.tsv' END AS held"
     "  FROM snapshot_versions sv JOIN snapshots s ON s.id = sv.snapshot_id"
     "  JOIN versions v ON v.id = sv.version_id JOIN paths p ON p.id = v.path_id;",
+
+    /* 7: the seven-year lifecycle. Legal holds (released, never deleted: the
+     * record stays). What pruning removed stays queryable: objects carry the
+     * time they were deleted everywhere, a removed copy moves to pruned_copies
+     * with the audit row that removed it, a pruned daily point or snapshot is
+     * marked. A copy removed from a hot-only destination because the archive
+     * tier holds the object is an exemption coverage respects (dest_exempt). A
+     * deletion in progress (audit row written, remote delete not yet recorded) is
+     * a prune_pending row, so a rerun after a crash neither misses nor repeats
+     * its audit row. copies.tier says which class a copy is stored in. */
+    "CREATE TABLE holds ("
+    "  id INTEGER PRIMARY KEY,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('path', 'period', 'before', 'all')),"
+    "  value TEXT,"
+    "  reason TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  created_by TEXT NOT NULL,"
+    "  released_at INTEGER,"
+    "  released_by TEXT,"
+    "  release_reason TEXT"
+    ");"
+    "ALTER TABLE objects ADD COLUMN deleted_at INTEGER;"
+    "ALTER TABLE copies ADD COLUMN tier TEXT;"
+    "ALTER TABLE copies ADD COLUMN locked_until INTEGER;"
+    "CREATE TABLE pruned_copies ("
+    "  object_id TEXT NOT NULL,"
+    "  dest TEXT NOT NULL,"
+    "  remote_key TEXT NOT NULL,"
+    "  verified_at INTEGER,"
+    "  pruned_at INTEGER NOT NULL,"
+    "  rule TEXT NOT NULL,"
+    "  audit_id INTEGER"
+    ");"
+    "CREATE INDEX pruned_copies_by_object ON pruned_copies (object_id);"
+    "CREATE TABLE dest_exempt ("
+    "  object_id TEXT NOT NULL,"
+    "  dest TEXT NOT NULL,"
+    "  since INTEGER NOT NULL,"
+    "  PRIMARY KEY (object_id, dest)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE prune_pending ("
+    "  what TEXT NOT NULL," /* object | point | snapshot */
+    "  id TEXT NOT NULL,"   /* object id, date, snapshot id */
+    "  dest TEXT NOT NULL,"
+    "  remote_key TEXT NOT NULL,"
+    "  audit_id INTEGER NOT NULL,"
+    "  PRIMARY KEY (what, id, dest, remote_key)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE prune_runs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  started_at INTEGER NOT NULL,"
+    "  finished_at INTEGER,"
+    "  as_of INTEGER NOT NULL,"
+    "  confirmed INTEGER NOT NULL,"
+    "  status TEXT NOT NULL," /* running | ok | failed */
+    "  deleted INTEGER NOT NULL DEFAULT 0,"
+    "  kept INTEGER NOT NULL DEFAULT 0,"
+    "  error TEXT"
+    ");"
+    "ALTER TABLE daily_attempts ADD COLUMN pruned_at INTEGER;"
+    "ALTER TABLE snapshots ADD COLUMN pruned_at INTEGER;",
 };
 
 int catalog_schema_latest(void)

@@ -485,3 +485,21 @@ int catalog_snapshot_job_next(struct catalog *cat, int64_t next_run_at, struct c
     sqlite3_reset(st);
     return 0;
 }
+
+int catalog_snapshot_by_id(struct catalog *cat, int64_t id, struct catalog_snapshot *s,
+                           struct cst_err *err)
+{
+    static const char q[] = "SELECT " SNAPSHOT_COLS " FROM snapshots WHERE id = ?";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int rc;
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    rc = catalog_step(cat, st, "snapshot lookup", err);
+    if (rc == 1)
+        read_snapshot(st, s);
+    if (rc >= 0)
+        sqlite3_reset(st);
+    return rc;
+}

@@ -160,8 +160,10 @@ int catalog_copy_key(struct catalog *cat, const char *object_id, const char *des
 int catalog_record_object(struct catalog *cat, const struct catalog_object *o, int64_t now,
                           struct cst_err *err)
 {
-    static const char q[] = "INSERT OR IGNORE INTO objects (id, sha256, plain_size, stored_size, "
-                            "stored_sha256, compressed, created_at) VALUES (?,?,?,?,?,?,?)";
+    /* Content pruned long ago and seen again is alive again. */
+    static const char q[] = "INSERT INTO objects (id, sha256, plain_size, stored_size, "
+                            "stored_sha256, compressed, created_at) VALUES (?,?,?,?,?,?,?) "
+                            "ON CONFLICT (id) DO UPDATE SET deleted_at = NULL";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
 
     if (st == NULL)

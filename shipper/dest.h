@@ -44,9 +44,10 @@ struct dest_put {
     void *owner;                     /* the caller's */
     /* in, optional per object (zero: the destination's defaults); backends without
      * storage classes ignore it */
-    const char *storage_class; /* s3: this class instead of hot_class, checked on HEAD */
+    const char *storage_class; /* s3: this class instead of hot_class, read back after the
+                                * commit from the stored version (store.h, step 6) */
     int64_t retain_until;      /* s3 with object_lock: Object Lock retention until then (ms),
-                                * in the destination's lock_mode, read back on HEAD */
+                                * in the destination's lock_mode, read back likewise */
     /* in, optional: the caller made spool_path's data durable (fdatasync) before it asked;
      * a backend that places that very file (local: a hard link) need not sync it again.
      * 0 (the safe default): the backend syncs what it stores. */
@@ -64,7 +65,8 @@ typedef void (*dest_done_fn)(void *arg, struct dest_put *puts, size_t n);
 /* What a destination says about one stored object (stat). */
 struct dest_stat {
     uint64_t size;
-    char storage_class[64]; /* "" when the store names none (S3: STANDARD) */
+    char storage_class[64]; /* "" when the store has no classes (S3 says STANDARD when
+                             * HEAD names none) */
     char version_id[128];   /* "" when unversioned */
     char lock_mode[32];     /* Object Lock mode, "" when none */
     int64_t retain_until;   /* ms, 0 when none */
@@ -83,14 +85,15 @@ struct dest_probe {
 
 struct dest_ops {
     const char *type;
-    /* all present for every backend (store.h: STORE_DEST_OPS) */
+    /* all present for every backend but stat (store.h: STORE_DEST_OPS) */
     void (*put_batch)(struct dest *d, struct dest_put *puts, size_t n, dest_done_fn done,
                       void *arg);
     int (*get)(struct dest *d, const char *remote_key, int out_fd, struct cst_err *err);
     void (*free)(struct dest *d);
     int (*exists)(struct dest *d, const char *remote_key, uint64_t *size, struct cst_err *err);
     int (*remove)(struct dest *d, const char *remote_key, struct cst_err *err);
-    /* 1 and *st filled, 0 when the object is absent, -1 with err. */
+    /* Optional (NULL where the backend cannot describe objects: local, sftp). The latest
+     * version: 1 and *st filled, 0 when the object is absent, -1 with err. */
     int (*stat)(struct dest *d, const char *remote_key, struct dest_stat *st, struct cst_err *err);
     /* Every key under prefix, with its size; cb returning non-zero stops. */
     int (*list)(struct dest *d, const char *prefix,

@@ -12,7 +12,11 @@
  * object's hash to compare with stored_sha256 before Complete. A server
  * that accepted the body therefore holds exactly the sealed bytes: that is
  * STORE_FEAT_SERVER_CHECKS_HASH, and the hot path makes no HEAD (rolling
- * verification and `verify` read copies later). A multipart upload that
+ * verification and `verify` read copies later). Only a put that asks for a
+ * storage class or an Object Lock retention (snapshots) is described
+ * afterwards: store.c HEADs the stored version (describe) and, where the
+ * lock headers were dropped (RGW on multipart uploads), sets the retention
+ * on that version (set_retention) and HEADs it again. A multipart upload that
  * fails is aborted so that no parts are left behind; one that a crash left
  * is found at the next start (cleanup, below).
  *
@@ -110,6 +114,7 @@ struct s3_call {
     int has_length, has_range;
     uint64_t content_length, range_start;
     char etag[256], stored_sha[80], storage_class[64], version_id[256];
+    char lock_mode[32], retain_until[64]; /* x-amz-object-lock-mode, -retain-until-date */
     int legacy_meta; /* x-amz-meta-custodian-sha256 or -plain-size: plaintext hints */
     struct s3_xml_error xerr;
     char detail[CST_ERR_SIZE]; /* our own cause when curl's is not the right one */
@@ -171,6 +176,7 @@ struct s3 {
     char *bucket, *region, *sigv4, *ca_file, *hot_class, *akf, *skf;
     char *access_key, *secret_key; /* sodium_malloc'd */
     int path_style, max_inflight;
+    char *lock_mode;       /* object_lock: GOVERNANCE or COMPLIANCE; NULL: no Object Lock */
     curl_off_t send_speed; /* bytes/s per request, 0 unlimited */
     uint64_t part_size;
     struct ev_loop *loop;
@@ -381,6 +387,7 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
         c->hdr_status = sp ? strtol(sp + 1, NULL, 10) : 0;
         c->has_length = c->has_range = 0;
         c->etag[0] = c->stored_sha[0] = c->storage_class[0] = c->version_id[0] = '\0';
+        c->lock_mode[0] = c->retain_until[0] = '\0';
         c->legacy_meta = 0;
         return n;
     }
@@ -421,6 +428,10 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
         snprintf(c->storage_class, sizeof(c->storage_class), "%s", val);
     } else if (klen == 16 && strncasecmp(p, "x-amz-version-id", 16) == 0) {
         snprintf(c->version_id, sizeof(c->version_id), "%s", val);
+    } else if (klen == 22 && strncasecmp(p, "x-amz-object-lock-mode", 22) == 0) {
+        snprintf(c->lock_mode, sizeof(c->lock_mode), "%s", val);
+    } else if (klen == 35 && strncasecmp(p, "x-amz-object-lock-retain-until-date", 35) == 0) {
+        snprintf(c->retain_until, sizeof(c->retain_until), "%s", val);
     } else if ((klen == 27 && strncasecmp(p, "x-amz-meta-custodian-sha256", 27) == 0) ||
                (klen == 31 && strncasecmp(p, "x-amz-meta-custodian-plain-size", 31) == 0)) {
         c->legacy_meta = 1; /* what versions before 2 wrote: plaintext hints */
@@ -628,15 +639,39 @@ static enum dest_error explain_head(struct s3 *s3, const struct s3_call *head, c
     return call_explain(s3, head, doing, out, outlen);
 }
 
-/* HEAD of key: 1 with *size (and etag), 0 when absent, -1 with err. */
-static int head_object(struct s3 *s3, const char *key, uint64_t *size, char *etag, size_t etaglen,
-                       struct cst_err *err)
+/* The URL of one version of key (version NULL or "": the latest), malloc'd. */
+static char *version_url(struct s3 *s3, const char *key, const char *version, const char *sub)
 {
-    struct s3_call *c = call_new("HEAD", object_url(s3, key, NULL));
+    struct s3_qparam q[2];
+    size_t nq = 0;
+    char *query, *url;
+
+    if (sub)
+        q[nq++] = (struct s3_qparam){sub, NULL};
+    if (version && version[0])
+        q[nq++] = (struct s3_qparam){"versionId", version};
+    if (nq == 0)
+        return object_url(s3, key, NULL);
+    query = s3_query(q, nq);
+    url = object_url(s3, key, query);
+    free(query);
+    return url;
+}
+
+/* HEAD of a version of key (NULL: the latest): 1 with *out (its reply; call_free it), 0 when
+ * absent, -1 with err. */
+static int head_call(struct s3 *s3, const char *key, const char *version, struct s3_call **out,
+                     struct cst_err *err)
+{
+    struct s3_call *c = call_new("HEAD", version_url(s3, key, version, NULL));
     char doing[CST_ERR_SIZE / 2];
     int rc = -1;
 
-    snprintf(doing, sizeof(doing), "cannot look up %s", key);
+    *out = NULL;
+    if (version && version[0])
+        snprintf(doing, sizeof(doing), "cannot look up version %s of %s", version, key);
+    else
+        snprintf(doing, sizeof(doing), "cannot look up %s", key);
     call_sign_empty(c);
     if (call_run(s3, c) == 0) {
         if (!c->has_length) {
@@ -644,10 +679,8 @@ static int head_object(struct s3 *s3, const char *key, uint64_t *size, char *eta
                         doing);
             goto out;
         }
-        *size = c->content_length;
-        if (etag)
-            snprintf(etag, etaglen, "%s", c->etag);
-        rc = 1;
+        *out = c;
+        return 1;
     } else if (c->rc == CURLE_OK && c->status == 404) {
         /* Absent object, or absent bucket? Only the first is an answer. */
         struct s3_call *b = call_new("HEAD", bucket_url(s3, NULL));
@@ -666,6 +699,22 @@ static int head_object(struct s3 *s3, const char *key, uint64_t *size, char *eta
     }
 out:
     call_free(c);
+    return rc;
+}
+
+/* HEAD of key: 1 with *size (and etag), 0 when absent, -1 with err. */
+static int head_object(struct s3 *s3, const char *key, uint64_t *size, char *etag, size_t etaglen,
+                       struct cst_err *err)
+{
+    struct s3_call *c;
+    int rc = head_call(s3, key, NULL, &c, err);
+
+    if (rc == 1) {
+        *size = c->content_length;
+        if (etag)
+            snprintf(etag, etaglen, "%s", c->etag);
+        call_free(c);
+    }
     return rc;
 }
 
@@ -792,6 +841,75 @@ static int s3_stat(struct dest *d, const char *key, uint64_t *size, struct store
     return head_object(d->impl, key, size, NULL, 0, &e->err);
 }
 
+/* store.h describe: one HEAD, of the version when it is known. */
+static int s3_describe(struct dest *d, const char *key, const char *version, struct dest_stat *st,
+                       struct store_err *e)
+{
+    struct s3_call *c;
+    int rc;
+
+    e->kind = DEST_ERR_TRANSIENT;
+    memset(st, 0, sizeof(*st));
+    rc = head_call(d->impl, key, version, &c, &e->err);
+    if (rc != 1)
+        return rc;
+    st->size = c->content_length;
+    /* No header means STANDARD (RGW and AWS both leave it out). */
+    snprintf(st->storage_class, sizeof(st->storage_class), "%s",
+             c->storage_class[0] ? c->storage_class : "STANDARD");
+    snprintf(st->version_id, sizeof(st->version_id), "%s", c->version_id);
+    snprintf(st->lock_mode, sizeof(st->lock_mode), "%s", c->lock_mode);
+    st->retain_until = c->retain_until[0] ? s3_xml_time_ms(c->retain_until) : 0;
+    if (st->retain_until < 0)
+        st->retain_until = 0; /* a date we cannot read is no retention we can count on */
+    call_free(c);
+    return 1;
+}
+
+/* Content-MD5 of a small body: AWS requires it on PUT ?retention. */
+static void md5_base64(const void *body, size_t len, char out[32])
+{
+    unsigned char md[16];
+    unsigned int n = sizeof(md);
+
+    EVP_Digest(body, len, md, &n, EVP_md5(), NULL);
+    EVP_EncodeBlock((unsigned char *)out, md, (int)sizeof(md));
+}
+
+/* store.h set_retention: PUT ?retention on the version, in the destination's lock mode. */
+static int s3_set_retention(struct dest *d, const char *key, const char *version, int64_t until_ms,
+                            struct store_err *e)
+{
+    struct s3 *s3 = d->impl;
+    struct s3_call *c;
+    char hex[65], md5[32];
+    int rc = 0;
+
+    e->kind = DEST_ERR_CONFIG;
+    if (s3->lock_mode == NULL)
+        return store_fail(e, DEST_ERR_CONFIG,
+                          "destination %s: cannot lock %s: object_lock is not set", d->name, key);
+    c = call_new("PUT", version_url(s3, key, version, "retention"));
+    c->body_owned = s3_xml_retention_body(s3->lock_mode, until_ms);
+    c->body_mem = c->body_owned;
+    c->body_len = strlen(c->body_owned);
+    sha256_hex(c->body_mem, c->body_len, hex);
+    md5_base64(c->body_mem, c->body_len, md5);
+    call_header(c, "x-amz-content-sha256: %s", hex);
+    call_header(c, "Content-MD5: %s", md5);
+    call_header(c, "Content-Type: application/xml");
+    if (call_run(s3, c) < 0) {
+        char doing[CST_ERR_SIZE / 2];
+
+        snprintf(doing, sizeof(doing), "cannot set the Object Lock retention of %s (version %s)",
+                 key, version && version[0] ? version : "latest");
+        e->kind = call_explain(s3, c, doing, e->err.msg, sizeof(e->err.msg));
+        rc = -1;
+    }
+    call_free(c);
+    return rc;
+}
+
 static int s3_remove(struct dest *d, const char *remote_key, struct cst_err *err)
 {
     struct s3 *s3 = d->impl;
@@ -880,6 +998,36 @@ static struct dest_check *check_add(struct dest_probe *out, const char *name, in
     return ch;
 }
 
+/* object_lock = yes is only true of a bucket made with Object Lock: ask the bucket. */
+static void probe_object_lock(struct s3 *s3, struct dest_probe *out)
+{
+    char *query = s3_query(&(struct s3_qparam){"object-lock", NULL}, 1);
+    struct s3_call *c = call_new("GET", bucket_url(s3, query));
+    char state[32] = "", msg[CST_ERR_SIZE];
+    int answered;
+
+    free(query);
+    call_sign_empty(c);
+    call_run(s3, c);
+    answered = call_ok(c) &&
+               s3_xml_text(c->reply, c->reply_len, "ObjectLockEnabled", state, sizeof(state)) == 0;
+    if (answered && strcmp(state, "Enabled") == 0) {
+        check_add(out, "object lock", 1, "bucket %s has Object Lock; retention in %s mode",
+                  s3->bucket, s3->lock_mode);
+    } else if (call_ok(c) || (c->rc == CURLE_OK && (c->status == 404 || c->status == 400))) {
+        /* AWS: 404 ObjectLockConfigurationNotFoundError; RGW: 404 or 400 InvalidRequest */
+        check_add(out, "object lock", 0,
+                  "object_lock = yes, but bucket %s has no Object Lock (%s): make a bucket with "
+                  "Object Lock enabled (most stores cannot turn it on later), or set "
+                  "object_lock = no",
+                  s3->bucket, c->xerr.code[0] ? c->xerr.code : "not enabled");
+    } else {
+        call_explain(s3, c, NULL, msg, sizeof(msg));
+        check_add(out, "object lock", 0, "cannot tell: %s", msg);
+    }
+    call_free(c);
+}
+
 static int s3_probe_connect(struct dest *d, struct dest_probe *out)
 {
     struct s3 *s3 = d->impl;
@@ -942,6 +1090,8 @@ static int s3_probe_connect(struct dest *d, struct dest_probe *out)
     }
     check_add(out, "bucket exists", 1, "bucket %s answers", s3->bucket);
     usable = 1; /* plain http on loopback is reported above, and the probe goes on */
+    if (s3->lock_mode)
+        probe_object_lock(s3, out);
 out:
     call_free(c);
     (void)all_ok;
@@ -1141,7 +1291,19 @@ static void meta_headers(struct s3_call *c, uint64_t stored_size, const unsigned
     }
 }
 
-/* Headers every new object carries: class and metadata (on PUT, or on Create). fd: the
+/* The storage class an object is put in: its own, else hot_class (NULL: the bucket's). */
+static const char *class_of(const struct s3 *s3, const struct dest_put *p)
+{
+    return p->storage_class && p->storage_class[0] ? p->storage_class : s3->hot_class;
+}
+
+/* The put asks for a retention this destination can give. */
+static int wants_lock(const struct s3 *s3, const struct dest_put *p)
+{
+    return s3->lock_mode && p->retain_until > 0;
+}
+
+/* Headers every new object carries: class, lock and metadata (on PUT, or on Create). fd: the
  * spool file (its header gives version and key id), or -1. */
 static void object_headers(struct s3 *s3, struct s3_call *c, const struct dest_put *p, int fd,
                            const unsigned char *mem)
@@ -1150,8 +1312,17 @@ static void object_headers(struct s3 *s3, struct s3_call *c, const struct dest_p
     size_t n = 0;
 
     call_header(c, "Content-Type: application/octet-stream");
-    if (s3->hot_class)
-        call_header(c, "x-amz-storage-class: %s", s3->hot_class);
+    if (class_of(s3, p))
+        call_header(c, "x-amz-storage-class: %s", class_of(s3, p));
+    if (wants_lock(s3, p)) {
+        char until[32];
+
+        /* Honoured on PUT; RGW drops them on multipart Create: store.c then sets the
+         * retention on the stored version. */
+        s3_xml_time_iso(p->retain_until, until, sizeof(until));
+        call_header(c, "x-amz-object-lock-mode: %s", s3->lock_mode);
+        call_header(c, "x-amz-object-lock-retain-until-date: %s", until);
+    }
     if (mem && p->stored_size >= sizeof(head)) {
         memcpy(head, mem, sizeof(head));
         n = sizeof(head);
@@ -1159,6 +1330,18 @@ static void object_headers(struct s3 *s3, struct s3_call *c, const struct dest_p
         n = sizeof(head);
     }
     meta_headers(c, p->stored_size, p->stored_sha256, head, n);
+}
+
+/* A single PUT that carries a lock also carries the body's SHA-256 as a checksum: AWS refuses
+ * lock headers without one (and checks it; the payload hash is checked anyway). */
+static void lock_checksum_header(struct s3 *s3, struct s3_call *c, const struct dest_put *p)
+{
+    char b64[48];
+
+    if (!wants_lock(s3, p))
+        return;
+    EVP_EncodeBlock((unsigned char *)b64, p->stored_sha256, 32);
+    call_header(c, "x-amz-checksum-sha256: %s", b64);
 }
 
 /* ---- records of multipart uploads in progress (start-up cleanup reads them) ---- */
@@ -1516,6 +1699,7 @@ static void call_complete(struct s3 *s3, struct s3_call *c)
     case CALL_PUT:
         if (call_ok(c)) {
             up->committed = 1; /* accepted only with the signed SHA-256 of the body */
+            snprintf(up->put->version_id, sizeof(up->put->version_id), "%s", c->version_id);
         } else {
             snprintf(doing, sizeof(doing), "cannot upload %s", key);
             upload_fail_call(up, c, doing);
@@ -1588,6 +1772,7 @@ static void call_complete(struct s3 *s3, struct s3_call *c)
              * the sealed object's SHA-256 (checked before Complete). */
             up->completed = 1;
             up->committed = 1;
+            snprintf(up->put->version_id, sizeof(up->put->version_id), "%s", c->version_id);
             record_upload(s3, "end %s", up->upload_id);
         } else {
             if (call_ok(c))
@@ -1630,6 +1815,7 @@ static void upload_start(struct s3 *s3, struct s3_upload *up)
         /* The sealed object's own hash: S3 checks every byte it receives against it. */
         call_header(c, "x-amz-content-sha256: %s", hex);
         object_headers(s3, c, p, up->fd, NULL);
+        lock_checksum_header(s3, c, p);
         if (call_body_file(c, up) < 0) {
             call_free(c);
             up->ready_next = s3->ready;
@@ -1731,6 +1917,7 @@ static int s3_write(struct dest *d, struct store_write *w)
     util_hex(p->stored_sha256, 32, hex);
     call_header(c, "x-amz-content-sha256: %s", hex);
     object_headers(s3, c, p, fd, NULL);
+    lock_checksum_header(s3, c, p);
     if (fd >= 0)
         close(fd);
     c->body_src = w->src;
@@ -1739,6 +1926,8 @@ static int s3_write(struct dest *d, struct store_write *w)
         snprintf(doing, sizeof(doing), "cannot upload %s", p->remote_key);
         p->kind = call_explain(s3, c, doing, p->error, sizeof(p->error));
         rc = -1;
+    } else {
+        snprintf(p->version_id, sizeof(p->version_id), "%s", c->version_id);
     }
     call_free(c);
     return rc;
@@ -1787,6 +1976,7 @@ static void s3_destroy(struct s3 *s3)
     free(s3->sigv4);
     free(s3->ca_file);
     free(s3->hot_class);
+    free(s3->lock_mode);
     free(s3->akf);
     free(s3->skf);
     free(s3);
@@ -2254,6 +2444,8 @@ static const struct store_driver s3_driver = {
     .write_async = s3_write_async,
     .read = s3_read,
     .stat = s3_stat,
+    .describe = s3_describe,
+    .set_retention = s3_set_retention,
     .get = s3_get,
     .list = s3_list,
     .remove = s3_remove,
@@ -2263,7 +2455,7 @@ static const struct store_driver s3_driver = {
     .free = s3_free,
 };
 
-static const struct dest_ops dest_s3_ops = STORE_DEST_OPS("s3");
+static const struct dest_ops dest_s3_ops = {STORE_DEST_OPS_FIELDS("s3"), .stat = store_stat};
 
 struct dest *dest_s3_new(const struct dest_s3_config *cfg, const struct dest_env *env,
                          struct cst_err *err)
@@ -2308,6 +2500,8 @@ struct dest *dest_s3_new(const struct dest_s3_config *cfg, const struct dest_env
     s3->sigv4 = util_printf("aws:amz:%s:s3", s3->region);
     s3->ca_file = cfg->ca_file ? util_xstrdup(cfg->ca_file) : NULL;
     s3->hot_class = cfg->hot_class && cfg->hot_class[0] ? util_xstrdup(cfg->hot_class) : NULL;
+    if (cfg->object_lock && cfg->lock_mode)
+        s3->lock_mode = util_xstrdup(cfg->lock_mode);
     s3->akf = util_xstrdup(cfg->access_key_file);
     s3->skf = util_xstrdup(cfg->secret_key_file);
     s3->path_style = cfg->path_style;
@@ -2339,7 +2533,8 @@ struct dest *dest_s3_new(const struct dest_s3_config *cfg, const struct dest_env
         .impl = s3,
         .max_batch = 1,
         .max_concurrent = (size_t)s3->max_inflight,
-        .threads = 1, /* start-up cleanup, off the loop */
+        .threads = 1, /* start-up cleanup and the checks of class and lock, off the loop */
+        .lock_mode = s3->lock_mode,
     };
 
     d = store_dest_new(&sp, env);

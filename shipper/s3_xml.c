@@ -1,6 +1,6 @@
 /*
- * s3_xml.c - scanning S3 reply bodies, writing CompleteMultipartUpload
- * (see s3_xml.h).
+ * s3_xml.c - scanning S3 reply bodies, writing CompleteMultipartUpload and
+ * PutObjectRetention (see s3_xml.h).
  */
 #include "s3_xml.h"
 
@@ -334,6 +334,26 @@ int64_t s3_xml_time_ms(const char *iso)
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
     return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+void s3_xml_time_iso(int64_t ms, char *out, size_t outlen)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    if (gmtime_r(&t, &tm) == NULL || strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, outlen, "%s", "");
+}
+
+char *s3_xml_retention_body(const char *mode, int64_t until_ms)
+{
+    char until[32];
+
+    s3_xml_time_iso(until_ms, until, sizeof(until));
+    /* mode is one of two fixed words (config checks it): nothing to escape */
+    return util_printf("<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                       "<Mode>%s</Mode><RetainUntilDate>%s</RetainUntilDate></Retention>",
+                       mode, until);
 }
 
 /* Append s to a growing buffer, escaping the characters XML text cannot hold. */

@@ -1,5 +1,5 @@
 /*
- * s3_xml.h - the few S3 reply bodies custodian reads, and the one it writes.
+ * s3_xml.h - the few S3 reply bodies custodian reads, and the two it writes.
  *
  * S3 answers in small, flat, machine-written XML: <Error><Code>,
  * ListObjectsV2's <Contents>, InitiateMultipartUpload's <UploadId>. A
@@ -58,8 +58,15 @@ int s3_xml_uploads(const char *xml, size_t len,
                              const char *initiated),
                    void *arg, struct s3_uploads_page *page);
 
-/* "2026-11-20T19:00:00.000Z" (S3's timestamps) as Unix milliseconds; -1 if not one. */
+/* "2026-11-20T19:00:00.000Z" (S3's timestamps; RGW writes nine digits after the second) as
+ * Unix milliseconds; -1 if not one. */
 int64_t s3_xml_time_ms(const char *iso);
+/* Unix milliseconds as "2033-11-24T00:00:00Z", the form S3 takes in lock headers and
+ * bodies (whole seconds: the fraction is dropped). out holds at least 32 bytes. */
+void s3_xml_time_iso(int64_t ms, char *out, size_t outlen);
+
+/* The PutObjectRetention request body: mode (GOVERNANCE, COMPLIANCE) until ms (malloc'd). */
+char *s3_xml_retention_body(const char *mode, int64_t until_ms);
 
 /* The CompleteMultipartUpload request body for parts 1..n with these ETags (malloc'd). */
 char *s3_xml_complete_body(char *const *etags, size_t n);

@@ -586,11 +586,17 @@ static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *reco
     same = same_as_live(s, j, err);
     if (same < 0)
         return -1;
+    /* A new version makes its content hot again: every destination holds it, also those
+     * that the archive tier had relieved of it (retention). */
+    if (!same && catalog_exempt_clear(s->p.catalog, j->object_id, err) < 0)
+        return -1;
     for (size_t d = 0; d < s->p.n_dests; d++) {
         int c = catalog_copy_exists(s->p.catalog, j->object_id, s->p.dests[d]->name, err), q = 1;
 
         if (c == 0)
             q = catalog_copy_queue_has(s->p.catalog, j->object_id, s->p.dests[d]->name, err);
+        if (c == 0 && q == 0 && same)
+            q = catalog_exempt_has(s->p.catalog, j->object_id, s->p.dests[d]->name, err);
         if (c < 0 || q < 0)
             return cst_err_wrap(err, "cannot read copies of %s", j->object_id);
         if (c)

@@ -12,6 +12,9 @@
  *   write   every object: streamed, made durable, moved into place
  *   sync    every folder an object moved into: fsynced once
  *   verify  every object: the commit's proof, or read back and hashed
+ *   plan    the objects that ask for a storage class or a retention: the
+ *           stored version described, a dropped retention set, described
+ *           again (no request for the others)
  *   report  done(arg, puts, n)
  *
  * Without an event loop (command-line use) the same phases run one after
@@ -29,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +55,7 @@ struct store {
     struct ev_loop *loop;
     struct workpool *pool; /* NULL: every phase runs in the caller */
     uint64_t readback_full;
+    char *lock_mode; /* Object Lock mode of retentions; NULL: none (store_params) */
     pthread_mutex_t lock;
     int stopping;
     /* bandwidth */
@@ -723,6 +728,104 @@ static void item_verify(struct item *it)
         put_fail(p, e.kind, "%s", e.err.msg);
 }
 
+/* ---- one object: what its plan asks for (class, retention) ---- */
+
+static int wants_class(const struct store *st, const struct dest_put *p)
+{
+    return st->drv->describe && p->storage_class && p->storage_class[0];
+}
+
+static int wants_lock(const struct store *st, const struct dest_put *p)
+{
+    return st->lock_mode && p->retain_until > 0;
+}
+
+/* The retention asked for shows: the mode, and a date no earlier (S3 keeps whole seconds). */
+static int lock_shows(const struct store *st, const struct dest_put *p, const struct dest_stat *ds)
+{
+    return strcasecmp(ds->lock_mode, st->lock_mode) == 0 && ds->retain_until > 0 &&
+           ds->retain_until >= p->retain_until - p->retain_until % 1000;
+}
+
+/*
+ * Blocking: the stored version shows the class and the retention asked for; a retention
+ * that did not come with the upload (RGW drops lock headers on multipart uploads) is set on
+ * that version once and read back. Only a version that shows both is verified.
+ */
+static void item_plan(struct item *it)
+{
+    struct store *st = it->st;
+    struct dest *d = st->d;
+    struct dest_put *p = it->w.put;
+    struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
+    struct dest_stat ds;
+    char want[32], got[32];
+    int lock = wants_lock(st, p), set = 0, rc;
+
+    if (!wants_class(st, p) && !lock)
+        return;
+    it->state = ITEM_FAILED;
+    if (stopping(st)) {
+        put_fail(p, DEST_ERR_TRANSIENT, "destination %s: shutting down", d->name);
+        return;
+    }
+    if (st->drv->describe == NULL || (lock && st->drv->set_retention == NULL)) {
+        put_fail(p, DEST_ERR_CONFIG, "destination %s: cannot check the storage class or lock of %s",
+                 d->name, p->remote_key);
+        return;
+    }
+    for (;;) {
+        memset(&ds, 0, sizeof(ds));
+        rc = st->drv->describe(d, p->remote_key, p->version_id, &ds, &e);
+        if (rc < 0) {
+            put_fail(p, e.kind, "%s", e.err.msg);
+            return;
+        }
+        if (rc == 0 || ds.size != p->stored_size) {
+            put_fail(p, DEST_ERR_TRANSIENT,
+                     "destination %s: %s %s after it was stored (version %s)", d->name,
+                     p->remote_key, rc == 0 ? "is not there" : "has another size",
+                     p->version_id[0] ? p->version_id : "latest");
+            return;
+        }
+        /* An unversioned commit: the version is what the store names now. */
+        if (p->version_id[0] == '\0')
+            snprintf(p->version_id, sizeof(p->version_id), "%s", ds.version_id);
+        if (wants_class(st, p) && strcmp(ds.storage_class, p->storage_class) != 0) {
+            put_fail(p, DEST_ERR_CONFIG,
+                     "destination %s: %s landed in storage class %s, not %s: check that the "
+                     "store offers that class for this bucket",
+                     d->name, p->remote_key, ds.storage_class[0] ? ds.storage_class : "(none)",
+                     p->storage_class);
+            return;
+        }
+        if (!lock || lock_shows(st, p, &ds))
+            break;
+        util_format_ms(p->retain_until, want, sizeof(want));
+        if (set) {
+            if (ds.retain_until > 0)
+                util_format_ms(ds.retain_until, got, sizeof(got));
+            put_fail(p, DEST_ERR_CONFIG,
+                     "destination %s: %s is not locked after setting its retention: version %s "
+                     "shows mode '%s' until %s, not %s until %s",
+                     d->name, p->remote_key, p->version_id[0] ? p->version_id : "latest",
+                     ds.lock_mode, ds.retain_until > 0 ? got : "(none)", st->lock_mode, want);
+            return;
+        }
+        log_info("setting the retention on the stored version dest=%s key=%s version=%s "
+                 "until=%s",
+                 d->name, p->remote_key, p->version_id[0] ? p->version_id : "-", want);
+        if (st->drv->set_retention(d, p->remote_key, p->version_id, p->retain_until, &e) < 0) {
+            put_fail(p, e.kind, "%s", e.err.msg);
+            return;
+        }
+        set = 1;
+    }
+    if (lock)
+        p->retained_until = ds.retain_until;
+    it->state = ITEM_VERIFIED;
+}
+
 /* ---- the marker ---- */
 
 static char *marker_text(struct store *st)
@@ -932,7 +1035,7 @@ out:
 
 /* ---- a batch: phases on the loop, work on the destination's threads ---- */
 
-enum phase { PHASE_ROOT, PHASE_WRITE, PHASE_SYNC, PHASE_VERIFY };
+enum phase { PHASE_ROOT, PHASE_WRITE, PHASE_SYNC, PHASE_VERIFY, PHASE_PLAN };
 
 struct dir_job {
     struct work work;
@@ -962,6 +1065,7 @@ struct batch {
 static void phase_write(struct batch *b);
 static void phase_sync(struct batch *b);
 static void phase_verify(struct batch *b);
+static void phase_plan(struct batch *b);
 static void batch_finish(struct batch *b);
 
 static void batch_free(struct batch *b)
@@ -1014,6 +1118,9 @@ static void phase_step(struct batch *b)
         phase_verify(b);
         return;
     case PHASE_VERIFY:
+        phase_plan(b);
+        return;
+    case PHASE_PLAN:
         batch_finish(b);
         return;
     }
@@ -1039,6 +1146,11 @@ static void item_write_run(struct work *w)
 static void item_verify_run(struct work *w)
 {
     item_verify((struct item *)w);
+}
+
+static void item_plan_run(struct work *w)
+{
+    item_plan((struct item *)w);
 }
 
 static void item_done(struct work *w)
@@ -1161,6 +1273,24 @@ static void phase_verify(struct batch *b)
     phase_step(b);
 }
 
+static void phase_plan(struct batch *b)
+{
+    struct store *st = b->st;
+
+    b->phase = PHASE_PLAN;
+    b->left = 1;
+    for (size_t i = 0; i < b->n; i++) {
+        struct item *it = &b->items[i];
+
+        if (it->state != ITEM_VERIFIED ||
+            (!wants_class(st, it->w.put) && !wants_lock(st, it->w.put)))
+            continue;
+        b->left++;
+        submit(st, &it->work, item_plan_run, item_done);
+    }
+    phase_step(b);
+}
+
 static void batch_finish(struct batch *b)
 {
     struct store *st = b->st;
@@ -1208,6 +1338,8 @@ void store_put_batch(struct dest *d, struct dest_put *puts, size_t n, dest_done_
         puts[i].ok = 0;
         puts[i].kind = DEST_OK;
         puts[i].error[0] = '\0';
+        puts[i].version_id[0] = '\0';
+        puts[i].retained_until = 0;
         it->b = b;
         it->st = st;
         it->w.put = &puts[i];
@@ -1259,6 +1391,8 @@ static int write_blocking(struct store *st, struct dest_put *p, const unsigned c
     }
     if (it.state == ITEM_WRITTEN)
         item_verify(&it);
+    if (it.state == ITEM_VERIFIED)
+        item_plan(&it);
     if (it.state == ITEM_VERIFIED) {
         p->ok = 1;
         rc = 0;
@@ -1327,8 +1461,34 @@ int store_exists(struct dest *d, const char *key, uint64_t *size, struct cst_err
     return rc;
 }
 
+int store_stat(struct dest *d, const char *key, struct dest_stat *st, struct cst_err *err)
+{
+    struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
+    int rc;
+
+    memset(st, 0, sizeof(*st));
+    if (d->store->drv->describe == NULL)
+        return cst_err_set(err, "destination %s: it cannot describe its objects", d->name);
+    /* Like exists: "not there" only from a destination that is there and ours. */
+    if (root_ready(d->store, 0, &e) < 0) {
+        *err = e.err;
+        return -1;
+    }
+    rc = d->store->drv->describe(d, key, NULL, st, &e);
+    if (rc < 0)
+        *err = e.err;
+    return rc;
+}
+
 int store_remove(struct dest *d, const char *key, struct cst_err *err)
 {
+    struct store_err e = {DEST_ERR_TRANSIENT, {{0}}};
+
+    /* "Removed" from a folder that is not there (not mounted) would be a lie. */
+    if (root_ready(d->store, 0, &e) < 0) {
+        *err = e.err;
+        return -1;
+    }
     if (d->store->drv->remove == NULL)
         return cst_err_set(err, "destination %s: removing is not supported", d->name);
     return d->store->drv->remove(d, key, err);
@@ -1417,14 +1577,19 @@ int store_probe(struct dest *d, struct dest_probe *out)
         failed = 1;
 out:
     if (st->drv->remove && p.ok) {
-        struct store_err se = {DEST_ERR_TRANSIENT, {{0}}};
         struct cst_err err;
         uint64_t sz;
+        int there;
 
+        /* The driver's own stat: store_exists refuses to answer for a root that is not
+         * marked yet, and doctor never marks one (the agent does, at first use). */
         if (st->drv->remove(d, key, &err) < 0) {
             dest_check_add(out, "delete probe", 0, "%s", err.msg);
             failed = 1;
-        } else if (st->drv->stat(d, key, &sz, &se) != 0) {
+        } else if ((there = st->drv->stat(d, key, &sz, &e)) < 0) {
+            dest_check_add(out, "delete probe", 0, "%s", e.err.msg);
+            failed = 1;
+        } else if (there > 0) {
             dest_check_add(out, "delete probe", 0, "%s is still there after its removal", key);
             failed = 1;
         } else {
@@ -1526,6 +1691,7 @@ struct dest *store_dest_new(const struct store_params *p, const struct dest_env 
     st->drv = p->driver;
     st->where = util_xstrdup(p->where ? p->where : p->name);
     st->readback_full = p->readback_full;
+    st->lock_mode = p->lock_mode ? util_xstrdup(p->lock_mode) : NULL;
     st->rate = p->bandwidth_kbps > 0 ? (double)p->bandwidth_kbps * 125.0 : 0.0;
     pthread_mutex_init(&st->lock, NULL);
     pthread_mutex_init(&st->mark_lock, NULL);
@@ -1575,6 +1741,7 @@ void store_free(struct dest *d)
     pthread_mutex_destroy(&st->mark_lock);
     free(st->install_id);
     free(st->recorded_key);
+    free(st->lock_mode);
     free(st->where);
     free(st);
     d->store = NULL;

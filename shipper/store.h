@@ -21,7 +21,13 @@
  *      object is read back and its SHA-256 compared with the sealed one.
  *      Size is never proof. Objects above the destination's read-back limit
  *      are checked by sampled ranges instead (docs/destinations.md);
- *   6. the result goes back to the caller's done() on the loop thread.
+ *   6. what the object's plan asks for, a storage class or an Object Lock
+ *      retention (dest_put.storage_class, retain_until), is checked on the
+ *      stored version (describe); a retention the store dropped on the way
+ *      (RGW does on multipart uploads) is set on that version and read back
+ *      again. A copy whose class or lock does not show is not verified. Puts
+ *      that ask for neither make no request here: the hot path stays as it is;
+ *   7. the result goes back to the caller's done() on the loop thread.
  *
  * Backends: dest_local.c, dest_s3.c, dest_sftp.c. Their blocking primitives
  * run on the destination's own threads (one per max_inflight) and must be
@@ -143,6 +149,15 @@ struct store_driver {
                 struct cst_err *err);
     int (*remove)(struct dest *d, const char *key, struct cst_err *err);
     int (*remove_dir)(struct dest *d, const char *dir, struct cst_err *err);
+    /* What the store says about one version of key (version NULL or "": the latest):
+     * size, storage class, version id, Object Lock. 1 with *st, 0 when absent, -1. Where
+     * it is missing, dest_put.storage_class is ignored and dest_ops.stat absent. */
+    int (*describe)(struct dest *d, const char *key, const char *version, struct dest_stat *st,
+                    struct store_err *e);
+    /* Retain that version of key until until_ms, in the destination's lock mode
+     * (store_params.lock_mode). Needed with a lock mode. */
+    int (*set_retention)(struct dest *d, const char *key, const char *version, int64_t until_ms,
+                         struct store_err *e);
     /* Start-up, in processes that ship: remove what dead processes left behind
      * (temporary files, multipart uploads), never what a live one is writing. */
     int (*cleanup)(struct dest *d, struct cst_err *err);
@@ -165,11 +180,15 @@ int store_list(struct dest *d, const char *prefix,
                struct cst_err *err);
 int store_probe(struct dest *d, struct dest_probe *out);
 void store_free(struct dest *d);
+/* dest_ops.stat, for backends with describe. */
+int store_stat(struct dest *d, const char *key, struct dest_stat *st, struct cst_err *err);
 
+#define STORE_DEST_OPS_FIELDS(type_name)                                                           \
+    .type = (type_name), .put_batch = store_put_batch, .get = store_get, .free = store_free,       \
+    .exists = store_exists, .remove = store_remove, .list = store_list, .probe = store_probe
 #define STORE_DEST_OPS(type_name)                                                                  \
     {                                                                                              \
-        .type = (type_name), .put_batch = store_put_batch, .get = store_get, .free = store_free,   \
-        .exists = store_exists, .remove = store_remove, .list = store_list, .probe = store_probe,  \
+        STORE_DEST_OPS_FIELDS(type_name)                                                           \
     }
 
 struct store_params {
@@ -182,6 +201,10 @@ struct store_params {
     int threads;            /* destination threads for the blocking primitives (0: none) */
     uint64_t readback_full; /* objects up to this size are read back whole; 0: all */
     long bandwidth_kbps;    /* pace of store_source_read; 0: unlimited */
+    /* "GOVERNANCE" or "COMPLIANCE": the destination locks the puts that carry a
+     * retain_until, in this mode (the driver has set_retention and describe). NULL: it
+     * has no Object Lock, and retain_until is ignored. */
+    const char *lock_mode;
 };
 
 /* A destination around a backend (the backend's constructor calls this last). With

@@ -177,3 +177,26 @@ def test_removed_destination_releases_its_queue(demo):
     demo.run("ship", "--wait", "--timeout", "30", check=0)
     demo.stop_agent()
     assert len(files) == 12
+
+
+def test_destination_added_later_gets_the_earlier_daily_points(demo):
+    demo.start_agent()
+    ship_files(demo, 5, "p")
+    demo.stop_agent()
+    demo.run("daily", check=0, timeout=300)
+    usb = demo.add_local_destination("usb")
+    demo.start_agent()  # marks the new folder and copies the files' objects
+    wait_for(lambda: copies_on(demo, "usb") == all_objects(demo), 60, "objects on usb")
+    rc, st = demo.status()
+    assert any("lacks" in p and "artifacts of earlier daily points" in p for p in st["problems"]), st
+    demo.stop_agent()
+    keys = [k for (k,) in demo.query("SELECT remote_key FROM artifacts WHERE attempt = 1")]
+    assert keys and not any(os.path.exists(os.path.join(usb, k)) for k in keys)
+    demo.run("daily", check=0, timeout=300)  # the next run closes the gap
+    for k in keys:
+        assert open(os.path.join(usb, k), "rb").read() == open(os.path.join(demo.dest, k),
+                                                                 "rb").read(), k
+    demo.start_agent()
+    st = demo.wait_status(True, 60)
+    assert all(d["objects_lacking"] == 0 for d in st["destinations"])
+    demo.stop_agent()

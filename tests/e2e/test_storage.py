@@ -2,7 +2,8 @@
 One storage guarantee on every backend (shipper/store.c), against the real
 servers: what S3 objects carry (nothing derived from the plaintext) and how
 doctor scrubs what older versions wrote; that RGW refuses a body that does
-not match its signed SHA-256 (why an S3 commit needs no read-back); an SFTP
+not match its signed SHA-256 (why an S3 commit needs no read-back), and that
+ordinary copies are never HEADed; an SFTP
 copy that is damaged is found by verification; kill -9 during local, S3 and
 SFTP copies leaves no temporary file, multipart upload or spool file after
 the next start; start-up cleanup spares what live processes are writing;
@@ -113,6 +114,25 @@ def test_no_plaintext_metadata_on_rgw(demo, rgw):
         head = rgw.get(bucket, key)[:18]
         assert h["x-amz-meta-custodian-format"] == str(head[8])
         assert h["x-amz-meta-custodian-key-id"] == head[10:18].hex()
+
+
+def test_ordinary_s3_copies_make_no_head(demo, rgw):
+    """The signed payload hash is the proof: copies that ask for no storage class and no
+    retention (everything but snapshots) are PUT, or uploaded in parts, and never HEADed."""
+    bucket = rgw.new_bucket("nohead")
+    set_destinations(demo, s3_section(rgw, bucket, part_size_mb=5))
+    demo.set_option("agent", "log_level", "debug")
+    files = {}
+    for i, size in enumerate((3000, 6 << 20)):  # one PUT, one multipart upload
+        p = os.path.join(demo.invoices, f"h{i}.pdf")
+        files[p] = write_file(p, os.urandom(size))
+    demo.run("scan", check=0)
+    log = demo.run("ship", "--timeout", "120", check=0, timeout=180).stderr.decode()
+    assert demo.query("SELECT count(*) FROM copies WHERE dest = 's3'")[0][0] == 2, log
+    requests = [line for line in log.splitlines() if "s3 request" in line]
+    assert any("method=PUT" in line for line in requests), log
+    assert any("method=POST" in line and "uploads=" in line for line in requests), log
+    assert not [line for line in requests if "method=HEAD" in line], log
 
 
 def test_rgw_refuses_a_body_that_does_not_match_its_signed_hash(rgw):

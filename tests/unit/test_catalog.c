@@ -634,7 +634,8 @@ static void test_queue_ready_order_limit_skip(void **state)
     int64_t ids[8];
     char path[16];
 
-    /* /q/1 is ready last, /q/5 first. */
+    /* /q/1 is ready last, /q/5 first: the newest comes first (new work goes ahead of a
+     * backlog). */
     for (int i = 1; i <= 5; i++) {
         snprintf(path, sizeof(path), "/q/%d", i);
         assert_int_equal(catalog_queue_path(f->cat, path, "new", (6 - i) * 100, &err), 0);
@@ -642,53 +643,53 @@ static void test_queue_ready_order_limit_skip(void **state)
     q = ready(f->cat, INT64_MAX, 10);
     assert_int_equal(q.n, 5);
     for (int i = 0; i < 5; i++) {
-        snprintf(path, sizeof(path), "/q/%d", 5 - i);
+        snprintf(path, sizeof(path), "/q/%d", i + 1);
         assert_string_equal(q.items[i].path, path);
-        ids[5 - i] = q.items[i].path_id;
+        ids[i + 1] = q.items[i].path_id;
     }
     catalog_queue_items_free(q.items, q.n);
 
     /* ready_at is respected. */
     q = ready(f->cat, 350, 10);
     assert_int_equal(q.n, 3);
-    assert_string_equal(q.items[0].path, "/q/5");
+    assert_string_equal(q.items[0].path, "/q/3");
     assert_string_equal(q.items[1].path, "/q/4");
-    assert_string_equal(q.items[2].path, "/q/3");
+    assert_string_equal(q.items[2].path, "/q/5");
     catalog_queue_items_free(q.items, q.n);
     q = ready(f->cat, 99, 10);
     assert_int_equal(q.n, 0);
     catalog_queue_items_free(q.items, q.n);
 
-    /* The limit takes the earliest. */
+    /* The limit takes the newest. */
     q = ready(f->cat, 1000, 2);
     assert_int_equal(q.n, 2);
-    assert_string_equal(q.items[0].path, "/q/5");
-    assert_string_equal(q.items[1].path, "/q/4");
+    assert_string_equal(q.items[0].path, "/q/1");
+    assert_string_equal(q.items[1].path, "/q/2");
     catalog_queue_items_free(q.items, q.n);
     q = ready(f->cat, 1000, 0);
     assert_int_equal(q.n, 0);
     catalog_queue_items_free(q.items, q.n);
 
     /* Skipped entries (in flight) do not use up the limit. */
-    skip.ids[0] = ids[5];
+    skip.ids[0] = ids[1];
     skip.ids[1] = ids[3];
     skip.n = 2;
     assert_int_equal(catalog_queue_ready(f->cat, 1000, 2, skip_some, &skip, &q.items, &q.n, &err),
                      0);
     assert_int_equal(q.n, 2);
-    assert_string_equal(q.items[0].path, "/q/4");
-    assert_string_equal(q.items[1].path, "/q/2");
+    assert_string_equal(q.items[0].path, "/q/2");
+    assert_string_equal(q.items[1].path, "/q/4");
     assert_true(skip.calls >= 4);
     catalog_queue_items_free(q.items, q.n);
 
-    /* Equal ready times: by path id, i.e. the order they were first queued. */
+    /* Equal ready times: by path id, the one first queued last. */
     assert_int_equal(catalog_queue_path(f->cat, "/q/7", "new", 100, &err), 0);
     assert_int_equal(catalog_queue_path(f->cat, "/q/6", "new", 100, &err), 0);
     q = ready(f->cat, 100, 10);
     assert_int_equal(q.n, 3);
-    assert_string_equal(q.items[0].path, "/q/5");
+    assert_string_equal(q.items[0].path, "/q/6");
     assert_string_equal(q.items[1].path, "/q/7");
-    assert_string_equal(q.items[2].path, "/q/6");
+    assert_string_equal(q.items[2].path, "/q/5");
     catalog_queue_items_free(q.items, q.n);
 
     /* The next wake-up. */
@@ -733,10 +734,12 @@ static void test_queue_retry_stats_failing(void **state)
     assert_true(oldest >= t0 && oldest <= util_now_ms());
     q = ready(f->cat, 1000, 10);
     assert_int_equal(q.n, 2);
-    a_id = q.items[0].path_id;
-    b_id = q.items[1].path_id;
-    a_gen = q.items[0].gen;
-    b_gen = q.items[1].gen;
+    /* Equal ready times: the one first queued last comes first. */
+    assert_string_equal(q.items[0].path, "/r/b");
+    a_id = q.items[1].path_id;
+    b_id = q.items[0].path_id;
+    a_gen = q.items[1].gen;
+    b_gen = q.items[0].gen;
     catalog_queue_items_free(q.items, q.n);
 
     /* A retry pushes the entry a minute into the future and counts the attempt. */
@@ -750,9 +753,9 @@ static void test_queue_retry_stats_failing(void **state)
     assert_true(next >= t0 + 60000 && next <= util_now_ms() + 60000);
     q = ready(f->cat, next, 10);
     assert_int_equal(q.n, 2);
-    assert_string_equal(q.items[1].path, "/r/a");
-    assert_int_equal(q.items[1].attempts, 1);
-    assert_int_equal(q.items[1].gen, a_gen);
+    assert_string_equal(q.items[0].path, "/r/a"); /* ready later: the newest */
+    assert_int_equal(q.items[0].attempts, 1);
+    assert_int_equal(q.items[0].gen, a_gen);
     catalog_queue_items_free(q.items, q.n);
 
     assert_int_equal(catalog_queue_failing(f->cat, &failing, &last, NULL), 0);
@@ -771,7 +774,8 @@ static void test_queue_retry_stats_failing(void **state)
     assert_int_equal(catalog_queue_retry(f->cat, a_id, a_gen, 0, "again", &err), 0);
     assert_int_equal(next_ready(f->cat, 1000), next);
     q = ready(f->cat, next, 10);
-    assert_int_equal(q.items[1].attempts, 2);
+    assert_string_equal(q.items[0].path, "/r/a");
+    assert_int_equal(q.items[0].attempts, 2);
     catalog_queue_items_free(q.items, q.n);
 
     /* The newest error is the one of the entry retried furthest out. */

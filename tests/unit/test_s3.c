@@ -1,7 +1,8 @@
 /*
  * test_s3.c - the pure parts of the S3 destination: S3's XML replies (errors,
  * ListObjectsV2 pages, multipart start and end, as AWS and Ceph RGW send
- * them), the CompleteMultipartUpload body, endpoint parsing, URLs in both
+ * them), the CompleteMultipartUpload and PutObjectRetention bodies and the
+ * lock dates, endpoint parsing, URLs in both
  * addressing styles in the exact form curl's SigV4 signs, the
  * classification and wording of failures, and the credentials files with
  * their mode check.
@@ -251,6 +252,34 @@ static void test_xml_complete_body(void **state)
                               "<ETag>weird&lt;&amp;&gt;</ETag></Part>"
                               "</CompleteMultipartUpload>");
     free(body);
+}
+
+/* Object Lock: the retain-until date as sent (whole seconds) and as read back on HEAD. */
+static void test_retention(void **state)
+{
+    char iso[32];
+    char *body;
+
+    (void)state;
+    /* 2033-11-24T00:00:00Z; a fraction of a second is dropped, never rounded up */
+    s3_xml_time_iso(2016403200000LL + 999, iso, sizeof(iso));
+    assert_string_equal(iso, "2033-11-24T00:00:00Z");
+    s3_xml_time_iso(0, iso, sizeof(iso));
+    assert_string_equal(iso, "1970-01-01T00:00:00Z");
+    body = s3_xml_retention_body("COMPLIANCE", 2016403200000LL);
+    assert_string_equal(body, "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                              "<Mode>COMPLIANCE</Mode>"
+                              "<RetainUntilDate>2033-11-24T00:00:00Z</RetainUntilDate>"
+                              "</Retention>");
+    free(body);
+    /* what HEAD shows: RGW with nanoseconds, AWS with milliseconds */
+    assert_int_equal(s3_xml_time_ms("2033-11-24T00:00:00.000000000Z"), 2016403200000LL);
+    assert_int_equal(s3_xml_time_ms("2033-11-24T00:00:00.000Z"), 2016403200000LL);
+    assert_int_equal(s3_xml_time_ms("2033-11-24T00:00:00.999999999Z"), 2016403200999LL);
+    /* a date and what it becomes agree both ways */
+    assert_int_equal(s3_xml_time_ms(iso), 0);
+    s3_xml_time_iso(s3_xml_time_ms("2040-02-29T23:59:59Z"), iso, sizeof(iso));
+    assert_string_equal(iso, "2040-02-29T23:59:59Z");
 }
 
 /* ---- endpoints and URLs ---- */
@@ -696,6 +725,7 @@ int main(void)
         cmocka_unit_test(test_xml_multipart),
         cmocka_unit_test(test_xml_complete_body),
         cmocka_unit_test(test_xml_uploads),
+        cmocka_unit_test(test_retention),
         cmocka_unit_test(test_endpoint_parse),
         cmocka_unit_test(test_uri_encode),
         cmocka_unit_test(test_query),

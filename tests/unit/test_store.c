@@ -4,7 +4,11 @@
  * in the caller): temporary names and whose they are, the destination
  * marker rules, the source check, an object already at its final name
  * (kept when it verifies, replaced when damaged), a copy that does not
- * verify, and that nothing temporary is left behind.
+ * verify, and that nothing temporary is left behind. And the checks of a
+ * copy's plan (storage class, Object Lock retention) after the commit,
+ * through the local primitives plus a describe and a set_retention that
+ * play a store with classes and locks (tests/e2e/test_snapshots.py does the
+ * same against Ceph RGW).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -423,6 +427,206 @@ static void test_blocking_operations(void **state)
     dest_free(d);
 }
 
+/* ---- a copy's plan: storage class and retention, checked after the commit ---- */
+
+/* What the played store does and shows. */
+struct described {
+    const char *stored_class; /* the class every object lands in */
+    int upload_keeps_lock;    /* the lock asked for shows at once (a single PUT) */
+    int retention_ignored;    /* set_retention answers 200 and changes nothing */
+    char mode[16];
+    int64_t until;
+    int describes, sets;
+    char set_version[32];
+};
+
+static struct described *played;
+
+static int played_describe(struct dest *d, const char *key, const char *version,
+                           struct dest_stat *st, struct store_err *e)
+{
+    int rc;
+
+    memset(st, 0, sizeof(*st));
+    played->describes++;
+    rc = d->driver->stat(d, key, &st->size, e);
+    if (rc != 1)
+        return rc;
+    /* a version asked for must be the one stored */
+    if (version && version[0] && strcmp(version, "v1") != 0)
+        return 0;
+    snprintf(st->storage_class, sizeof(st->storage_class), "%s", played->stored_class);
+    snprintf(st->version_id, sizeof(st->version_id), "v1");
+    snprintf(st->lock_mode, sizeof(st->lock_mode), "%s", played->mode);
+    st->retain_until = played->until;
+    return 1;
+}
+
+static int played_set_retention(struct dest *d, const char *key, const char *version,
+                                int64_t until_ms, struct store_err *e)
+{
+    (void)d;
+    (void)key;
+    (void)e;
+    played->sets++;
+    snprintf(played->set_version, sizeof(played->set_version), "%s", version ? version : "");
+    if (!played->retention_ignored) {
+        snprintf(played->mode, sizeof(played->mode), "COMPLIANCE");
+        played->until = until_ms - until_ms % 1000; /* kept in whole seconds */
+    }
+    return 0;
+}
+
+static void played_free(struct dest *d)
+{
+    (void)d; /* the local destination underneath owns the state */
+}
+
+struct played_dest {
+    struct dest *local, *d;
+    struct store_driver drv;
+    struct dest_ops ops;
+};
+
+/* The local destination's primitives, plus describe and set_retention; lock_mode may be
+ * NULL (a destination without Object Lock). */
+static void played_open(struct played_dest *pd, struct fx *f, const char *lock_mode)
+{
+    struct store_params sp;
+
+    pd->local = ready(f);
+    pd->drv = *pd->local->driver;
+    pd->drv.describe = played_describe;
+    pd->drv.set_retention = played_set_retention;
+    pd->drv.free = played_free;
+    pd->ops = *pd->local->ops;
+    pd->ops.stat = store_stat;
+    memset(&sp, 0, sizeof(sp));
+    sp.name = "played";
+    sp.ops = &pd->ops;
+    sp.driver = &pd->drv;
+    sp.impl = pd->local->impl;
+    sp.lock_mode = lock_mode;
+    pd->d = store_dest_new(&sp, NULL);
+    dest_set_install(pd->d, "00112233445566778899aabbccddeeff");
+    usage(pd->d, 0, NULL, 1);
+}
+
+static void played_close(struct played_dest *pd)
+{
+    dest_free(pd->d);
+    dest_free(pd->local);
+}
+
+/* put_one with a class and a retention asked for. */
+static struct dest_put put_planned(struct dest *d, const struct fx *f, const char *key,
+                                   const char *cls, int64_t until)
+{
+    struct dest_put p;
+    struct result r = {0};
+    unsigned int mdlen = 32;
+
+    memset(&p, 0, sizeof(p));
+    write_bytes(f->spool, "sealed", 6);
+    p.spool_path = f->spool;
+    p.remote_key = key;
+    p.stored_size = 6;
+    EVP_Digest("sealed", 6, p.stored_sha256, &mdlen, EVP_sha256(), NULL);
+    p.storage_class = cls;
+    p.retain_until = until;
+    d->ops->put_batch(d, &p, 1, done, &r);
+    assert_int_equal(r.called, 1);
+    return p;
+}
+
+#define UNTIL_2033 2016403200500LL /* 2033-11-24T00:00:00.500Z: S3 keeps whole seconds */
+
+static void test_plan_class(void **state)
+{
+    struct fx *f = *state;
+    struct described store = {.stored_class = "DEEP_ARCHIVE"};
+    struct played_dest pd;
+    struct dest_stat st;
+    struct cst_err err;
+    struct dest_put p;
+
+    played = &store;
+    played_open(&pd, f, NULL);
+    /* an ordinary copy: the commit's proof alone, nothing described */
+    assert_true(put_planned(pd.d, f, "objects/ab/ab01", NULL, 0).ok);
+    assert_true(put_planned(pd.d, f, "objects/ab/ab02", "", 0).ok);
+    assert_int_equal(store.describes, 0);
+    /* the class asked for shows */
+    p = put_planned(pd.d, f, "objects/ab/ab03", "DEEP_ARCHIVE", 0);
+    assert_true(p.ok);
+    assert_int_equal(store.describes, 1);
+    assert_string_equal(p.version_id, "v1");
+    assert_int_equal(p.retained_until, 0);
+    /* another class: stored, but not a verified copy */
+    p = put_planned(pd.d, f, "objects/ab/ab04", "STANDARD_IA", 0);
+    assert_false(p.ok);
+    assert_int_equal(p.kind, DEST_ERR_CONFIG);
+    assert_non_null(strstr(p.error, "landed in storage class DEEP_ARCHIVE, not STANDARD_IA"));
+    /* a retention asked of a destination without Object Lock is not its business */
+    p = put_planned(pd.d, f, "objects/ab/ab05", NULL, UNTIL_2033);
+    assert_true(p.ok);
+    assert_int_equal(store.describes, 2);
+    assert_int_equal(store.sets, 0);
+    assert_int_equal(p.retained_until, 0);
+    /* stat: what describe says about the latest version; local has none */
+    assert_int_equal(pd.d->ops->stat(pd.d, "objects/ab/ab03", &st, &err), 1);
+    assert_int_equal(st.size, 6);
+    assert_string_equal(st.storage_class, "DEEP_ARCHIVE");
+    assert_int_equal(pd.d->ops->stat(pd.d, "objects/ab/none", &st, &err), 0);
+    assert_null(pd.local->ops->stat);
+    played_close(&pd);
+}
+
+static void test_plan_lock(void **state)
+{
+    struct fx *f = *state;
+    struct described store = {.stored_class = "STANDARD"};
+    struct played_dest pd;
+    struct dest_put p;
+
+    played = &store;
+    played_open(&pd, f, "COMPLIANCE");
+    /* the upload kept the lock (a single PUT): read back, nothing set */
+    snprintf(store.mode, sizeof(store.mode), "COMPLIANCE");
+    store.until = UNTIL_2033 - 500;
+    p = put_planned(pd.d, f, "objects/cd/cd01", NULL, UNTIL_2033);
+    assert_true(p.ok);
+    assert_int_equal(store.sets, 0);
+    assert_int_equal(p.retained_until, UNTIL_2033 - 500);
+    /* an ordinary copy on the same destination: nothing described */
+    store.describes = 0;
+    assert_true(put_planned(pd.d, f, "objects/cd/cd02", NULL, 0).ok);
+    assert_int_equal(store.describes, 0);
+    /* the upload lost it (RGW multipart): set on the stored version, read back */
+    store.mode[0] = '\0';
+    store.until = 0;
+    p = put_planned(pd.d, f, "objects/cd/cd03", "STANDARD", UNTIL_2033);
+    assert_true(p.ok);
+    assert_int_equal(store.sets, 1);
+    assert_int_equal(store.describes, 2);
+    assert_string_equal(store.set_version, "v1");
+    assert_int_equal(p.retained_until, UNTIL_2033 - 500);
+    /* a shorter retention than asked, or another mode, is not the lock asked for */
+    store.until = UNTIL_2033 - 500 - 86400000;
+    store.retention_ignored = 1;
+    p = put_planned(pd.d, f, "objects/cd/cd04", NULL, UNTIL_2033);
+    assert_false(p.ok);
+    assert_int_equal(store.sets, 2); /* once, then a failure: never a loop */
+    assert_int_equal(p.kind, DEST_ERR_CONFIG);
+    assert_non_null(strstr(p.error, "is not locked after setting its retention"));
+    assert_int_equal(p.retained_until, 0);
+    snprintf(store.mode, sizeof(store.mode), "GOVERNANCE");
+    store.until = UNTIL_2033;
+    assert_false(put_planned(pd.d, f, "objects/cd/cd05", NULL, UNTIL_2033).ok);
+    assert_int_equal(count_temps(f->root), 0);
+    played_close(&pd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +641,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_existing_object, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_spool_hard_linked_and_verified, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_blocking_operations, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_plan_class, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_plan_lock, fx_setup, fx_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
