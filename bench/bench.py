@@ -1087,6 +1087,9 @@ def main():
                     help=f"small files to the RGW (default {S3_SMALL_FILES}; 0 skips them)")
     ap.add_argument("--skip-other-writers", action="store_true",
                     help="skip the other-writers phase")
+    ap.add_argument("--small-only", action="store_true",
+                    help="only the small-file backlog (with the tools unless --skip-tools, the "
+                         "start-up scan and idle memory): the developer's loop on the biggest gap")
     ap.add_argument("--perf", metavar="FILE",
                     help="attach `perf record` (cpu-clock, call graphs) to the agent during the "
                          "backlog phase, write FILE and print its top symbols; perturbs the "
@@ -1166,7 +1169,16 @@ def one_run(args, binary, parent, n_lat, n_files, lat_timeout, burst_timeout, to
         pass
     rc = 0
     try:
-        if args.snapshot_only:
+        if args.small_only:
+            n = args.small_files or SMALL_FILES
+            result["small"] = sm = run_small(args, binary, work, n, max(120.0, n / 50.0),
+                                             args.skip_tools,
+                                             args.perf + ".small" if args.perf else None)
+            out = []
+            print_small(out.append, sm)
+            print("\n".join(out), flush=True)
+            result["ok"] = True
+        elif args.snapshot_only:
             result["snapshot"] = sn = run_snapshot(args, binary, work, args.scale)
             out = []
             print_snapshot(out.append, sn)
