@@ -190,9 +190,12 @@ int64_t catalog_copy_queue_count(struct catalog *cat, const char *object_id)
 int catalog_copy_queue_next_ready(struct catalog *cat, const char *dest, int64_t after,
                                   int64_t *next, struct cst_err *err)
 {
-    static const char q[] =
-        "SELECT min(ready_at) FROM copy_queue WHERE (?1 IS NULL OR dest = ?1) AND ready_at > ?2";
-    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    /* One destination's: a search of copy_queue_by_dest (the shipper asks on every fill).
+     * Every destination's: a scan. */
+    static const char q_dest[] =
+        "SELECT min(ready_at) FROM copy_queue WHERE dest = ?1 AND ready_at > ?2";
+    static const char q_all[] = "SELECT min(ready_at) FROM copy_queue WHERE ready_at > ?2";
+    sqlite3_stmt *st = catalog_stmt(cat, dest ? q_dest : q_all, err);
 
     *next = INT64_MAX;
     if (st == NULL)
@@ -409,8 +412,9 @@ int catalog_pending_stats(struct catalog *cat, int64_t *count, int64_t *oldest_f
 int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, int64_t mtime_ns,
                           int64_t inode, const char *object_id, struct cst_err *err)
 {
+    /* The path first, then its pending versions (pending_by_path). */
     static const char q[] =
-        "SELECT 1 FROM pending_versions pv JOIN paths p ON p.id = pv.path_id"
+        "SELECT 1 FROM paths p JOIN pending_versions pv ON pv.path_id = p.id"
         " WHERE p.path = ?1 AND pv.size = ?2 AND pv.mtime_ns = ?3 AND pv.inode = ?4"
         " AND (?5 IS NULL OR pv.object_id = ?5)";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);

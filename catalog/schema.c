@@ -379,6 +379,10 @@ static const char *const migrations[] = {
     ");"
     "ALTER TABLE daily_attempts ADD COLUMN pruned_at INTEGER;"
     "ALTER TABLE snapshots ADD COLUMN pruned_at INTEGER;",
+    /* Pending versions by path: every sealed result asks whether its path already waits
+     * with this content (catalog_pending_match); without it each asked by scanning every
+     * pending version, quadratic in a start-up backlog. */
+    "CREATE INDEX pending_by_path ON pending_versions (path_id);",
 };
 
 int catalog_schema_latest(void)

@@ -254,6 +254,12 @@ static int local_write(struct dest *d, struct store_write *w)
         else
             unlinkat(dirfd, temp, 0);
     }
+    /* A hard link to a spool file its caller already made durable shares that file's
+     * blocks: syncing them again would only flush the disk cache once more per object, so
+     * it is not even opened. Otherwise data first, then the name: a crash leaves a
+     * temporary file, never a torn object. */
+    if (linked && p->spool_durable)
+        goto move;
     fd = openat(dirfd, temp,
                 linked ? O_RDONLY | O_CLOEXEC : O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -265,10 +271,7 @@ static int local_write(struct dest *d, struct store_write *w)
             fail_errno(&e, d, "cannot write a temporary file in", shown);
         goto fail_unlink;
     }
-    /* Data first, then the name: a crash leaves a temporary file, never a torn object. A
-     * hard link to a spool file its caller already made durable shares that file's blocks:
-     * syncing them again would only flush the disk cache once more per object. */
-    if (!(linked && p->spool_durable) && fdatasync(fd) < 0) {
+    if (fdatasync(fd) < 0) {
         fail_errno(&e, d, "fdatasync failed in", shown);
         goto fail_unlink;
     }
@@ -278,6 +281,7 @@ static int local_write(struct dest *d, struct store_write *w)
         goto fail_unlink;
     }
     fd = -1;
+move:
     moved = move_noreplace(dirfd, temp, name);
     if (moved < 0) {
         fail_errno(&e, d, "cannot move a temporary file into place in", shown);
@@ -667,8 +671,10 @@ struct dest *dest_local_new(const struct dest_local_config *c, const struct dest
         .ops = &dest_local_ops,
         .driver = &local_driver,
         .impl = l,
-        /* Large batches, two at once: one is made durable while the next is written. */
-        .max_batch = 1024,
+        /* Large batches, two at once: one is made durable while the next is written. Each
+         * batch fsyncs every shard folder it touched (up to 256): 4096 objects make that
+         * one folder fsync per 16 objects in a backlog rather than one per 4. */
+        .max_batch = 4096,
         .max_concurrent = 2,
         .threads = c->max_inflight > 0 ? c->max_inflight : LOCAL_THREADS_DEFAULT,
         .readback_full = 0, /* every copy is read back whole */

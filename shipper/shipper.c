@@ -83,6 +83,7 @@ struct lane {
     size_t n_busy;
     int64_t down_until; /* backing off after failures */
     int failures;       /* consecutive failed batches */
+    uint64_t drained;   /* copy_gen when its ready entries were last all taken */
 };
 
 struct copy_batch {
@@ -128,6 +129,11 @@ struct shipper {
     char catalog_error[CST_ERR_SIZE]; /* the last write that failed, until one succeeds */
     char **sourcing;                  /* objects whose bytes are being found for queued copies */
     size_t n_sourcing;
+    /* Bumped whenever the copy queue may hold new ready work (a flush, a copy batch done, a
+     * source found, a kick, the timer): a lane or the sourcing that took all there was reads
+     * the copy queue again only then, not after every sealed file. */
+    uint64_t copy_gen;
+    uint64_t sources_drained;
     ev_timer cover_timer;
 };
 
@@ -778,6 +784,7 @@ out:
         }
         job_free(j);
     }
+    s->copy_gen++;
     fill(s);
 }
 
@@ -960,6 +967,7 @@ out:
     catalog_copy_items_free(b->items, n);
     free(puts);
     free(b);
+    s->copy_gen++;
     fill(s);
 }
 
@@ -967,7 +975,8 @@ static void fill_copies(struct lane *l, int64_t now)
 {
     struct shipper *s = l->s;
 
-    while (l->batches < l->d->max_concurrent && util_mono_ms() >= l->down_until) {
+    while (l->batches < l->d->max_concurrent && util_mono_ms() >= l->down_until &&
+           l->drained != s->copy_gen) {
         struct catalog_copy_item *items;
         struct dest_put *puts;
         struct copy_batch *b;
@@ -979,6 +988,8 @@ static void fill_copies(struct lane *l, int64_t now)
             log_error("cannot read the copy queue: %s", err.msg);
             return;
         }
+        if (n < l->d->max_batch)
+            l->drained = s->copy_gen; /* all there was: none until something changes */
         if (n == 0) {
             catalog_copy_items_free(items, n);
             return;
@@ -1221,6 +1232,7 @@ static void source_done(struct work *w)
     struct shipper *s = ((struct source_job *)w)->s;
 
     source_finish((struct source_job *)w);
+    s->copy_gen++;
     fill(s);
 }
 
@@ -1231,13 +1243,17 @@ static void fill_sources(struct shipper *s, int64_t now)
     size_t n;
     struct cst_err err;
 
-    if (s->n_sourcing >= MAX_SOURCING)
+    if (s->n_sourcing >= MAX_SOURCING || s->sources_drained == s->copy_gen)
         return;
     if (catalog_copy_queue_unsourced(s->p.catalog, now, MAX_SOURCING - s->n_sourcing, sourcing_has,
                                      s, &ids, &n, &err) < 0) {
         log_error("cannot read the copy queue: %s", err.msg);
         return;
     }
+    if (n < MAX_SOURCING - s->n_sourcing)
+        s->sources_drained = s->copy_gen; /* all there was: none until something changes */
+    if (n > 0)
+        s->copy_gen++; /* sourced from the spool: the lanes look again */
     for (size_t i = 0; i < n; i++) {
         char *spool = NULL;
         int64_t size;
@@ -1287,7 +1303,9 @@ static void fill_paths(struct shipper *s, int64_t now)
     size_t n;
     struct cst_err err;
 
-    if (s->sealing >= s->max_sealing || s->done_count >= MAX_FLUSH)
+    /* Refilled when half has been sealed, in one read, rather than one read per sealed file;
+     * a quiet host (nothing sealing) reads at once. */
+    if (s->sealing > s->max_sealing / 2 || s->done_count >= MAX_FLUSH)
         return;
     if (catalog_queue_ready_page(s->p.catalog, now, &s->cursor, s->max_sealing - s->sealing,
                                  inflight_has, s, &items, &n, &err) < 0) {
@@ -1329,10 +1347,19 @@ static void fill(struct shipper *s)
     for (size_t d = 0; d < s->p.n_dests; d++)
         fill_copies(&s->lanes[d], now);
     /* Entries not ready yet (settling, backing off): wake up when the first is. */
-    int64_t next_copy;
+    int64_t next_copy = INT64_MAX;
     struct cst_err err;
-    if (catalog_queue_next_ready(s->p.catalog, now, &next, &err) < 0 ||
-        catalog_copy_queue_next_ready(s->p.catalog, NULL, now, &next_copy, &err) < 0) {
+    int rc = catalog_queue_next_ready(s->p.catalog, now, &next, &err);
+    /* Per destination (an index search each): asked on every fill, a scan of the whole copy
+     * queue cost more than the rest of the fill in a backlog. */
+    for (size_t d = 0; rc == 0 && d < s->p.n_dests; d++) {
+        int64_t at;
+
+        rc = catalog_copy_queue_next_ready(s->p.catalog, s->p.dests[d]->name, now, &at, &err);
+        if (rc == 0 && at < next_copy)
+            next_copy = at;
+    }
+    if (rc < 0) {
         /* The catalog cannot say when: look again soon rather than sleep for ever. */
         log_warn("cannot read the queue schedule: %s", err.msg);
         next = next_copy = now + 1000;
@@ -1355,9 +1382,12 @@ static void fill(struct shipper *s)
 
 static void on_next_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
+    struct shipper *s = t->data;
+
     (void)loop;
     (void)revents;
-    fill(t->data);
+    s->copy_gen++; /* entries whose time came (retries, backoffs) */
+    fill(s);
 }
 
 static void on_kick(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -1552,6 +1582,7 @@ struct shipper *shipper_new(const struct shipper_params *p, struct cst_err *err)
         return cst_err_set(err, "libsodium failed to initialise"), NULL;
     s = util_xcalloc(1, sizeof(*s));
     s->p = *p;
+    s->copy_gen = 1; /* lanes and sourcing start at 0: they read the copy queue at once */
     /* Enough sealing queued to keep every worker busy. */
     s->max_sealing = (size_t)(p->workers > 0 ? p->workers : 2) * 8;
     s->lanes = util_xcalloc(p->n_dests, sizeof(*s->lanes));
@@ -1588,6 +1619,7 @@ void shipper_kick(struct shipper *s)
     /* Coalesce many kicks in one loop iteration into one queue read, from the top: what
      * was just queued is the newest. */
     s->cursor.valid = 0;
+    s->copy_gen++; /* another part of the agent (or process) may have queued copies */
     if (!s->stopping)
         ev_prepare_start(s->p.loop, &s->kick_prep);
 }
