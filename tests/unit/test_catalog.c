@@ -930,6 +930,67 @@ static void test_folder_delete_boundaries(void **state)
     assert_int_equal(live(f->cat, "/g/xy", NULL), 1);
 }
 
+/* The copy schedule per destination (an index search; the shipper asks on every fill) and
+ * for all of them; a pending version found by its path through pending_by_path. */
+static void test_copy_schedule_and_pending_by_path(void **state)
+{
+    struct fixture *f = *state;
+    struct cst_err err = {{0}};
+    unsigned char sha[32] = {0};
+    char a[65], b[65];
+    int64_t next;
+    struct catalog_version v;
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    int uses_index = 0;
+
+    make_object(f->cat, 'a', 1, 1, a);
+    make_object(f->cat, 'b', 1, 1, b);
+    assert_int_equal(catalog_copy_queue_add(f->cat, a, "nas", "a.obj", 1, sha, 3000, &err), 0);
+    assert_int_equal(catalog_copy_queue_add(f->cat, b, "nas", "b.obj", 1, sha, 5000, &err), 0);
+    assert_int_equal(catalog_copy_queue_add(f->cat, a, "s3", "a.obj", 1, sha, 4000, &err), 0);
+    assert_int_equal(catalog_copy_queue_next_ready(f->cat, "nas", 1000, &next, &err), 0);
+    assert_int_equal(next, 3000);
+    assert_int_equal(catalog_copy_queue_next_ready(f->cat, "nas", 3000, &next, &err), 0);
+    assert_int_equal(next, 5000);
+    assert_int_equal(catalog_copy_queue_next_ready(f->cat, "s3", 1000, &next, &err), 0);
+    assert_int_equal(next, 4000);
+    assert_int_equal(catalog_copy_queue_next_ready(f->cat, "s3", 4000, &next, &err), 0);
+    assert_true(next == INT64_MAX);
+    assert_int_equal(catalog_copy_queue_next_ready(f->cat, "gone", 0, &next, &err), 0);
+    assert_true(next == INT64_MAX);
+    assert_int_equal(catalog_copy_queue_next_ready(f->cat, NULL, 3000, &next, &err), 0);
+    assert_int_equal(next, 4000);
+
+    memset(&v, 0, sizeof(v));
+    v.path = "/p/waiting";
+    v.kind = CATALOG_FILE;
+    v.size = 10;
+    v.mtime_ns = 20;
+    v.inode = 30;
+    memcpy(v.object_id, a, sizeof(v.object_id));
+    v.first_seen = 1000;
+    assert_int_equal(catalog_pending_add(f->cat, &v, &err), 0);
+    assert_int_equal(catalog_pending_match(f->cat, "/p/waiting", 10, 20, 30, a, &err), 1);
+    assert_int_equal(catalog_pending_match(f->cat, "/p/waiting", 10, 20, 30, NULL, &err), 1);
+    assert_int_equal(catalog_pending_match(f->cat, "/p/waiting", 10, 20, 30, b, &err), 0);
+    assert_int_equal(catalog_pending_match(f->cat, "/p/waiting", 11, 20, 30, NULL, &err), 0);
+    assert_int_equal(catalog_pending_match(f->cat, "/p/other", 10, 20, 30, NULL, &err), 0);
+    /* Found through the index, not by reading every pending version. */
+    assert_int_equal(sqlite3_open_v2(f->db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(h,
+                           "EXPLAIN QUERY PLAN SELECT 1 FROM paths p JOIN "
+                           "pending_versions pv ON pv.path_id = p.id WHERE p.path = ?1",
+                           -1, &st, NULL),
+        SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        uses_index |= strstr((const char *)sqlite3_column_text(st, 3), "pending_by_path") != NULL;
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    assert_true(uses_index);
+}
+
 static void test_raw_byte_paths(void **state)
 {
     struct fixture *f = *state;
@@ -1798,6 +1859,7 @@ int main(void)
         T(test_queue_retry_stats_failing),
         T(test_version_lifecycle),
         T(test_folder_delete_boundaries),
+        T(test_copy_schedule_and_pending_by_path),
         T(test_raw_byte_paths),
         T(test_each_version_at_prefix),
         T(test_each_version_of_order),
