@@ -809,6 +809,8 @@ def run_s3(args, binary, work, stage_b, backlog_files, scale, skip_tools):
         res["ratios"] = {name: round(cust["mb_per_s"] / t["mb_per_s"], 2)
                          for name, t in res["tools"].items()
                          if cust.get("mb_per_s") and t.get("mb_per_s")}
+        if args.s3_small_files > 0:
+            res["small"] = s3_small(args, binary, work, rgw, skip_tools)
     finally:
         rgw.stop()
         if args.keep:
@@ -818,7 +820,38 @@ def run_s3(args, binary, work, stage_b, backlog_files, scale, skip_tools):
     return res
 
 
-def s3_custodian(binary, sdir, staging, files, nbytes, rgw, timeout):
+def s3_small(args, binary, work, rgw, skip_tools):
+    """Many small objects (1-8 KB) to the same RGW: custodian, rclone and restic, each into
+    a bucket of its own."""
+    n = args.s3_small_files
+    sdir = os.path.join(work, "s3-small")
+    staging = os.path.join(sdir, "staging")
+    for k in FOLDERS:
+        os.makedirs(os.path.join(staging, k))
+    log(f"s3 small: generating {n} files of 1-8 KB ...")
+    made = write_small_set(os.path.join(staging, "bug-reports"), n, args.seed + 17, 1000, 8000,
+                           "R")
+    files = [("bug-reports", name, size) for name, size in made]
+    nbytes = sum(size for _, _, size in files)
+    timeout = max(60.0, n / 20.0)
+    res = {"files": n, "mb": round(nbytes / MB, 2), "tools": {}}
+    try:
+        res["custodian"] = s3_custodian(binary, sdir, staging, files, nbytes, rgw, timeout,
+                                        bucket_name="custodian-small")
+    except (BenchError, RgwError) as e:
+        res["custodian"] = {"error": str(e)}
+        log(f"s3 small: custodian: {e}")
+    if not skip_tools:
+        s3_tools(sdir, staging, nbytes, n, rgw, timeout, res["tools"], suffix="-small")
+    cust = res["custodian"]
+    res["ratios"] = {name: round(cust["mb_per_s"] / t["mb_per_s"], 2)
+                     for name, t in res["tools"].items()
+                     if cust.get("mb_per_s") and t.get("mb_per_s")}
+    shutil.rmtree(sdir, ignore_errors=True)
+    return res
+
+
+def s3_custodian(binary, sdir, staging, files, nbytes, rgw, timeout, bucket_name="custodian"):
     """A demo whose only destination is the RGW; backlog-style: the files are
     renamed into the watched folders while the agent is stopped, the time
     runs from the agent's start to the last verified copy (versions rows
@@ -828,7 +861,7 @@ def s3_custodian(binary, sdir, staging, files, nbytes, rgw, timeout):
     if p.returncode != 0:
         raise BenchError(f"custodian init --demo failed ({p.returncode}): "
                          f"{p.stderr.decode('utf-8', 'replace').strip()}")
-    bucket = rgw.create_bucket("custodian")
+    bucket = rgw.create_bucket(bucket_name)
     s3_destination_only(os.path.join(demo, "custodian.conf"), rgw, bucket,
                         os.path.join(sdir, "credentials"))
     data = os.path.join(demo, "app", "data")
@@ -923,7 +956,7 @@ def s3_custodian(binary, sdir, staging, files, nbytes, rgw, timeout):
         "files": n, "mb": round(nbytes / MB, 1), "wall_s": round(wall, 2),
         "startup_s": round(t_started - t0, 2),
         "queue_empty_after_s": round(t_empty - t0, 2),
-        "mb_per_s": round(nbytes / MB / wall, 1), "files_per_s": round(n / wall, 1),
+        "mb_per_s": round(nbytes / MB / wall, 2), "files_per_s": round(n / wall, 1),
         "agent_cpu_s": round(cpu, 1) if cpu is not None else None,
         "agent_cpu_threads_s": threads,
         "peak_rss_mb": round(hwm / 1024.0, 1) if hwm else None,
@@ -937,7 +970,7 @@ def s3_custodian(binary, sdir, staging, files, nbytes, rgw, timeout):
     return res
 
 
-def s3_tools(sdir, staging, nbytes, n, rgw, timeout, results):
+def s3_tools(sdir, staging, nbytes, n, rgw, timeout, results, suffix=""):
     """rclone copy and restic backup of the S3 staging folder, each into a
     bucket of its own on the same RGW."""
     tdir = os.path.join(sdir, "tools")
@@ -955,7 +988,7 @@ def s3_tools(sdir, staging, nbytes, n, rgw, timeout, results):
         res["server_cpu_s"] = round(srv, 1) if srv is not None else None
         res["background"] = minus_server(res["background"], srv)
         if "error" not in res:
-            res["mb_per_s"] = round(nbytes / MB / res["wall_s"], 1)
+            res["mb_per_s"] = round(nbytes / MB / res["wall_s"], 2)
             res["files_per_s"] = round(n / res["wall_s"], 1)
         res["wall_s"] = round(res["wall_s"], 2)
         for k in ("peak_rss_mb", "cpu_s"):
@@ -976,7 +1009,7 @@ def s3_tools(sdir, staging, nbytes, n, rgw, timeout, results):
     # otherwise (4 transfers, 8 checkers, single PUT below 200 MiB).
     if shutil.which("rclone"):
         try:
-            bucket = rgw.create_bucket("rclone")
+            bucket = rgw.create_bucket("rclone" + suffix)
             env = dict(base_env, RCLONE_CONFIG_BENCHS3_TYPE="s3", RCLONE_CONFIG_BENCHS3_PROVIDER="Ceph",
                        RCLONE_CONFIG_BENCHS3_ENDPOINT=rgw.endpoint,
                        RCLONE_CONFIG_BENCHS3_ACCESS_KEY_ID=S3_ACCESS_KEY,
@@ -995,7 +1028,7 @@ def s3_tools(sdir, staging, nbytes, n, rgw, timeout, results):
     # settings (s3.connections 5, compression auto).
     if shutil.which("restic"):
         try:
-            bucket = rgw.create_bucket("restic")
+            bucket = rgw.create_bucket("restic" + suffix)
             repo = f"s3:{rgw.endpoint}/{bucket}"
             env = dict(base_env, RESTIC_PASSWORD="bench-password",
                        RESTIC_CACHE_DIR=os.path.join(tdir, "restic-cache"),
@@ -1042,11 +1075,39 @@ def main():
                          "tar --zstd)")
     ap.add_argument("--snapshot-only", action="store_true",
                     help="run only the billing-cycle snapshot phase")
+    ap.add_argument("--quick", action="store_true",
+                    help="a developer's run in minutes: --scale 0.1, 10,000 small files, 2,000 "
+                         "to the RGW, no snapshot phase, one run unless --runs says otherwise")
+    ap.add_argument("--runs", type=int, default=None,
+                    help="repeat everything this many times (default 3, 1 with --quick); the "
+                         "goals table shows each figure's median and spread")
+    ap.add_argument("--small-files", type=int, default=None,
+                    help=f"files in the small-file backlog (default {SMALL_FILES}; 0 skips it)")
+    ap.add_argument("--s3-small-files", type=int, default=None,
+                    help=f"small files to the RGW (default {S3_SMALL_FILES}; 0 skips them)")
+    ap.add_argument("--skip-other-writers", action="store_true",
+                    help="skip the other-writers phase")
+    ap.add_argument("--small-only", action="store_true",
+                    help="only the small-file backlog (with the tools unless --skip-tools, the "
+                         "start-up scan and idle memory): the developer's loop on the biggest gap")
     ap.add_argument("--perf", metavar="FILE",
                     help="attach `perf record` (cpu-clock, call graphs) to the agent during the "
                          "backlog phase, write FILE and print its top symbols; perturbs the "
                          "backlog timings a little")
     args = ap.parse_args()
+    if args.quick:
+        if args.scale == 1.0:
+            args.scale = 0.1
+        args.skip_snapshot = True
+    if args.runs is None:
+        args.runs = 1 if args.quick else 3
+    if args.small_files is None:
+        args.small_files = 10_000 if args.quick else SMALL_FILES
+    if args.s3_small_files is None:
+        args.s3_small_files = 2_000 if args.quick else S3_SMALL_FILES
+    if args.runs < 1:
+        print("bench: --runs must be >= 1", file=sys.stderr)
+        return 2
 
     binary = os.path.abspath(args.bin)
     if not os.access(binary, os.X_OK):
@@ -1069,11 +1130,38 @@ def main():
 
     parent = args.workdir or "/tmp"
     os.makedirs(parent, exist_ok=True)
+    if args.snapshot_only:
+        args.runs = 1
+    runs, rc = [], 0
+    for i in range(args.runs):
+        if args.runs > 1:
+            log(f"===== run {i + 1} of {args.runs}")
+        result, run_rc = one_run(args, binary, parent, n_lat, n_files, lat_timeout,
+                                 burst_timeout, tool_timeout)
+        runs.append(result)
+        rc = rc or run_rc
+        if run_rc not in (0, 1) or (run_rc == 1 and "error" in result and
+                                    result.get("error") != "targets missed"):
+            break
+    summary = {"bench": "custodian", "runs": runs, "ok": rc == 0}
+    if not args.snapshot_only:
+        summary["goals"] = print_goals(runs)
+        for line in perf_hints(runs[-1].get("small", {}).get("profile_sym") or
+                               runs[-1].get("backlog", {}).get("profile_sym") or []):
+            print("   perf hint: " + line)
+    print(json.dumps(summary, sort_keys=True))
+    sys.stdout.flush()
+    return rc
+
+
+def one_run(args, binary, parent, n_lat, n_files, lat_timeout, burst_timeout, tool_timeout):
     work = os.path.realpath(tempfile.mkdtemp(prefix="custodian-bench-", dir=parent))
     log(f"work dir {work}; latency files {n_lat}, burst and backlog files {n_files} each")
 
     result = {"bench": "custodian", "scale": args.scale, "seed": args.seed,
-              "cpus": os.cpu_count(), "binary": binary, "ok": False}
+              "cpus": os.cpu_count(), "binary": binary, "ok": False,
+              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "machine": machine_text()}
     try:
         with open(binary, "rb") as f:
             result["binary_sha256"] = hashlib.sha256(f.read()).hexdigest()
@@ -1081,7 +1169,16 @@ def main():
         pass
     rc = 0
     try:
-        if args.snapshot_only:
+        if args.small_only:
+            n = args.small_files or SMALL_FILES
+            result["small"] = sm = run_small(args, binary, work, n, max(120.0, n / 50.0),
+                                             args.skip_tools,
+                                             args.perf + ".small" if args.perf else None)
+            out = []
+            print_small(out.append, sm)
+            print("\n".join(out), flush=True)
+            result["ok"] = True
+        elif args.snapshot_only:
             result["snapshot"] = sn = run_snapshot(args, binary, work, args.scale)
             out = []
             print_snapshot(out.append, sn)
@@ -1103,9 +1200,23 @@ def main():
             log(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(result, sort_keys=True))
-    sys.stdout.flush()
-    return rc
+    return result, rc
+
+
+def machine_text():
+    """CPU model, cores, memory and the work folder's filesystem, for RESULTS.md."""
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        mem = 0
+    return f"{model}, {os.cpu_count()} CPUs, {mem} MiB"
 
 
 def write_set(staging, plan, tag, gen):
@@ -1309,6 +1420,15 @@ def run(args, binary, work, n_lat, n_files, lat_timeout, burst_timeout, tool_tim
         "arrival_to_safety": {k: v["ratio"] for k, v in arr.items()},  # (copy + tool) / burst
     }
 
+    # --- many small files (local), the start-up scan over them, other writers
+    if args.small_files > 0:
+        result["small"] = run_small(args, binary, work, args.small_files,
+                                    max(120.0, args.small_files / 50.0), args.skip_tools,
+                                    args.perf + ".small" if args.perf else None)
+    if not args.skip_other_writers:
+        result["other_writers"] = run_other_writers(
+            args, binary, work, max(5000, args.small_files // 2), max(120.0, args.small_files / 50.0))
+
     hwms = (result["rss_mb"]["vmhwm"], bl["peak_rss_mb"])  # both agent runs
     targets = {
         "latency_median_lt_2000ms": result["latency_ms"]["median"] < LATENCY_TARGET_MS,
@@ -1423,7 +1543,10 @@ def run_backlog(args, binary, demo, data, dest, stage_b, files, set_bytes, timeo
     return res
 
 
-def run_tools(work, staging, set_bytes, n_files, timeout):
+def run_tools(work, staging, set_bytes, n_files, timeout, keep_outputs=False):
+    """rclone, restic and borg on staging. keep_outputs: leave each tool's output until
+    the caller removes it (on ext4 without a journal, inodes freed in the last minute
+    make every file creation after them slower: a tool must not pay for the one before)."""
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("RESTIC_", "BORG_", "RCLONE_"))}
     tdir = os.path.join(work, "tools")
     os.makedirs(tdir)
@@ -1447,7 +1570,8 @@ def run_tools(work, staging, set_bytes, n_files, timeout):
         if res.get("cpu_s") is not None:
             res["cpu_s"] = round(res["cpu_s"], 1)
         results[name] = res
-        shutil.rmtree(dest, ignore_errors=True)
+        if not keep_outputs:
+            shutil.rmtree(dest, ignore_errors=True)
         log(f"{name}: {res['wall_s']:.1f} s"
             + (f", {res['mb_per_s']} MB/s" if "mb_per_s" in res else f" ({res.get('error')})"))
 
@@ -1476,11 +1600,12 @@ def run_tools(work, staging, set_bytes, n_files, timeout):
             res = run_tool("restic", ["restic", "backup", "--quiet", "--repo", repo, "."],
                            env, staging, timeout, tdir)
             record("restic", res, repo)
-        shutil.rmtree(os.path.join(tdir, "restic-cache"), ignore_errors=True)
+        if not keep_outputs:
+            shutil.rmtree(os.path.join(tdir, "restic-cache"), ignore_errors=True)
     else:
         log("restic not installed; skipped")
 
-    # borg: fresh repokey-blake2 repository, default compression (lz4).
+    # borg: fresh repokey-blake2 repository, zstd level 3 (custodian's codec and level).
     if shutil.which("borg"):
         repo = os.path.join(tdir, "borg-repo")
         env = dict(base_env, BORG_PASSPHRASE="bench-password",
@@ -1496,10 +1621,12 @@ def run_tools(work, staging, set_bytes, n_files, timeout):
             results["borg"] = {"error": "init failed"}
         else:
             prepare("borg create")
-            res = run_tool("borg", ["borg", "create", repo + "::bench", "."],
+            res = run_tool("borg", ["borg", "create", "--compression", "zstd,3",
+                                    repo + "::bench", "."],
                            env, staging, timeout, tdir)
             record("borg", res, repo)
-        shutil.rmtree(os.path.join(tdir, "borg-base"), ignore_errors=True)
+        if not keep_outputs:
+            shutil.rmtree(os.path.join(tdir, "borg-base"), ignore_errors=True)
     else:
         log("borg not installed; skipped")
     return results
@@ -1679,6 +1806,41 @@ def bg_cores(x):
 S3_TOOLS = (("rclone", "rclone copy"), ("restic", "restic backup"))
 
 
+def print_small(w, sm):
+    w("")
+    w(f"6b. many small files: {sm['files']} files of 64 B - 4 KB ({sm['mb']:.0f} MB; half JSON, "
+      "half random) already on disk, local destination")
+    c = sm["custodian"]
+    w(f"   {'':<22}{'wall s':>8}{'files/s':>9}{'peak RSS':>10}{'CPU s':>8}{'bg cores':>10}"
+      f"{'tool/cust':>11}")
+    w(f"   {'custodian (backlog)':<22}{c['wall_s']:>8.1f}{c['files_per_s']:>9.0f}"
+      f"{num(c['peak_rss_mb'], 10)}{num(c['agent_cpu_s'], 8)}{num(bg_cores(c), 10, 2)}")
+    for name, label in TOOLS:
+        x = (sm.get("tools") or {}).get(name)
+        if not x or "mb_per_s" not in x:
+            continue
+        w(f"   {label:<22}{x['wall_s']:>8.1f}{x['files_per_s']:>9.0f}{num(x['peak_rss_mb'], 10)}"
+          f"{num(x['cpu_s'], 8)}{num(bg_cores(x), 10, 2)}{sm['ratios'].get(name, 0):>11.2f}")
+    th = c.get("agent_cpu_threads_s") or {}
+    if th:
+        w(f"   custodian CPU: event loop {th['main']:.1f} s, {th['n_workers']} other threads "
+          f"{th['workers']:.1f} s ({c['cores_busy']} cores busy)")
+    nf = sm.get("new_file_during_backlog")
+    if nf:
+        w(f"   a file written while {nf['waiting_when_written']} waited was safe after "
+          f"{nf['safe_after_s']:.2f} s (target {BACKLOG_NEW_FILE_TARGET_S:.0f} s)")
+    sc = sm.get("startup_scan")
+    if sc:
+        w(f"   restart over {sc['files']} unchanged files: start-up scan {sc['scan_s']:.2f} s, "
+          f"find -printf '%s %T@' {sc['find_s']:.2f} s ({sc['ratio']}x); status asked "
+          f"{sc['status_asked']}x during it, answered {sc['status_answered']}x, max "
+          f"{sc['status_max_ms']} ms; idle RSS {sm.get('idle_rss_mb')} MiB")
+    if sm.get("profile_sym"):
+        w("   profile (perf record -e cpu-clock, self time), top symbols:")
+        for pct, what in sm["profile_sym"][:12]:
+            w(f"   {pct:6.2f}%  {what}")
+
+
 def print_s3(w, s3):
     w("")
     if "skipped" in s3:
@@ -1718,6 +1880,23 @@ def print_s3(w, s3):
         if th:
             w(f"   custodian CPU: event loop {th['main']:.1f} s, {th['n_workers']} other threads "
               f"{th['workers']:.1f} s")
+    ss = s3.get("small")
+    if ss:
+        w(f"   small objects: {ss['files']} files of 1-8 KB ({ss['mb']:.0f} MB)")
+        c = ss.get("custodian", {})
+        if "error" in c:
+            w(f"   {'custodian (backlog)':<22}  failed: {c['error']}")
+        else:
+            w(f"   {'custodian (backlog)':<22}{c['wall_s']:>8.1f}{c['mb_per_s']:>9.2f}"
+              f"{c['files_per_s']:>9.0f}{num(c['peak_rss_mb'], 10)}{num(c['agent_cpu_s'], 8)}"
+              f"{num(c['server_cpu_s'], 11)}")
+        for name, label in S3_TOOLS:
+            x = ss["tools"].get(name)
+            if x and "mb_per_s" in x:
+                w(f"   {label:<22}{x['wall_s']:>8.1f}{x['mb_per_s']:>9.2f}{x['files_per_s']:>9.0f}"
+                  f"{num(x['peak_rss_mb'], 10)}{num(x['cpu_s'], 8)}{num(x['server_cpu_s'], 11)}"
+                  f"{num(x.get('stored_mb'), 11)}{num(bg_cores(x), 10, 2)}"
+                  f"{num(ss['ratios'].get(name), 11, 2)}")
     w("   cust/tool = custodian MB/s / tool MB/s (> 1: custodian faster). Same bytes, warm")
     w("   page cache; client and RGW share the machine's CPUs (RGW CPU s = monitor + OSD +")
     w("   radosgw during the run; bg cores leaves it out). custodian: per file SHA-256, zstd,")
@@ -1797,8 +1976,8 @@ def print_table(r):
     w("   they come from the page cache. custodian's time runs from the agent's start")
     w("   (start-up scan included). Per file it does SHA-256, zstd (auto: level 3 or raw),")
     w("   encryption, a spool file that becomes the copy (hard link; a read-back with")
-    w("   SHA-256 when it has to be copied), made durable with one syncfs per batch,")
-    w("   and catalog records (SQLite, one fdatasync per transaction).")
+    w("   SHA-256 when it has to be copied), made durable per batch (fdatasync per file")
+    w("   on many threads at once, one fsync per folder), and catalog records (SQLite).")
     w("   rclone only copies (and checks hashes; no fsync); restic and borg chunk,")
     w("   dedupe, compress and encrypt into packs or segments, fsynced per pack/segment.")
     w("   Tools' peak RSS and CPU come from /usr/bin/time -f '%M %U %S'.")
@@ -1820,6 +1999,15 @@ def print_table(r):
     w("   are safe sooner). The copy is timed alone (no agent running) on set B; a tool")
     w("   run can only start once the files are there. The burst's copy shares the CPUs")
     w("   with the agent.")
+    if r.get("small"):
+        print_small(w, r["small"])
+    if r.get("other_writers"):
+        ow = r["other_writers"]
+        w("")
+        w(f"6c. other writers: {ow['writer_mb']} MB written and fsynced by another process on the")
+        w(f"   same filesystem: {ow['idle_s']:.2f} s with the agent idle, {ow['busy_s']:.2f} s "
+          f"while it shipped a backlog of {ow['backlog_files']} small files "
+          f"({ow['shipped_meanwhile']} meanwhile): {ow['slowdown'] * 100:+.1f} %")
     if r.get("s3"):
         print_s3(w, r["s3"])
     if r.get("snapshot"):
@@ -1834,6 +2022,480 @@ def print_table(r):
             w(f"   {pct:6.2f}%  {what}")
     w("")
     print("\n".join(out), flush=True)
+
+
+
+# ---------------------------------------------------------------- many small files
+
+SMALL_FILES = 100_000  # the day-one backlog: years of bug reports and timesheet scans
+S3_SMALL_FILES = 20_000
+SMALL_PER_FOLDER = 1000
+STATUS_TARGET_MS = 100.0
+BACKLOG_NEW_FILE_TARGET_S = 2.0
+
+
+def write_small_set(root, n, seed, lo, hi, tag):
+    """n files of lo..hi bytes under root/dNNN/ (1000 a folder): half JSON-like text
+    (compressible), half random. Returns [(relative name, size)]."""
+    rng = random.Random(seed)
+    words = ("patient visit invoice claim provider amount balance note scan page "
+             "timesheet hours approved pending clinic room chart").split()
+    out = []
+    for i in range(n):
+        d = f"d{i // SMALL_PER_FOLDER:03d}"
+        if i % SMALL_PER_FOLDER == 0:
+            os.makedirs(os.path.join(root, d), exist_ok=True)
+        size = rng.randint(lo, hi)
+        if i % 2:
+            body = os.urandom(size)
+        else:
+            head = f'{{"id":"{tag}-{i:07d}-{os.urandom(6).hex()}","text":"'.encode()
+            text = " ".join(rng.choice(words) for _ in range(size // 5 + 1)).encode()
+            body = (head + text)[:max(0, size - 3)] + b'"}\n'
+            body = body[:size] if len(body) >= size else body + b" " * (size - len(body))
+        name = f"{d}/{tag}_{i:07d}.{'json' if i % 2 == 0 else 'bin'}"
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(body)
+        out.append((name, size))
+    return out
+
+
+def log_times(agent, marker, offset):
+    """UTC times (s since the epoch) of the agent's log lines since offset that contain marker."""
+    import datetime
+    out = []
+    for line in agent.read_log(offset).decode("utf-8", "replace").splitlines():
+        if marker in line:
+            stamp = line.split(" ", 1)[0]
+            try:
+                dt = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ")
+                out.append(dt.replace(tzinfo=datetime.timezone.utc).timestamp())
+            except ValueError:
+                pass
+    return out
+
+
+def ask_status(sock_path, timeout=5.0):
+    """One status request on the agent's control socket: ms until its whole answer, or None."""
+    import socket
+    t = time.monotonic()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(sock_path)
+        while s.recv(65536):
+            pass
+    except OSError:
+        return None
+    finally:
+        s.close()
+    return (time.monotonic() - t) * 1000.0
+
+
+class StatusProbe:
+    """Asks the agent's control socket every 20 ms from a thread; keeps the answer times."""
+
+    def __init__(self, sock_path):
+        import threading
+        self.sock = sock_path
+        self.times = []  # (time.time(), ms or None)
+        self.stop_evt = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self):
+        while not self.stop_evt.is_set():
+            t = time.time()
+            self.times.append((t, ask_status(self.sock)))
+            self.stop_evt.wait(0.02)
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self.stop_evt.set()
+        self.thread.join(timeout=10)
+
+
+def count_versions(agent, prefix):
+    """Versions rows whose path starts with prefix (bytes), read incrementally."""
+    agent.poll_catalog()
+    return sum(1 for p in agent.shipped if p.startswith(prefix))
+
+
+def run_small(args, binary, work, n, timeout, skip_tools, perf_path=None):
+    """The day-one backlog: n files of 64 B - 4 KB already on disk when the agent starts
+    (local destination), against rclone/restic/borg on the same files; a new file written
+    while they wait (new work goes first); then a restart over the unchanged files (the
+    start-up scan against find, status answers during it, idle memory)."""
+    sdir = os.path.join(work, "small")
+    staging = os.path.join(sdir, "staging")
+    os.makedirs(staging)
+    log(f"small files: generating {n} files of 64 B - 4 KB ...")
+    files = write_small_set(os.path.join(staging, "small"), n, args.seed + 11, 64, 4096, "S")
+    nbytes = sum(sz for _, sz in files)
+    os.sync()
+    res = {"files": n, "mb": round(nbytes / MB, 2)}
+    demo = os.path.join(sdir, "demo")
+    p = subprocess.run([binary, "init", "--demo", demo], capture_output=True, timeout=60)
+    if p.returncode != 0:
+        raise BenchError("custodian init --demo failed: " + p.stderr.decode(errors="replace"))
+    data = os.path.join(demo, "app", "data")
+    watched = os.path.join(data, "bug-reports", "small")
+    sock = os.path.join(demo, "state", "agent.sock")
+    prefix = os.fsencode(watched + "/")
+    os.rename(os.path.join(staging, "small"), watched)
+    try:
+        warm_cache(watched)
+        time.sleep(1.0)
+        perf = Perf(perf_path) if perf_path else None
+        agent = Agent(binary, demo)
+        try:
+            log(f"small files: {n} waiting; starting the agent"
+                + (" under perf record" if perf else "") + " ...")
+            snap0 = cpu_snapshot()
+            t0 = agent.start(timeout=timeout, on_spawn=perf.attach if perf else None)
+            pid = agent.proc.pid
+            # New work while the backlog waits: one file, once shipping has begun.
+            deadline = time.monotonic() + timeout
+            while count_versions(agent, prefix) == 0 and time.monotonic() < deadline:
+                agent.check_alive()
+                time.sleep(0.05)
+            time.sleep(0.5)
+            new_path = os.path.join(data, "invoices", "written-during-backlog.pdf")
+            with open(new_path, "wb") as f:
+                f.write(b"%PDF-1.4 new invoice " + os.urandom(2000))
+            t_new = time.time()
+            waiting_then = n - count_versions(agent, prefix)
+            new_key = os.fsencode(new_path)
+            next_note = time.monotonic() + 10
+            while True:
+                agent.sample_rss()
+                done = count_versions(agent, prefix)
+                if done >= n and new_key in agent.shipped:
+                    break
+                agent.check_alive()
+                if time.monotonic() >= deadline:
+                    raise BenchError(f"small files: {n - done} of {n} not shipped within "
+                                     f"{timeout:.0f} s")
+                if time.monotonic() >= next_note:
+                    log(f"small files: {done}/{n} shipped")
+                    next_note = time.monotonic() + 10
+                time.sleep(0.25)
+            cpu = proc_cpu_s(pid)
+            snap1 = cpu_snapshot()
+            threads = proc_threads_cpu_s(pid)
+            hwm = proc_status_kb(pid, "VmHWM")
+        except BenchError:
+            agent.stop()
+            log("agent stderr (tail):\n" + agent.log_tail())
+            raise
+        finally:
+            if perf:
+                perf.stop()
+            if agent.alive():
+                agent.stop()
+        t_last = max(v for k, v in agent.shipped.items() if k.startswith(prefix)) / 1000.0
+        wall = t_last - t0
+        res["custodian"] = {
+            "wall_s": round(wall, 2), "files_per_s": round(n / wall, 1),
+            "mb_per_s": round(nbytes / MB / wall, 2),
+            "agent_cpu_s": round(cpu, 1) if cpu is not None else None,
+            "agent_cpu_threads_s": threads,
+            "cores_busy": round(cpu / wall, 2) if cpu else None,
+            "peak_rss_mb": round(hwm / 1024.0, 1) if hwm else None,
+            "background": background_load(snap0, snap1, cpu),
+        }
+        res["new_file_during_backlog"] = {
+            "waiting_when_written": waiting_then,
+            "safe_after_s": round(agent.shipped[new_key] / 1000.0 - t_new, 3)}
+        log(f"small files: custodian {wall:.1f} s, {n / wall:.0f} files/s; the file written "
+            f"while {waiting_then} waited was safe after "
+            f"{res['new_file_during_backlog']['safe_after_s']:.2f} s")
+        if perf and not perf.error:
+            res["profile_dso"] = perf.report("dso", 0.5)
+            res["profile_sym"] = perf.report("dso,sym", 0.5)
+
+        # --- restart over the unchanged files: the start-up scan, status during it, idle RSS
+        find_s = []
+        for _ in range(2):  # the second one is the warm figure
+            t = time.monotonic()
+            subprocess.run(["find", data, "-printf", "%s %T@\\n"], stdout=subprocess.DEVNULL,
+                           check=True)
+            find_s.append(time.monotonic() - t)
+        agent = Agent(binary, demo)
+        probe = StatusProbe(sock)
+        try:
+            offset = os.path.getsize(agent.log_path) if os.path.exists(agent.log_path) else 0
+            t0 = time.time()
+            probe.start()
+            agent.start(timeout=timeout)
+            deadline = time.monotonic() + timeout
+            while len(log_times(agent, "(start-up)", offset)) < len(FOLDERS):
+                agent.check_alive()
+                if time.monotonic() >= deadline:
+                    raise BenchError("small files: the start-up scan did not end in time")
+                time.sleep(0.05)
+            t_scanned = max(log_times(agent, "(start-up)", offset))
+            probe.stop()
+            time.sleep(3.0)  # idle: nothing changed, nothing to ship
+            idle_kb = proc_status_kb(agent.proc.pid, "VmRSS")
+            queued = agent.db.execute("SELECT count(*) FROM queue").fetchone()[0]
+        finally:
+            probe.stop()
+            if agent.alive():
+                agent.stop()
+        # From the first answer (the socket exists) to the end of the scan.
+        first = next((t for t, ms in probe.times if ms is not None), None)
+        answers = [ms for t, ms in probe.times
+                   if first is not None and first <= t <= t_scanned + 0.05]
+        answered = sorted(ms for ms in answers if ms is not None)
+        scan_s = t_scanned - t0
+        res["startup_scan"] = {
+            "files": n + 1, "scan_s": round(scan_s, 3), "find_s": round(min(find_s), 3),
+            "ratio": round(scan_s / min(find_s), 2) if min(find_s) > 0 else None,
+            "queued_after": queued,
+            "status_asked": len(answers), "status_answered": len(answered),
+            "status_max_ms": round(answered[-1], 1) if answered else None,
+            "status_p99_ms": round(percentile(answered, 99), 1) if answered else None,
+        }
+        res["idle_rss_mb"] = round(idle_kb / 1024.0, 1) if idle_kb else None
+        log(f"small files: start-up scan {scan_s:.2f} s (find {min(find_s):.2f} s), status "
+            f"max {res['startup_scan']['status_max_ms']} ms; idle RSS {res['idle_rss_mb']} MiB")
+    finally:
+        os.rename(watched, os.path.join(staging, "small"))
+    if not skip_tools:
+        res["tools"] = run_tools(sdir, staging, nbytes, n, timeout, keep_outputs=True)
+        res["ratios"] = {k: round(t["wall_s"] / res["custodian"]["wall_s"], 2)
+                         for k, t in res["tools"].items() if t.get("mb_per_s")}
+    shutil.rmtree(sdir, ignore_errors=True)
+    return res
+
+
+# ---------------------------------------------------------------- other writers
+
+OTHER_WRITER_MB = 500
+OTHER_WRITER_TARGET = 0.10
+OTHER_WRITER = r"""
+import os, sys, time
+path, mb = sys.argv[1], int(sys.argv[2])
+buf = os.urandom(1 << 20)
+t = time.monotonic()
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+for i in range(mb):
+    os.write(fd, buf)
+    if i % 64 == 63:
+        os.fsync(fd)
+os.fsync(fd)
+os.close(fd)
+print(time.monotonic() - t)
+"""
+
+
+def other_writer(path, mb):
+    p = subprocess.run([sys.executable, "-c", OTHER_WRITER, path, str(mb)], capture_output=True,
+                       timeout=600, check=True)
+    os.unlink(path)
+    return float(p.stdout.decode().strip())
+
+
+def run_other_writers(args, binary, work, n, timeout):
+    """The clinic app writing and fsyncing OTHER_WRITER_MB on the same filesystem: its
+    time with the agent idle, and while the agent ships a backlog of n small files.
+    The agent makes only its own files durable (fdatasync, folder fsync), never the
+    whole filesystem: the writer should barely notice it."""
+    odir = os.path.join(work, "other-writers")
+    os.makedirs(odir)
+    demo = os.path.join(odir, "demo")
+    p = subprocess.run([binary, "init", "--demo", demo], capture_output=True, timeout=60)
+    if p.returncode != 0:
+        raise BenchError("custodian init --demo failed: " + p.stderr.decode(errors="replace"))
+    data = os.path.join(demo, "app", "data")
+    stage = os.path.join(odir, "staging")
+    write_small_set(stage, n, args.seed + 13, 64, 4096, "W")
+    target = os.path.join(odir, "app-writes.bin")
+    os.sync()
+    res = {"writer_mb": OTHER_WRITER_MB, "backlog_files": n}
+    agent = Agent(binary, demo)
+    try:
+        agent.start(timeout=timeout)
+        time.sleep(1.0)
+        other_writer(target, OTHER_WRITER_MB // 5)  # warm-up, not counted
+        os.sync()
+        log(f"other writers: {OTHER_WRITER_MB} MB written and fsynced, the agent idle ...")
+        idle = [other_writer(target, OTHER_WRITER_MB)]
+    finally:
+        agent.stop()
+    os.sync()
+    watched = os.path.join(data, "bug-reports", "backlog")
+    os.rename(stage, watched)
+    warm_cache(watched)
+    prefix = os.fsencode(watched + "/")
+    agent = Agent(binary, demo)
+    try:
+        agent.start(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while count_versions(agent, prefix) == 0 and time.monotonic() < deadline:
+            agent.check_alive()
+            time.sleep(0.05)
+        log(f"other writers: {OTHER_WRITER_MB} MB written and fsynced while the agent ships "
+            f"{n} files ...")
+        res["busy_s"] = round(other_writer(target, OTHER_WRITER_MB), 2)
+        res["shipped_meanwhile"] = count_versions(agent, prefix)
+        if res["shipped_meanwhile"] >= n:
+            log("other writers: the backlog ended before the writer did (a larger one "
+                "measures better)")
+    finally:
+        agent.stop()
+    # Idle again after the backlog (its write-back done), the two idle runs averaged.
+    os.sync()
+    agent = Agent(binary, demo)
+    try:
+        agent.start(timeout=timeout)
+        time.sleep(1.0)
+        idle.append(other_writer(target, OTHER_WRITER_MB))
+    finally:
+        agent.stop()
+    res["idle_runs_s"] = [round(x, 2) for x in idle]
+    res["idle_s"] = round(sum(idle) / len(idle), 2)
+    res["slowdown"] = round(res["busy_s"] / res["idle_s"] - 1.0, 3)
+    log(f"other writers: {res['idle_s']} s idle, {res['busy_s']} s during the backlog "
+        f"({res['slowdown'] * 100:+.0f} %)")
+    shutil.rmtree(odir, ignore_errors=True)
+    return res
+
+
+# ---------------------------------------------------------------- goals (issue #10)
+
+
+def goal_rows(r):
+    """[(figure, value, goal text, ok)] from one run's result; value None: not measured."""
+    rows = []
+
+    def add(name, value, goal, ok):
+        rows.append((name, value, goal, None if value is None else bool(ok)))
+
+    sm = r.get("small") or {}
+    cs = sm.get("custodian") or {}
+    sr = sm.get("ratios") or {}
+    add("small local: rclone wall / custodian wall", sr.get("rclone"), ">= 1.0",
+        (sr.get("rclone") or 0) >= 1.0)
+    add("small local: custodian files/s", cs.get("files_per_s"), ">= 7000",
+        (cs.get("files_per_s") or 0) >= 7000)
+    add("small local (stretch): restic wall / custodian wall", sr.get("restic"), ">= 1.0",
+        (sr.get("restic") or 0) >= 1.0)
+    like = (r.get("ratios") or {}).get("like_for_like") or {}
+    add("clinic like for like: custodian / restic", like.get("restic"), ">= 1.5",
+        (like.get("restic") or 0) >= 1.5)
+    add("clinic like for like: custodian / borg zstd,3", like.get("borg"), ">= 1.3",
+        (like.get("borg") or 0) >= 1.3)
+    bl = r.get("backlog") or {}
+    cores = (bl["agent_cpu_s"] / bl["wall_s"]) if bl.get("agent_cpu_s") and bl.get("wall_s") else None
+    add("clinic backlog: agent cores busy", round(cores, 2) if cores else None, ">= 1.8",
+        (cores or 0) >= 1.8)
+    arr = (r.get("ratios") or {}).get("arrival_to_safety") or {}
+    for name in ("rclone", "restic", "borg"):
+        add(f"arrival to safety: {name} / custodian", arr.get(name), ">= 1.2",
+            (arr.get(name) or 0) >= 1.2)
+    s3 = r.get("s3") or {}
+    s3r = s3.get("ratios") or {}
+    for name in ("rclone", "restic"):
+        add(f"RGW clinic MB/s: custodian / {name}", s3r.get(name), ">= 1.2",
+            (s3r.get(name) or 0) >= 1.2)
+    ss = s3.get("small") or {}
+    ssr = ss.get("ratios") or {}
+    for name in ("rclone", "restic"):
+        add(f"RGW small MB/s: custodian / {name}", ssr.get(name), ">= 1.2",
+            (ssr.get(name) or 0) >= 1.2)
+    c, t = ss.get("custodian") or {}, (ss.get("tools") or {}).get("rclone") or {}
+    objs = round(c["files_per_s"] / t["files_per_s"], 2) \
+        if c.get("files_per_s") and t.get("files_per_s") else None
+    add("RGW small objects/s: custodian / rclone", objs, ">= 1.0", (objs or 0) >= 1.0)
+    ow = r.get("other_writers") or {}
+    add("other writer's slowdown during a backlog", ow.get("slowdown"), "<= 0.10",
+        ow.get("slowdown") is not None and ow["slowdown"] <= OTHER_WRITER_TARGET)
+    sc = sm.get("startup_scan") or {}
+    add("start-up scan / find -printf", sc.get("ratio"), "<= 1.5", (sc.get("ratio") or 9) <= 1.5)
+    add("status answer during the scan, max ms", sc.get("status_max_ms"), "<= 100",
+        sc.get("status_max_ms") is not None and sc["status_max_ms"] <= STATUS_TARGET_MS
+        and sc.get("status_answered") == sc.get("status_asked"))
+    add("RSS idle, 100k files watched (MiB)", sm.get("idle_rss_mb"), "<= 16",
+        (sm.get("idle_rss_mb") or 99) <= 16)
+    peak = [x for x in (cs.get("peak_rss_mb"), bl.get("peak_rss_mb"),
+                        (r.get("rss_mb") or {}).get("vmhwm")) if x is not None]
+    add("RSS shipping, peak (MiB)", max(peak) if peak else None, "<= 32",
+        peak and max(peak) <= 32)
+    lat = r.get("latency_ms") or {}
+    add("latency median (ms)", lat.get("median"), "<= 50", (lat.get("median") or 1e9) <= 50)
+    add("latency p99 (ms)", lat.get("p99"), "<= 200", (lat.get("p99") or 1e9) <= 200)
+    nf = sm.get("new_file_during_backlog") or {}
+    add("new file during the backlog: safe after (s)", nf.get("safe_after_s"), "<= 2",
+        (nf.get("safe_after_s") or 1e9) <= BACKLOG_NEW_FILE_TARGET_S)
+    return rows
+
+
+def print_goals(runs):
+    """The goals table: per row the median of the runs and their spread (min..max)."""
+    per = {}
+    order = []
+    for r in runs:
+        for name, value, goal, _ok in goal_rows(r):
+            if name not in per:
+                per[name] = (goal, [])
+                order.append(name)
+            if value is not None:
+                per[name][1].append(value)
+    out = [""]
+    out.append(f"goals (issue #10): median of {len(runs)} run(s), spread = min..max")
+    out.append(f"   {'figure':<52}{'median':>9}  {'spread':<17}{'goal':<9}")
+    passed = failed = 0
+    for name in order:
+        goal, vals = per[name]
+        if not vals:
+            out.append(f"   {name:<52}{'n/a':>9}  {'':<17}{goal:<9}not measured")
+            continue
+        vals.sort()
+        med = median(vals)
+        spread = f"{vals[0]:g}..{vals[-1]:g}" if len(vals) > 1 else ""
+        ok = goal_ok(goal, med)
+        passed += ok
+        failed += not ok
+        out.append(f"   {name:<52}{med:>9g}  {spread:<17}{goal:<9}{'PASS' if ok else 'FAIL'}")
+    out.append(f"   {passed} PASS, {failed} FAIL")
+    print("\n".join(out), flush=True)
+    return {name: {"median": median(sorted(v)) if v else None, "values": v, "goal": g,
+                   "pass": goal_ok(g, median(sorted(v))) if v else None}
+            for name, (g, v) in per.items()}
+
+
+def goal_ok(goal, value):
+    op, num_text = goal.split()
+    return value >= float(num_text) if op == ">=" else value <= float(num_text)
+
+
+PERF_HINTS = (
+    (("recently_deleted", "find_inode_bit", "ext4_new_inode"),
+     "creating inodes: ext4 without a journal skips inodes freed in the last minute; files "
+     "deleted just before the run (a previous phase, another process) make every create slow"),
+    (("fdatasync", "fsync", "ext4_sync_file", "blkdev_issue_flush", "jbd2"),
+     "waiting on the disk: count fdatasync/fsync calls per file (strace -c -f); durability "
+     "should be paid per batch"),
+    (("sqlite3",), "the catalog: statements per file, transaction size"),
+    (("libzstd",), "compression: contexts reused per worker? small files compressed twice?"),
+    (("libsodium", "mprotect", "munmap", "mlock"),
+     "per-file secure allocations (sodium_malloc guard pages): reuse the sealer per worker"),
+    (("libcrypto",), "SHA-256 of plaintext, ciphertext and read-back"),
+    (("finish_task_switch", "futex", "schedule"), "thread hand-offs: batches too small?"),
+)
+
+
+def perf_hints(profile_sym):
+    """A few lines that say what the top of a profile usually means."""
+    hints = []
+    for keys, text in PERF_HINTS:
+        share = sum(pct for pct, what in profile_sym if any(k in what for k in keys))
+        if share >= 3.0:
+            hints.append((share, text))
+    return [f"{share:5.1f}%  {text}" for share, text in sorted(hints, reverse=True)]
 
 
 if __name__ == "__main__":

@@ -75,6 +75,18 @@ int catalog_queue_path(struct catalog *cat, const char *path, const char *reason
 int catalog_queue_ready(struct catalog *cat, int64_t now, size_t limit,
                         int (*skip)(void *arg, int64_t path_id), void *arg,
                         struct catalog_queue_item **items, size_t *n, struct cst_err *err);
+/* Where the last page of ready entries ended (newest first); valid = 0: from the top. */
+struct catalog_queue_cursor {
+    int valid;
+    int64_t ready_at;
+    int64_t path_id;
+};
+/* Like catalog_queue_ready, from *cur on; *cur is moved past every row read (skipped ones
+ * too) and set back to the top when the queue's end was reached. Callers that page
+ * through a long queue do not read the entries they skip (in flight) again and again. */
+int catalog_queue_ready_page(struct catalog *cat, int64_t now, struct catalog_queue_cursor *cur,
+                             size_t limit, int (*skip)(void *arg, int64_t path_id), void *arg,
+                             struct catalog_queue_item **items, size_t *n, struct cst_err *err);
 void catalog_queue_items_free(struct catalog_queue_item *items, size_t n);
 /* *next: earliest ready_at later than `after`, or INT64_MAX when there is none.
  * 0, or -1 and err (then *next is INT64_MAX, and the caller must retry, not sleep). */

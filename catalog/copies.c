@@ -80,8 +80,8 @@ int catalog_copy_queue_ready(struct catalog *cat, const char *dest, int64_t now,
     static const char q[] =
         "SELECT c.object_id, c.spool, c.stored_size, c.stored_sha256, o.plain_size, o.sha256,"
         " c.queued_at, c.attempts FROM copy_queue c JOIN objects o ON o.id = c.object_id"
-        " WHERE c.dest = ?1 AND c.ready_at <= ?2 AND c.spool <> '' ORDER BY c.ready_at, "
-        "c.object_id";
+        " WHERE c.dest = ?1 AND c.ready_at <= ?2 AND c.spool <> '' ORDER BY c.ready_at DESC, "
+        "c.object_id DESC"; /* newest first, as the path queue */
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
     struct catalog_copy_item *out;
     size_t count = 0;
@@ -190,9 +190,12 @@ int64_t catalog_copy_queue_count(struct catalog *cat, const char *object_id)
 int catalog_copy_queue_next_ready(struct catalog *cat, const char *dest, int64_t after,
                                   int64_t *next, struct cst_err *err)
 {
-    static const char q[] =
-        "SELECT min(ready_at) FROM copy_queue WHERE (?1 IS NULL OR dest = ?1) AND ready_at > ?2";
-    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    /* One destination's: a search of copy_queue_by_dest (the shipper asks on every fill).
+     * Every destination's: a scan. */
+    static const char q_dest[] =
+        "SELECT min(ready_at) FROM copy_queue WHERE dest = ?1 AND ready_at > ?2";
+    static const char q_all[] = "SELECT min(ready_at) FROM copy_queue WHERE ready_at > ?2";
+    sqlite3_stmt *st = catalog_stmt(cat, dest ? q_dest : q_all, err);
 
     *next = INT64_MAX;
     if (st == NULL)
@@ -413,8 +416,9 @@ int catalog_pending_stats(struct catalog *cat, int64_t *count, int64_t *oldest_f
 int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, int64_t mtime_ns,
                           int64_t inode, const char *object_id, struct cst_err *err)
 {
+    /* The path first, then its pending versions (pending_by_path). */
     static const char q[] =
-        "SELECT 1 FROM pending_versions pv JOIN paths p ON p.id = pv.path_id"
+        "SELECT 1 FROM paths p JOIN pending_versions pv ON pv.path_id = p.id"
         " WHERE p.path = ?1 AND pv.size = ?2 AND pv.mtime_ns = ?3 AND pv.inode = ?4"
         " AND (?5 IS NULL OR pv.object_id = ?5)";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);

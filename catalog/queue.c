@@ -52,10 +52,28 @@ int catalog_queue_ready(struct catalog *cat, int64_t now, size_t limit,
                         int (*skip)(void *arg, int64_t path_id), void *arg,
                         struct catalog_queue_item **items, size_t *n, struct cst_err *err)
 {
-    static const char q[] = "SELECT q.path_id, q.gen, q.queued_at, q.attempts, q.reason, p.path "
-                            "FROM queue q JOIN paths p ON p.id = q.path_id "
-                            "WHERE q.ready_at <= ? ORDER BY q.ready_at, q.path_id";
-    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    struct catalog_queue_cursor from_top = {0, 0, 0};
+
+    return catalog_queue_ready_page(cat, now, &from_top, limit, skip, arg, items, n, err);
+}
+
+int catalog_queue_ready_page(struct catalog *cat, int64_t now, struct catalog_queue_cursor *cur,
+                             size_t limit, int (*skip)(void *arg, int64_t path_id), void *arg,
+                             struct catalog_queue_item **items, size_t *n, struct cst_err *err)
+{
+    /* Newest first: a file written during a long backlog (a start-up scan of years of
+     * files) goes ahead of it, so the live RPO stays seconds. queue_by_ready (ready_at,
+     * rowid) read backwards; no sort. */
+    static const char q_top[] =
+        "SELECT q.path_id, q.gen, q.queued_at, q.attempts, q.reason, p.path, q.ready_at "
+        "FROM queue q JOIN paths p ON p.id = q.path_id "
+        "WHERE q.ready_at <= ?1 ORDER BY q.ready_at DESC, q.path_id DESC";
+    static const char q_after[] =
+        "SELECT q.path_id, q.gen, q.queued_at, q.attempts, q.reason, p.path, q.ready_at "
+        "FROM queue q JOIN paths p ON p.id = q.path_id "
+        "WHERE q.ready_at <= ?1 AND (q.ready_at, q.path_id) < (?2, ?3) "
+        "ORDER BY q.ready_at DESC, q.path_id DESC";
+    sqlite3_stmt *st = catalog_stmt(cat, cur->valid ? q_after : q_top, err);
     struct catalog_queue_item *out;
     size_t count = 0;
     int rc = 0;
@@ -66,9 +84,15 @@ int catalog_queue_ready(struct catalog *cat, int64_t now, size_t limit,
         return -1;
     out = util_xcalloc(limit ? limit : 1, sizeof(*out));
     sqlite3_bind_int64(st, 1, now);
+    if (cur->valid) {
+        sqlite3_bind_int64(st, 2, cur->ready_at);
+        sqlite3_bind_int64(st, 3, cur->path_id);
+    }
     while (count < limit && (rc = catalog_step(cat, st, "read queue", err)) == 1) {
         int64_t id = sqlite3_column_int64(st, 0);
 
+        cur->ready_at = sqlite3_column_int64(st, 6);
+        cur->path_id = id;
         if (skip && skip(arg, id))
             continue;
         out[count].path_id = id;
@@ -84,6 +108,8 @@ int catalog_queue_ready(struct catalog *cat, int64_t now, size_t limit,
         catalog_queue_items_free(out, count);
         return -1;
     }
+    /* At the end: the next page starts from the top again (what was queued since). */
+    cur->valid = rc == 1;
     sqlite3_reset(st);
     *items = out;
     *n = count;

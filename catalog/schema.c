@@ -463,6 +463,11 @@ static const char *const migrations[] = {
     "  ready_at INTEGER"
     ");"
     "CREATE INDEX restore_jobs_by_key ON restore_jobs (dest, remote_key);",
+
+    /* 10: pending versions by path: every sealed result asks whether its path already waits
+     * with this content (catalog_pending_match); without it each asked by scanning every
+     * pending version, quadratic in a start-up backlog. */
+    "CREATE INDEX pending_by_path ON pending_versions (path_id);",
 };
 
 int catalog_schema_latest(void)

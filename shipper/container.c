@@ -404,6 +404,9 @@ static int decide(struct crypt_sealer *s, int at_end, struct cst_err *err)
     return 0;
 }
 
+static int sealer_start(struct crypt_sealer *s, const unsigned char public_key[32],
+                        struct cst_err *err);
+
 struct crypt_sealer *crypt_sealer_new(const unsigned char public_key[32], int level, int out_fd,
                                       struct cst_err *err)
 {
@@ -444,7 +447,37 @@ struct crypt_sealer *crypt_sealer_new(const unsigned char public_key[32], int le
     s->stored_hash = sha256_new(err);
     if (s->stored_hash == NULL)
         goto fail;
+    if (sealer_start(s, public_key, err) != 0)
+        goto fail;
+    return s;
 
+fail:
+    crypt_sealer_free(s);
+    return NULL;
+}
+
+int crypt_sealer_reset(struct crypt_sealer *s, const unsigned char public_key[32], int out_fd,
+                       struct cst_err *err)
+{
+    if (EVP_DigestInit_ex(s->plain_hash, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestInit_ex(s->stored_hash, EVP_sha256(), NULL) != 1)
+        return cst_err_set(err, "cannot initialise SHA-256 (libcrypto)");
+    s->out_fd = out_fd;
+    s->decided = s->compressed = s->finished = s->failed = 0;
+    s->plain_size = s->stored_size = 0;
+    s->trial_len = s->payload_len = 0;
+    if (sealer_start(s, public_key, err) != 0) {
+        s->failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* A fresh object key, sealed to public_key, and the stream started: every object, new
+ * sealer or reused, gets its own key and nonce. */
+static int sealer_start(struct crypt_sealer *s, const unsigned char public_key[32],
+                        struct cst_err *err)
+{
     memcpy(s->header, MAGIC, MAGIC_SIZE);
     s->header[OFF_VERSION] = FORMAT_VERSION;
     s->header[OFF_FLAGS] = 0; /* set by decide() */
@@ -452,21 +485,18 @@ struct crypt_sealer *crypt_sealer_new(const unsigned char public_key[32], int le
     crypto_secretstream_xchacha20poly1305_keygen(s->secrets->object_key);
     if (crypto_box_seal(s->header + OFF_SEALED_KEY, s->secrets->object_key, STREAM_KEY_SIZE,
                         public_key) != 0) {
-        cst_err_set(err, "cannot seal the object key: the backup public key is not usable");
-        goto fail;
+        sodium_memzero(s->secrets->object_key, sizeof(s->secrets->object_key));
+        return cst_err_set(err, "cannot seal the object key: the backup public key is not usable");
     }
     if (crypto_secretstream_xchacha20poly1305_init_push(
             &s->secrets->state, s->header + OFF_STREAM_HEADER, s->secrets->object_key) != 0) {
-        cst_err_set(err, "cannot start the encrypted stream (crypto_secretstream init_push)");
-        goto fail;
+        sodium_memzero(s->secrets->object_key, sizeof(s->secrets->object_key));
+        return cst_err_set(err,
+                           "cannot start the encrypted stream (crypto_secretstream init_push)");
     }
     /* The state holds everything push needs; the raw key has no further use. */
     sodium_memzero(s->secrets->object_key, sizeof(s->secrets->object_key));
-    return s;
-
-fail:
-    crypt_sealer_free(s);
-    return NULL;
+    return 0;
 }
 
 static int sealer_usable(struct crypt_sealer *s, struct cst_err *err)

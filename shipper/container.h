@@ -63,6 +63,13 @@ int crypt_sealer_write(struct crypt_sealer *s, const void *buf, size_t len, stru
 int crypt_sealer_finish(struct crypt_sealer *s, struct crypt_sealed_info *info,
                         struct cst_err *err);
 
+/* Start the next object to public_key on out_fd with the same level, reusing the
+ * sealer's buffers, contexts and secure memory (a worker seals thousands of small
+ * files). A new object key and stream header every time, as with _new. Allowed after
+ * finish or after an error; on failure only _free is allowed. */
+int crypt_sealer_reset(struct crypt_sealer *s, const unsigned char public_key[32], int out_fd,
+                       struct cst_err *err);
+
 /* NULL is fine. Wipes the object key. */
 void crypt_sealer_free(struct crypt_sealer *s);
 

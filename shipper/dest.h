@@ -52,6 +52,10 @@ struct dest_put {
                    * are sent; its stored version gets what the plan asks for (a retention
                    * extended to retain_until) and is checked as in store.h step 6. A new
                    * upload would make a second version under Object Lock, doubling storage */
+    /* in, optional: the caller made spool_path's data durable (fdatasync) before it asked;
+     * a backend that places that very file (local: a hard link) need not sync it again.
+     * 0 (the safe default): the backend syncs what it stores. */
+    int spool_durable;
     /* out */
     int ok;               /* stored and verified */
     enum dest_error kind; /* why not */

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,11 +38,11 @@
 
 #define READ_BUF (256 * 1024)
 #define INFLIGHT_BUCKETS 1024
-#define MAX_FLUSH 1024
-/* Sealed results are recorded together: one commit (one fsync) per this many, or
- * this long after the first; a quiet host pays the delay, never a burst. */
-#define FLUSH_BATCH 32
-#define FLUSH_DELAY 0.02
+/* Sealed results waiting for the batch in flight; sealing pauses above this. */
+#define MAX_FLUSH 4096
+/* Threads that make spool files durable. They only wait on the disk: many at once let
+ * their fdatasyncs share journal commits, and no sealing worker waits for the disk. */
+#define SYNC_THREADS 16
 
 enum seal_outcome { SEAL_OK, SEAL_GONE, SEAL_CHANGED, SEAL_SYMLINK, SEAL_SKIP, SEAL_ERROR };
 
@@ -52,12 +53,20 @@ struct job {
     int forced; /* waited max_delay already: a consistent read counts even if it changed since */
     enum seal_outcome outcome;
     char error[CST_ERR_SIZE];
-    char *spool_path; /* the sealed temporary file, until flush */
+    char *spool_path; /* the sealed file; removed with the job unless the copy queue took it */
+    int spool_queued; /* the copy queue refers to spool_path (once flush commits) */
     struct crypt_sealed_info info;
     char object_id[65];
     struct stat st;
     char *link_target;
     struct job *next;
+};
+
+#define BUSY_BUCKETS 1024
+
+struct busy_node {
+    char object_id[65];
+    struct busy_node *next;
 };
 
 struct inflight_node {
@@ -70,11 +79,12 @@ struct lane {
     struct shipper *s;
     struct dest *d;
     size_t batches;
-    char **busy; /* object ids in flight to this destination */
+    struct busy_node *busy[BUSY_BUCKETS]; /* object ids in flight to this destination */
     size_t n_busy;
     int64_t down_until; /* backing off after failures */
     int failures;       /* consecutive failed batches */
     int extending;      /* a batch of lock extensions is in flight */
+    uint64_t drained;   /* copy_gen when its ready entries were last all taken */
 };
 
 struct copy_batch {
@@ -85,15 +95,33 @@ struct copy_batch {
     int64_t started;
 };
 
+/* Sealed results being made durable together (spool files, then the spool folder),
+ * then recorded in one transaction: the next batch is sealed meanwhile. */
+struct sync_batch {
+    struct work dir_work;
+    struct shipper *s;
+    struct job *list;
+    size_t n; /* jobs in list */
+    size_t left;
+    int files_done;
+    int dir_failed;
+    char dir_error[CST_ERR_SIZE];
+};
+
 struct shipper {
     struct shipper_params p;
     ev_timer next_timer;
-    ev_idle kick_idle;
-    ev_timer flush_timer;
+    /* Once per loop iteration, before it waits again (an idle watcher would starve while
+     * completions keep arriving). */
+    ev_prepare kick_prep;
+    ev_prepare batch_prep;
+    struct workpool *sync_pool;
+    struct sync_batch *syncing;
     size_t sealing;
     size_t max_sealing;
     struct job *done_head, *done_tail;
     size_t done_count;
+    struct catalog_queue_cursor cursor; /* where the last read of the path queue ended */
     int stopping;
     int64_t catalog_backoff_until;
     struct inflight_node *inflight[INFLIGHT_BUCKETS];
@@ -102,11 +130,16 @@ struct shipper {
     char catalog_error[CST_ERR_SIZE]; /* the last write that failed, until one succeeds */
     char **sourcing;                  /* objects whose bytes are being found for queued copies */
     size_t n_sourcing;
+    /* Bumped whenever the copy queue may hold new ready work (a flush, a copy batch done, a
+     * source found, a kick, the timer): a lane or the sourcing that took all there was reads
+     * the copy queue again only then, not after every sealed file. */
+    uint64_t copy_gen;
+    uint64_t sources_drained;
     ev_timer cover_timer;
 };
 
 static void fill(struct shipper *s);
-static void flush(struct shipper *s);
+static void flush(struct shipper *s, struct job *list);
 
 /* --- Object Lock --- */
 
@@ -209,13 +242,65 @@ static char *shown(const char *path)
 
 /* --- seal: on a worker --- */
 
+/* Each worker keeps its sealer (zstd context, hash contexts, secure memory) and read
+ * buffer from one file to the next: set up once per thread, not per file. */
+struct seal_state {
+    struct crypt_sealer *sealer;
+    unsigned char *buf;
+};
+
+static pthread_key_t seal_key;
+static pthread_once_t seal_once = PTHREAD_ONCE_INIT;
+
+static void seal_state_free(void *arg)
+{
+    struct seal_state *st = arg;
+
+    crypt_sealer_free(st->sealer);
+    free(st->buf);
+    free(st);
+}
+
+static void seal_key_init(void)
+{
+    if (pthread_key_create(&seal_key, seal_state_free) != 0)
+        abort(); /* only when the process is out of keys: nothing works then */
+}
+
+static struct seal_state *seal_state(void)
+{
+    struct seal_state *st;
+
+    pthread_once(&seal_once, seal_key_init);
+    st = pthread_getspecific(seal_key);
+    if (st == NULL) {
+        st = util_xcalloc(1, sizeof(*st));
+        st->buf = util_xmalloc(READ_BUF);
+        pthread_setspecific(seal_key, st);
+    }
+    return st;
+}
+
+/* A sealer for the next object on out_fd, the worker's own when it has one. */
+static struct crypt_sealer *seal_begin(struct seal_state *st, const unsigned char *public_key,
+                                       int out_fd, struct cst_err *err)
+{
+    if (st->sealer && crypt_sealer_reset(st->sealer, public_key, out_fd, err) == 0)
+        return st->sealer;
+    crypt_sealer_free(st->sealer);
+    st->sealer = crypt_sealer_new(public_key, CRYPT_LEVEL_AUTO, out_fd, err);
+    return st->sealer;
+}
+
 static void seal_run(struct work *w)
 {
     struct job *j = (struct job *)w;
     struct shipper *s = j->s;
     struct cst_err err = {{0}};
+    struct seal_state *state = seal_state();
     struct crypt_sealer *sealer = NULL;
-    unsigned char *buf = NULL;
+    unsigned char *buf = state->buf;
+    int sealed = 0;
     struct stat after;
     int fd = -1, spool_fd = -1;
     uint64_t total = 0;
@@ -267,10 +352,9 @@ static void seal_run(struct work *w)
         j->spool_path = NULL;
         goto out;
     }
-    sealer = crypt_sealer_new(s->p.public_key, CRYPT_LEVEL_AUTO, spool_fd, &err);
+    sealer = seal_begin(state, s->p.public_key, spool_fd, &err);
     if (sealer == NULL)
         goto fail;
-    buf = util_xmalloc(READ_BUF);
     for (;;) {
         ssize_t n = read(fd, buf, READ_BUF);
 
@@ -297,13 +381,9 @@ static void seal_run(struct work *w)
     }
     if (crypt_sealer_finish(sealer, &j->info, &err) < 0)
         goto fail;
-    /* Durable before any catalog row points at it, here on the worker: the sealing threads'
-     * fdatasyncs share journal commits, and the loop never waits for the disk. (Its folder
-     * entry is made durable once per batch, in flush.) */
-    if (fdatasync(spool_fd) < 0) {
-        cst_err_sys(&err, "cannot fdatasync spool file %s", j->spool_path);
-        goto fail;
-    }
+    sealed = 1; /* finish wiped the stream's secrets: the sealer can be kept */
+    /* Not made durable here: the whole batch is, together, before any catalog row points
+     * at it (sync_batch), so that this worker goes on sealing instead of waiting. */
     if (close(spool_fd) < 0) {
         spool_fd = -1;
         cst_err_sys(&err, "cannot write spool file %s", j->spool_path);
@@ -311,14 +391,31 @@ static void seal_run(struct work *w)
     }
     spool_fd = -1;
     shipper_object_id(s->p.naming_key, j->info.plain_sha256, j->object_id);
+    /* Its name for the copy queue, unique per sealing (two sealings of one content are
+     * different ciphertexts): "<object id>-<mkostemp suffix>.obj". */
+    {
+        char *final = util_printf("%s/%s-%s.obj", s->p.spool_dir, j->object_id,
+                                  j->spool_path + strlen(j->spool_path) - 6);
+
+        if (rename(j->spool_path, final) < 0) {
+            cst_err_sys(&err, "cannot rename spool file %s", j->spool_path);
+            free(final);
+            goto fail;
+        }
+        free(j->spool_path);
+        j->spool_path = final;
+    }
     j->outcome = SEAL_OK;
     goto out;
 fail:
     j->outcome = SEAL_ERROR;
     snprintf(j->error, sizeof(j->error), "%s", err.msg);
 out:
-    crypt_sealer_free(sealer);
-    free(buf);
+    if (sealer && !sealed) {
+        /* Stopped mid-object: its stream state is wiped with it, not kept for the next. */
+        crypt_sealer_free(sealer);
+        state->sealer = NULL;
+    }
     if (spool_fd >= 0)
         close(spool_fd);
     if (fd >= 0)
@@ -338,13 +435,124 @@ static void seal_done(struct work *w)
         s->done_head = j;
     s->done_tail = j;
     s->done_count++;
-    if (s->done_count >= FLUSH_BATCH) {
-        ev_timer_stop(s->p.loop, &s->flush_timer);
-        flush(s);
-    } else if (!ev_is_active(&s->flush_timer)) {
-        ev_timer_set(&s->flush_timer, FLUSH_DELAY, 0.0);
-        ev_timer_start(s->p.loop, &s->flush_timer);
+    /* Once the results that woke the loop are all in (idle), they go as one batch, unless
+     * a batch is in flight: then they wait for it and go with whatever follows. */
+    if (s->syncing == NULL)
+        ev_prepare_start(s->p.loop, &s->batch_prep);
+    /* Keep the workers busy: more to seal (coalesced, once per loop iteration), read on
+     * from where the last read ended. */
+    if (!s->stopping)
+        ev_prepare_start(s->p.loop, &s->kick_prep);
+}
+
+/* --- sync: the batch's spool files made durable together, on the sync threads --- */
+
+static void sync_step(struct sync_batch *b);
+
+static void spool_sync_run(struct work *w)
+{
+    struct job *j = (struct job *)w;
+    int fd = open(j->spool_path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0 || fdatasync(fd) < 0) {
+        j->outcome = SEAL_ERROR;
+        snprintf(j->error, sizeof(j->error), "cannot fdatasync spool file %s: %s", j->spool_path,
+                 strerror(errno));
     }
+    if (fd >= 0)
+        close(fd);
+}
+
+static void spool_sync_done(struct work *w)
+{
+    struct job *j = (struct job *)w;
+
+    sync_step(j->s->syncing);
+}
+
+static void spool_dir_run(struct work *w)
+{
+    struct sync_batch *b = (struct sync_batch *)w;
+    struct cst_err err;
+
+    if (util_fsync_dir(b->s->p.spool_dir, &err) < 0) {
+        b->dir_failed = 1;
+        snprintf(b->dir_error, sizeof(b->dir_error), "%s", err.msg);
+    }
+}
+
+static void spool_dir_done(struct work *w)
+{
+    sync_step((struct sync_batch *)w);
+}
+
+/* Every file of the batch first, then their folder entries (one fsync), then the
+ * catalog: a row never points at a spool file that a power cut could take back. */
+static void sync_step(struct sync_batch *b)
+{
+    struct shipper *s = b->s;
+    struct job *list;
+
+    if (--b->left > 0)
+        return;
+    if (!b->files_done) {
+        b->files_done = 1;
+        for (struct job *j = b->list; j; j = j->next)
+            if (j->outcome == SEAL_OK) {
+                b->left = 1;
+                b->dir_work.run = spool_dir_run;
+                b->dir_work.done = spool_dir_done;
+                workpool_submit(s->sync_pool, &b->dir_work);
+                return;
+            }
+    }
+    if (b->dir_failed)
+        for (struct job *j = b->list; j; j = j->next)
+            if (j->outcome == SEAL_OK) {
+                j->outcome = SEAL_ERROR;
+                snprintf(j->error, sizeof(j->error), "%s", b->dir_error);
+            }
+    list = b->list;
+    s->syncing = NULL;
+    free(b);
+    ev_unref(s->p.loop);
+    flush(s, list);
+    /* What was sealed meanwhile is the next batch. */
+    if (s->done_head)
+        ev_prepare_start(s->p.loop, &s->batch_prep);
+}
+
+static void sync_start(struct shipper *s)
+{
+    struct sync_batch *b;
+
+    if (s->syncing || s->done_head == NULL)
+        return;
+    b = util_xcalloc(1, sizeof(*b));
+    b->s = s;
+    b->list = s->done_head;
+    s->done_head = s->done_tail = NULL;
+    b->n = s->done_count;
+    s->done_count = 0;
+    s->syncing = b;
+    /* The pool's wake-up does not keep the loop running; a batch in flight must. */
+    ev_ref(s->p.loop);
+    b->left = 1; /* held until every file's sync has been submitted */
+    for (struct job *j = b->list; j; j = j->next)
+        if (j->outcome == SEAL_OK) {
+            b->left++;
+            j->work.run = spool_sync_run;
+            j->work.done = spool_sync_done;
+            workpool_submit(s->sync_pool, &j->work);
+        }
+    sync_step(b);
+}
+
+static void on_batch_prep(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    ev_prepare_stop(loop, w);
+    sync_start(w->data);
 }
 
 /* --- flush: sealed results into the catalog, on the loop --- */
@@ -447,19 +655,9 @@ static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *reco
         if (queued_elsewhere < 0)
             return cst_err_wrap(err, "cannot read the copy queue");
         if (!queued_elsewhere) {
-            char *final;
-
-            spool = util_printf("%s.obj", j->object_id);
-            final = util_join(s->p.spool_dir, spool);
-            if (rename(j->spool_path, final) < 0) {
-                cst_err_sys(err, "cannot rename spool file %s", j->spool_path);
-                free(final);
-                free(spool);
-                return -1;
-            }
-            free(final);
-            free(j->spool_path);
-            j->spool_path = NULL; /* now owned by the copy queue */
+            /* Ours becomes it (once the transaction commits: flush). */
+            spool = util_xstrdup(strrchr(j->spool_path, '/') + 1);
+            j->spool_queued = 1;
             stored_size = (int64_t)j->info.stored_size;
             memcpy(stored_sha, j->info.stored_sha256, 32);
         }
@@ -512,15 +710,13 @@ static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *reco
     return 0;
 }
 
-static void flush(struct shipper *s)
+static void flush(struct shipper *s, struct job *list)
 {
-    struct job *list = s->done_head, *j;
+    struct job *j;
     struct cst_err err;
     int64_t now = util_now_ms();
     int ok = 0;
 
-    s->done_head = s->done_tail = NULL;
-    s->done_count = 0;
     if (list == NULL)
         return;
     if (catalog_begin(s->p.catalog, &err) < 0)
@@ -605,14 +801,7 @@ static void flush(struct shipper *s)
         if (rc < 0)
             goto fail;
     }
-    /* The spool files this batch created and renamed: their folder entries are durable
-     * before the rows that point at them commit (one fsync for the whole batch). */
-    for (j = list; j; j = j->next)
-        if (j->outcome == SEAL_OK) {
-            if (util_fsync_dir(s->p.spool_dir, &err) < 0)
-                goto fail;
-            break;
-        }
+    /* The spool files and their folder entries were made durable before (sync_step). */
     if (catalog_commit(s->p.catalog, &err) < 0)
         goto fail;
     ok = 1;
@@ -632,36 +821,55 @@ out:
         j = list;
         list = j->next;
         inflight_del(s, j->item.path_id);
+        if (ok && j->spool_queued) {
+            free(j->spool_path); /* now the copy queue's */
+            j->spool_path = NULL;
+        }
         job_free(j);
     }
+    s->copy_gen++;
     fill(s);
 }
 
-static void on_flush_timer(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    flush(w->data);
-}
-
 /* --- copies: per destination, on the loop --- */
+
+static struct busy_node **busy_bucket(struct lane *l, const char *object_id)
+{
+    /* Object ids are hex of a keyed hash: their first bytes are as good as any hash. */
+    return &l->busy[strtoul((char[4]){object_id[0], object_id[1], object_id[2], '\0'}, NULL, 16) %
+                    BUSY_BUCKETS];
+}
 
 static int lane_busy(void *arg, const char *object_id)
 {
     struct lane *l = arg;
 
-    for (size_t i = 0; i < l->n_busy; i++)
-        if (strcmp(l->busy[i], object_id) == 0)
+    for (struct busy_node *b = *busy_bucket(l, object_id); b; b = b->next)
+        if (strcmp(b->object_id, object_id) == 0)
             return 1;
     return 0;
 }
 
+static void lane_busy_add(struct lane *l, const char *object_id)
+{
+    struct busy_node **head = busy_bucket(l, object_id);
+    struct busy_node *b = util_xmalloc(sizeof(*b));
+
+    snprintf(b->object_id, sizeof(b->object_id), "%s", object_id);
+    b->next = *head;
+    *head = b;
+    l->n_busy++;
+}
+
 static void lane_unbusy(struct lane *l, const char *object_id)
 {
-    for (size_t i = 0; i < l->n_busy; i++)
-        if (strcmp(l->busy[i], object_id) == 0) {
-            free(l->busy[i]);
-            l->busy[i] = l->busy[--l->n_busy];
+    for (struct busy_node **pp = busy_bucket(l, object_id); *pp; pp = &(*pp)->next)
+        if (strcmp((*pp)->object_id, object_id) == 0) {
+            struct busy_node *b = *pp;
+
+            *pp = b->next;
+            free(b);
+            l->n_busy--;
             return;
         }
 }
@@ -819,6 +1027,7 @@ out:
     catalog_copy_items_free(b->items, n);
     free(puts);
     free(b);
+    s->copy_gen++;
     fill(s);
 }
 
@@ -826,7 +1035,8 @@ static void fill_copies(struct lane *l, int64_t now)
 {
     struct shipper *s = l->s;
 
-    while (l->batches < l->d->max_concurrent && util_mono_ms() >= l->down_until) {
+    while (l->batches < l->d->max_concurrent && util_mono_ms() >= l->down_until &&
+           l->drained != s->copy_gen) {
         struct catalog_copy_item *items;
         struct dest_put *puts;
         int64_t *retains;
@@ -839,6 +1049,8 @@ static void fill_copies(struct lane *l, int64_t now)
             log_error("cannot read the copy queue: %s", err.msg);
             return;
         }
+        if (n < l->d->max_batch)
+            l->drained = s->copy_gen; /* all there was: none until something changes */
         if (n == 0) {
             catalog_copy_items_free(items, n);
             return;
@@ -860,7 +1072,6 @@ static void fill_copies(struct lane *l, int64_t now)
         b->items = items;
         b->n = n;
         b->started = now;
-        l->busy = util_xrealloc(l->busy, (l->n_busy + n) * sizeof(char *));
         for (size_t i = 0; i < n; i++) {
             puts[i].spool_path = util_join(s->p.spool_dir, items[i].spool);
             puts[i].remote_key = dest_object_key(items[i].object_id);
@@ -871,7 +1082,10 @@ static void fill_copies(struct lane *l, int64_t now)
             if (dest_locks(l->d))
                 puts[i].retain_until = retains[i];
             puts[i].owner = b;
-            l->busy[l->n_busy++] = util_xstrdup(items[i].object_id);
+            /* Every spool file the copy queue names was made durable before it was recorded
+             * (sync_batch; source_run for bytes copied from another destination). */
+            puts[i].spool_durable = 1;
+            lane_busy_add(l, items[i].object_id);
         }
         free(retains);
         l->batches++;
@@ -962,14 +1176,13 @@ static void fill_extends(struct lane *l, int64_t now)
     b->items = items;
     b->n = n;
     b->puts = util_xcalloc(n, sizeof(*b->puts));
-    l->busy = util_xrealloc(l->busy, (l->n_busy + n) * sizeof(char *));
     for (size_t i = 0; i < n; i++) {
         b->puts[i].remote_key = items[i].remote_key;
         b->puts[i].stored_size = (uint64_t)items[i].stored_size;
         b->puts[i].retain_until = items[i].until;
         b->puts[i].in_place = 1;
         b->puts[i].owner = b;
-        l->busy[l->n_busy++] = util_xstrdup(items[i].object_id);
+        lane_busy_add(l, items[i].object_id);
     }
     l->extending = 1;
     l->d->ops->put_batch(l->d, b->puts, n, extends_done, b);
@@ -1189,6 +1402,7 @@ static void source_done(struct work *w)
     struct shipper *s = ((struct source_job *)w)->s;
 
     source_finish((struct source_job *)w);
+    s->copy_gen++;
     fill(s);
 }
 
@@ -1199,13 +1413,17 @@ static void fill_sources(struct shipper *s, int64_t now)
     size_t n;
     struct cst_err err;
 
-    if (s->n_sourcing >= MAX_SOURCING)
+    if (s->n_sourcing >= MAX_SOURCING || s->sources_drained == s->copy_gen)
         return;
     if (catalog_copy_queue_unsourced(s->p.catalog, now, MAX_SOURCING - s->n_sourcing, sourcing_has,
                                      s, &ids, &n, &err) < 0) {
         log_error("cannot read the copy queue: %s", err.msg);
         return;
     }
+    if (n < MAX_SOURCING - s->n_sourcing)
+        s->sources_drained = s->copy_gen; /* all there was: none until something changes */
+    if (n > 0)
+        s->copy_gen++; /* sourced from the spool: the lanes look again */
     for (size_t i = 0; i < n; i++) {
         char *spool = NULL;
         int64_t size;
@@ -1255,10 +1473,12 @@ static void fill_paths(struct shipper *s, int64_t now)
     size_t n;
     struct cst_err err;
 
-    if (s->sealing >= s->max_sealing || s->done_count >= MAX_FLUSH)
+    /* Refilled when half has been sealed, in one read, rather than one read per sealed file;
+     * a quiet host (nothing sealing) reads at once. */
+    if (s->sealing > s->max_sealing / 2 || s->done_count >= MAX_FLUSH)
         return;
-    if (catalog_queue_ready(s->p.catalog, now, s->max_sealing - s->sealing, inflight_has, s, &items,
-                            &n, &err) < 0) {
+    if (catalog_queue_ready_page(s->p.catalog, now, &s->cursor, s->max_sealing - s->sealing,
+                                 inflight_has, s, &items, &n, &err) < 0) {
         log_error("cannot read the queue: %s", err.msg);
         return;
     }
@@ -1299,12 +1519,21 @@ static void fill(struct shipper *s)
         fill_extends(&s->lanes[d], now);
     }
     /* Entries not ready yet (settling, backing off): wake up when the first is. */
-    int64_t next_copy, next_lock = INT64_MAX;
+    int64_t next_copy = INT64_MAX, next_lock = INT64_MAX;
     struct cst_err err;
-    if (catalog_queue_next_ready(s->p.catalog, now, &next, &err) < 0 ||
-        catalog_copy_queue_next_ready(s->p.catalog, NULL, now, &next_copy, &err) < 0 ||
-        (s->p.lock_until &&
-         catalog_lock_extend_next_ready(s->p.catalog, now, &next_lock, &err) < 0)) {
+    int rc = catalog_queue_next_ready(s->p.catalog, now, &next, &err);
+    /* Per destination (an index search each): asked on every fill, a scan of the whole copy
+     * queue cost more than the rest of the fill in a backlog. */
+    for (size_t d = 0; rc == 0 && d < s->p.n_dests; d++) {
+        int64_t at;
+
+        rc = catalog_copy_queue_next_ready(s->p.catalog, s->p.dests[d]->name, now, &at, &err);
+        if (rc == 0 && at < next_copy)
+            next_copy = at;
+    }
+    if (rc == 0 && s->p.lock_until)
+        rc = catalog_lock_extend_next_ready(s->p.catalog, now, &next_lock, &err);
+    if (rc < 0) {
         /* The catalog cannot say when: look again soon rather than sleep for ever. */
         log_warn("cannot read the queue schedule: %s", err.msg);
         next = next_copy = now + 1000;
@@ -1329,15 +1558,18 @@ static void fill(struct shipper *s)
 
 static void on_next_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
+    struct shipper *s = t->data;
+
     (void)loop;
     (void)revents;
-    fill(t->data);
+    s->copy_gen++; /* entries whose time came (retries, backoffs) */
+    fill(s);
 }
 
-static void on_kick(struct ev_loop *loop, ev_idle *w, int revents)
+static void on_kick(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)revents;
-    ev_idle_stop(loop, w);
+    ev_prepare_stop(loop, w);
     fill(w->data);
 }
 
@@ -1528,8 +1760,9 @@ struct shipper *shipper_new(const struct shipper_params *p, struct cst_err *err)
         return cst_err_set(err, "libsodium failed to initialise"), NULL;
     s = util_xcalloc(1, sizeof(*s));
     s->p = *p;
+    s->copy_gen = 1; /* lanes and sourcing start at 0: they read the copy queue at once */
     /* Enough sealing queued to keep every worker busy. */
-    s->max_sealing = (size_t)(p->workers > 0 ? p->workers : 2) * 4;
+    s->max_sealing = (size_t)(p->workers > 0 ? p->workers : 2) * 8;
     s->lanes = util_xcalloc(p->n_dests, sizeof(*s->lanes));
     for (size_t d = 0; d < p->n_dests; d++) {
         s->lanes[d].s = s;
@@ -1537,10 +1770,11 @@ struct shipper *shipper_new(const struct shipper_params *p, struct cst_err *err)
     }
     ev_timer_init(&s->next_timer, on_next_timer, 0.0, 0.0);
     s->next_timer.data = s;
-    ev_idle_init(&s->kick_idle, on_kick);
-    s->kick_idle.data = s;
-    ev_timer_init(&s->flush_timer, on_flush_timer, FLUSH_DELAY, 0.0);
-    s->flush_timer.data = s;
+    ev_prepare_init(&s->kick_prep, on_kick);
+    s->kick_prep.data = s;
+    ev_prepare_init(&s->batch_prep, on_batch_prep);
+    s->batch_prep.data = s;
+    s->sync_pool = workpool_new(p->loop, SYNC_THREADS);
     ev_timer_init(&s->cover_timer, on_cover_timer, COVER_EVERY_S, COVER_EVERY_S);
     s->cover_timer.data = s;
     if (forget_removed_dests(s, err) < 0 || recover_spool(s, err) < 0) {
@@ -1560,9 +1794,12 @@ struct shipper *shipper_new(const struct shipper_params *p, struct cst_err *err)
 
 void shipper_kick(struct shipper *s)
 {
-    /* Coalesce many kicks in one loop iteration into one queue read. */
+    /* Coalesce many kicks in one loop iteration into one queue read, from the top: what
+     * was just queued is the newest. */
+    s->cursor.valid = 0;
+    s->copy_gen++; /* another part of the agent (or process) may have queued copies */
     if (!s->stopping)
-        ev_idle_start(s->p.loop, &s->kick_idle);
+        ev_prepare_start(s->p.loop, &s->kick_prep);
 }
 
 void shipper_stop(struct shipper *s)
@@ -1570,12 +1807,12 @@ void shipper_stop(struct shipper *s)
     s->stopping = 1;
     ev_timer_stop(s->p.loop, &s->cover_timer);
     ev_timer_stop(s->p.loop, &s->next_timer);
-    ev_idle_stop(s->p.loop, &s->kick_idle);
+    ev_prepare_stop(s->p.loop, &s->kick_prep);
 }
 
 size_t shipper_in_flight(const struct shipper *s)
 {
-    size_t n = s->sealing + s->done_count + s->n_sourcing;
+    size_t n = s->sealing + s->done_count + s->n_sourcing + (s->syncing ? s->syncing->n : 0);
 
     for (size_t d = 0; d < s->p.n_dests; d++)
         n += s->lanes[d].batches + (size_t)s->lanes[d].extending;
@@ -1634,7 +1871,19 @@ void shipper_free(struct shipper *s)
     if (s == NULL)
         return;
     shipper_stop(s);
-    ev_timer_stop(s->p.loop, &s->flush_timer);
+    ev_prepare_stop(s->p.loop, &s->batch_prep);
+    /* Queued syncs still run (their done() does not): the batch is dropped unrecorded, its
+     * paths stay queued and are sealed again by the next start. */
+    workpool_free(s->sync_pool);
+    if (s->syncing) {
+        while (s->syncing->list) {
+            struct job *j = s->syncing->list;
+            s->syncing->list = j->next;
+            job_free(j);
+        }
+        free(s->syncing);
+        ev_unref(s->p.loop);
+    }
     while (s->done_head) {
         struct job *j = s->done_head;
         s->done_head = j->next;
@@ -1647,9 +1896,12 @@ void shipper_free(struct shipper *s)
             free(n);
         }
     for (size_t d = 0; d < s->p.n_dests; d++) {
-        for (size_t i = 0; i < s->lanes[d].n_busy; i++)
-            free(s->lanes[d].busy[i]);
-        free(s->lanes[d].busy);
+        for (size_t i = 0; i < BUSY_BUCKETS; i++)
+            while (s->lanes[d].busy[i]) {
+                struct busy_node *b = s->lanes[d].busy[i];
+                s->lanes[d].busy[i] = b->next;
+                free(b);
+            }
     }
     free(s->lanes);
     for (size_t i = 0; i < s->n_sourcing; i++)

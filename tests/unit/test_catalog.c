@@ -634,7 +634,8 @@ static void test_queue_ready_order_limit_skip(void **state)
     int64_t ids[8];
     char path[16];
 
-    /* /q/1 is ready last, /q/5 first. */
+    /* /q/1 is ready last, /q/5 first: the newest comes first (new work goes ahead of a
+     * backlog). */
     for (int i = 1; i <= 5; i++) {
         snprintf(path, sizeof(path), "/q/%d", i);
         assert_int_equal(catalog_queue_path(f->cat, path, "new", (6 - i) * 100, &err), 0);
@@ -642,53 +643,53 @@ static void test_queue_ready_order_limit_skip(void **state)
     q = ready(f->cat, INT64_MAX, 10);
     assert_int_equal(q.n, 5);
     for (int i = 0; i < 5; i++) {
-        snprintf(path, sizeof(path), "/q/%d", 5 - i);
+        snprintf(path, sizeof(path), "/q/%d", i + 1);
         assert_string_equal(q.items[i].path, path);
-        ids[5 - i] = q.items[i].path_id;
+        ids[i + 1] = q.items[i].path_id;
     }
     catalog_queue_items_free(q.items, q.n);
 
     /* ready_at is respected. */
     q = ready(f->cat, 350, 10);
     assert_int_equal(q.n, 3);
-    assert_string_equal(q.items[0].path, "/q/5");
+    assert_string_equal(q.items[0].path, "/q/3");
     assert_string_equal(q.items[1].path, "/q/4");
-    assert_string_equal(q.items[2].path, "/q/3");
+    assert_string_equal(q.items[2].path, "/q/5");
     catalog_queue_items_free(q.items, q.n);
     q = ready(f->cat, 99, 10);
     assert_int_equal(q.n, 0);
     catalog_queue_items_free(q.items, q.n);
 
-    /* The limit takes the earliest. */
+    /* The limit takes the newest. */
     q = ready(f->cat, 1000, 2);
     assert_int_equal(q.n, 2);
-    assert_string_equal(q.items[0].path, "/q/5");
-    assert_string_equal(q.items[1].path, "/q/4");
+    assert_string_equal(q.items[0].path, "/q/1");
+    assert_string_equal(q.items[1].path, "/q/2");
     catalog_queue_items_free(q.items, q.n);
     q = ready(f->cat, 1000, 0);
     assert_int_equal(q.n, 0);
     catalog_queue_items_free(q.items, q.n);
 
     /* Skipped entries (in flight) do not use up the limit. */
-    skip.ids[0] = ids[5];
+    skip.ids[0] = ids[1];
     skip.ids[1] = ids[3];
     skip.n = 2;
     assert_int_equal(catalog_queue_ready(f->cat, 1000, 2, skip_some, &skip, &q.items, &q.n, &err),
                      0);
     assert_int_equal(q.n, 2);
-    assert_string_equal(q.items[0].path, "/q/4");
-    assert_string_equal(q.items[1].path, "/q/2");
+    assert_string_equal(q.items[0].path, "/q/2");
+    assert_string_equal(q.items[1].path, "/q/4");
     assert_true(skip.calls >= 4);
     catalog_queue_items_free(q.items, q.n);
 
-    /* Equal ready times: by path id, i.e. the order they were first queued. */
+    /* Equal ready times: by path id, the one first queued last. */
     assert_int_equal(catalog_queue_path(f->cat, "/q/7", "new", 100, &err), 0);
     assert_int_equal(catalog_queue_path(f->cat, "/q/6", "new", 100, &err), 0);
     q = ready(f->cat, 100, 10);
     assert_int_equal(q.n, 3);
-    assert_string_equal(q.items[0].path, "/q/5");
+    assert_string_equal(q.items[0].path, "/q/6");
     assert_string_equal(q.items[1].path, "/q/7");
-    assert_string_equal(q.items[2].path, "/q/6");
+    assert_string_equal(q.items[2].path, "/q/5");
     catalog_queue_items_free(q.items, q.n);
 
     /* The next wake-up. */
@@ -733,10 +734,12 @@ static void test_queue_retry_stats_failing(void **state)
     assert_true(oldest >= t0 && oldest <= util_now_ms());
     q = ready(f->cat, 1000, 10);
     assert_int_equal(q.n, 2);
-    a_id = q.items[0].path_id;
-    b_id = q.items[1].path_id;
-    a_gen = q.items[0].gen;
-    b_gen = q.items[1].gen;
+    /* Equal ready times: the one first queued last comes first. */
+    assert_string_equal(q.items[0].path, "/r/b");
+    a_id = q.items[1].path_id;
+    b_id = q.items[0].path_id;
+    a_gen = q.items[1].gen;
+    b_gen = q.items[0].gen;
     catalog_queue_items_free(q.items, q.n);
 
     /* A retry pushes the entry a minute into the future and counts the attempt. */
@@ -750,9 +753,9 @@ static void test_queue_retry_stats_failing(void **state)
     assert_true(next >= t0 + 60000 && next <= util_now_ms() + 60000);
     q = ready(f->cat, next, 10);
     assert_int_equal(q.n, 2);
-    assert_string_equal(q.items[1].path, "/r/a");
-    assert_int_equal(q.items[1].attempts, 1);
-    assert_int_equal(q.items[1].gen, a_gen);
+    assert_string_equal(q.items[0].path, "/r/a"); /* ready later: the newest */
+    assert_int_equal(q.items[0].attempts, 1);
+    assert_int_equal(q.items[0].gen, a_gen);
     catalog_queue_items_free(q.items, q.n);
 
     assert_int_equal(catalog_queue_failing(f->cat, &failing, &last, NULL), 0);
@@ -771,7 +774,8 @@ static void test_queue_retry_stats_failing(void **state)
     assert_int_equal(catalog_queue_retry(f->cat, a_id, a_gen, 0, "again", &err), 0);
     assert_int_equal(next_ready(f->cat, 1000), next);
     q = ready(f->cat, next, 10);
-    assert_int_equal(q.items[1].attempts, 2);
+    assert_string_equal(q.items[0].path, "/r/a");
+    assert_int_equal(q.items[0].attempts, 2);
     catalog_queue_items_free(q.items, q.n);
 
     /* The newest error is the one of the entry retried furthest out. */
@@ -924,6 +928,67 @@ static void test_folder_delete_boundaries(void **state)
     record_file(f->cat, "/g/xy", o, 100);
     assert_int_equal(catalog_record_delete(f->cat, "/g/x", 7000, &err), 1);
     assert_int_equal(live(f->cat, "/g/xy", NULL), 1);
+}
+
+/* The copy schedule per destination (an index search; the shipper asks on every fill) and
+ * for all of them; a pending version found by its path through pending_by_path. */
+static void test_copy_schedule_and_pending_by_path(void **state)
+{
+    struct fixture *f = *state;
+    struct cst_err err = {{0}};
+    unsigned char sha[32] = {0};
+    char a[65], b[65];
+    int64_t next;
+    struct catalog_version v;
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    int uses_index = 0;
+
+    make_object(f->cat, 'a', 1, 1, a);
+    make_object(f->cat, 'b', 1, 1, b);
+    assert_int_equal(catalog_copy_queue_add(f->cat, a, "nas", "a.obj", 1, sha, 3000, &err), 0);
+    assert_int_equal(catalog_copy_queue_add(f->cat, b, "nas", "b.obj", 1, sha, 5000, &err), 0);
+    assert_int_equal(catalog_copy_queue_add(f->cat, a, "s3", "a.obj", 1, sha, 4000, &err), 0);
+    assert_int_equal(catalog_copy_queue_next_ready(f->cat, "nas", 1000, &next, &err), 0);
+    assert_int_equal(next, 3000);
+    assert_int_equal(catalog_copy_queue_next_ready(f->cat, "nas", 3000, &next, &err), 0);
+    assert_int_equal(next, 5000);
+    assert_int_equal(catalog_copy_queue_next_ready(f->cat, "s3", 1000, &next, &err), 0);
+    assert_int_equal(next, 4000);
+    assert_int_equal(catalog_copy_queue_next_ready(f->cat, "s3", 4000, &next, &err), 0);
+    assert_true(next == INT64_MAX);
+    assert_int_equal(catalog_copy_queue_next_ready(f->cat, "gone", 0, &next, &err), 0);
+    assert_true(next == INT64_MAX);
+    assert_int_equal(catalog_copy_queue_next_ready(f->cat, NULL, 3000, &next, &err), 0);
+    assert_int_equal(next, 4000);
+
+    memset(&v, 0, sizeof(v));
+    v.path = "/p/waiting";
+    v.kind = CATALOG_FILE;
+    v.size = 10;
+    v.mtime_ns = 20;
+    v.inode = 30;
+    memcpy(v.object_id, a, sizeof(v.object_id));
+    v.first_seen = 1000;
+    assert_int_equal(catalog_pending_add(f->cat, &v, &err), 0);
+    assert_int_equal(catalog_pending_match(f->cat, "/p/waiting", 10, 20, 30, a, &err), 1);
+    assert_int_equal(catalog_pending_match(f->cat, "/p/waiting", 10, 20, 30, NULL, &err), 1);
+    assert_int_equal(catalog_pending_match(f->cat, "/p/waiting", 10, 20, 30, b, &err), 0);
+    assert_int_equal(catalog_pending_match(f->cat, "/p/waiting", 11, 20, 30, NULL, &err), 0);
+    assert_int_equal(catalog_pending_match(f->cat, "/p/other", 10, 20, 30, NULL, &err), 0);
+    /* Found through the index, not by reading every pending version. */
+    assert_int_equal(sqlite3_open_v2(f->db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(h,
+                           "EXPLAIN QUERY PLAN SELECT 1 FROM paths p JOIN "
+                           "pending_versions pv ON pv.path_id = p.id WHERE p.path = ?1",
+                           -1, &st, NULL),
+        SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        uses_index |= strstr((const char *)sqlite3_column_text(st, 3), "pending_by_path") != NULL;
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    assert_true(uses_index);
 }
 
 static void test_raw_byte_paths(void **state)
@@ -1879,6 +1944,7 @@ int main(void)
         T(test_queue_retry_stats_failing),
         T(test_version_lifecycle),
         T(test_folder_delete_boundaries),
+        T(test_copy_schedule_and_pending_by_path),
         T(test_raw_byte_paths),
         T(test_each_version_at_prefix),
         T(test_each_version_of_order),

@@ -300,6 +300,58 @@ static void test_other_levels(void **state)
     round_trip(200000, 19, 0, 1);
 }
 
+/* One sealer reused for several objects (as each sealing worker does): every object
+ * opens to its own content, and each has its own object key and stream header. */
+static void test_reset_reuses_a_sealer(void **state)
+{
+    static const size_t sizes[] = {300000, 17, 0, 70000, 4000};
+    unsigned char headers[5][HEADER];
+    struct cst_err err = {{0}};
+    struct crypt_sealer *s = NULL;
+
+    (void)state;
+    for (size_t i = 0; i < 5; i++) {
+        unsigned char *data = make_data(sizes[i], i % 2 == 0);
+        unsigned char *object, *plain = NULL;
+        size_t object_len, plain_len = 0;
+        struct crypt_sealed_info info;
+        int fd = temp_fd();
+
+        if (s == NULL)
+            s = crypt_sealer_new(test_pk, CRYPT_LEVEL_AUTO, fd, &err);
+        else
+            assert_int_equal(crypt_sealer_reset(s, test_pk, fd, &err), 0);
+        assert_non_null(s);
+        if (i == 3) {
+            /* Abandoned mid-object after an error: the next reset still starts clean. */
+            assert_int_equal(crypt_sealer_write(s, data, sizes[i], &err), 0);
+            assert_int_equal(crypt_sealer_finish(s, &info, &err), 0);
+            assert_int_equal(crypt_sealer_write(s, data, 1, &err), -1);
+            assert_int_equal(crypt_sealer_reset(s, test_pk, fd, &err), 0);
+            assert_int_equal(ftruncate(fd, 0), 0);
+            assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+        }
+        assert_int_equal(crypt_sealer_write(s, data, sizes[i], &err), 0);
+        assert_int_equal(crypt_sealer_finish(s, &info, &err), 0);
+        assert_int_equal(info.plain_size, sizes[i]);
+        object = slurp_fd(fd, &object_len);
+        assert_int_equal(info.stored_size, object_len);
+        memcpy(headers[i], object, HEADER);
+        for (size_t k = 0; k < i; k++)
+            assert_memory_not_equal(headers[k] + 18, headers[i] + 18, HEADER - 18);
+        assert_int_equal(open_to_buffer(fd, test_pk, test_sk, &plain, &plain_len, NULL, NULL, &err),
+                         0);
+        assert_int_equal(plain_len, sizes[i]);
+        if (sizes[i] > 0)
+            assert_memory_equal(plain, data, sizes[i]);
+        free(plain);
+        free(object);
+        free(data);
+        close(fd);
+    }
+    crypt_sealer_free(s);
+}
+
 static void test_header_layout(void **state)
 {
     struct crypt_sealed_info info;
@@ -861,6 +913,7 @@ int main(void)
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_other_levels),
         cmocka_unit_test(test_header_layout),
+        cmocka_unit_test(test_reset_reuses_a_sealer),
         cmocka_unit_test(test_pipes),
         cmocka_unit_test(test_misuse),
         cmocka_unit_test(test_io_errors_are_not_integrity_errors),
