@@ -15,6 +15,7 @@
 
 #include "agent/cli.h"
 #include "agent/dests.h"
+#include "agent/hold.h"
 #include "agent/sched.h"
 #include "common/json.h"
 #include "common/pathenc.h"
@@ -53,7 +54,8 @@ struct flags {
     struct dest **dests;
     size_t n_dests;
     int on;
-    char **keep; /* release: objects another active hold covers (sorted) */
+    int64_t since; /* > 0: only copies made (or verified) since then (catching up) */
+    char **keep;   /* release: objects another active hold covers (sorted) */
     size_t n_keep, cap_keep;
     int64_t set, failed;
     char error[CST_ERR_SIZE];
@@ -92,7 +94,14 @@ static int flag_object(void *arg, const char *object_id)
             continue;
         good = catalog_copy_locked_until(f->cli->cat, object_id, f->dests[d]->name, &until, &err);
         if (good == 0)
-            continue; /* no copy there (yet): shipped later, it is not flagged */
+            continue; /* no copy there (yet): prune flags it once it is (hold_flags_catch_up) */
+        if (good > 0 && f->since > 0) {
+            int64_t at;
+
+            good = catalog_copy_verified_at(f->cli->cat, object_id, f->dests[d]->name, &at, &err);
+            if (good == 0 || (good > 0 && at < f->since))
+                continue; /* flagged by the hold itself, or by an earlier catch-up */
+        }
         key = dest_object_key(object_id);
         if (good < 0 || dest_set_legal_hold(f->dests[d], key, f->on, &err) < 0) {
             if (f->failed++ == 0)
@@ -196,6 +205,45 @@ static int sync_flags(struct cli *cli, int64_t id, const char *kind, const char 
         return EXIT_FAILED;
     }
     return EXIT_OK;
+}
+
+static int catch_up_hold(void *arg, const struct catalog_hold *h)
+{
+    struct flags *f = arg;
+    struct cst_err err;
+
+    if (catalog_hold_each_object(f->cli->cat, h->kind, h->value, hold_before(f->cli, h->value),
+                                 flag_object, f, &err) < 0) {
+        if (f->failed++ == 0)
+            snprintf(f->error, sizeof(f->error), "%s", err.msg);
+    }
+    return 0;
+}
+
+int hold_flags_catch_up(struct cli *cli, struct dest **dests, size_t n_dests, int64_t since,
+                        int64_t *set, int64_t *failed, struct cst_err *err)
+{
+    struct flags f;
+    int locks = 0;
+
+    *set = *failed = 0;
+    for (size_t d = 0; d < n_dests; d++)
+        locks |= dest_locks(dests[d]);
+    if (!locks)
+        return 0;
+    memset(&f, 0, sizeof(f));
+    f.cli = cli;
+    f.on = 1;
+    f.since = since;
+    f.dests = dests;
+    f.n_dests = n_dests;
+    if (catalog_each_hold(cli->cat, 1, catch_up_hold, &f, err) < 0)
+        return -1;
+    *set = f.set;
+    *failed = f.failed;
+    if (f.failed)
+        cst_err_set(err, "%s", f.error);
+    return 0;
 }
 
 struct find_hold {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "agent/dests.h"
+#include "agent/hold.h"
 #include "agent/prune_plan.h"
 #include "agent/sched.h"
 #include "common/json.h"
@@ -932,6 +933,21 @@ int prune_run(struct cli *cli, const struct prune_options *o)
         case PLAN_TRANSITION:
             break; /* done above, or waiting for the bucket's rule */
         }
+    }
+    {
+        /* Copies shipped since the last prune of objects a hold covers: the bucket holds
+         * them too (a day's overlap, so a copy made during the last run is not missed). */
+        int64_t since = catalog_prune_last_ok_at(cli->cat), set = 0, nf = 0;
+
+        since = since > 0 ? since - 24LL * 3600 * 1000 : 0;
+        if (hold_flags_catch_up(cli, r.dests, r.n_dests, since, &set, &nf, &err) < 0)
+            failed(&r, "legal-hold flags: %s", err.msg);
+        else if (nf > 0)
+            failed(&r, "the legal-hold flag could not be set on %lld copies: %s", (long long)nf,
+                   err.msg);
+        if (set > 0 && !cli->json)
+            printf("legal-hold flag set on %lld copies shipped since the last prune\n",
+                   (long long)set);
     }
     report(cli, &x, &out, &r);
     {

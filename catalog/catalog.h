@@ -243,6 +243,10 @@ int catalog_reseal_object(struct catalog *cat, const char *object_id, int64_t no
  * 0 when none. */
 int catalog_object_newest_capture(struct catalog *cat, const char *object_id, int64_t *at,
                                   struct cst_err *err);
+/* 1 and when the good copy of object_id on dest was last verified (made, or checked again),
+ * 0 when there is no good copy, -1. */
+int catalog_copy_verified_at(struct catalog *cat, const char *object_id, const char *dest,
+                             int64_t *at, struct cst_err *err);
 /* 1 and the retain-until recorded for the good copy of object_id on dest (0: none), 0 when
  * there is no good copy, -1. */
 int catalog_copy_locked_until(struct catalog *cat, const char *object_id, const char *dest,

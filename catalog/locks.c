@@ -70,6 +70,26 @@ int catalog_copy_locked_until(struct catalog *cat, const char *object_id, const 
     return rc;
 }
 
+int catalog_copy_verified_at(struct catalog *cat, const char *object_id, const char *dest,
+                             int64_t *at, struct cst_err *err)
+{
+    static const char q[] = "SELECT verified_at FROM copies WHERE object_id = ?1"
+                            " AND dest = ?2 AND damaged_at IS NULL";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int rc;
+
+    *at = 0;
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, dest, -1, SQLITE_STATIC);
+    rc = catalog_step(cat, st, "read when a copy was made", err);
+    if (rc == 1)
+        *at = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc;
+}
+
 int catalog_copy_set_lock(struct catalog *cat, const char *object_id, const char *dest,
                           int64_t until, struct cst_err *err)
 {

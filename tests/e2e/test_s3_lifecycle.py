@@ -207,6 +207,23 @@ def test_holds_set_the_legal_hold_flag_and_release_clears_it_unless_still_held(d
         ("ON", 1, 0), ("ON", 2, 0), ("OFF", 1, 0), ("OFF", 1, 0)], flags
 
 
+def test_a_copy_shipped_after_a_hold_is_flagged_by_the_next_prune(demo, rgw):
+    bucket = lock_demo(demo, rgw)
+    demo.run("hold", "add", "--all", "--reason", "audit 2026", check=0)
+    demo.start_agent()
+    late = os.path.join(demo.invoices, "late.pdf")
+    demo.wait_shipped({late: write_file(late, os.urandom(1500))})
+    demo.stop_agent()
+    key = object_key(versions_of(demo, late)[0][0])
+    assert legal_hold(rgw, bucket, key) is None  # shipped after the hold was placed
+    out = demo.run("prune", "--confirm", check=0).stdout.decode()
+    assert "legal-hold flag set on 1 copies shipped since the last prune" in out, out
+    assert legal_hold(rgw, bucket, key) == "ON"
+    # the next prune asks again only for copies made since (a day's overlap): idempotent
+    demo.run("prune", "--confirm", check=0)
+    assert legal_hold(rgw, bucket, key) == "ON"
+
+
 def later(days=0, months=0):
     """RFC 3339 for now + months + days (calendar months, New York)."""
     t = datetime.datetime.now(NY)
