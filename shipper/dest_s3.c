@@ -891,21 +891,16 @@ static void md5_base64(const void *body, size_t len, char out[32])
     EVP_EncodeBlock((unsigned char *)out, md, (int)sizeof(md));
 }
 
-/* store.h set_retention: PUT ?retention on the version, in the destination's lock mode. */
-static int s3_set_retention(struct dest *d, const char *key, const char *version, int64_t until_ms,
-                            struct store_err *e)
+/* PUT an XML body (owned: freed here) on a subresource of key's version (latest when
+ * version is NULL or ""); `doing` names the operation in the error. */
+static int put_version_xml(struct s3 *s3, const char *key, const char *version, const char *sub,
+                           char *body, const char *doing, struct store_err *e)
 {
-    struct s3 *s3 = d->impl;
-    struct s3_call *c;
+    struct s3_call *c = call_new("PUT", version_url(s3, key, version, sub));
     char hex[65], md5[32];
     int rc = 0;
 
-    e->kind = DEST_ERR_CONFIG;
-    if (s3->lock_mode == NULL)
-        return store_fail(e, DEST_ERR_CONFIG,
-                          "destination %s: cannot lock %s: object_lock is not set", d->name, key);
-    c = call_new("PUT", version_url(s3, key, version, "retention"));
-    c->body_owned = s3_xml_retention_body(s3->lock_mode, until_ms);
+    c->body_owned = body;
     c->body_mem = c->body_owned;
     c->body_len = strlen(c->body_owned);
     sha256_hex(c->body_mem, c->body_len, hex);
@@ -914,47 +909,41 @@ static int s3_set_retention(struct dest *d, const char *key, const char *version
     call_header(c, "Content-MD5: %s", md5);
     call_header(c, "Content-Type: application/xml");
     if (call_run(s3, c) < 0) {
-        char doing[CST_ERR_SIZE / 2];
+        char what[CST_ERR_SIZE / 2];
 
-        snprintf(doing, sizeof(doing), "cannot set the Object Lock retention of %s (version %s)",
-                 key, version && version[0] ? version : "latest");
-        e->kind = call_explain(s3, c, doing, e->err.msg, sizeof(e->err.msg));
+        snprintf(what, sizeof(what), "%s of %s (version %s)", doing, key,
+                 version && version[0] ? version : "latest");
+        e->kind = call_explain(s3, c, what, e->err.msg, sizeof(e->err.msg));
         rc = -1;
     }
     call_free(c);
     return rc;
 }
 
+/* store.h set_retention: PUT ?retention on the version, in the destination's lock mode. */
+static int s3_set_retention(struct dest *d, const char *key, const char *version, int64_t until_ms,
+                            struct store_err *e)
+{
+    struct s3 *s3 = d->impl;
+
+    e->kind = DEST_ERR_CONFIG;
+    if (s3->lock_mode == NULL)
+        return store_fail(e, DEST_ERR_CONFIG,
+                          "destination %s: cannot lock %s: object_lock is not set", d->name, key);
+    return put_version_xml(s3, key, version, "retention",
+                           s3_xml_retention_body(s3->lock_mode, until_ms),
+                           "cannot set the Object Lock retention", e);
+}
+
 /* store.h set_legal_hold: PUT ?legal-hold on the version. */
 static int s3_set_legal_hold(struct dest *d, const char *key, const char *version, int on,
                              struct store_err *e)
 {
-    struct s3 *s3 = d->impl;
-    struct s3_call *c;
-    char hex[65], md5[32];
-    int rc = 0;
-
-    c = call_new("PUT", version_url(s3, key, version, "legal-hold"));
-    c->body_owned = util_printf("<LegalHold xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
-                                "<Status>%s</Status></LegalHold>",
-                                on ? "ON" : "OFF");
-    c->body_mem = c->body_owned;
-    c->body_len = strlen(c->body_owned);
-    sha256_hex(c->body_mem, c->body_len, hex);
-    md5_base64(c->body_mem, c->body_len, md5);
-    call_header(c, "x-amz-content-sha256: %s", hex);
-    call_header(c, "Content-MD5: %s", md5);
-    call_header(c, "Content-Type: application/xml");
-    if (call_run(s3, c) < 0) {
-        char doing[CST_ERR_SIZE / 2];
-
-        snprintf(doing, sizeof(doing), "cannot %s the legal hold of %s (version %s)",
-                 on ? "set" : "clear", key, version && version[0] ? version : "latest");
-        e->kind = call_explain(s3, c, doing, e->err.msg, sizeof(e->err.msg));
-        rc = -1;
-    }
-    call_free(c);
-    return rc;
+    return put_version_xml(d->impl, key, version, "legal-hold",
+                           util_printf("<LegalHold xmlns=\"http://s3.amazonaws.com/doc/"
+                                       "2006-03-01/\"><Status>%s</Status></LegalHold>",
+                                       on ? "ON" : "OFF"),
+                           on ? "cannot set the legal hold" : "cannot clear the legal hold", e);
 }
 
 /* store.h thaw: POST ?restore (RestoreObject). 202: started; 200: a thawed copy is there
