@@ -46,6 +46,7 @@
 #include "agent/mongo_conn.h"
 #include "agent/periods.h"
 #include "agent/sched.h"
+#include "agent/snapshot_seal.h"
 #include "agent/snapshot_tar.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -1192,38 +1193,10 @@ static void build_free(struct build *b)
 
 /* --- step 2: the package --- */
 
-#define WRITEBACK_EVERY (64u << 20)
-
-struct seal_sink {
-    struct crypt_sealer *sealer;
-    struct cst_err err;
-    int failed;
-    int fd;
-    uint64_t written, flushed;
-};
-
-static int seal_write(void *arg, const void *buf, size_t len)
-{
-    struct seal_sink *s = arg;
-
-    if (s->failed || crypt_sealer_write(s->sealer, buf, len, &s->err) < 0) {
-        s->failed = 1;
-        return -1;
-    }
-    /* Start write-back as the package grows, so that the fdatasync at its end is short
-     * (of this file only: never syncfs). */
-    s->written += len;
-    if (s->written - s->flushed >= WRITEBACK_EVERY) {
-        sync_file_range(s->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-        s->flushed = s->written;
-    }
-    return 0;
-}
-
 struct packing {
     struct build *b;
     struct tar_writer *tar;
-    struct seal_sink sink;
+    struct seal_pipe *seal;
     struct side sums;
     int64_t mtime;
     int64_t files, refs, missing, file_bytes, ref_bytes;
@@ -1296,7 +1269,7 @@ static int member_file(struct packing *pk, struct file_ref *f)
     }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     if (tar_add_fd(pk->tar, name, fd, (uint64_t)st.st_size, st.st_mtim.tv_sec, sha, &b->err) < 0) {
-        if (pk->sink.failed)
+        if (seal_pipe_error(pk->seal) != NULL)
             goto out;
         /* The live file changed under us (shorter, unreadable): the catalog's object is
          * the content; this package is abandoned and made again. */
@@ -1516,12 +1489,11 @@ static int pack(struct build *b, const char *partial, struct crypt_sealed_info *
     fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return cst_err_sys(&b->err, "cannot create %s", partial);
-    /* Level 0: the package is zstd already; sealing only encrypts it. */
-    pk.sink.fd = fd;
-    pk.sink.sealer = crypt_sealer_new(b->j->public_key, 0, fd, &b->err);
-    if (pk.sink.sealer == NULL)
+    /* Sealing runs on its own thread, overlapping tar + zstd on this one. */
+    pk.seal = seal_pipe_new(b->j->public_key, fd, &b->err);
+    if (pk.seal == NULL)
         goto out;
-    pk.tar = tar_writer_new(seal_write, &pk.sink, &b->err);
+    pk.tar = tar_writer_new(seal_pipe_write, pk.seal, &b->err);
     if (pk.tar == NULL || side_open(b, &pk.sums) < 0)
         goto out;
     period = periods_doc_json(b->per->doc, &len);
@@ -1555,7 +1527,7 @@ static int pack(struct build *b, const char *partial, struct crypt_sealed_info *
             tar_writer_finish(pk.tar, &b->err) < 0)
             goto out;
     }
-    if (crypt_sealer_finish(pk.sink.sealer, info, &b->err) < 0)
+    if (seal_pipe_finish(pk.seal, info, &b->err) < 0)
         goto out;
     if (fdatasync(fd) < 0) {
         cst_err_sys(&b->err, "cannot make %s durable", partial);
@@ -1563,10 +1535,11 @@ static int pack(struct build *b, const char *partial, struct crypt_sealed_info *
     }
     rc = 0;
 out:
-    if (pk.sink.failed && rc < 0)
-        snprintf(b->err.msg, sizeof(b->err.msg), "%s", pk.sink.err.msg);
-    tar_writer_free(pk.tar);
-    crypt_sealer_free(pk.sink.sealer);
+    if (rc < 0 && pk.seal && seal_pipe_error(pk.seal))
+        snprintf(b->err.msg, sizeof(b->err.msg), "%s", seal_pipe_error(pk.seal));
+    tar_writer_free(pk.tar); /* may still flush into the pipe: free it first */
+    seal_pipe_free(pk.seal);
+    pk.seal = NULL;
     side_close(&pk.sums);
     bson_free(period);
     if (close(fd) < 0 && rc == 0)
