@@ -1198,6 +1198,7 @@ struct packing {
     struct tar_writer *tar;
     struct seal_pipe *seal;
     struct side sums;
+    size_t unchecked; /* files added whose hash check_hashed has not seen yet */
     int64_t mtime;
     int64_t files, refs, missing, file_bytes, ref_bytes;
 };
@@ -1249,13 +1250,51 @@ static int member_side(struct packing *pk, const char *name, struct side *s)
     return sum_line(pk, name, sha);
 }
 
-/* One held file. 0 added (or found changed before a byte went in: now a reference), 1 its
- * bytes were not the cataloged ones (now a reference: the package must be made again). */
-static int member_file(struct packing *pk, struct file_ref *f)
+/* A held file whose bytes were not the cataloged ones: it is a reference now, and the
+ * package must be made again. Returns 1. */
+static int changed_while_packed(struct file_ref *f, const char *how)
+{
+    log_info("snapshot: %s %s; it is referenced instead path=%s", f->rel, how, f->abs);
+    f->state = F_REF;
+    f->why = "changed since it was shipped";
+    return 1;
+}
+
+/* Check the member hashes the tar writer's hasher has finished (every one outstanding with
+ * wait) against the catalog's, in member order, and list them in SHA256SUMS. 0, 1 a file's
+ * bytes were not the cataloged ones (now a reference: pack again), -1 with b->err. */
+static int check_hashed(struct packing *pk, int wait)
+{
+    unsigned char sha[32];
+    size_t i;
+
+    while (pk->unchecked > 0 && tar_hashed(pk->tar, wait, &i, sha) == 1) {
+        struct file_ref *f = &pk->b->files[i];
+        char *name;
+        int rc;
+
+        pk->unchecked--;
+        if (memcmp(sha, f->v.sha256, 32) != 0)
+            return changed_while_packed(f, "live bytes are not the cataloged version");
+        name = util_printf("files/%s", f->rel);
+        rc = sum_line(pk, name, sha);
+        free(name);
+        if (rc < 0)
+            return -1;
+        pk->files++;
+        pk->file_bytes += f->v.size;
+    }
+    return 0;
+}
+
+/* The held file files[i]. 0 added (its hash is checked by check_hashed, later) or found
+ * changed before a byte went in (now a reference), 1 its bytes were not the cataloged ones
+ * (now a reference: the package must be made again), -1 with b->err. */
+static int member_file(struct packing *pk, size_t i)
 {
     struct build *b = pk->b;
+    struct file_ref *f = &b->files[i];
     char *name = util_printf("files/%s", f->rel);
-    unsigned char sha[32];
     struct stat st;
     int fd = open(f->abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), rc = -1;
 
@@ -1268,30 +1307,20 @@ static int member_file(struct packing *pk, struct file_ref *f)
         goto out;
     }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    if (tar_add_fd(pk->tar, name, fd, (uint64_t)st.st_size, st.st_mtim.tv_sec, sha, &b->err) < 0) {
+    if (pk->unchecked == TAR_HASHED_MAX && (rc = check_hashed(pk, 1)) != 0)
+        goto out;
+    rc = tar_add_fd_hashed(pk->tar, name, fd, (uint64_t)st.st_size, st.st_mtim.tv_sec, i,
+                           &b->err);
+    pk->unchecked++; /* a result even after a failure */
+    if (rc < 0) {
         if (seal_pipe_error(pk->seal) != NULL)
             goto out;
         /* The live file changed under us (shorter, unreadable): the catalog's object is
          * the content; this package is abandoned and made again. */
-        log_info("snapshot: %s changed while it was packaged; it is referenced instead path=%s",
-                 f->rel, f->abs);
-        f->state = F_REF;
-        f->why = "changed since it was shipped";
-        rc = 1;
+        rc = changed_while_packed(f, "changed while it was packaged");
         goto out;
     }
-    if (memcmp(sha, f->v.sha256, 32) != 0) {
-        log_info("snapshot: the live bytes of %s are not the cataloged version; it is "
-                 "referenced instead path=%s",
-                 f->rel, f->abs);
-        f->state = F_REF;
-        f->why = "changed since it was shipped";
-        rc = 1;
-        goto out;
-    }
-    rc = sum_line(pk, name, sha);
-    pk->files++;
-    pk->file_bytes += st.st_size;
+    rc = check_hashed(pk, 0);
 out:
     if (fd >= 0)
         close(fd);
@@ -1511,11 +1540,16 @@ static int pack(struct build *b, const char *partial, struct crypt_sealed_info *
     for (size_t i = 0; i < b->n_files; i++) {
         if (b->files[i].state != F_HELD)
             continue;
-        rc = member_file(&pk, &b->files[i]);
+        rc = member_file(&pk, i);
         if (rc != 0)
             goto out;
         rc = -1;
     }
+    /* Every file's hash checked before the members that list them. */
+    rc = check_hashed(&pk, 1);
+    if (rc != 0)
+        goto out;
+    rc = -1;
     if (member_refs(&pk) < 0 || member_missing(&pk) < 0 || member_manifest(&pk) < 0 ||
         lseek(pk.sums.fd, 0, SEEK_SET) != 0)
         goto out;

@@ -10,6 +10,15 @@
  *
  * The last block is not padded (bytes_in_last_block 1): padding would be
  * added after the zstd frame, where `zstd -d` takes it for a second frame.
+ *
+ * A member read from a file is hashed on a thread of its own (the member
+ * hasher) while this thread compresses the same bytes: each chunk is read
+ * into one of READ_SLOTS buffers, handed to the hasher, and given to
+ * libarchive; the buffer is read again only after the hasher released it.
+ * Both only read a chunk once it is handed over, so one mutex over the
+ * counters is all the sharing there is. A member's SHA-256 is kept as a
+ * result, taken in member order with tar_hashed, so the caller can go on
+ * with the next member before the hash of the last one is known.
  */
 #include "snapshot_tar.h"
 
@@ -18,6 +27,7 @@
 #include <errno.h>
 #include <locale.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +36,20 @@
 #include "common/util.h"
 
 #define TAR_BUF (1 << 20)
+#define READ_SLOTS 8
+#define READ_SLOT (512u << 10)
+#define HASH_ITEMS 32 /* chunks handed to the hasher and not yet hashed */
+
+struct hash_item {
+    int slot;   /* the READ_SLOTS buffer, or -1 (a member end without bytes) */
+    size_t len; /* bytes of the chunk */
+    int last;   /* the member's last chunk: its hash is final after it */
+};
+
+struct hashed {
+    size_t tag;
+    unsigned char sha[32];
+};
 
 struct tar_writer {
     struct archive *a;
@@ -33,7 +57,23 @@ struct tar_writer {
     void *arg;
     int sink_failed;
     locale_t utf8, saved;
-    char *buf;
+
+    /* The member hasher. Counters only under mu; a slot belongs to the hasher from its
+     * hand-off until slot_busy is cleared. */
+    pthread_t hasher;
+    int hasher_started;
+    pthread_mutex_t mu;
+    pthread_cond_t work;    /* an item was handed over, or stopping */
+    pthread_cond_t settled; /* a slot was released or a member hashed */
+    unsigned char *slot[READ_SLOTS];
+    int slot_busy[READ_SLOTS];
+    size_t next_slot;
+    struct hash_item item[HASH_ITEMS];
+    size_t items_given, items_hashed;
+    struct hashed result[TAR_HASHED_MAX];
+    size_t members_given, members_hashed, members_taken;
+    int stopping;
+    EVP_MD_CTX *ctx; /* the hasher's */
 };
 
 /* Enter / leave the UTF-8 locale for this thread. */
@@ -46,6 +86,80 @@ static void leave(locale_t saved)
 {
     if (saved)
         uselocale(saved);
+}
+
+static void *hasher_main(void *arg)
+{
+    struct tar_writer *t = arg;
+
+    for (;;) {
+        struct hash_item it;
+        size_t member;
+        unsigned int n = 32;
+
+        pthread_mutex_lock(&t->mu);
+        while (t->items_hashed == t->items_given && !t->stopping)
+            pthread_cond_wait(&t->work, &t->mu);
+        if (t->stopping) {
+            pthread_mutex_unlock(&t->mu);
+            return NULL;
+        }
+        it = t->item[t->items_hashed % HASH_ITEMS];
+        member = t->members_hashed;
+        pthread_mutex_unlock(&t->mu);
+
+        if (it.slot >= 0)
+            EVP_DigestUpdate(t->ctx, t->slot[it.slot], it.len);
+        if (it.last) {
+            EVP_DigestFinal_ex(t->ctx, t->result[member % TAR_HASHED_MAX].sha, &n);
+            EVP_DigestInit_ex(t->ctx, EVP_sha256(), NULL);
+        }
+
+        pthread_mutex_lock(&t->mu);
+        if (it.slot >= 0)
+            t->slot_busy[it.slot] = 0;
+        if (it.last)
+            t->members_hashed++;
+        t->items_hashed++;
+        pthread_cond_signal(&t->settled);
+        pthread_mutex_unlock(&t->mu);
+    }
+}
+
+/* A free read buffer, waiting for the hasher to release it. */
+static int take_slot(struct tar_writer *t)
+{
+    int i = (int)(t->next_slot++ % READ_SLOTS);
+
+    pthread_mutex_lock(&t->mu);
+    while (t->slot_busy[i])
+        pthread_cond_wait(&t->settled, &t->mu);
+    t->slot_busy[i] = 1;
+    pthread_mutex_unlock(&t->mu);
+    return i;
+}
+
+static void give_item(struct tar_writer *t, int slot, size_t len, int last)
+{
+    pthread_mutex_lock(&t->mu);
+    while (t->items_given - t->items_hashed == HASH_ITEMS)
+        pthread_cond_wait(&t->settled, &t->mu);
+    t->item[t->items_given % HASH_ITEMS] = (struct hash_item){slot, len, last};
+    t->items_given++;
+    pthread_cond_signal(&t->work);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void hasher_stop(struct tar_writer *t)
+{
+    if (!t->hasher_started)
+        return;
+    pthread_mutex_lock(&t->mu);
+    t->stopping = 1;
+    pthread_cond_signal(&t->work);
+    pthread_mutex_unlock(&t->mu);
+    pthread_join(t->hasher, NULL);
+    t->hasher_started = 0;
 }
 
 static la_ssize_t write_cb(struct archive *a, void *client, const void *buf, size_t len)
@@ -81,7 +195,28 @@ struct tar_writer *tar_writer_new(tar_sink_fn sink, void *arg, struct cst_err *e
         free(t);
         return NULL;
     }
-    t->buf = util_xmalloc(TAR_BUF);
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->work, NULL);
+    pthread_cond_init(&t->settled, NULL);
+    for (size_t i = 0; i < READ_SLOTS; i++)
+        t->slot[i] = util_xmalloc(READ_SLOT);
+    t->ctx = EVP_MD_CTX_new();
+    if (t->ctx == NULL || EVP_DigestInit_ex(t->ctx, EVP_sha256(), NULL) != 1) {
+        cst_err_set(err, "cannot start the package: SHA-256 is not available (out of memory)");
+        tar_writer_free(t);
+        return NULL;
+    }
+    {
+        int rc = pthread_create(&t->hasher, NULL, hasher_main, t);
+
+        if (rc != 0) {
+            errno = rc;
+            cst_err_sys(err, "cannot start the package's member hasher thread");
+            tar_writer_free(t);
+            return NULL;
+        }
+        t->hasher_started = 1;
+    }
     enter(t->utf8, &t->saved);
     t->a = archive_write_new();
     snprintf(level, sizeof(level), "%d", SNAPSHOT_TAR_ZSTD_LEVEL);
@@ -163,38 +298,84 @@ int tar_add_mem(struct tar_writer *t, const char *name, const void *buf, size_t 
     return rc;
 }
 
-int tar_add_fd(struct tar_writer *t, const char *name, int fd, uint64_t size, int64_t mtime,
-               unsigned char sha[32], struct cst_err *err)
+int tar_add_fd_hashed(struct tar_writer *t, const char *name, int fd, uint64_t size,
+                      int64_t mtime, size_t tag, struct cst_err *err)
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     uint64_t left = size;
-    unsigned char scratch[32];
-    unsigned int n32 = 32;
-    int rc;
+    int rc, ended = 0;
 
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    pthread_mutex_lock(&t->mu);
+    if (t->members_given - t->members_taken == TAR_HASHED_MAX) {
+        pthread_mutex_unlock(&t->mu);
+        return cst_err_set(err, "cannot add %s to the package: %d member hashes are not taken",
+                           name, TAR_HASHED_MAX);
+    }
+    t->result[t->members_given % TAR_HASHED_MAX].tag = tag;
+    pthread_mutex_unlock(&t->mu);
     enter(t->utf8, &t->saved);
     rc = header(t, name, size, mtime, err);
     while (rc == 0 && left > 0) {
-        size_t want = left < TAR_BUF ? (size_t)left : TAR_BUF;
-        ssize_t got = util_read_full(fd, t->buf, want);
+        size_t want = left < READ_SLOT ? (size_t)left : READ_SLOT;
+        int i = take_slot(t);
+        ssize_t got = util_read_full(fd, t->slot[i], want);
 
-        if (got < 0) {
-            rc = cst_err_sys(err, "cannot read %s", name);
-        } else if (got == 0) {
-            rc = cst_err_set(err, "%s ended after %llu of %llu bytes while it was packaged", name,
-                             (unsigned long long)(size - left), (unsigned long long)size);
-        } else {
-            EVP_DigestUpdate(ctx, t->buf, (size_t)got);
-            rc = data(t, name, t->buf, (size_t)got, err);
-            left -= (uint64_t)got;
+        if (got <= 0) {
+            if (got < 0)
+                rc = cst_err_sys(err, "cannot read %s", name);
+            else
+                rc = cst_err_set(err, "%s ended after %llu of %llu bytes while it was packaged",
+                                 name, (unsigned long long)(size - left),
+                                 (unsigned long long)size);
+            pthread_mutex_lock(&t->mu);
+            t->slot_busy[i] = 0;
+            pthread_mutex_unlock(&t->mu);
+            break;
         }
+        left -= (uint64_t)got;
+        ended = left == 0;
+        give_item(t, i, (size_t)got, ended);
+        rc = data(t, name, t->slot[i], (size_t)got, err);
     }
+    /* Every member given gets a result, so that results stay in member order. */
+    if (!ended)
+        give_item(t, -1, 0, 1);
+    pthread_mutex_lock(&t->mu);
+    t->members_given++;
+    pthread_mutex_unlock(&t->mu);
     if (rc == 0 && archive_write_finish_entry(t->a) != ARCHIVE_OK)
         rc = la_fail(t->a, err, "cannot finish a package member");
     leave(t->saved);
-    EVP_DigestFinal_ex(ctx, sha ? sha : scratch, &n32);
-    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+int tar_hashed(struct tar_writer *t, int wait, size_t *tag, unsigned char sha[32])
+{
+    int got = 0;
+
+    pthread_mutex_lock(&t->mu);
+    while (wait && t->members_hashed == t->members_taken && t->members_taken < t->members_given)
+        pthread_cond_wait(&t->settled, &t->mu);
+    if (t->members_hashed > t->members_taken) {
+        const struct hashed *h = &t->result[t->members_taken % TAR_HASHED_MAX];
+
+        *tag = h->tag;
+        memcpy(sha, h->sha, 32);
+        t->members_taken++;
+        got = 1;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return got;
+}
+
+int tar_add_fd(struct tar_writer *t, const char *name, int fd, uint64_t size, int64_t mtime,
+               unsigned char sha[32], struct cst_err *err)
+{
+    unsigned char scratch[32];
+    size_t tag;
+    int rc = tar_add_fd_hashed(t, name, fd, size, mtime, 0, err);
+
+    /* Taken even after a failure, so that the results stay in member order. */
+    tar_hashed(t, 1, &tag, sha && rc == 0 ? sha : scratch);
     return rc;
 }
 
@@ -220,9 +401,15 @@ void tar_writer_free(struct tar_writer *t)
         archive_write_free(t->a); /* closes first if still open */
         leave(saved);
     }
+    hasher_stop(t);
     if (t->utf8)
         freelocale(t->utf8);
-    free(t->buf);
+    for (size_t i = 0; i < READ_SLOTS; i++)
+        free(t->slot[i]);
+    EVP_MD_CTX_free(t->ctx);
+    pthread_cond_destroy(&t->settled);
+    pthread_cond_destroy(&t->work);
+    pthread_mutex_destroy(&t->mu);
     free(t);
 }
 

@@ -31,9 +31,26 @@ struct tar_writer *tar_writer_new(tar_sink_fn sink, void *arg, struct cst_err *e
 int tar_add_mem(struct tar_writer *t, const char *name, const void *buf, size_t len, int64_t mtime,
                 unsigned char sha[32], struct cst_err *err);
 /* A member of exactly size bytes read from fd at its current offset; the file ending
- * early is an error. */
+ * early is an error. sha (may be NULL) receives its SHA-256. Only when every member added
+ * with tar_add_fd_hashed was taken with tar_hashed. */
 int tar_add_fd(struct tar_writer *t, const char *name, int fd, uint64_t size, int64_t mtime,
                unsigned char sha[32], struct cst_err *err);
+
+/* Member SHA-256s not yet taken with tar_hashed that a writer keeps. */
+#define TAR_HASHED_MAX 64
+
+/*
+ * As tar_add_fd, but the member's SHA-256 is computed on the writer's hasher thread while
+ * the next members are added: tar_hashed gives it later, with tag. Every call, failed or
+ * not, makes one result (after a failure its hash is of what was read: meaningless). At
+ * most TAR_HASHED_MAX results may be outstanding; one more is an error.
+ */
+int tar_add_fd_hashed(struct tar_writer *t, const char *name, int fd, uint64_t size,
+                      int64_t mtime, size_t tag, struct cst_err *err);
+
+/* The oldest member hash not yet taken, in member order: 1 with *tag and sha, or 0 when it
+ * is not known yet (wait 0) or none is outstanding (wait 1 waits for it otherwise). */
+int tar_hashed(struct tar_writer *t, int wait, size_t *tag, unsigned char sha[32]);
 /* End the archive (flushes the compressor into the sink). */
 int tar_writer_finish(struct tar_writer *t, struct cst_err *err);
 /* tar_writer_free(NULL) does nothing; a writer not finished is abandoned. */
