@@ -1309,8 +1309,7 @@ static int member_file(struct packing *pk, size_t i)
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     if (pk->unchecked == TAR_HASHED_MAX && (rc = check_hashed(pk, 1)) != 0)
         goto out;
-    rc = tar_add_fd_hashed(pk->tar, name, fd, (uint64_t)st.st_size, st.st_mtim.tv_sec, i,
-                           &b->err);
+    rc = tar_add_fd_hashed(pk->tar, name, fd, (uint64_t)st.st_size, st.st_mtim.tv_sec, i, &b->err);
     pk->unchecked++; /* a result even after a failure */
     if (rc < 0) {
         if (seal_pipe_error(pk->seal) != NULL)

@@ -92,8 +92,7 @@ static void *seal_thread(void *arg)
     }
 }
 
-struct seal_pipe *seal_pipe_new(const unsigned char public_key[32], int out_fd,
-                                struct cst_err *err)
+struct seal_pipe *seal_pipe_new(const unsigned char public_key[32], int out_fd, struct cst_err *err)
 {
     struct seal_pipe *p = util_xcalloc(1, sizeof(*p));
     int rc;

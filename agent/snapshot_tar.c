@@ -298,8 +298,8 @@ int tar_add_mem(struct tar_writer *t, const char *name, const void *buf, size_t 
     return rc;
 }
 
-int tar_add_fd_hashed(struct tar_writer *t, const char *name, int fd, uint64_t size,
-                      int64_t mtime, size_t tag, struct cst_err *err)
+int tar_add_fd_hashed(struct tar_writer *t, const char *name, int fd, uint64_t size, int64_t mtime,
+                      size_t tag, struct cst_err *err)
 {
     uint64_t left = size;
     int rc, ended = 0;
@@ -324,8 +324,7 @@ int tar_add_fd_hashed(struct tar_writer *t, const char *name, int fd, uint64_t s
                 rc = cst_err_sys(err, "cannot read %s", name);
             else
                 rc = cst_err_set(err, "%s ended after %llu of %llu bytes while it was packaged",
-                                 name, (unsigned long long)(size - left),
-                                 (unsigned long long)size);
+                                 name, (unsigned long long)(size - left), (unsigned long long)size);
             pthread_mutex_lock(&t->mu);
             t->slot_busy[i] = 0;
             pthread_mutex_unlock(&t->mu);

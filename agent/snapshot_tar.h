@@ -45,8 +45,8 @@ int tar_add_fd(struct tar_writer *t, const char *name, int fd, uint64_t size, in
  * not, makes one result (after a failure its hash is of what was read: meaningless). At
  * most TAR_HASHED_MAX results may be outstanding; one more is an error.
  */
-int tar_add_fd_hashed(struct tar_writer *t, const char *name, int fd, uint64_t size,
-                      int64_t mtime, size_t tag, struct cst_err *err);
+int tar_add_fd_hashed(struct tar_writer *t, const char *name, int fd, uint64_t size, int64_t mtime,
+                      size_t tag, struct cst_err *err);
 
 /* The oldest member hash not yet taken, in member order: 1 with *tag and sha, or 0 when it
  * is not known yet (wait 0) or none is outstanding (wait 1 waits for it otherwise). */
