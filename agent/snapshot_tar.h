@@ -41,9 +41,9 @@ int tar_add_fd(struct tar_writer *t, const char *name, int fd, uint64_t size, in
 
 /*
  * As tar_add_fd, but the member's SHA-256 is computed on the writer's hasher thread while
- * the next members are added: tar_hashed gives it later, with tag. Every call, failed or
- * not, makes one result (after a failure its hash is of what was read: meaningless). At
- * most TAR_HASHED_MAX results may be outstanding; one more is an error.
+ * the next members are added: tar_hashed gives it later, with tag. At most TAR_HASHED_MAX
+ * results may be outstanding: one more is refused (an error, no result). Every other call,
+ * failed or not, makes one result (after a failure, the hash of what was read: meaningless).
  */
 int tar_add_fd_hashed(struct tar_writer *t, const char *name, int fd, uint64_t size, int64_t mtime,
                       size_t tag, struct cst_err *err);

@@ -2,7 +2,9 @@
  * test_snapshot.c - the pure parts of billing-cycle snapshots: how labels
  * become file names, the remote keys, retain-until dates, the storage class
  * per destination, the signature file, and the tar + zstd package written
- * and read back (agent/snapshot.c, agent/snapshot_tar.c).
+ * and read back (agent/snapshot.c, agent/snapshot_tar.c), members hashed on
+ * the writer's hasher thread, and the package sealed on a thread of its own
+ * (agent/snapshot_seal.c), including its write errors.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +21,7 @@
 #include <unistd.h>
 
 #include "agent/snapshot.h"
+#include "agent/snapshot_seal.h"
 #include "agent/snapshot_tar.h"
 #include "common/util.h"
 #include "shipper/container.h"
@@ -329,13 +332,147 @@ static void test_tar_refuses_unsafe_names(void **state)
     }
 }
 
+/* Members hashed on the hasher thread come back in member order, with their tags, even
+ * the one whose file ended early; more outstanding than TAR_HASHED_MAX is refused. */
+static void test_tar_hashed_in_member_order(void **state)
+{
+    struct buf b = {NULL, 0, 0};
+    struct cst_err err;
+    struct tar_writer *t = tar_writer_new(to_buf, &b, &err);
+    static unsigned char big[3 * 700000];
+    unsigned char sha[32], want[32];
+    unsigned int n = 32;
+    char path[] = "/tmp/test_snapshot_hashed.XXXXXX";
+    int in = mkstemp(path);
+    size_t tag, sizes[] = {0, 1, 700000, sizeof(big), 65536};
+
+    (void)state;
+    assert_non_null(t);
+    assert_true(in >= 0);
+    unlink(path);
+    randombytes_buf(big, sizeof(big));
+    assert_int_equal(util_write_all(in, big, sizeof(big)), 0);
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(lseek(in, 0, SEEK_SET), 0);
+        assert_int_equal(tar_add_fd_hashed(t, "files/a", in, sizes[i], 0, 100 + i, &err), 0);
+    }
+    /* the file ends early: an error, and still a result in its place */
+    assert_int_equal(lseek(in, 0, SEEK_SET), 0);
+    assert_int_equal(tar_add_fd_hashed(t, "files/short", in, sizeof(big) + 1, 0, 7, &err), -1);
+    assert_non_null(strstr(err.msg, "ended after"));
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(tar_hashed(t, 1, &tag, sha), 1);
+        assert_int_equal(tag, 100 + i);
+        EVP_Digest(big, sizes[i], want, &n, EVP_sha256(), NULL);
+        assert_memory_equal(sha, want, 32);
+    }
+    assert_int_equal(tar_hashed(t, 1, &tag, sha), 1);
+    assert_int_equal(tag, 7);
+    assert_int_equal(tar_hashed(t, 1, &tag, sha), 0); /* none outstanding */
+    assert_int_equal(tar_hashed(t, 0, &tag, sha), 0);
+    for (size_t i = 0; i < TAR_HASHED_MAX; i++)
+        assert_int_equal(tar_add_fd_hashed(t, "files/e", in, 0, 0, i, &err), 0);
+    assert_int_equal(tar_add_fd_hashed(t, "files/e", in, 0, 0, 0, &err), -1);
+    assert_non_null(strstr(err.msg, "member hashes are not taken"));
+    tar_writer_free(t); /* with results outstanding */
+    close(in);
+    free(b.data);
+}
+
+static void test_seal_pipe_round_trip(void **state)
+{
+    unsigned char pk[32], sk[32], sha[32], want[32];
+    static unsigned char plain[5 * 1048576 + 12345];
+    char sealed_path[] = "/tmp/test_snapshot_sealed.XXXXXX",
+         open_path[] = "/tmp/test_snapshot_opened.XXXXXX";
+    int sealed = mkstemp(sealed_path), opened = mkstemp(open_path);
+    struct crypt_sealed_info info;
+    struct cst_err err;
+    struct seal_pipe *p;
+    unsigned int n = 32;
+    uint64_t size = 0;
+    size_t off = 0, step = 1;
+
+    (void)state;
+    assert_true(sealed >= 0 && opened >= 0);
+    unlink(sealed_path);
+    unlink(open_path);
+    crypto_box_keypair(pk, sk);
+    randombytes_buf(plain, sizeof(plain));
+    p = seal_pipe_new(pk, sealed, &err);
+    assert_non_null(p);
+    /* pieces of every size, across the 1 MiB hand-offs */
+    while (off < sizeof(plain)) {
+        size_t len = step < sizeof(plain) - off ? step : sizeof(plain) - off;
+
+        assert_int_equal(seal_pipe_write(p, plain + off, len), 0);
+        off += len;
+        step = step * 3 + 1;
+    }
+    assert_null(seal_pipe_error(p));
+    assert_int_equal(seal_pipe_finish(p, &info, &err), 0);
+    seal_pipe_free(p);
+    EVP_Digest(plain, sizeof(plain), want, &n, EVP_sha256(), NULL);
+    assert_memory_equal(info.plain_sha256, want, 32);
+    assert_int_equal(info.plain_size, sizeof(plain));
+    assert_int_equal(info.stored_size, (uint64_t)lseek(sealed, 0, SEEK_END));
+    assert_int_equal(lseek(sealed, 0, SEEK_SET), 0);
+    assert_int_equal(crypt_open_fd(sealed, opened, pk, sk, sha, &size, &err), 0);
+    assert_memory_equal(sha, want, 32);
+    assert_int_equal(size, sizeof(plain));
+    close(sealed);
+    close(opened);
+}
+
+/* A write error on the sealing thread: the producer is told, never blocked, and the
+ * error names what failed and why. */
+static void test_seal_pipe_write_error(void **state)
+{
+    unsigned char pk[32], sk[32];
+    static unsigned char plain[1 << 20];
+    int full = open("/dev/full", O_WRONLY | O_CLOEXEC), failed = 0;
+    struct crypt_sealed_info info;
+    struct cst_err err;
+    struct seal_pipe *p;
+
+    (void)state;
+    assert_true(full >= 0);
+    crypto_box_keypair(pk, sk);
+    p = seal_pipe_new(pk, full, &err);
+    assert_non_null(p);
+    for (int i = 0; i < 64 && !failed; i++)
+        failed = seal_pipe_write(p, plain, sizeof(plain)) < 0;
+    assert_true(failed);
+    assert_non_null(seal_pipe_error(p));
+    assert_non_null(strstr(seal_pipe_error(p), "No space left on device"));
+    assert_int_equal(seal_pipe_finish(p, &info, &err), -1);
+    assert_non_null(strstr(err.msg, "No space left on device"));
+    assert_int_equal(seal_pipe_write(p, plain, 1), -1); /* after finish: nothing seals it */
+    seal_pipe_free(p);
+
+    /* abandoned while buffers are queued: free stops the thread */
+    p = seal_pipe_new(pk, full, &err);
+    assert_non_null(p);
+    seal_pipe_write(p, plain, sizeof(plain));
+    seal_pipe_write(p, plain, sizeof(plain) / 2);
+    seal_pipe_free(p);
+    close(full);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_escape_label),   cmocka_unit_test(test_escape_long_label),
-        cmocka_unit_test(test_keys),           cmocka_unit_test(test_retain_until),
-        cmocka_unit_test(test_class_on),       cmocka_unit_test(test_signature),
-        cmocka_unit_test(test_tar_round_trip), cmocka_unit_test(test_tar_refuses_unsafe_names),
+        cmocka_unit_test(test_escape_label),
+        cmocka_unit_test(test_escape_long_label),
+        cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_retain_until),
+        cmocka_unit_test(test_class_on),
+        cmocka_unit_test(test_signature),
+        cmocka_unit_test(test_tar_round_trip),
+        cmocka_unit_test(test_tar_refuses_unsafe_names),
+        cmocka_unit_test(test_tar_hashed_in_member_order),
+        cmocka_unit_test(test_seal_pipe_round_trip),
+        cmocka_unit_test(test_seal_pipe_write_error),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
