@@ -1568,8 +1568,10 @@ static int pack(struct build *b, const char *partial, struct crypt_sealed_info *
     }
     rc = 0;
 out:
+    /* A failure on the sealing thread is the cause of whatever failed here after it. */
     if (rc < 0 && pk.seal && seal_pipe_error(pk.seal))
-        snprintf(b->err.msg, sizeof(b->err.msg), "%s", seal_pipe_error(pk.seal));
+        snprintf(b->err.msg, sizeof(b->err.msg), "cannot write the package %s: %s", partial,
+                 seal_pipe_error(pk.seal));
     tar_writer_free(pk.tar); /* may still flush into the pipe: free it first */
     seal_pipe_free(pk.seal);
     pk.seal = NULL;

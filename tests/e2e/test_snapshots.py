@@ -635,6 +635,47 @@ def test_kill9_during_assembly_leaves_nothing_half_made(demo, tmp_path):
         demo.run("verify", "--snapshot", "2026-10-A", check=0, timeout=300)
 
 
+def test_a_write_error_while_sealing_ends_the_job_clearly_with_nothing_recorded(demo, tmp_path):
+    """The package is sealed on a thread of its own: a write error there (here the file
+    size limit, EFBIG, with the package half written) ends the job with an error naming
+    the package and the cause; no row, nothing remote, no partial file; the next run
+    makes the snapshot."""
+    import resource
+    a = App(str(tmp_path), demo.data, sizes=(1_000_000, 1_600_000))
+    a.period("2026-10-A", datetime.datetime(2026, 10, 1), datetime.datetime(2026, 10, 15, 20),
+             n_invoices=25, n_timesheets=35)
+    with mongo_server(tmp_path / "mongo", docs=6, seed=7,
+                      billing=a.write(tmp_path / "billing.json")) as server:
+        a.configure(demo, server.port)
+        ship_everything(demo)
+        folder = os.path.join(demo.root, "state", "snapshots")
+        catalog = max(os.path.getsize(os.path.join(demo.root, "state", n))
+                      for n in os.listdir(os.path.join(demo.root, "state"))
+                      if os.path.isfile(os.path.join(demo.root, "state", n)))
+        limit = max(catalog * 2, 16 << 20)
+        assert limit < 60_000_000, "the package would fit under the limit: nothing is proved"
+
+        def small_files():  # write(2) fails with EFBIG past the limit, no signal
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        p = subprocess.run([BIN, "-c", demo.conf, "snapshot", "2026-10-A"], capture_output=True,
+                           env=demo.env(), preexec_fn=small_files, timeout=300)
+        assert p.returncode == 1, (p.returncode, p.stderr)
+        assert b"cannot write the package " in p.stderr, p.stderr
+        assert b".partial: cannot write sealed object: File too large" in p.stderr, p.stderr
+        assert snapshot_rows(demo) == []
+        assert demo.query("SELECT count(*) FROM snapshot_versions")[0][0] == 0
+        assert remote_snapshots(demo.dest) == set()
+        assert [n for n in os.listdir(folder) if n.endswith(".partial")] == []
+
+        demo.run("snapshot", "2026-10-A", check=0, timeout=300)
+        (label, date, complete, files, *_), = snapshot_rows(demo)
+        assert complete == 1 and files == 60
+        assert remote_snapshots(demo.dest) == {snapshot_key(label, date),
+                                               snapshot_key(label, date, ".sig")}
+        demo.run("verify", "--snapshot", "2026-10-A", check=0, timeout=300)
+
+
 # ------------------------------------------- 6. S3: classes and Object Lock, on RGW
 
 def test_rgw_archive_class_hot_class_and_object_lock_single_and_multipart(demo, rgw, tmp_path):
