@@ -8,8 +8,11 @@
  * C.UTF-8 LC_CTYPE set with uselocale() for this thread only, so nothing
  * else in the process sees another locale.
  *
- * The last block is not padded (bytes_in_last_block 1): padding would be
- * added after the zstd frame, where `zstd -d` takes it for a second frame.
+ * The output is not blocked (bytes_per_block 0): the compressor's buffers
+ * go to the sink as they are, without a copy into 10 KiB blocks, and the
+ * last block is not padded: padding would be added after the zstd frame,
+ * where `zstd -d` takes it for a second frame (bytes_in_last_block 1 says
+ * so too, should blocking ever come back).
  *
  * A member read from a file is hashed on a thread of its own (the member
  * hasher) while this thread compresses the same bytes: each chunk is read
@@ -224,6 +227,7 @@ struct tar_writer *tar_writer_new(tar_sink_fn sink, void *arg, struct cst_err *e
         archive_write_set_filter_option(t->a, "zstd", "compression-level", level) != ARCHIVE_OK ||
         archive_write_set_format_pax_restricted(t->a) != ARCHIVE_OK ||
         archive_write_set_options(t->a, "hdrcharset=UTF-8") != ARCHIVE_OK ||
+        archive_write_set_bytes_per_block(t->a, 0) != ARCHIVE_OK ||
         archive_write_set_bytes_in_last_block(t->a, 1) != ARCHIVE_OK ||
         archive_write_open(t->a, t, NULL, write_cb, NULL) != ARCHIVE_OK) {
         if (t->a)
