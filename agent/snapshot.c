@@ -14,7 +14,11 @@
  *   2. pack    stream the members through libarchive's tar + zstd into the
  *              container sealer, into state_dir/snapshots/<name>.partial; a
  *              held file whose bytes turn out not to be the cataloged
- *              SHA-256 becomes a reference and the package is made again
+ *              SHA-256 becomes a reference and the package is made again.
+ *              Three threads share the work through bounded buffers: this
+ *              one reads and compresses, the tar writer's hasher checks
+ *              each file's SHA-256 (snapshot_tar.h), and the sealer
+ *              encrypts, hashes and writes the package (snapshot_seal.h)
  *   3. record  fsync, rename to <name>.cst, sign; then one transaction: the
  *              snapshot row, the versions it holds or references, an audit
  *              row. A crash before this leaves only files in the snapshots
