@@ -768,10 +768,15 @@ struct listed_id {
     char *used_by;
 };
 
-/* A temporary file holding a member until it goes into the package. */
+/* A temporary file holding a member until it goes into the package. Written through a
+ * buffer: a member is thousands of short lines (a document, a SHA256SUMS line each). */
+#define SIDE_BUF (64u << 10)
+
 struct side {
     int fd;
-    uint64_t len;
+    uint64_t len;   /* bytes written, buffered ones included */
+    char *buf;      /* SIDE_BUF bytes, allocated at the first write */
+    size_t pending; /* of buf, not yet written to fd */
 };
 
 struct build {
@@ -797,6 +802,8 @@ struct build {
 static int side_open(struct build *b, struct side *s)
 {
     s->len = 0;
+    s->buf = NULL;
+    s->pending = 0;
     s->fd = open(b->j->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (s->fd < 0) {
         char *tmp = util_join(b->j->dir, "side.XXXXXX");
@@ -811,11 +818,38 @@ static int side_open(struct build *b, struct side *s)
     return 0;
 }
 
+static int side_flush(struct build *b, struct side *s)
+{
+    if (s->pending > 0 && util_write_all(s->fd, s->buf, s->pending) < 0)
+        return cst_err_sys(&b->err, "cannot write a temporary file in %s", b->j->dir);
+    s->pending = 0;
+    return 0;
+}
+
 static int side_write(struct build *b, struct side *s, const void *buf, size_t len)
 {
-    if (util_write_all(s->fd, buf, len) < 0)
-        return cst_err_sys(&b->err, "cannot write a temporary file in %s", b->j->dir);
+    if (s->buf == NULL)
+        s->buf = util_xmalloc(SIDE_BUF);
+    if (s->pending + len > SIDE_BUF && side_flush(b, s) < 0)
+        return -1;
+    if (len >= SIDE_BUF) {
+        if (util_write_all(s->fd, buf, len) < 0)
+            return cst_err_sys(&b->err, "cannot write a temporary file in %s", b->j->dir);
+    } else {
+        memcpy(s->buf + s->pending, buf, len);
+        s->pending += len;
+    }
     s->len += len;
+    return 0;
+}
+
+/* Everything written, on disk, and the file at its start to be read into the package. */
+static int side_rewind(struct build *b, struct side *s, const char *name)
+{
+    if (side_flush(b, s) < 0)
+        return -1;
+    if (lseek(s->fd, 0, SEEK_SET) != 0)
+        return cst_err_sys(&b->err, "cannot read back %s", name);
     return 0;
 }
 
@@ -824,6 +858,9 @@ static void side_close(struct side *s)
     if (s->fd > 0)
         close(s->fd);
     s->fd = -1;
+    free(s->buf);
+    s->buf = NULL;
+    s->pending = 0;
 }
 
 /* "invoice {"$oid":"..."}" for messages and missing.txt. */
@@ -1247,8 +1284,8 @@ static int member_side(struct packing *pk, const char *name, struct side *s)
 {
     unsigned char sha[32];
 
-    if (lseek(s->fd, 0, SEEK_SET) != 0)
-        return cst_err_sys(&pk->b->err, "cannot read back %s", name);
+    if (side_rewind(pk->b, s, name) < 0)
+        return -1;
     if (tar_add_fd(pk->tar, name, s->fd, s->len, pk->mtime, sha, &pk->b->err) < 0)
         return -1;
     return sum_line(pk, name, sha);
@@ -1554,7 +1591,7 @@ static int pack(struct build *b, const char *partial, struct crypt_sealed_info *
         goto out;
     rc = -1;
     if (member_refs(&pk) < 0 || member_missing(&pk) < 0 || member_manifest(&pk) < 0 ||
-        lseek(pk.sums.fd, 0, SEEK_SET) != 0)
+        side_rewind(b, &pk.sums, "SHA256SUMS") < 0)
         goto out;
     {
         unsigned char sha[32];
