@@ -1308,13 +1308,17 @@ static int check_hashed(struct packing *pk, int wait)
 {
     unsigned char sha[32];
     size_t i;
+    int got;
 
-    while (pk->unchecked > 0 && tar_hashed(pk->tar, wait, &i, sha) == 1) {
+    while (pk->unchecked > 0 && (got = tar_hashed(pk->tar, wait, &i, sha)) != 0) {
         struct file_ref *f = &pk->b->files[i];
         char *name;
         int rc;
 
         pk->unchecked--;
+        if (got < 0)
+            return cst_err_set(&pk->b->err, "cannot compute the SHA-256 of %s (OpenSSL failed)",
+                               f->abs);
         if (memcmp(sha, f->v.sha256, 32) != 0)
             return changed_while_packed(f, "live bytes are not the cataloged version");
         name = util_printf("files/%s", f->rel);

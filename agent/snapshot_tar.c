@@ -51,6 +51,7 @@ struct hash_item {
 
 struct hashed {
     size_t tag;
+    int failed; /* OpenSSL failed on it: sha is not the member's */
     unsigned char sha[32];
 };
 
@@ -77,6 +78,7 @@ struct tar_writer {
     size_t members_given, members_hashed, members_taken;
     int stopping;
     EVP_MD_CTX *ctx; /* the hasher's */
+    int hash_failed; /* the hasher's: OpenSSL failed during the current member */
 };
 
 /* Enter / leave the UTF-8 locale for this thread. */
@@ -111,11 +113,15 @@ static void *hasher_main(void *arg)
         member = t->members_hashed;
         pthread_mutex_unlock(&t->mu);
 
-        if (it.slot >= 0)
-            EVP_DigestUpdate(t->ctx, t->slot[it.slot], it.len);
+        if (it.slot >= 0 && EVP_DigestUpdate(t->ctx, t->slot[it.slot], it.len) != 1)
+            t->hash_failed = 1;
         if (it.last) {
-            EVP_DigestFinal_ex(t->ctx, t->result[member % TAR_HASHED_MAX].sha, &n);
-            EVP_DigestInit_ex(t->ctx, EVP_sha256(), NULL);
+            struct hashed *h = &t->result[member % TAR_HASHED_MAX];
+
+            if (EVP_DigestFinal_ex(t->ctx, h->sha, &n) != 1)
+                t->hash_failed = 1;
+            h->failed = t->hash_failed;
+            t->hash_failed = EVP_DigestInit_ex(t->ctx, EVP_sha256(), NULL) != 1;
         }
 
         pthread_mutex_lock(&t->mu);
@@ -364,7 +370,7 @@ int tar_hashed(struct tar_writer *t, int wait, size_t *tag, unsigned char sha[32
         *tag = h->tag;
         memcpy(sha, h->sha, 32);
         t->members_taken++;
-        got = 1;
+        got = h->failed ? -1 : 1;
     }
     pthread_mutex_unlock(&t->mu);
     return got;
@@ -378,7 +384,8 @@ int tar_add_fd(struct tar_writer *t, const char *name, int fd, uint64_t size, in
     int rc = tar_add_fd_hashed(t, name, fd, size, mtime, 0, err);
 
     /* Taken even after a failure, so that the results stay in member order. */
-    tar_hashed(t, 1, &tag, sha && rc == 0 ? sha : scratch);
+    if (tar_hashed(t, 1, &tag, sha && rc == 0 ? sha : scratch) < 0 && rc == 0)
+        rc = cst_err_set(err, "cannot compute the SHA-256 of %s (OpenSSL failed)", name);
     return rc;
 }
 

@@ -49,7 +49,8 @@ int tar_add_fd_hashed(struct tar_writer *t, const char *name, int fd, uint64_t s
                       size_t tag, struct cst_err *err);
 
 /* The oldest member hash not yet taken, in member order: 1 with *tag and sha, or 0 when it
- * is not known yet (wait 0) or none is outstanding (wait 1 waits for it otherwise). */
+ * is not known yet (wait 0) or none is outstanding (wait 1 waits for it otherwise); -1 with
+ * *tag when OpenSSL failed to hash that member (it is taken all the same). */
 int tar_hashed(struct tar_writer *t, int wait, size_t *tag, unsigned char sha[32]);
 /* End the archive (flushes the compressor into the sink). */
 int tar_writer_finish(struct tar_writer *t, struct cst_err *err);
