@@ -42,6 +42,10 @@
 #define READ_SLOTS 8
 #define READ_SLOT (512u << 10)
 #define HASH_ITEMS 32 /* chunks handed to the hasher and not yet hashed */
+/* The hasher is faster than the compressor: woken for every chunk, it would sleep again
+ * after each (a context switch per file). It is woken once this many wait, or when this
+ * thread is about to wait for it. */
+#define HASH_WAKE 4
 
 struct hash_item {
     int slot;   /* the READ_SLOTS buffer, or -1 (a member end without bytes) */
@@ -135,6 +139,14 @@ static void *hasher_main(void *arg)
     }
 }
 
+/* Under mu: wake the hasher (it may sleep with fewer than HASH_WAKE items waiting) and
+ * wait for it to settle one. */
+static void wait_for_hasher(struct tar_writer *t)
+{
+    pthread_cond_signal(&t->work);
+    pthread_cond_wait(&t->settled, &t->mu);
+}
+
 /* A free read buffer, waiting for the hasher to release it. */
 static int take_slot(struct tar_writer *t)
 {
@@ -142,7 +154,7 @@ static int take_slot(struct tar_writer *t)
 
     pthread_mutex_lock(&t->mu);
     while (t->slot_busy[i])
-        pthread_cond_wait(&t->settled, &t->mu);
+        wait_for_hasher(t);
     t->slot_busy[i] = 1;
     pthread_mutex_unlock(&t->mu);
     return i;
@@ -152,10 +164,11 @@ static void give_item(struct tar_writer *t, int slot, size_t len, int last)
 {
     pthread_mutex_lock(&t->mu);
     while (t->items_given - t->items_hashed == HASH_ITEMS)
-        pthread_cond_wait(&t->settled, &t->mu);
+        wait_for_hasher(t);
     t->item[t->items_given % HASH_ITEMS] = (struct hash_item){slot, len, last};
     t->items_given++;
-    pthread_cond_signal(&t->work);
+    if (t->items_given - t->items_hashed >= HASH_WAKE)
+        pthread_cond_signal(&t->work);
     pthread_mutex_unlock(&t->mu);
 }
 
@@ -363,7 +376,7 @@ int tar_hashed(struct tar_writer *t, int wait, size_t *tag, unsigned char sha[32
 
     pthread_mutex_lock(&t->mu);
     while (wait && t->members_hashed == t->members_taken && t->members_taken < t->members_given)
-        pthread_cond_wait(&t->settled, &t->mu);
+        wait_for_hasher(t);
     if (t->members_hashed > t->members_taken) {
         const struct hashed *h = &t->result[t->members_taken % TAR_HASHED_MAX];
 
