@@ -140,9 +140,9 @@ static int hand_off(struct seal_pipe *p)
     return failed ? -1 : 0;
 }
 
-int seal_pipe_write(void *pipe, const void *buf, size_t len)
+int seal_pipe_write(void *arg, const void *buf, size_t len)
 {
-    struct seal_pipe *p = pipe;
+    struct seal_pipe *p = arg;
     const unsigned char *src = buf;
 
     if (!p->started) /* finished or stopped: nothing seals what would be queued */

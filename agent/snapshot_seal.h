@@ -28,7 +28,7 @@ struct seal_pipe *seal_pipe_new(const unsigned char public_key[32], int out_fd,
 
 /* Queue len bytes (a tar_sink_fn). 0, or -1 once the sealing thread has failed: then
  * seal_pipe_error says why. */
-int seal_pipe_write(void *pipe, const void *buf, size_t len);
+int seal_pipe_write(void *arg, const void *buf, size_t len);
 
 /* The sealing thread's error message once it failed, else NULL. */
 const char *seal_pipe_error(struct seal_pipe *p);
