@@ -392,7 +392,7 @@ int tar_hashed(struct tar_writer *t, int wait, size_t *tag, unsigned char sha[32
 int tar_add_fd(struct tar_writer *t, const char *name, int fd, uint64_t size, int64_t mtime,
                unsigned char sha[32], struct cst_err *err)
 {
-    unsigned char scratch[32];
+    unsigned char scratch[32] = {0}; /* an output; initialised for cppcheck */
     size_t tag;
     int rc = tar_add_fd_hashed(t, name, fd, size, mtime, 0, err);
 
