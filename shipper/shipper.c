@@ -302,8 +302,10 @@ static void seal_run(struct work *w)
     unsigned char *buf = state->buf;
     int sealed = 0;
     struct stat after;
-    int fd = -1, spool_fd = -1;
+    int fd = -1, spool_fd = -1, named = 0;
     uint64_t total = 0;
+    ssize_t first;
+    unsigned char first_sha[32];
 
     if (lstat(j->item.path, &j->st) < 0) {
         j->outcome = errno == ENOENT || errno == ENOTDIR ? SEAL_GONE : SEAL_ERROR;
@@ -342,8 +344,32 @@ static void seal_run(struct work *w)
         snprintf(j->error, sizeof(j->error), "replaced while opening");
         goto out;
     }
-    j->spool_path = util_join(s->p.spool_dir, "seal.XXXXXX");
-    spool_fd = mkostemp(j->spool_path, O_CLOEXEC);
+    do
+        first = read(fd, buf, READ_BUF);
+    while (first < 0 && errno == EINTR);
+    if (first < 0) {
+        cst_err_sys(&err, "read failed");
+        goto fail;
+    }
+    if (first == j->st.st_size) {
+        /* The whole file in one read (a small file): its object id is known before its spool
+         * file exists, which then gets its final name at once, no rename. A sealing cut
+         * short leaves a "*.obj" that no copy refers to: start-up removes it, like a
+         * "seal.*" (recover_spool). */
+        unsigned int md_len = sizeof(first_sha);
+
+        if (EVP_Digest(buf, (size_t)first, first_sha, &md_len, EVP_sha256(), NULL) != 1) {
+            cst_err_set(&err, "cannot hash %s (libcrypto)", j->item.path);
+            goto fail;
+        }
+        shipper_object_id(s->p.naming_key, first_sha, j->object_id);
+        j->spool_path = util_printf("%s/%s-XXXXXX.obj", s->p.spool_dir, j->object_id);
+        spool_fd = mkostemps(j->spool_path, 4, O_CLOEXEC);
+        named = 1;
+    } else {
+        j->spool_path = util_join(s->p.spool_dir, "seal.XXXXXX");
+        spool_fd = mkostemp(j->spool_path, O_CLOEXEC);
+    }
     if (spool_fd < 0) {
         j->outcome = SEAL_ERROR;
         snprintf(j->error, sizeof(j->error), "cannot create spool file in %s: %s", s->p.spool_dir,
@@ -355,8 +381,11 @@ static void seal_run(struct work *w)
     sealer = seal_begin(state, s->p.public_key, spool_fd, &err);
     if (sealer == NULL)
         goto fail;
+    total = (uint64_t)first;
+    if (first > 0 && crypt_sealer_write(sealer, buf, (size_t)first, &err) < 0)
+        goto fail;
     for (;;) {
-        ssize_t n = read(fd, buf, READ_BUF);
+        ssize_t n = first == 0 ? 0 : read(fd, buf, READ_BUF);
 
         if (n < 0 && errno == EINTR)
             continue;
@@ -390,12 +419,17 @@ static void seal_run(struct work *w)
         goto fail;
     }
     spool_fd = -1;
+    /* Read once, unchanged: the bytes sealed are the bytes named. */
+    if (named && memcmp(first_sha, j->info.plain_sha256, 32) == 0)
+        goto sealed_ok;
     shipper_object_id(s->p.naming_key, j->info.plain_sha256, j->object_id);
     /* Its name for the copy queue, unique per sealing (two sealings of one content are
      * different ciphertexts): "<object id>-<mkostemp suffix>.obj". */
     {
-        char *final = util_printf("%s/%s-%s.obj", s->p.spool_dir, j->object_id,
-                                  j->spool_path + strlen(j->spool_path) - 6);
+        /* The mkostemp suffix: the last 6 characters, before ".obj" if it has its name. */
+        size_t end = strlen(j->spool_path) - (named ? 4 : 0);
+        char *final = util_printf("%s/%s-%.6s.obj", s->p.spool_dir, j->object_id,
+                                  j->spool_path + end - 6);
 
         if (rename(j->spool_path, final) < 0) {
             cst_err_sys(&err, "cannot rename spool file %s", j->spool_path);
@@ -405,6 +439,7 @@ static void seal_run(struct work *w)
         free(j->spool_path);
         j->spool_path = final;
     }
+sealed_ok:
     j->outcome = SEAL_OK;
     goto out;
 fail:
