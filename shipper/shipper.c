@@ -428,8 +428,8 @@ static void seal_run(struct work *w)
     {
         /* The mkostemp suffix: the last 6 characters, before ".obj" if it has its name. */
         size_t end = strlen(j->spool_path) - (named ? 4 : 0);
-        char *final = util_printf("%s/%s-%.6s.obj", s->p.spool_dir, j->object_id,
-                                  j->spool_path + end - 6);
+        char *final =
+            util_printf("%s/%s-%.6s.obj", s->p.spool_dir, j->object_id, j->spool_path + end - 6);
 
         if (rename(j->spool_path, final) < 0) {
             cst_err_sys(&err, "cannot rename spool file %s", j->spool_path);
