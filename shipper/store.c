@@ -253,7 +253,7 @@ static void write_clear(struct store_write *w)
 
 /* ---- the source: sealed bytes, checked as they are read ---- */
 
-enum source_problem { SRC_FINE = 0, SRC_READ, SRC_SHORT, SRC_CHANGED };
+enum source_problem { SRC_FINE = 0, SRC_OPEN, SRC_SIZE, SRC_READ, SRC_SHORT, SRC_CHANGED };
 
 struct store_source {
     struct store *st;
@@ -266,7 +266,30 @@ struct store_source {
     int checked, complete;
     enum source_problem problem;
     int err_no;
+    int need_open;        /* the spool file is opened at the first read (source_open) */
+    long long found_size; /* SRC_SIZE: what the spool file holds, -1 if unknown */
 };
+
+/* The spool file, opened when its bytes are first read: a hard-linked local copy never
+ * reads them (store_source_path), and so never pays for an open and a stat. */
+static int source_open_fd(struct store_source *src)
+{
+    struct stat sb;
+
+    src->need_open = 0;
+    src->fd = open(src->path, O_RDONLY | O_CLOEXEC);
+    if (src->fd < 0) {
+        src->problem = SRC_OPEN;
+        src->err_no = errno;
+        return -1;
+    }
+    if (fstat(src->fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != src->size) {
+        src->problem = SRC_SIZE;
+        src->found_size = fstat(src->fd, &sb) == 0 ? (long long)sb.st_size : -1;
+        return -1;
+    }
+    return 0;
+}
 
 static void pace(struct store *st, size_t n)
 {
@@ -313,7 +336,7 @@ ssize_t store_source_read(struct store_source *src, void *buf, size_t len)
     uint64_t left = src->size - src->pos;
     ssize_t n;
 
-    if (src->problem != SRC_FINE)
+    if (src->problem != SRC_FINE || (src->need_open && source_open_fd(src) < 0))
         return -1;
     if (left == 0)
         return source_check_end(src) < 0 ? -1 : 0;
@@ -352,6 +375,7 @@ int store_source_rewind(struct store_source *src)
     src->pos = 0;
     src->checked = src->complete = 0;
     src->problem = SRC_FINE;
+    src->need_open = src->fd < 0 && src->mem == NULL; /* opening failed: tried again */
     return 0;
 }
 
@@ -370,12 +394,11 @@ int store_source_complete(const struct store_source *src)
     return src->complete;
 }
 
-/* Open the spool file of p (or the bytes in mem): 0, or -1 with a source error in p. */
+/* The source of p: its spool file (opened at the first read) or the bytes in mem. 0, or -1
+ * with an error in p. */
 static int source_open(struct store *st, struct store_source *src, struct dest_put *p,
                        const unsigned char *mem)
 {
-    struct stat sb;
-
     memset(src, 0, sizeof(*src));
     src->st = st;
     src->fd = -1;
@@ -383,24 +406,7 @@ static int source_open(struct store *st, struct store_source *src, struct dest_p
     src->want = p->stored_sha256;
     src->mem = mem;
     src->path = p->spool_path;
-    if (mem == NULL) {
-        src->fd = open(p->spool_path, O_RDONLY | O_CLOEXEC);
-        if (src->fd < 0) {
-            put_fail(p, DEST_ERR_SOURCE, "destination %s: cannot open spool file %s: %s",
-                     st->d->name, p->spool_path, strerror(errno));
-            return -1;
-        }
-        if (fstat(src->fd, &sb) < 0 || !S_ISREG(sb.st_mode) ||
-            (uint64_t)sb.st_size != p->stored_size) {
-            put_fail(p, DEST_ERR_SOURCE,
-                     "destination %s: spool file %s has %lld bytes, not the %" PRIu64
-                     " that were sealed: it is sealed again",
-                     st->d->name, p->spool_path, (long long)sb.st_size, p->stored_size);
-            close(src->fd);
-            src->fd = -1;
-            return -1;
-        }
-    }
+    src->need_open = mem == NULL;
     src->sha = EVP_MD_CTX_new();
     if (src->sha == NULL || EVP_DigestInit_ex(src->sha, EVP_sha256(), NULL) != 1) {
         put_fail(p, DEST_ERR_TRANSIENT, "destination %s: out of memory", st->d->name);
@@ -423,6 +429,16 @@ static void source_explain(struct store *st, struct store_source *src, struct de
 {
     switch (src->problem) {
     case SRC_FINE:
+        return;
+    case SRC_OPEN:
+        put_fail(p, DEST_ERR_SOURCE, "destination %s: cannot open spool file %s: %s", st->d->name,
+                 p->spool_path, strerror(src->err_no));
+        return;
+    case SRC_SIZE:
+        put_fail(p, DEST_ERR_SOURCE,
+                 "destination %s: spool file %s has %lld bytes, not the %" PRIu64
+                 " that were sealed: it is sealed again",
+                 st->d->name, p->spool_path, src->found_size, p->stored_size);
         return;
     case SRC_READ:
         put_fail(p, DEST_ERR_SOURCE, "destination %s: cannot read spool file %s: %s", st->d->name,
