@@ -1830,8 +1830,10 @@ struct shipper *shipper_new(const struct shipper_params *p, struct cst_err *err)
     s = util_xcalloc(1, sizeof(*s));
     s->p = *p;
     s->copy_gen = 1; /* lanes and sourcing start at 0: they read the copy queue at once */
-    /* Enough sealing queued to keep every worker busy. */
-    s->max_sealing = (size_t)(p->workers > 0 ? p->workers : 2) * 8;
+    /* Enough sealing queued to keep every worker busy, also while the loop is in a batch's
+     * commit (tens of ms in a backlog, when batches have grown): the workers' queue is only
+     * refilled by the loop. 64 small files per worker are about 10 ms of sealing. */
+    s->max_sealing = (size_t)(p->workers > 0 ? p->workers : 2) * 64;
     s->lanes = util_xcalloc(p->n_dests, sizeof(*s->lanes));
     for (size_t d = 0; d < p->n_dests; d++) {
         s->lanes[d].s = s;
