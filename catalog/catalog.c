@@ -164,9 +164,15 @@ struct catalog *catalog_open(const char *path, struct cst_err *err)
         catalog_close(cat);
         return NULL;
     }
+    /* A checkpoint every 8000 pages (32 MiB of WAL) rather than SQLite's 1000: a shipping
+     * backlog dirties the same pages (indexes by object id, the queues) in commit after
+     * commit, and a checkpoint writes each page once however often the WAL holds it, so
+     * rarer checkpoints write less (measured: a fifth less written in all for a backlog of
+     * 20,000 small files). Readers are unaffected; the WAL file keeps its largest size. */
     if (exec(cat, "PRAGMA journal_mode = WAL", err) < 0 ||
         exec(cat, "PRAGMA synchronous = FULL", err) < 0 ||
-        exec(cat, "PRAGMA foreign_keys = ON", err) < 0 || migrate(cat, err) < 0) {
+        exec(cat, "PRAGMA foreign_keys = ON", err) < 0 ||
+        exec(cat, "PRAGMA wal_autocheckpoint = 8000", err) < 0 || migrate(cat, err) < 0) {
         catalog_close(cat);
         return NULL;
     }

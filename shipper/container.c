@@ -27,11 +27,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
 #include <sodium.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #define MAGIC "CSTDOBJ\n"
 #define MAGIC_SIZE 8
@@ -89,6 +91,8 @@ struct crypt_sealer {
     int level; /* as requested: CRYPT_LEVEL_AUTO, 0, 1..19 */
     int decided;
     int compressed;
+    int frame_done;     /* the whole zstd frame is in payload already (compress_whole) */
+    int header_pending; /* the header is final but not written: it goes with the first chunk */
     int finished;
     int failed;
     struct stream_secrets *secrets;
@@ -249,11 +253,42 @@ static int seal_fail(struct crypt_sealer *s)
     return -1;
 }
 
+/* The header and the first chunk in one system call (a small object is nothing more). */
+static int write_with_header(struct crypt_sealer *s, const unsigned char *buf, size_t len,
+                             struct cst_err *err)
+{
+    struct iovec iov[2] = {{s->header, CRYPT_HEADER_SIZE}, {(void *)buf, len}};
+    ssize_t n;
+
+    s->header_pending = 0;
+    do
+        n = writev(s->out_fd, iov, 2);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return cst_err_sys(err, "cannot write %s", "sealed object");
+    if ((size_t)n < CRYPT_HEADER_SIZE &&
+        write_all(s->out_fd, s->header + n, CRYPT_HEADER_SIZE - (size_t)n, "sealed object", err) !=
+            0)
+        return -1;
+    n = (size_t)n < CRYPT_HEADER_SIZE ? 0 : n - (ssize_t)CRYPT_HEADER_SIZE;
+    if ((size_t)n < len &&
+        write_all(s->out_fd, buf + n, len - (size_t)n, "sealed object", err) != 0)
+        return -1;
+    if (sha256_update(s->stored_hash, s->header, CRYPT_HEADER_SIZE, err) != 0)
+        return -1;
+    s->stored_size += CRYPT_HEADER_SIZE;
+    return 0;
+}
+
 static int write_stored(struct crypt_sealer *s, const unsigned char *buf, size_t len,
                         struct cst_err *err)
 {
-    if (write_all(s->out_fd, buf, len, "sealed object", err) != 0)
+    if (s->header_pending) {
+        if (write_with_header(s, buf, len, err) != 0)
+            return -1;
+    } else if (write_all(s->out_fd, buf, len, "sealed object", err) != 0) {
         return -1;
+    }
     if (sha256_update(s->stored_hash, buf, len, err) != 0)
         return -1;
     s->stored_size += len;
@@ -367,8 +402,38 @@ static int trial_says_compress(struct crypt_sealer *s, int *compress, struct cst
 }
 
 /*
+ * The whole plaintext is held back and fits one chunk: compress it once, at the level it
+ * would get, straight into the chunk's payload, and keep that frame if it saves enough.
+ * The same rule as the trial's, in one pass instead of two (the trial's, then the real
+ * one): for a small file the second pass cost as much as the first.
+ */
+static int compress_whole(struct crypt_sealer *s, int *kept, struct cst_err *err)
+{
+    size_t n;
+
+    *kept = 0;
+    if (s->trial_len == 0)
+        return 0;
+    if (zstd_setup(s, AUTO_LEVEL, err) != 0)
+        return -1;
+    n = ZSTD_compress2(s->zstd, s->payload, CHUNK_PAYLOAD_MAX, s->trial, s->trial_len);
+    if (ZSTD_isError(n)) {
+        /* Larger than the chunk, so larger than the plaintext: stored as it is. */
+        if (ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall)
+            return 0;
+        return cst_err_set(err, "zstd compression failed: %s", ZSTD_getErrorName(n));
+    }
+    if ((uint64_t)n * 100 < (uint64_t)s->trial_len * (100 - AUTO_MIN_SAVING_PERCENT)) {
+        s->payload_len = n;
+        *kept = 1;
+    }
+    return 0;
+}
+
+/*
  * Fix the flags byte, write the header (it is also every chunk's additional
- * data, so it must be final before the first push), then release the
+ * data, so it must be final before the first push; a small object's goes
+ * with its one chunk, in one write), then release the
  * held-back plaintext into the payload. at_end: the trial buffer holds the
  * whole plaintext, so its size can go into the zstd frame header.
  */
@@ -376,6 +441,20 @@ static int decide(struct crypt_sealer *s, int at_end, struct cst_err *err)
 {
     int level = s->level;
 
+    if (level == CRYPT_LEVEL_AUTO && at_end && s->trial_len <= CHUNK_PAYLOAD_MAX) {
+        int kept;
+
+        if (compress_whole(s, &kept, err) != 0)
+            return -1;
+        s->compressed = s->frame_done = kept;
+        s->header[OFF_FLAGS] = s->compressed ? FLAG_ZSTD : 0;
+        s->decided = 1;
+        s->header_pending = 1; /* written with the one chunk (write_with_header) */
+        if (!kept && feed_raw(s, s->trial, s->trial_len, err) != 0)
+            return -1;
+        s->trial_len = 0;
+        return 0;
+    }
     if (level == CRYPT_LEVEL_AUTO) {
         int compress;
 
@@ -463,7 +542,8 @@ int crypt_sealer_reset(struct crypt_sealer *s, const unsigned char public_key[32
         EVP_DigestInit_ex(s->stored_hash, EVP_sha256(), NULL) != 1)
         return cst_err_set(err, "cannot initialise SHA-256 (libcrypto)");
     s->out_fd = out_fd;
-    s->decided = s->compressed = s->finished = s->failed = 0;
+    s->decided = s->compressed = s->frame_done = s->header_pending = 0;
+    s->finished = s->failed = 0;
     s->plain_size = s->stored_size = 0;
     s->trial_len = s->payload_len = 0;
     if (sealer_start(s, public_key, err) != 0) {
@@ -545,7 +625,7 @@ int crypt_sealer_finish(struct crypt_sealer *s, struct crypt_sealed_info *info, 
         return -1;
     if (!s->decided && decide(s, 1, err) != 0)
         return seal_fail(s);
-    if (s->compressed && feed_zstd(s, NULL, 0, ZSTD_e_end, err) != 0)
+    if (s->compressed && !s->frame_done && feed_zstd(s, NULL, 0, ZSTD_e_end, err) != 0)
         return seal_fail(s);
     if (push_chunk(s, TAG_FINAL, err) != 0)
         return seal_fail(s);

@@ -28,6 +28,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,7 @@ struct store {
     char *where; /* the root as an operator knows it, for messages */
     struct ev_loop *loop;
     struct workpool *pool; /* NULL: every phase runs in the caller */
+    size_t threads;        /* the pool's */
     uint64_t readback_full;
     char *lock_mode; /* Object Lock mode of retentions; NULL: none (store_params) */
     pthread_mutex_t lock;
@@ -251,7 +253,7 @@ static void write_clear(struct store_write *w)
 
 /* ---- the source: sealed bytes, checked as they are read ---- */
 
-enum source_problem { SRC_FINE = 0, SRC_READ, SRC_SHORT, SRC_CHANGED };
+enum source_problem { SRC_FINE = 0, SRC_OPEN, SRC_SIZE, SRC_READ, SRC_SHORT, SRC_CHANGED };
 
 struct store_source {
     struct store *st;
@@ -264,7 +266,30 @@ struct store_source {
     int checked, complete;
     enum source_problem problem;
     int err_no;
+    int need_open;        /* the spool file is opened at the first read (source_open) */
+    long long found_size; /* SRC_SIZE: what the spool file holds, -1 if unknown */
 };
+
+/* The spool file, opened when its bytes are first read: a hard-linked local copy never
+ * reads them (store_source_path), and so never pays for an open and a stat. */
+static int source_open_fd(struct store_source *src)
+{
+    struct stat sb;
+
+    src->need_open = 0;
+    src->fd = open(src->path, O_RDONLY | O_CLOEXEC);
+    if (src->fd < 0) {
+        src->problem = SRC_OPEN;
+        src->err_no = errno;
+        return -1;
+    }
+    if (fstat(src->fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != src->size) {
+        src->problem = SRC_SIZE;
+        src->found_size = fstat(src->fd, &sb) == 0 ? (long long)sb.st_size : -1;
+        return -1;
+    }
+    return 0;
+}
 
 static void pace(struct store *st, size_t n)
 {
@@ -311,7 +336,7 @@ ssize_t store_source_read(struct store_source *src, void *buf, size_t len)
     uint64_t left = src->size - src->pos;
     ssize_t n;
 
-    if (src->problem != SRC_FINE)
+    if (src->problem != SRC_FINE || (src->need_open && source_open_fd(src) < 0))
         return -1;
     if (left == 0)
         return source_check_end(src) < 0 ? -1 : 0;
@@ -350,6 +375,7 @@ int store_source_rewind(struct store_source *src)
     src->pos = 0;
     src->checked = src->complete = 0;
     src->problem = SRC_FINE;
+    src->need_open = src->fd < 0 && src->mem == NULL; /* opening failed: tried again */
     return 0;
 }
 
@@ -368,12 +394,11 @@ int store_source_complete(const struct store_source *src)
     return src->complete;
 }
 
-/* Open the spool file of p (or the bytes in mem): 0, or -1 with a source error in p. */
+/* The source of p: its spool file (opened at the first read) or the bytes in mem. 0, or -1
+ * with an error in p. */
 static int source_open(struct store *st, struct store_source *src, struct dest_put *p,
                        const unsigned char *mem)
 {
-    struct stat sb;
-
     memset(src, 0, sizeof(*src));
     src->st = st;
     src->fd = -1;
@@ -381,24 +406,7 @@ static int source_open(struct store *st, struct store_source *src, struct dest_p
     src->want = p->stored_sha256;
     src->mem = mem;
     src->path = p->spool_path;
-    if (mem == NULL) {
-        src->fd = open(p->spool_path, O_RDONLY | O_CLOEXEC);
-        if (src->fd < 0) {
-            put_fail(p, DEST_ERR_SOURCE, "destination %s: cannot open spool file %s: %s",
-                     st->d->name, p->spool_path, strerror(errno));
-            return -1;
-        }
-        if (fstat(src->fd, &sb) < 0 || !S_ISREG(sb.st_mode) ||
-            (uint64_t)sb.st_size != p->stored_size) {
-            put_fail(p, DEST_ERR_SOURCE,
-                     "destination %s: spool file %s has %lld bytes, not the %" PRIu64
-                     " that were sealed: it is sealed again",
-                     st->d->name, p->spool_path, (long long)sb.st_size, p->stored_size);
-            close(src->fd);
-            src->fd = -1;
-            return -1;
-        }
-    }
+    src->need_open = mem == NULL;
     src->sha = EVP_MD_CTX_new();
     if (src->sha == NULL || EVP_DigestInit_ex(src->sha, EVP_sha256(), NULL) != 1) {
         put_fail(p, DEST_ERR_TRANSIENT, "destination %s: out of memory", st->d->name);
@@ -421,6 +429,16 @@ static void source_explain(struct store *st, struct store_source *src, struct de
 {
     switch (src->problem) {
     case SRC_FINE:
+        return;
+    case SRC_OPEN:
+        put_fail(p, DEST_ERR_SOURCE, "destination %s: cannot open spool file %s: %s", st->d->name,
+                 p->spool_path, strerror(src->err_no));
+        return;
+    case SRC_SIZE:
+        put_fail(p, DEST_ERR_SOURCE,
+                 "destination %s: spool file %s has %lld bytes, not the %" PRIu64
+                 " that were sealed: it is sealed again",
+                 st->d->name, p->spool_path, src->found_size, p->stored_size);
         return;
     case SRC_READ:
         put_fail(p, DEST_ERR_SOURCE, "destination %s: cannot read spool file %s: %s", st->d->name,
@@ -1045,6 +1063,12 @@ struct dir_job {
     struct store_err e;
 };
 
+/* One of the pool's threads working through a phase's objects (run_todo). */
+struct runner {
+    struct work work;
+    struct batch *b;
+};
+
 struct batch {
     struct work root_work;
     struct store *st;
@@ -1059,6 +1083,12 @@ struct batch {
     struct store_err root_err;
     struct dir_job *dirs;
     size_t n_dirs;
+    /* The blocking work of the current phase, taken in turn by the runners. */
+    struct work **todo;
+    size_t n_todo;
+    atomic_size_t next_todo;
+    void (*todo_run)(struct work *w);
+    struct runner *runners;
     struct batch *prev, *next;
 };
 
@@ -1075,6 +1105,8 @@ static void batch_free(struct batch *b)
     for (size_t i = 0; i < b->n_dirs; i++)
         free(b->dirs[i].dir);
     free(b->dirs);
+    free(b->todo);
+    free(b->runners);
     free(b->items);
     free(b);
 }
@@ -1197,12 +1229,66 @@ static void submit(struct store *st, struct work *w, void (*run)(struct work *),
     }
 }
 
+static void runner_run(struct work *w)
+{
+    struct batch *b = ((struct runner *)w)->b;
+    size_t i;
+
+    while ((i = atomic_fetch_add(&b->next_todo, 1)) < b->n_todo)
+        b->todo_run(b->todo[i]);
+}
+
+static void runner_done(struct work *w)
+{
+    phase_step(((struct runner *)w)->b);
+}
+
+/* This phase's blocking work for w: with a pool, queued for the runners (run_todo); without,
+ * run at once. The caller counts it in b->left either way. */
+static void add_todo(struct batch *b, struct work *w, void (*run)(struct work *),
+                     void (*done)(struct work *))
+{
+    if (b->st->pool == NULL) {
+        b->left++;
+        submit(b->st, w, run, done);
+        return;
+    }
+    if (b->todo == NULL)
+        b->todo = util_xcalloc(b->n > b->n_dirs ? b->n : b->n_dirs, sizeof(*b->todo));
+    b->todo_run = run;
+    b->todo[b->n_todo++] = w;
+}
+
+/*
+ * The queued work, on as many of the pool's threads as it can use, each taking the next
+ * object as it finishes one: as many run at once as with one job per object, but with one
+ * hand-off to a thread and one back to the loop per thread instead of per object (two
+ * context switches each, for a small object as much as its own work).
+ */
+static void run_todo(struct batch *b)
+{
+    struct store *st = b->st;
+    size_t k = b->n_todo < st->threads ? b->n_todo : st->threads;
+
+    if (k == 0)
+        return;
+    atomic_store(&b->next_todo, 0);
+    if (b->runners == NULL)
+        b->runners = util_xcalloc(st->threads, sizeof(*b->runners));
+    b->left += k;
+    for (size_t r = 0; r < k; r++) {
+        b->runners[r].b = b;
+        submit(st, &b->runners[r].work, runner_run, runner_done);
+    }
+}
+
 static void phase_write(struct batch *b)
 {
     struct store *st = b->st;
 
     b->phase = PHASE_WRITE;
-    b->left = b->n + 1; /* held until every write has started */
+    b->left = 1; /* held until every write has started */
+    b->n_todo = 0;
     for (size_t i = 0; i < b->n; i++) {
         struct item *it = &b->items[i];
 
@@ -1213,18 +1299,19 @@ static void phase_write(struct batch *b)
                 put_fail(it->w.put, DEST_ERR_CONFIG,
                          "destination %s: %s has no Object Lock retention to extend", st->d->name,
                          it->w.put->remote_key);
-            b->left--;
             continue;
         }
         if (st->drv->write_async && st->loop) {
             it->state = ITEM_PENDING;
             it->w.put->kind = DEST_OK;
             it->w.put->error[0] = '\0';
+            b->left++;
             st->drv->write_async(st->d, &it->w);
         } else {
-            submit(st, &it->work, item_write_run, item_done);
+            add_todo(b, &it->work, item_write_run, item_done);
         }
     }
+    run_todo(b);
     phase_step(b);
 }
 
@@ -1256,9 +1343,15 @@ static void phase_sync(struct batch *b)
         }
     }
     /* Each folder once for the whole batch; in parallel, they share journal commits. */
-    b->left = b->n_dirs + 1;
+    b->left = 1;
+    b->n_todo = 0;
+    if (b->todo && b->n_dirs > b->n) {
+        free(b->todo); /* sized for the items: more folders than objects (nested keys) */
+        b->todo = NULL;
+    }
     for (size_t k = 0; k < b->n_dirs; k++)
-        submit(st, &b->dirs[k].work, dir_run, dir_done);
+        add_todo(b, &b->dirs[k].work, dir_run, dir_done);
+    run_todo(b);
     phase_step(b);
 }
 
@@ -1268,6 +1361,7 @@ static void phase_verify(struct batch *b)
 
     b->phase = PHASE_VERIFY;
     b->left = 1;
+    b->n_todo = 0;
     for (size_t i = 0; i < b->n; i++) {
         struct item *it = &b->items[i];
 
@@ -1277,9 +1371,9 @@ static void phase_verify(struct batch *b)
             it->state = ITEM_VERIFIED; /* the server refused anything but the signed hash */
             continue;
         }
-        b->left++;
-        submit(st, &it->work, item_verify_run, item_done);
+        add_todo(b, &it->work, item_verify_run, item_done);
     }
+    run_todo(b);
     phase_step(b);
 }
 
@@ -1713,8 +1807,10 @@ struct dest *store_dest_new(const struct store_params *p, const struct dest_env 
     pthread_mutex_init(&st->mark_lock, NULL);
     if (env && env->loop) {
         st->loop = env->loop;
-        if (p->threads > 0)
+        if (p->threads > 0) {
             st->pool = workpool_new(env->loop, p->threads);
+            st->threads = (size_t)p->threads;
+        }
     }
     d->ops = p->ops;
     d->driver = p->driver;

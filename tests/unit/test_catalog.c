@@ -426,6 +426,39 @@ static void test_fresh_catalog(void **state)
     assert_int_equal(catalog_integrity_check(f->cat, &err), 0);
 }
 
+/* Every lookup of the copy queue by object goes through its primary key (object_id, dest):
+ * no second index by object to write for each queued copy. */
+static void test_copy_queue_by_object_uses_the_key(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(
+        raw_int(f->db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = "
+                       "'copy_queue' AND sql LIKE '%(object_id)%'"),
+        0);
+    {
+        sqlite3 *h = NULL;
+        sqlite3_stmt *st = NULL;
+        int keyed = 0;
+
+        assert_int_equal(sqlite3_open_v2(f->db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_prepare_v2(h,
+                                            "EXPLAIN QUERY PLAN SELECT count(*) FROM copy_queue "
+                                            "WHERE object_id = 'x'",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *detail = (const char *)sqlite3_column_text(st, 3);
+
+            if (detail && strstr(detail, "USING PRIMARY KEY (object_id=?)"))
+                keyed = 1;
+        }
+        sqlite3_finalize(st);
+        sqlite3_close(h);
+        assert_true(keyed);
+    }
+}
+
 static void test_newer_catalog_refused(void **state)
 {
     struct fixture *f = *state;
@@ -1933,6 +1966,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_fresh_catalog),
+        T(test_copy_queue_by_object_uses_the_key),
         T(test_newer_catalog_refused),
         T(test_readonly_refuses_non_catalog),
         T(test_readonly_reads_but_cannot_write),

@@ -292,6 +292,49 @@ static void test_round_trips(void **state)
             }
 }
 
+/* A small object (the whole plaintext in one chunk) is compressed in one pass: compressible
+ * text is stored compressed, random bytes raw, in one chunk after the header, whether it came
+ * in one write or many. */
+static void test_small_object_one_pass(void **state)
+{
+    static const size_t steps[] = {SIZE_MAX, 100};
+
+    (void)state;
+    for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++)
+        for (int compressible = 0; compressible <= 1; compressible++) {
+            unsigned char *data = make_data(4096, compressible), *object, *plain;
+            unsigned char want_sha[32], got_sha[32];
+            struct crypt_sealed_info info;
+            struct cst_err err = {{0}};
+            size_t object_len, plain_len;
+            uint64_t size = 0;
+            int fd = seal_buffer(test_pk, CRYPT_LEVEL_AUTO, data, 4096, steps[k], &info);
+
+            sha256(data, 4096, want_sha);
+            assert_int_equal(info.compressed, compressible);
+            object = slurp_fd(fd, &object_len);
+            assert_int_equal(object_len, info.stored_size);
+            assert_int_equal(object[9], compressible ? 1 : 0);
+            if (compressible)
+                assert_true(object_len < HEADER + 4 + ABYTES + 4096 / 2);
+            else
+                assert_int_equal(object_len, HEADER + 4 + ABYTES + 4096);
+            /* One chunk: its length prefix covers everything after the header. */
+            assert_int_equal(object[HEADER] | object[HEADER + 1] << 8 | object[HEADER + 2] << 16 |
+                                 (uint32_t)object[HEADER + 3] << 24,
+                             object_len - HEADER - 4);
+            assert_int_equal(
+                open_to_buffer(fd, test_pk, test_sk, &plain, &plain_len, got_sha, &size, &err), 0);
+            assert_int_equal(plain_len, 4096);
+            assert_memory_equal(plain, data, 4096);
+            assert_memory_equal(got_sha, want_sha, 32);
+            free(plain);
+            free(object);
+            free(data);
+            close(fd);
+        }
+}
+
 static void test_other_levels(void **state)
 {
     (void)state;
@@ -912,6 +955,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_other_levels),
+        cmocka_unit_test(test_small_object_one_pass),
         cmocka_unit_test(test_header_layout),
         cmocka_unit_test(test_reset_reuses_a_sealer),
         cmocka_unit_test(test_pipes),
