@@ -515,11 +515,13 @@ def test_the_agent_runs_a_restore_test_that_is_owed(demo):
     demo.start_agent()
     wait_for(lambda: demo.query("SELECT status FROM restore_tests WHERE trigger = 'schedule' "
                                 "AND status <> 'running'"), 180, "the scheduled restore test")
-    demo.stop_agent()
     ((status, files, month),) = demo.query("SELECT status, files, month FROM restore_tests")
     assert files == "passed" and status == "passed", demo.log_text()
+    # The agent logs the outcome just after it records it: wait for the line, then stop.
+    wait_for(lambda: f"restore test passed month={month}" in demo.log_text(), 30,
+             "the restore test's outcome in the log")
+    demo.stop_agent()
     assert "restore test scheduled month=" in demo.log_text()
-    assert f"restore test passed month={month}" in demo.log_text()
     # finished: it is not owed again
     demo.start_agent()
     demo.stop_agent()
