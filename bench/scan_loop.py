@@ -74,7 +74,7 @@ def one_run(binary, demo):
     answered = sorted(ms for t, ms in probe.times
                       if first is not None and first <= t <= t_scanned + 0.05 and ms is not None)
     scan_s = t_scanned - t0
-    return {"scan_s": scan_s, "find_s": min(find_s), "ratio": scan_s / min(find_s),
+    return {"scan_s": scan_s, "socket_s": (first - t0) if first else None, "find_s": min(find_s), "ratio": scan_s / min(find_s),
             "cpu_s": cpu_scan, "status_max_ms": answered[-1] if answered else None,
             "idle_mib": idle_kb / 1024.0, "queued": queued, "rollup": rollup}
 
@@ -87,14 +87,14 @@ def run(args):
             r = one_run(os.path.abspath(b), demo)
             results[b].append(r)
             print(f"run {i + 1} {b}: scan {r['scan_s']:.3f} s, find {r['find_s']:.3f} s, "
-                  f"ratio {r['ratio']:.2f}, cpu {r['cpu_s']:.2f} s, status max "
+                  f"ratio {r['ratio']:.2f}, socket up {r['socket_s']:.3f} s, cpu {r['cpu_s']:.2f} s, status max "
                   f"{r['status_max_ms']} ms, idle {r['idle_mib']:.1f} MiB, queued {r['queued']}",
                   flush=True)
             if args.rollup:
                 print(r["rollup"])
     for b, rs in results.items():
         print(b)
-        for k in ("scan_s", "find_s", "ratio", "cpu_s", "status_max_ms", "idle_mib"):
+        for k in ("scan_s", "socket_s", "find_s", "ratio", "cpu_s", "status_max_ms", "idle_mib"):
             v = sorted(x[k] for x in rs if x[k] is not None)
             if v:
                 print(f"  {k:<14} median {statistics.median(v):8.3f}  spread {v[0]:.3f}..{v[-1]:.3f}")

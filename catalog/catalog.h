@@ -56,6 +56,9 @@ struct catalog *catalog_open(const char *path, struct cst_err *err);
 /* Open an existing catalog for reading only (reports, audits); no migration. */
 struct catalog *catalog_open_readonly(const char *path, struct cst_err *err);
 void catalog_close(struct catalog *cat);
+/* Give back the page cache's memory that no statement holds (the pages are read again
+ * when needed): for an agent with nothing to do. */
+void catalog_release_memory(struct catalog *cat);
 int catalog_user_version(struct catalog *cat);
 
 /* How long a write waits for another process's transaction before it fails (default
