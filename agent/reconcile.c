@@ -18,6 +18,10 @@
 #include "watcher/watcher.h"
 
 #define TX_CHANGES 256
+/* Names of one folder held at once by the walk (about 100 bytes each with the catalog's
+ * rows): a larger folder is walked streaming, at the old per-file pace. The e2e tests
+ * lower it with CUSTODIAN_TEST_MAX_LISTED to walk both ways over a few files. */
+#define MAX_LISTED 65536
 
 struct walk {
     struct catalog *cat;
@@ -31,6 +35,7 @@ struct walk {
     /* The path being looked at: the folder, then "/name" while an entry is handled. */
     char *path;
     size_t path_len, path_cap;
+    size_t max_listed;
 };
 
 /* One name of a folder's listing, in names (a buffer per folder). */
@@ -177,8 +182,9 @@ static int entry_cmp(const void *pa, const void *pb, void *names)
     return key_cmp(n + a->name, a->len, a->is_dir, n + b->name, b->len, b->is_dir);
 }
 
-/* Every name in the folder (dfd), but "." "..", and what is excluded, sorted. */
-static void list_folder(struct walk *w, DIR *d, struct listing *l)
+/* Every name in the folder, but "." "..", and what is excluded, sorted: 0, or 1 when
+ * there are more than MAX_LISTED (the listing is then incomplete). */
+static int list_folder(struct walk *w, DIR *d, struct listing *l)
 {
     struct dirent *de;
 
@@ -197,6 +203,8 @@ static void list_folder(struct walk *w, DIR *d, struct listing *l)
         if (de->d_type == DT_UNKNOWN)
             is_dir =
                 fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(sb.st_mode);
+        if (l->n == w->max_listed)
+            return 1;
         if (l->n == l->cap) {
             l->cap = l->cap ? l->cap * 2 : 64;
             l->e = util_xrealloc(l->e, l->cap * sizeof(*l->e));
@@ -211,6 +219,7 @@ static void list_folder(struct walk *w, DIR *d, struct listing *l)
     }
     if (l->n > 1)
         qsort_r(l->e, l->n, sizeof(*l->e), entry_cmp, l->names);
+    return 0;
 }
 
 static int walk_dir(struct walk *w, int dfd);
@@ -252,30 +261,107 @@ static int check_entry(struct walk *w, int dfd, const char *name, const struct d
     return 0; /* neither a file nor a symlink: not ours to ship, nor gone */
 }
 
+/* A file at w->path looked up in the catalog by itself (the streaming walk). */
+static int check_file_alone(struct walk *w, const struct stat *sb)
+{
+    struct catalog_version v;
+    struct catalog_dir_entry live = {0};
+    int rc = catalog_live_version(w->cat, w->path, &v, w->err);
+
+    if (rc < 0)
+        return -1;
+    if (rc == 1) {
+        live.kind = v.kind;
+        live.size = v.size;
+        live.mtime_ns = v.mtime_ns;
+        live.inode = v.inode;
+        catalog_version_clear(&v);
+    }
+    return check_file(w, sb, rc == 1 ? &live : NULL);
+}
+
+/* A folder with more names than a listing may hold (MAX_LISTED), and everything below
+ * it: each name looked up by itself, as the walk did before the merge, so that memory
+ * stays flat whatever the folder's size. What is gone is found afterwards (check_unseen
+ * over the folder). Takes d (the caller closes it). */
+static int walk_streaming(struct walk *w, DIR *d)
+{
+    struct dirent *de;
+    int rc = 0;
+
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        struct stat sb;
+        size_t old;
+
+        if (w->stop && *w->stop)
+            return 1;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        old = path_push(w, de->d_name, strlen(de->d_name));
+        if (watcher_excluded(w->excludes, w->n_excludes, w->path, de->d_name)) {
+            path_pop(w, old);
+            continue;
+        }
+        if (too_long(w)) {
+            rc = emit(w, RECONCILE_UNPROTECTED, w->path, "path longer than the system allows");
+        } else if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+            if (S_ISDIR(sb.st_mode)) {
+                int fd =
+                    openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                DIR *sub = fd < 0 ? NULL : fdopendir(fd);
+
+                if (sub) {
+                    rc = walk_streaming(w, sub);
+                    closedir(sub);
+                } else {
+                    if (fd >= 0)
+                        close(fd);
+                    else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
+                        log_warn("cannot read folder %s: %s", w->path, strerror(errno));
+                }
+            } else if (S_ISREG(sb.st_mode) || S_ISLNK(sb.st_mode)) {
+                rc = check_file_alone(w, &sb);
+            }
+        }
+        path_pop(w, old);
+    }
+    return rc;
+}
+
 /* Merge the folder's sorted listing with what the catalog holds live in it: one ordered
  * query per folder instead of one lookup per file, and a file's stat taken relative to
- * its folder (fstatat), as find does. Takes dfd (closed here). */
+ * its folder (fstatat), as find does. Memory: one folder's names at a time (up to
+ * MAX_LISTED; a larger folder is walked streaming). Takes dfd (closed here). */
 static int walk_dir(struct walk *w, int dfd)
 {
     struct listing l = {0};
     struct catalog_dir_entry *live = NULL;
     size_t n_live = 0, i = 0, j = 0;
-    DIR *d;
+    DIR *d = fdopendir(dfd);
     int rc;
 
-    /* The catalog first: a file that changes in between is queued, never missed. */
-    if (catalog_live_in_dir(w->cat, w->path, &live, &n_live, w->err) < 0) {
-        close(dfd);
-        return -1;
-    }
-    d = fdopendir(dfd);
     if (d == NULL) {
         close(dfd);
-        catalog_dir_entries_free(live, n_live);
         return cst_err_sys(w->err, "cannot read folder %s", w->path);
     }
-    list_folder(w, d, &l);
-    rc = 0;
+    /* The names, then the catalog, then each file's stat: a file that changes after its
+     * version was read is queued, never missed; one made after the listing is the
+     * watcher's (its watch is in place before the walk). */
+    rc = list_folder(w, d, &l);
+    if (rc == 0)
+        rc = catalog_live_in_dir(w->cat, w->path, w->max_listed, &live, &n_live, w->err);
+    if (rc != 0) {
+        free(l.e);
+        free(l.names);
+        if (rc > 0) {
+            rewinddir(d);
+            rc = walk_streaming(w, d);
+            if (rc == 0)
+                rc = check_unseen(w, 1);
+        }
+        closedir(d);
+        return rc;
+    }
     while (rc == 0 && (i < l.n || j < n_live)) {
         const struct disk_entry *de = i < l.n ? &l.e[i] : NULL;
         const struct catalog_dir_entry *ce = j < n_live ? &live[j] : NULL;
@@ -314,9 +400,14 @@ int reconcile_walk(struct catalog *cat, const char *root, char *const *excludes,
                    reconcile_emit_fn emit_fn, void *arg, const volatile int *stop,
                    struct reconcile_counts *counts, struct cst_err *err)
 {
-    struct walk w = {cat, excludes, n_excludes, counts, emit_fn, arg, stop, err, NULL, 0, 0};
+    struct walk w = {cat,  excludes, n_excludes, counts, emit_fn, arg,
+                     stop, err,      NULL,       0,      0,       MAX_LISTED};
+    const char *test_max = getenv("CUSTODIAN_TEST_MAX_LISTED");
     struct stat sb;
     int rc, fd;
+
+    if (test_max && atoll(test_max) >= 0)
+        w.max_listed = (size_t)atoll(test_max);
 
     /* A root that is not there is not a reason to tombstone everything under it:
      * the watcher says it is gone, and status fails until it is back. */

@@ -172,10 +172,11 @@ struct catalog_dir_entry {
 };
 /* The live entries of folder dir (an absolute path without a trailing slash), sorted by
  * the bytes of name, a subtree as if its name ended in '/' (the order of the full paths).
- * *out is malloc'd (free with catalog_dir_entries_free); -1 and err on error. Memory is
- * the folder's own entries, whatever lies below it. */
-int catalog_live_in_dir(struct catalog *cat, const char *dir, struct catalog_dir_entry **out,
-                        size_t *n, struct cst_err *err);
+ * *out is malloc'd (free with catalog_dir_entries_free). Memory is the folder's own
+ * entries, whatever lies below it, and at most max of them: 0, or 1 (nothing in *out)
+ * when there are more, or -1 and err on error. */
+int catalog_live_in_dir(struct catalog *cat, const char *dir, size_t max,
+                        struct catalog_dir_entry **out, size_t *n, struct cst_err *err);
 void catalog_dir_entries_free(struct catalog_dir_entry *e, size_t n);
 /* Visit every version of path, oldest first. */
 int catalog_each_version_of(struct catalog *cat, const char *path,

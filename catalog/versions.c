@@ -629,8 +629,8 @@ static void dir_entry_add(struct catalog_dir_entry **out, size_t *n, size_t *cap
     (*out)[(*n)++] = *e;
 }
 
-int catalog_live_in_dir(struct catalog *cat, const char *dir, struct catalog_dir_entry **out,
-                        size_t *n, struct cst_err *err)
+int catalog_live_in_dir(struct catalog *cat, const char *dir, size_t max,
+                        struct catalog_dir_entry **out, size_t *n, struct cst_err *err)
 {
     /* One range of the paths index in path order; a row below a subfolder ends the range
      * there and the next one starts past that subfolder (a skip-scan), so the folder's
@@ -663,6 +663,10 @@ int catalog_live_in_dir(struct catalog *cat, const char *dir, struct catalog_dir
         sqlite3_bind_blob(st, 1, lo, (int)strlen(lo), SQLITE_TRANSIENT);
         sqlite3_bind_blob(st, 2, hi, (int)strlen(hi), SQLITE_TRANSIENT);
         while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            if (*n == max) {
+                rc = 1; /* more than the caller will hold */
+                break;
+            }
             const char *path = sqlite3_column_blob(st, 0);
             size_t len = (size_t)sqlite3_column_bytes(st, 0);
             const char *name = path + plen, *slash;
@@ -700,11 +704,13 @@ int catalog_live_in_dir(struct catalog *cat, const char *dir, struct catalog_dir
             rc = catalog_sql_err(cat, err, "listing a folder's versions");
             more = 0;
         }
+        if (rc != 0)
+            more = 0;
         sqlite3_reset(st);
     }
     free(lo);
     free(hi);
-    if (rc < 0) {
+    if (rc != 0) {
         catalog_dir_entries_free(*out, *n);
         *out = NULL;
         *n = 0;

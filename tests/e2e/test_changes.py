@@ -5,6 +5,8 @@ files created while the agent was stopped.
 import os
 import shutil
 
+import pytest
+
 from conftest import sha256_file, wait_for, write_file
 
 
@@ -168,11 +170,16 @@ def test_scan_and_ship_without_the_agent(demo, tmp_path):
     assert b"not everything could be shipped" in p.stderr or b"destination" in p.stderr, p.stderr
 
 
-def test_start_up_scan_finds_every_change_made_while_stopped(demo):
+@pytest.mark.parametrize("max_listed", [None, "0", "3"])
+def test_start_up_scan_finds_every_change_made_while_stopped(demo, monkeypatch, max_listed):
     """The start-up scan merges each folder's sorted listing with the catalog's sorted
     paths: every kind of change made while the agent was stopped is found, in names that
     sort around '/' ("a" "a.b" "a/" "a0"), nested and non-UTF-8 ones included, and nothing
-    unchanged is shipped again."""
+    unchanged is shipped again. A folder with more names than the walk holds at once is
+    walked one name at a time (max_listed lowers that bound: 0 for every folder, 3 for
+    the larger ones here), with the same outcome."""
+    if max_listed is not None:
+        monkeypatch.setenv("CUSTODIAN_TEST_MAX_LISTED", max_listed)
     top = os.path.join(demo.images, "scan")
     os.makedirs(os.path.join(top, "a", "deep"))
     os.makedirs(os.path.join(top, "gone", "below"))
