@@ -5,6 +5,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -16,6 +18,10 @@
 #include "watcher/watcher.h"
 
 #define TX_CHANGES 256
+/* Names of one folder held at once by the walk (about 100 bytes each with the catalog's
+ * rows): a larger folder is walked streaming, at the old per-file pace. The e2e tests
+ * lower it with CUSTODIAN_TEST_MAX_LISTED to walk both ways over a few files. */
+#define MAX_LISTED 65536
 
 struct walk {
     struct catalog *cat;
@@ -26,6 +32,24 @@ struct walk {
     void *arg;
     const volatile int *stop;
     struct cst_err *err;
+    /* The path being looked at: the folder, then "/name" while an entry is handled. */
+    char *path;
+    size_t path_len, path_cap;
+    size_t max_listed;
+};
+
+/* One name of a folder's listing, in names (a buffer per folder). */
+struct disk_entry {
+    size_t name; /* offset into names */
+    size_t len;
+    int is_dir;
+};
+
+struct listing {
+    struct disk_entry *e;
+    size_t n, cap;
+    char *names;
+    size_t names_len, names_cap;
 };
 
 static int emit(struct walk *w, enum reconcile_kind kind, const char *path, const char *why)
@@ -46,73 +70,52 @@ static int64_t mtime_ns(const struct stat *sb)
     return (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
 }
 
-static int check_file(struct walk *w, const char *path, const struct stat *sb)
+/* Append "/name" to w->path; returns the length to go back to. */
+static size_t path_push(struct walk *w, const char *name, size_t len)
 {
-    struct catalog_version v;
-    int rc = catalog_live_version(w->cat, path, &v, w->err);
-    int same = 0;
+    size_t old = w->path_len;
+    int slash = old == 0 || w->path[old - 1] != '/';
 
-    if (rc < 0)
-        return -1;
-    w->counts->seen++;
-    if (rc == 1) {
-        same = v.size == (int64_t)sb->st_size && v.inode == (int64_t)sb->st_ino &&
-               v.mtime_ns == mtime_ns(sb) &&
-               (v.kind == CATALOG_SYMLINK) == (S_ISLNK(sb->st_mode) != 0);
-        catalog_version_clear(&v);
+    if (old + len + 2 > w->path_cap) {
+        w->path_cap = (old + len + 2) * 2;
+        w->path = util_xrealloc(w->path, w->path_cap);
     }
-    if (same)
+    if (slash)
+        w->path[w->path_len++] = '/';
+    memcpy(w->path + w->path_len, name, len);
+    w->path_len += len;
+    w->path[w->path_len] = '\0';
+    return old;
+}
+
+static void path_pop(struct walk *w, size_t old)
+{
+    w->path_len = old;
+    w->path[old] = '\0';
+}
+
+/* Longer than lstat/open accept: the shipper could not read it by its path either. */
+static int too_long(const struct walk *w)
+{
+    return w->path_len >= PATH_MAX;
+}
+
+/* A file on disk at w->path (sb from fstatat), and its live version when the catalog has
+ * one (NULL if not): same size, inode, mtime and kind is unchanged, else it is queued. */
+static int check_file(struct walk *w, const struct stat *sb, const struct catalog_dir_entry *v)
+{
+    int rc;
+
+    w->counts->seen++;
+    if (v && v->size == (int64_t)sb->st_size && v->inode == (int64_t)sb->st_ino &&
+        v->mtime_ns == mtime_ns(sb) && (v->kind == CATALOG_SYMLINK) == (S_ISLNK(sb->st_mode) != 0))
         return 0;
     /* Sealed already, waiting for its first copy: nothing to read again. */
-    rc = catalog_pending_match(w->cat, path, (int64_t)sb->st_size, mtime_ns(sb),
+    rc = catalog_pending_match(w->cat, w->path, (int64_t)sb->st_size, mtime_ns(sb),
                                (int64_t)sb->st_ino, NULL, w->err);
     if (rc != 0)
         return rc == 1 ? 0 : -1;
-    return emit(w, RECONCILE_QUEUE, path, NULL);
-}
-
-static int walk_dir(struct walk *w, const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int rc = 0;
-
-    if (d == NULL) {
-        if (errno == ENAMETOOLONG)
-            return emit(w, RECONCILE_UNPROTECTED, dir, "path longer than the system allows");
-        if (errno != ENOENT && errno != ENOTDIR)
-            log_warn("cannot read folder %s: %s", dir, strerror(errno));
-        return 0;
-    }
-    while (rc == 0 && (de = readdir(d)) != NULL) {
-        struct stat sb;
-        char *path;
-
-        if (w->stop && *w->stop) {
-            rc = 1;
-            break;
-        }
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        path = util_join(dir, de->d_name);
-        if (watcher_excluded(w->excludes, w->n_excludes, path, de->d_name)) {
-            free(path);
-            continue;
-        }
-        if (lstat(path, &sb) < 0) {
-            if (errno == ENAMETOOLONG)
-                rc = emit(w, RECONCILE_UNPROTECTED, path, "path longer than the system allows");
-            free(path);
-            continue;
-        }
-        if (S_ISDIR(sb.st_mode))
-            rc = walk_dir(w, path);
-        else if (S_ISREG(sb.st_mode) || S_ISLNK(sb.st_mode))
-            rc = check_file(w, path, &sb);
-        free(path);
-    }
-    closedir(d);
-    return rc;
+    return emit(w, RECONCILE_QUEUE, w->path, NULL);
 }
 
 struct gone {
@@ -132,32 +135,303 @@ static int collect_gone(void *arg, const struct catalog_version *v)
     return 0;
 }
 
+/* Live in the catalog at or below w->path, and not seen by the walk (gone, excluded, in a
+ * folder that cannot be read, or replaced by a folder): what lstat cannot find is gone.
+ * Collected first, so that no statement is open while they are handed out. */
+static int check_unseen(struct walk *w, int subtree)
+{
+    struct gone g = {NULL, 0};
+    struct stat sb;
+    int rc = 0;
+
+    if (!subtree) {
+        if (lstat(w->path, &sb) < 0 && (errno == ENOENT || errno == ENOTDIR))
+            return emit(w, RECONCILE_GONE, w->path, NULL);
+        return 0;
+    }
+    rc = catalog_each_version_at(w->cat, w->path, INT64_MAX, collect_gone, &g, w->err);
+    for (size_t i = 0; i < g.n; i++) {
+        if (rc == 0 && w->stop && *w->stop)
+            rc = 1;
+        if (rc == 0)
+            rc = emit(w, RECONCILE_GONE, g.paths[i], NULL);
+        free(g.paths[i]);
+    }
+    free(g.paths);
+    return rc;
+}
+
+/* The walk's order: bytes of the name, a folder's as if it ended in '/', which is the
+ * order of the full paths and so of the catalog's paths index. */
+static int key_cmp(const char *a, size_t alen, int adir, const char *b, size_t blen, int bdir)
+{
+    for (size_t i = 0;; i++) {
+        int x = i < alen ? (unsigned char)a[i] : i == alen && adir ? '/' : -1;
+        int y = i < blen ? (unsigned char)b[i] : i == blen && bdir ? '/' : -1;
+
+        if (x != y || x < 0)
+            return x < y ? -1 : x > y;
+    }
+}
+
+static int entry_cmp(const void *pa, const void *pb, void *names)
+{
+    const struct disk_entry *a = pa, *b = pb;
+    const char *n = names;
+
+    return key_cmp(n + a->name, a->len, a->is_dir, n + b->name, b->len, b->is_dir);
+}
+
+/* Every name in the folder, but "." "..", and what is excluded, sorted: 0, or 1 when
+ * there are more than MAX_LISTED (the listing is then incomplete). */
+static int list_folder(struct walk *w, DIR *d, struct listing *l)
+{
+    struct dirent *de;
+
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name), old;
+        int is_dir = de->d_type == DT_DIR, excluded;
+        struct stat sb;
+
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        old = path_push(w, de->d_name, len);
+        excluded = watcher_excluded(w->excludes, w->n_excludes, w->path, de->d_name);
+        path_pop(w, old);
+        if (excluded)
+            continue;
+        if (de->d_type == DT_UNKNOWN)
+            is_dir =
+                fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(sb.st_mode);
+        if (l->n == w->max_listed)
+            return 1;
+        if (l->n == l->cap) {
+            l->cap = l->cap ? l->cap * 2 : 64;
+            l->e = util_xrealloc(l->e, l->cap * sizeof(*l->e));
+        }
+        if (l->names_len + len + 1 > l->names_cap) {
+            l->names_cap = (l->names_len + len + 1) * 2;
+            l->names = util_xrealloc(l->names, l->names_cap);
+        }
+        memcpy(l->names + l->names_len, de->d_name, len + 1);
+        l->e[l->n++] = (struct disk_entry){l->names_len, len, is_dir};
+        l->names_len += len + 1;
+    }
+    if (l->n > 1)
+        qsort_r(l->e, l->n, sizeof(*l->e), entry_cmp, l->names);
+    return 0;
+}
+
+static int walk_dir(struct walk *w, int dfd);
+
+/* The subfolder w->path (name in dfd), which the catalog has live versions below when
+ * subtree is set. */
+static int walk_subdir(struct walk *w, int dfd, const char *name, int subtree)
+{
+    int fd;
+
+    if (too_long(w))
+        return emit(w, RECONCILE_UNPROTECTED, w->path, "path longer than the system allows");
+    fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
+            log_warn("cannot read folder %s: %s", w->path, strerror(errno));
+        return subtree ? check_unseen(w, 1) : 0;
+    }
+    return walk_dir(w, fd);
+}
+
+/* A name the folder and the catalog both may have: disk (NULL if only the catalog has it)
+ * and live (NULL if only the folder has it). */
+static int check_entry(struct walk *w, int dfd, const char *name, const struct disk_entry *disk,
+                       const struct catalog_dir_entry *live)
+{
+    struct stat sb;
+
+    if (disk && disk->is_dir)
+        return walk_subdir(w, dfd, name, live != NULL);
+    if (disk == NULL)
+        return check_unseen(w, live->subtree);
+    if (too_long(w))
+        return emit(w, RECONCILE_UNPROTECTED, w->path, "path longer than the system allows");
+    if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+        return live ? check_unseen(w, 0) : 0; /* gone since the listing */
+    if (S_ISREG(sb.st_mode) || S_ISLNK(sb.st_mode))
+        return check_file(w, &sb, live);
+    return 0; /* neither a file nor a symlink: not ours to ship, nor gone */
+}
+
+/* A file at w->path looked up in the catalog by itself (the streaming walk). */
+static int check_file_alone(struct walk *w, const struct stat *sb)
+{
+    struct catalog_version v;
+    struct catalog_dir_entry live = {0};
+    int rc = catalog_live_version(w->cat, w->path, &v, w->err);
+
+    if (rc < 0)
+        return -1;
+    if (rc == 1) {
+        live.kind = v.kind;
+        live.size = v.size;
+        live.mtime_ns = v.mtime_ns;
+        live.inode = v.inode;
+        catalog_version_clear(&v);
+    }
+    return check_file(w, sb, rc == 1 ? &live : NULL);
+}
+
+/* A folder with more names than a listing may hold (MAX_LISTED), and everything below
+ * it: each name looked up by itself, as the walk did before the merge, so that memory
+ * stays flat whatever the folder's size. What is gone is found afterwards (check_unseen
+ * over the folder). Takes d (the caller closes it). */
+static int walk_streaming(struct walk *w, DIR *d)
+{
+    struct dirent *de;
+    int rc = 0;
+
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        struct stat sb;
+        size_t old;
+
+        if (w->stop && *w->stop)
+            return 1;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        old = path_push(w, de->d_name, strlen(de->d_name));
+        if (watcher_excluded(w->excludes, w->n_excludes, w->path, de->d_name)) {
+            path_pop(w, old);
+            continue;
+        }
+        if (too_long(w)) {
+            rc = emit(w, RECONCILE_UNPROTECTED, w->path, "path longer than the system allows");
+        } else if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+            if (S_ISDIR(sb.st_mode)) {
+                int fd =
+                    openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                DIR *sub = fd < 0 ? NULL : fdopendir(fd);
+
+                if (sub) {
+                    rc = walk_streaming(w, sub);
+                    closedir(sub);
+                } else {
+                    if (fd >= 0)
+                        close(fd);
+                    else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
+                        log_warn("cannot read folder %s: %s", w->path, strerror(errno));
+                }
+            } else if (S_ISREG(sb.st_mode) || S_ISLNK(sb.st_mode)) {
+                rc = check_file_alone(w, &sb);
+            }
+        }
+        path_pop(w, old);
+    }
+    return rc;
+}
+
+/* Merge the folder's sorted listing with what the catalog holds live in it: one ordered
+ * query per folder instead of one lookup per file, and a file's stat taken relative to
+ * its folder (fstatat), as find does. Memory: one folder's names at a time (up to
+ * MAX_LISTED; a larger folder is walked streaming). Takes dfd (closed here). */
+static int walk_dir(struct walk *w, int dfd)
+{
+    struct listing l = {0};
+    struct catalog_dir_entry *live = NULL;
+    size_t n_live = 0, i = 0, j = 0;
+    DIR *d = fdopendir(dfd);
+    int rc;
+
+    if (d == NULL) {
+        close(dfd);
+        return cst_err_sys(w->err, "cannot read folder %s", w->path);
+    }
+    /* The names, then the catalog, then each file's stat: a file that changes after its
+     * version was read is queued, never missed; one made after the listing is the
+     * watcher's (its watch is in place before the walk). */
+    rc = list_folder(w, d, &l);
+    if (rc == 0)
+        rc = catalog_live_in_dir(w->cat, w->path, w->max_listed, &live, &n_live, w->err);
+    if (rc != 0) {
+        free(l.e);
+        free(l.names);
+        if (rc > 0) {
+            rewinddir(d);
+            rc = walk_streaming(w, d);
+            if (rc == 0)
+                rc = check_unseen(w, 1);
+        }
+        closedir(d);
+        return rc;
+    }
+    while (rc == 0 && (i < l.n || j < n_live)) {
+        const struct disk_entry *de = i < l.n ? &l.e[i] : NULL;
+        const struct catalog_dir_entry *ce = j < n_live ? &live[j] : NULL;
+        const char *name;
+        int c;
+        size_t old;
+
+        if (w->stop && *w->stop) {
+            rc = 1;
+            break;
+        }
+        if (de && ce)
+            c = key_cmp(l.names + de->name, de->len, de->is_dir, ce->name, strlen(ce->name),
+                        ce->subtree);
+        else
+            c = de ? -1 : 1;
+        if (c > 0)
+            de = NULL;
+        else if (c < 0)
+            ce = NULL;
+        name = de ? l.names + de->name : ce->name;
+        old = path_push(w, name, strlen(name));
+        rc = check_entry(w, dirfd(d), name, de, ce);
+        path_pop(w, old);
+        i += de != NULL;
+        j += ce != NULL;
+    }
+    closedir(d);
+    free(l.e);
+    free(l.names);
+    catalog_dir_entries_free(live, n_live);
+    return rc;
+}
+
 int reconcile_walk(struct catalog *cat, const char *root, char *const *excludes, size_t n_excludes,
                    reconcile_emit_fn emit_fn, void *arg, const volatile int *stop,
                    struct reconcile_counts *counts, struct cst_err *err)
 {
-    struct walk w = {cat, excludes, n_excludes, counts, emit_fn, arg, stop, err};
-    struct gone g = {NULL, 0};
+    struct walk w = {cat,  excludes, n_excludes, counts, emit_fn, arg,
+                     stop, err,      NULL,       0,      0,       MAX_LISTED};
+    const char *test_max = getenv("CUSTODIAN_TEST_MAX_LISTED");
     struct stat sb;
-    int rc;
+    int rc, fd;
+
+    if (test_max && atoll(test_max) >= 0)
+        w.max_listed = (size_t)atoll(test_max);
 
     /* A root that is not there is not a reason to tombstone everything under it:
      * the watcher says it is gone, and status fails until it is back. */
     if (stat(root, &sb) < 0 || !S_ISDIR(sb.st_mode))
         return cst_err_set(err, "watched folder %s is not there", root);
-    rc = walk_dir(&w, root);
-    /* Files the catalog has as live that are no longer there: tombstones. Collected
-     * first, so that no statement is open while they are handed out. */
-    if (rc == 0)
-        rc = catalog_each_version_at(cat, root, INT64_MAX, collect_gone, &g, err);
-    for (size_t i = 0; i < g.n; i++) {
-        if (rc == 0 && w.stop && *w.stop)
-            rc = 1;
-        if (rc == 0)
-            rc = emit(&w, RECONCILE_GONE, g.paths[i], NULL);
-        free(g.paths[i]);
+    w.path_len = strlen(root);
+    while (w.path_len > 1 && root[w.path_len - 1] == '/')
+        w.path_len--;
+    w.path_cap = w.path_len + 256;
+    w.path = util_xmalloc(w.path_cap);
+    memcpy(w.path, root, w.path_len);
+    w.path[w.path_len] = '\0';
+    fd = open(w.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENAMETOOLONG) {
+            rc = emit(&w, RECONCILE_UNPROTECTED, w.path, "path longer than the system allows");
+        } else {
+            log_warn("cannot read folder %s: %s", w.path, strerror(errno));
+            rc = check_unseen(&w, 1);
+        }
+    } else {
+        rc = walk_dir(&w, fd);
     }
-    free(g.paths);
+    free(w.path);
     return rc;
 }
 

@@ -125,6 +125,7 @@ static void walk_one(struct rescan *r, struct request *q)
 {
     struct message *done = message_new(r, q->root, q->why);
     struct cst_err err = {{0}};
+    int idle;
 
     done->is_done = 1;
     if (r->cat == NULL)
@@ -145,6 +146,16 @@ static void walk_one(struct rescan *r, struct request *q)
         }
     }
     snprintf(done->error, sizeof(done->error), "%s", err.msg);
+    /* Nothing else to walk: the connection and its page cache (2 MB after a large tree)
+     * go before the loop hears that the walk ended (it gives memory back when idle),
+     * rather than stay for the agent's idle life; the next walk opens one. */
+    pthread_mutex_lock(&r->mu);
+    idle = r->requests == NULL;
+    pthread_mutex_unlock(&r->mu);
+    if (idle) {
+        catalog_close(r->cat);
+        r->cat = NULL;
+    }
     post(r, done);
 }
 

@@ -216,6 +216,12 @@ void catalog_close(struct catalog *cat)
     free(cat);
 }
 
+void catalog_release_memory(struct catalog *cat)
+{
+    if (cat && cat->db)
+        sqlite3_db_release_memory(cat->db);
+}
+
 void catalog_set_busy_timeout(struct catalog *cat, int ms)
 {
     sqlite3_busy_timeout(cat->db, ms);

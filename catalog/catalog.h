@@ -56,6 +56,9 @@ struct catalog *catalog_open(const char *path, struct cst_err *err);
 /* Open an existing catalog for reading only (reports, audits); no migration. */
 struct catalog *catalog_open_readonly(const char *path, struct cst_err *err);
 void catalog_close(struct catalog *cat);
+/* Give back the page cache's memory that no statement holds (the pages are read again
+ * when needed): for an agent with nothing to do. */
+void catalog_release_memory(struct catalog *cat);
 int catalog_user_version(struct catalog *cat);
 
 /* How long a write waits for another process's transaction before it fails (default
@@ -158,6 +161,23 @@ int catalog_record_move(struct catalog *cat, const char *from, const char *to, i
 int catalog_each_version_at(struct catalog *cat, const char *prefix, int64_t at,
                             int (*cb)(void *arg, const struct catalog_version *v), void *arg,
                             struct cst_err *err);
+/* What the catalog holds live directly in one folder, for a walk that merges it with the
+ * folder's listing: the folder's files and symlinks with their stat, and the names of its
+ * subfolders that hold live versions further down. */
+struct catalog_dir_entry {
+    char *name;  /* below the folder, no slash; malloc'd */
+    int subtree; /* 1: a subfolder with live versions below it (the fields below are 0) */
+    int kind;    /* CATALOG_FILE or CATALOG_SYMLINK */
+    int64_t size, mtime_ns, inode;
+};
+/* The live entries of folder dir (an absolute path without a trailing slash), sorted by
+ * the bytes of name, a subtree as if its name ended in '/' (the order of the full paths).
+ * *out is malloc'd (free with catalog_dir_entries_free). Memory is the folder's own
+ * entries, whatever lies below it, and at most max of them: 0, or 1 (nothing in *out)
+ * when there are more, or -1 and err on error. */
+int catalog_live_in_dir(struct catalog *cat, const char *dir, size_t max,
+                        struct catalog_dir_entry **out, size_t *n, struct cst_err *err);
+void catalog_dir_entries_free(struct catalog_dir_entry *e, size_t n);
 /* Visit every version of path, oldest first. */
 int catalog_each_version_of(struct catalog *cat, const char *path,
                             int (*cb)(void *arg, const struct catalog_version *v), void *arg,

@@ -24,6 +24,17 @@
     "((SELECT deleted_at FROM objects od WHERE od.id = " o ") IS NULL AND (EXISTS (SELECT 1"       \
     " FROM versions v WHERE v.object_id = " o ") OR EXISTS (SELECT 1 FROM pending_versions pv"     \
     " WHERE pv.object_id = " o ")))"
+/* No good copy of o on d. */
+#define LACKING(o, d)                                                                              \
+    "NOT EXISTS (SELECT 1 FROM copies c WHERE c.object_id = " o " AND c.dest = " d                 \
+    " AND c.damaged_at IS NULL)"
+/* A retained object that d lacks and is not exempt from. The lacking copy is tested first:
+ * SQLite tests the terms in this order, and for an object the destination holds (nearly
+ * all of them) that one seek in copies is then all it costs. Over 100,000 objects: 0.46 s
+ * with the retention test first, 0.08 s this way, at every start and every 10 minutes. */
+#define NEEDS_COPY(o, d) LACKING(o, d) " AND " RETAINED(o) " AND NOT " EXEMPT(o, d)
+#define QUEUED(o, d)                                                                               \
+    "EXISTS (SELECT 1 FROM copy_queue q WHERE q.object_id = " o " AND q.dest = " d ")"
 /* A destination that deliberately holds no copy (the archive tier does: retention). */
 #define EXEMPT(o, d)                                                                               \
     "EXISTS (SELECT 1 FROM dest_exempt x WHERE x.object_id = " o " AND x.dest = " d ")"
@@ -33,14 +44,8 @@ int64_t catalog_coverage_queue(struct catalog *cat, const char *dest, int64_t no
 {
     static const char q[] =
         "INSERT INTO copy_queue (object_id, dest, spool, stored_size, stored_sha256, queued_at,"
-        " ready_at) SELECT o.id, ?1, '', 0, x'', ?2, ?2 FROM objects o WHERE " RETAINED(
-            "o.id") " AND NOT " EXEMPT("o.id", "?1") " AND NOT EXISTS (SELECT 1 FROM copies c "
-                                                     "WHERE c.object_id = o.id AND c.dest = "
-                                                     "?1"
-                                                     "   AND c.damaged_at IS NULL)"
-                                                     " AND NOT EXISTS (SELECT 1 FROM copy_queue q "
-                                                     "WHERE q.object_id = o.id AND "
-                                                     "q.dest = ?1)";
+        " ready_at) SELECT o.id, ?1, '', 0, x'', ?2, ?2 FROM objects o"
+        " WHERE " NEEDS_COPY("o.id", "?1") " AND NOT " QUEUED("o.id", "?1");
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
     int64_t n;
 
@@ -60,37 +65,26 @@ int64_t catalog_coverage_queue(struct catalog *cat, const char *dest, int64_t no
 int catalog_coverage_stats(struct catalog *cat, const char *dest, struct catalog_coverage *c,
                            struct cst_err *err)
 {
+    /* clang-format off */
     static const char q[] =
         "SELECT (SELECT count(*) FROM copies WHERE dest = ?1 AND damaged_at IS NULL),"
-        " (SELECT count(*) FROM objects o WHERE " RETAINED("o.id") " AND NOT " EXEMPT(
-            "o.id",
-            "?1") " AND NOT EXISTS"
-                  "   (SELECT 1 FROM copies c WHERE c.object_id = o.id AND c.dest = ?1"
-                  "    AND c.damaged_at IS NULL)),"
-                  " (SELECT count(*) FROM objects o WHERE " RETAINED("o.id") " AND NOT " EXEMPT(
-                      "o.id",
-                      "?1") " AND NOT EXISTS"
-                            "   (SELECT 1 FROM copies c WHERE c.object_id = o.id AND c.dest = "
-                            "?1"
-                            "    AND c.damaged_at IS NULL)"
-                            "   AND NOT EXISTS (SELECT 1 FROM copy_queue q WHERE q.object_id = "
-                            "o.id AND q.dest = ?1)),"
-                            " (SELECT count(*) FROM copies WHERE dest = ?1 AND damaged_at IS "
-                            "NOT NULL),"
-                            " (SELECT coalesce(max(verified_at), 0) FROM copies WHERE dest = "
-                            "?1),"
-                            " (SELECT coalesce(min(checked_at), 0) FROM copies WHERE dest = ?1"
-                            "   AND damaged_at IS NULL),"
-                            " (SELECT count(*) FROM copy_queue WHERE dest = ?1 AND attempts > "
-                            "0),"
-                            /* artifacts of daily points another destination holds */
-                            " (SELECT count(*) FROM artifacts a JOIN daily_attempts t ON"
-                            "   t.date = a.date AND t.attempt = a.attempt WHERE t.pruned_at IS"
-                            "   NULL AND NOT EXISTS (SELECT 1 FROM artifact_copies c WHERE"
-                            "   c.date = a.date AND c.attempt = a.attempt AND c.kind = a.kind"
-                            "   AND c.dest = ?1) AND EXISTS (SELECT 1 FROM artifact_copies c"
-                            "   WHERE c.date = a.date AND c.attempt = a.attempt AND"
-                            "   c.kind = a.kind))";
+        " (SELECT count(*) FROM objects o WHERE " NEEDS_COPY("o.id", "?1") "),"
+        " (SELECT count(*) FROM objects o WHERE " NEEDS_COPY("o.id", "?1")
+        "   AND NOT " QUEUED("o.id", "?1") "),"
+        " (SELECT count(*) FROM copies WHERE dest = ?1 AND damaged_at IS NOT NULL),"
+        " (SELECT coalesce(max(verified_at), 0) FROM copies WHERE dest = ?1),"
+        " (SELECT coalesce(min(checked_at), 0) FROM copies WHERE dest = ?1"
+        "   AND damaged_at IS NULL),"
+        " (SELECT count(*) FROM copy_queue WHERE dest = ?1 AND attempts > 0),"
+        /* artifacts of daily points another destination holds */
+        " (SELECT count(*) FROM artifacts a JOIN daily_attempts t ON"
+        "   t.date = a.date AND t.attempt = a.attempt WHERE t.pruned_at IS"
+        "   NULL AND NOT EXISTS (SELECT 1 FROM artifact_copies c WHERE"
+        "   c.date = a.date AND c.attempt = a.attempt AND c.kind = a.kind"
+        "   AND c.dest = ?1) AND EXISTS (SELECT 1 FROM artifact_copies c"
+        "   WHERE c.date = a.date AND c.attempt = a.attempt AND"
+        "   c.kind = a.kind))";
+    /* clang-format on */
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
     int rc;
 

@@ -618,3 +618,109 @@ int catalog_each_copy_sample(struct catalog *cat, const char *dest, int64_t samp
     free(rows);
     return rc;
 }
+
+static void dir_entry_add(struct catalog_dir_entry **out, size_t *n, size_t *cap,
+                          const struct catalog_dir_entry *e)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *out = util_xrealloc(*out, *cap * sizeof(**out));
+    }
+    (*out)[(*n)++] = *e;
+}
+
+int catalog_live_in_dir(struct catalog *cat, const char *dir, size_t max,
+                        struct catalog_dir_entry **out, size_t *n, struct cst_err *err)
+{
+    /* One range of the paths index in path order; a row below a subfolder ends the range
+     * there and the next one starts past that subfolder (a skip-scan), so the folder's
+     * own rows are read and each subfolder costs one seek, however much it holds. */
+    static const char q[] =
+        "SELECT p.path, v.kind, v.size, v.mtime_ns, v.inode FROM paths p JOIN versions v"
+        " ON v.id = " NEWEST_OF("p.id") " WHERE p.path >= ?1 AND p.path < ?2"
+                                        " AND v.deleted_at IS NULL ORDER BY p.path";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    size_t plen = strlen(dir), cap = 0;
+    char *lo, *hi;
+    int rc = 0, step = SQLITE_DONE, more = 1;
+
+    *out = NULL;
+    *n = 0;
+    if (st == NULL)
+        return -1;
+    while (plen > 0 && dir[plen - 1] == '/')
+        plen--;
+    /* lo: "dir/" then past each subfolder; hi: "dir0" ('0' follows '/'). */
+    lo = util_xmalloc(plen + 2);
+    memcpy(lo, dir, plen);
+    lo[plen] = '/';
+    lo[plen + 1] = '\0';
+    hi = util_xstrdup(lo);
+    hi[plen] = '/' + 1;
+    plen++;
+    while (more) {
+        more = 0;
+        sqlite3_bind_blob(st, 1, lo, (int)strlen(lo), SQLITE_TRANSIENT);
+        sqlite3_bind_blob(st, 2, hi, (int)strlen(hi), SQLITE_TRANSIENT);
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            if (*n == max) {
+                rc = 1; /* more than the caller will hold */
+                break;
+            }
+            const char *path = sqlite3_column_blob(st, 0);
+            size_t len = (size_t)sqlite3_column_bytes(st, 0);
+            const char *name = path + plen, *slash;
+            struct catalog_dir_entry e = {0};
+            size_t name_len;
+
+            if (len <= plen)
+                continue; /* "dir/" itself: not a name */
+            slash = memchr(name, '/', len - plen);
+            name_len = slash ? (size_t)(slash - name) : len - plen;
+            e.name = util_xmalloc(name_len + 1);
+            memcpy(e.name, name, name_len);
+            e.name[name_len] = '\0';
+            if (slash) {
+                e.subtree = 1;
+                dir_entry_add(out, n, &cap, &e);
+                /* Next: past "dir/name/" ('0' follows '/'). */
+                free(lo);
+                lo = util_xmalloc((size_t)(slash - path) + 2);
+                memcpy(lo, path, (size_t)(slash - path));
+                lo[slash - path] = '/' + 1;
+                lo[slash - path + 1] = '\0';
+                more = 1;
+                break;
+            }
+            e.kind = strcmp((const char *)sqlite3_column_text(st, 1), "symlink") == 0
+                         ? CATALOG_SYMLINK
+                         : CATALOG_FILE;
+            e.size = sqlite3_column_int64(st, 2);
+            e.mtime_ns = sqlite3_column_int64(st, 3);
+            e.inode = sqlite3_column_int64(st, 4);
+            dir_entry_add(out, n, &cap, &e);
+        }
+        if (step != SQLITE_ROW && step != SQLITE_DONE) {
+            rc = catalog_sql_err(cat, err, "listing a folder's versions");
+            more = 0;
+        }
+        if (rc != 0)
+            more = 0;
+        sqlite3_reset(st);
+    }
+    free(lo);
+    free(hi);
+    if (rc != 0) {
+        catalog_dir_entries_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+void catalog_dir_entries_free(struct catalog_dir_entry *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(e[i].name);
+    free(e);
+}

@@ -559,12 +559,18 @@ static void remove_stale(struct dest *d, int dirfd, const char *shown, size_t *r
     }
     while ((de = readdir(dh)) != NULL) {
         struct stat sb;
+        int is_dir = de->d_type == DT_DIR;
 
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        if (fstatat(dirfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
-            continue;
-        if (S_ISDIR(sb.st_mode)) {
+        /* The listing's type, not a stat per object: this runs at every start, over
+         * every object the destination holds, while the start-up scan runs. */
+        if (de->d_type == DT_UNKNOWN) {
+            if (fstatat(dirfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+                continue;
+            is_dir = S_ISDIR(sb.st_mode);
+        }
+        if (is_dir) {
             int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 
             if (sub >= 0) {

@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/inotify.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -141,6 +143,29 @@ static int watch_tree(struct watcher *w, const char *dir)
     return watch_children(w, dir);
 }
 
+/* dir (watched already) has no subfolder for certain: its link count is 2 ("." and its
+ * entry in the parent) on a filesystem whose folder link counts are known to count the
+ * subfolders (GNU find's leaf optimization, with fts's list of such filesystems). A
+ * subfolder made after the watch was placed is an IN_CREATE event; one made before it
+ * shows in the count, which is read after the watch. Saves reading every leaf folder's
+ * listing (100,000 names in 100 folders: 70 ms of the loop at start-up). */
+static int is_leaf(const char *dir)
+{
+    struct stat sb;
+    struct statfs sf;
+
+    if (stat(dir, &sb) < 0 || sb.st_nlink != 2 || statfs(dir, &sf) < 0)
+        return 0;
+    switch ((unsigned long)sf.f_type) {
+    case EXT4_SUPER_MAGIC: /* ext2, ext3 and ext4 alike */
+    case XFS_SUPER_MAGIC:
+    case TMPFS_MAGIC:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* Watch every folder below dir (dir itself has its watch). */
 static int watch_children(struct watcher *w, const char *dir)
 {
@@ -148,6 +173,8 @@ static int watch_children(struct watcher *w, const char *dir)
     DIR *d;
     struct dirent *de;
 
+    if (is_leaf(dir))
+        return 0;
     d = opendir(dir);
     if (d == NULL)
         return 0;

@@ -5,6 +5,8 @@ files created while the agent was stopped.
 import os
 import shutil
 
+import pytest
+
 from conftest import sha256_file, wait_for, write_file
 
 
@@ -166,3 +168,76 @@ def test_scan_and_ship_without_the_agent(demo, tmp_path):
     demo.run("scan", check=0)
     p = demo.run("ship", "--wait", "--timeout", "3", check=1)
     assert b"not everything could be shipped" in p.stderr or b"destination" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("max_listed", [None, "0", "3"])
+def test_start_up_scan_finds_every_change_made_while_stopped(demo, monkeypatch, max_listed):
+    """The start-up scan merges each folder's sorted listing with the catalog's sorted
+    paths: every kind of change made while the agent was stopped is found, in names that
+    sort around '/' ("a" "a.b" "a/" "a0"), nested and non-UTF-8 ones included, and nothing
+    unchanged is shipped again. A folder with more names than the walk holds at once is
+    walked one name at a time (max_listed lowers that bound: 0 for every folder, 3 for
+    the larger ones here), with the same outcome."""
+    if max_listed is not None:
+        monkeypatch.setenv("CUSTODIAN_TEST_MAX_LISTED", max_listed)
+    top = os.path.join(demo.images, "scan")
+    os.makedirs(os.path.join(top, "a", "deep"))
+    os.makedirs(os.path.join(top, "gone", "below"))
+    names = ["a.b", "a-c", "a0", "a/inner.jpg", "a/deep/f.jpg", "size.jpg", "mtime.jpg",
+             "replaced.jpg", "deleted.jpg", "gone/1.jpg", "gone/below/2.jpg", "same.jpg",
+             "b.jpg"]
+    files = {os.path.join(top, n): write_file(os.path.join(top, n), os.urandom(3000))
+             for n in names}
+    odd = os.path.join(os.fsencode(top), b"caf\xe9.jpg")
+    files[os.fsdecode(odd)] = write_file(odd, b"latin-1 name")
+    link = os.path.join(top, "link")
+    os.symlink("a.b", link)
+    demo.start_agent()
+    demo.wait_shipped(files)
+    wait_for(lambda: demo.live_version(link) is not None or demo.query(
+        "SELECT 1 FROM versions v JOIN paths p ON p.id = v.path_id WHERE p.path = ? AND "
+        "v.deleted_at IS NULL", os.fsencode(link)), 20, "symlink recorded")
+    demo.stop_agent()
+    before = {bytes(p): n for p, n in demo.query(
+        "SELECT p.path, count(*) FROM versions v JOIN paths p ON p.id = v.path_id "
+        "GROUP BY p.path")}
+
+    p = lambda n: os.path.join(top, n)  # noqa: E731
+    changed = {}
+    with open(p("size.jpg"), "ab") as f:  # size
+        f.write(b"more")
+    changed[p("size.jpg")] = sha256_file(p("size.jpg"))
+    st = os.stat(p("mtime.jpg"))  # mtime only, same bytes
+    os.utime(p("mtime.jpg"), ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    changed[p("mtime.jpg")] = files[p("mtime.jpg")]
+    st = os.stat(p("replaced.jpg"))  # same size and mtime, another inode and content
+    write_file(p("replaced.new"), os.urandom(3000))
+    os.utime(p("replaced.new"), ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.rename(p("replaced.new"), p("replaced.jpg"))
+    changed[p("replaced.jpg")] = sha256_file(p("replaced.jpg"))
+    for n in ("a.a", "a/new.jpg", "a/deep/g.jpg", "zz.jpg", "new/nested/n.jpg"):
+        os.makedirs(os.path.dirname(p(n)), exist_ok=True)
+        changed[p(n)] = write_file(p(n), os.urandom(500))
+    os.unlink(p("deleted.jpg"))
+    shutil.rmtree(p("gone"))
+    os.unlink(link)
+    os.symlink("a0", link)
+    demo.start_agent()
+    log = demo.log_text().split("agent started")[-2]
+    assert f"rescanned {demo.images} (start-up)" in log and "queued=9 deleted=3" in log, log
+    demo.wait_shipped(changed)
+    wait_for(lambda: demo.query(
+        "SELECT count(*) FROM versions v JOIN paths p ON p.id = v.path_id WHERE p.path = ?",
+        os.fsencode(link))[0][0] == 2, 20, "retargeted symlink recorded")
+    demo.stop_agent()
+    for gone in ("deleted.jpg", "gone/1.jpg", "gone/below/2.jpg"):
+        assert demo.live_version(p(gone)) is None, gone
+        assert demo.query("SELECT v.deleted_at FROM versions v JOIN paths p ON "
+                          "p.id = v.path_id WHERE p.path = ?", os.fsencode(p(gone)))[0][0]
+    after = {bytes(q): n for q, n in demo.query(
+        "SELECT p.path, count(*) FROM versions v JOIN paths p ON p.id = v.path_id "
+        "GROUP BY p.path")}
+    for path, n in before.items():
+        grew = os.fsdecode(path) in changed or os.fsdecode(path) == link
+        assert after[path] == n + (1 if grew else 0), (path, n, after[path])
+    assert demo.shipped(os.fsdecode(odd), files[os.fsdecode(odd)])

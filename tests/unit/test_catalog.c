@@ -1178,6 +1178,63 @@ static int stop_at_once(void *arg, const struct catalog_version *v)
     return -3;
 }
 
+/* The start-up scan's view of one folder: its live files with their stat, and the
+ * subfolders that hold live versions, in the order of the full paths. */
+static void test_live_in_dir(void **state)
+{
+    struct fixture *f = *state;
+    struct cst_err err = {{0}};
+    struct catalog_dir_entry *e;
+    size_t n;
+    char o1[65], o2[65];
+
+    make_object(f->cat, '1', 1, 1, o1);
+    make_object(f->cat, '2', 1, 1, o2);
+    record_file(f->cat, "/d", o1, 100); /* the folder's own path: not an entry */
+    record_file(f->cat, "/d/a", o1, 100);
+    record_file_full(f->cat, "/d/a", o2, 400, 33, 44, 55); /* the newest counts */
+    record_file(f->cat, "/d/a.b", o1, 100);
+    record_file(f->cat, "/d/a/x", o1, 100); /* a subtree: "a/" sorts after "a.b" */
+    record_file(f->cat, "/d/a/y/z", o1, 100);
+    record_file(f->cat, "/d/a0", o1, 100);
+    record_file(f->cat, "/d/gone", o1, 100);
+    record_file(f->cat, "/d/dead/only", o1, 100);
+    record_symlink(f->cat, "/d/link", "a", 100, 1, 2, 3);
+    record_file(f->cat, "/d0", o1, 100);
+    record_file(f->cat, "/d.x", o1, 100);
+    assert_int_equal(catalog_record_delete(f->cat, "/d/gone", 300, &err), 1);
+    assert_int_equal(catalog_record_delete(f->cat, "/d/dead", 300, &err), 1);
+
+    assert_int_equal(catalog_live_in_dir(f->cat, "/d/", 100, &e, &n, &err), 0);
+    assert_int_equal(n, 5);
+    assert_string_equal(e[0].name, "a");
+    assert_int_equal(e[0].subtree, 0);
+    assert_int_equal(e[0].size, 33);
+    assert_int_equal(e[0].mtime_ns, 44);
+    assert_int_equal(e[0].inode, 55);
+    assert_string_equal(e[1].name, "a.b");
+    assert_string_equal(e[2].name, "a");
+    assert_int_equal(e[2].subtree, 1);
+    assert_string_equal(e[3].name, "a0");
+    assert_string_equal(e[4].name, "link");
+    assert_int_equal(e[4].kind, CATALOG_SYMLINK);
+    catalog_dir_entries_free(e, n);
+
+    /* More than the caller holds: 1 and nothing. */
+    assert_int_equal(catalog_live_in_dir(f->cat, "/d", 4, &e, &n, &err), 1);
+    assert_null(e);
+    assert_int_equal(n, 0);
+    assert_int_equal(catalog_live_in_dir(f->cat, "/d/a", 100, &e, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(e[0].name, "x");
+    assert_string_equal(e[1].name, "y");
+    assert_int_equal(e[1].subtree, 1);
+    catalog_dir_entries_free(e, n);
+    assert_int_equal(catalog_live_in_dir(f->cat, "/nothing", 100, &e, &n, &err), 0);
+    assert_int_equal(n, 0);
+    catalog_dir_entries_free(e, n);
+}
+
 static void test_each_version_of_order(void **state)
 {
     struct fixture *f = *state;
@@ -1981,6 +2038,7 @@ int main(void)
         T(test_copy_schedule_and_pending_by_path),
         T(test_raw_byte_paths),
         T(test_each_version_at_prefix),
+        T(test_live_in_dir),
         T(test_each_version_of_order),
         T(test_objects_and_copies),
         T(test_lock_extensions_and_restore_jobs),
