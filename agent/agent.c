@@ -834,6 +834,9 @@ static void trim_when_idle(struct agent *a)
 static void agent_ready(struct agent *a)
 {
     a->ready = 1;
+    /* Coverage is checked once the start-up scans are done, not before them (it held
+     * them up by 60-140 ms over 100,000 objects); "agent started" still follows it. */
+    shipper_cover_start(a->shipper);
     a->rt_schedule = rt_schedule_start(a->loop, a->cli, a->zone);
     a->alerts = alerts_start(a->loop, a->cli, alert_facts, a);
     alerts_kick(a->alerts);
@@ -1109,6 +1112,7 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
     sp.aux_pool = a.aux_pool;
     sp.on_batch = on_batch;
     sp.arg = &a;
+    sp.cover_later = opts->watch;
     a.rules = prune_rules(cli->cfg);
     for (size_t d = 0; d < cli->cfg->n_dests; d++)
         if (cli->cfg->dests[d].type == CFG_DEST_S3 && cli->cfg->dests[d].object_lock)

@@ -1736,6 +1736,7 @@ static int recover_spool(struct shipper *s, struct cst_err *err)
 /* --- coverage --- */
 
 #define COVER_EVERY_S 600.0
+#define COVER_RETRY_S 60.0
 
 int64_t shipper_cover(struct shipper *s)
 {
@@ -1855,14 +1856,29 @@ struct shipper *shipper_new(const struct shipper_params *p, struct cst_err *err)
         return NULL;
     }
     /* Whatever a destination lacks (added since, copies found damaged) is queued now,
-     * and checked again every so often. */
+     * or when the caller says (cover_later), and checked again every so often. */
+    if (!p->cover_later) {
+        if (shipper_cover(s) < 0) {
+            cst_err_set(err, "cannot check what the destinations lack (see the log)");
+            shipper_free(s);
+            return NULL;
+        }
+        ev_timer_start(s->p.loop, &s->cover_timer);
+    }
+    return s;
+}
+
+void shipper_cover_start(struct shipper *s)
+{
+    if (s->stopping || ev_is_active(&s->cover_timer))
+        return;
+    /* Nothing is lost while this waits: the objects stay lacking in the catalog, and
+     * `status` reports them as copied by nothing yet until a check queues them. */
     if (shipper_cover(s) < 0) {
-        cst_err_set(err, "cannot check what the destinations lack (see the log)");
-        shipper_free(s);
-        return NULL;
+        log_warn("checking what the destinations lack again in %.0f s", COVER_RETRY_S);
+        ev_timer_set(&s->cover_timer, COVER_RETRY_S, COVER_EVERY_S);
     }
     ev_timer_start(s->p.loop, &s->cover_timer);
-    return s;
 }
 
 void shipper_kick(struct shipper *s)
