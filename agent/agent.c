@@ -835,7 +835,7 @@ static void agent_ready(struct agent *a)
 {
     a->ready = 1;
     /* Coverage is checked once the start-up scans are done, not before them (it held
-     * them up by 60-140 ms over 100,000 objects); "agent started" still follows it. */
+     * them up by 60-140 ms over 100,000 objects), in slices on the loop from here on. */
     shipper_cover_start(a->shipper);
     a->rt_schedule = rt_schedule_start(a->loop, a->cli, a->zone);
     a->alerts = alerts_start(a->loop, a->cli, alert_facts, a);

@@ -371,6 +371,10 @@ int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, i
  * has no good copy there and none queued. Returns how many were queued, -1 on error. */
 int64_t catalog_coverage_queue(struct catalog *cat, const char *dest, int64_t now,
                                struct cst_err *err);
+/* The same, for the objects whose id (lowercase hex) is >= lo and < hi only: a check
+ * over many objects in slices, each a few ms, so that the agent's loop keeps answering. */
+int64_t catalog_coverage_queue_range(struct catalog *cat, const char *dest, int64_t now,
+                                     const char *lo, const char *hi, struct cst_err *err);
 struct catalog_coverage {
     int64_t copies;            /* good copies on the destination */
     int64_t lacking;           /* retained objects without a good copy there (queued or not) */

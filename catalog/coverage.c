@@ -62,6 +62,32 @@ int64_t catalog_coverage_queue(struct catalog *cat, const char *dest, int64_t no
     return n;
 }
 
+int64_t catalog_coverage_queue_range(struct catalog *cat, const char *dest, int64_t now,
+                                     const char *lo, const char *hi, struct cst_err *err)
+{
+    static const char q[] =
+        "INSERT INTO copy_queue (object_id, dest, spool, stored_size, stored_sha256, queued_at,"
+        " ready_at) SELECT o.id, ?1, '', 0, x'', ?2, ?2 FROM objects o"
+        " WHERE o.id >= ?3 AND o.id < ?4 AND " NEEDS_COPY("o.id", "?1") " AND NOT " QUEUED("o.id",
+                                                                                           "?1");
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int64_t n;
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, dest, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_text(st, 3, lo, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, hi, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        sqlite3_reset(st);
+        return catalog_sql_err(cat, err, "queue copies for coverage");
+    }
+    n = sqlite3_changes64(cat->db);
+    sqlite3_reset(st);
+    return n;
+}
+
 int catalog_coverage_stats(struct catalog *cat, const char *dest, struct catalog_coverage *c,
                            struct cst_err *err)
 {

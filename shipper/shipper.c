@@ -149,6 +149,11 @@ struct shipper {
     uint64_t copy_gen;
     uint64_t sources_drained;
     ev_timer cover_timer;
+    /* A coverage check in slices (shipper_cover_start, the timer): the next slice, one per
+     * loop turn, and what the current destination was found to lack so far. */
+    ev_timer cover_step;
+    size_t cover_next;
+    int64_t cover_found;
 };
 
 static void fill(struct shipper *s);
@@ -1769,11 +1774,81 @@ int64_t shipper_cover(struct shipper *s)
     return total;
 }
 
+/* The check in slices: objects by the first hex digit of their id, one slice of one
+ * destination per loop turn. Over 100,000 objects the whole check is 60-140 ms of the
+ * loop; a slice is a sixteenth of that, so `status` and the watcher wait for no more.
+ * An object added between slices is new: it is queued to every destination anyway. */
+#define COVER_SLICES 16
+/* Where slices begin: ids are lowercase hex (shipper_object_id), and 'g' sorts after
+ * every id that starts with 'f'. */
+static const char HEX_BOUNDS[] = "0123456789abcdefg";
+
+static void cover_retry(struct shipper *s)
+{
+    log_warn("checking what the destinations lack again in %.0f s", COVER_RETRY_S);
+    ev_timer_stop(s->p.loop, &s->cover_timer);
+    ev_timer_set(&s->cover_timer, COVER_RETRY_S, COVER_EVERY_S);
+    ev_timer_start(s->p.loop, &s->cover_timer);
+}
+
+static void on_cover_step(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct shipper *s = t->data;
+    size_t d = s->cover_next / COVER_SLICES, slice = s->cover_next % COVER_SLICES;
+    const char *name = s->p.dests[d]->name;
+    /* The first slice starts at '', so that no id sorts below every slice. */
+    char lo[2] = {slice > 0 ? HEX_BOUNDS[slice] : '\0', '\0'};
+    char hi[2] = {HEX_BOUNDS[slice + 1], '\0'};
+    struct cst_err err;
+    int64_t n = -1;
+
+    (void)loop;
+    (void)revents;
+    if (s->stopping)
+        return;
+    if (catalog_begin(s->p.catalog, &err) == 0) {
+        n = catalog_coverage_queue_range(s->p.catalog, name, util_now_ms(), lo, hi, &err);
+        if (n < 0)
+            catalog_rollback(s->p.catalog);
+        else if (catalog_commit(s->p.catalog, &err) < 0)
+            n = -1;
+    }
+    if (n < 0) {
+        log_error("cannot check coverage of %s: %s", name, err.msg);
+        cover_retry(s);
+        return;
+    }
+    s->cover_found += n;
+    if (n > 0)
+        shipper_kick(s);
+    if (slice + 1 == COVER_SLICES) {
+        if (s->cover_found > 0)
+            log_warn("destination %s lacks %lld objects; copying them", name,
+                     (long long)s->cover_found);
+        s->cover_found = 0;
+    }
+    if (++s->cover_next < s->p.n_dests * COVER_SLICES) {
+        ev_timer_set(t, 0.0, 0.0);
+        ev_timer_start(s->p.loop, t);
+    }
+}
+
+/* Start a check in slices, unless one is under way. */
+static void cover_begin(struct shipper *s)
+{
+    if (s->stopping || ev_is_active(&s->cover_step))
+        return;
+    s->cover_next = 0;
+    s->cover_found = 0;
+    ev_timer_set(&s->cover_step, 0.0, 0.0);
+    ev_timer_start(s->p.loop, &s->cover_step);
+}
+
 static void on_cover_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
-    shipper_cover(t->data);
+    cover_begin(t->data);
 }
 
 /* Queued copies to destinations that left the config will never be made: drop them
@@ -1851,6 +1926,8 @@ struct shipper *shipper_new(const struct shipper_params *p, struct cst_err *err)
     s->sync_pool = workpool_new(p->loop, SYNC_THREADS);
     ev_timer_init(&s->cover_timer, on_cover_timer, COVER_EVERY_S, COVER_EVERY_S);
     s->cover_timer.data = s;
+    ev_timer_init(&s->cover_step, on_cover_step, 0.0, 0.0);
+    s->cover_step.data = s;
     if (forget_removed_dests(s, err) < 0 || recover_spool(s, err) < 0) {
         shipper_free(s);
         return NULL;
@@ -1873,11 +1950,8 @@ void shipper_cover_start(struct shipper *s)
     if (s->stopping || ev_is_active(&s->cover_timer))
         return;
     /* Nothing is lost while this waits: the objects stay lacking in the catalog, and
-     * `status` reports them as copied by nothing yet until a check queues them. */
-    if (shipper_cover(s) < 0) {
-        log_warn("checking what the destinations lack again in %.0f s", COVER_RETRY_S);
-        ev_timer_set(&s->cover_timer, COVER_RETRY_S, COVER_EVERY_S);
-    }
+     * `status` reports them as copied by nothing yet until a slice queues them. */
+    cover_begin(s);
     ev_timer_start(s->p.loop, &s->cover_timer);
 }
 
@@ -1895,6 +1969,7 @@ void shipper_stop(struct shipper *s)
 {
     s->stopping = 1;
     ev_timer_stop(s->p.loop, &s->cover_timer);
+    ev_timer_stop(s->p.loop, &s->cover_step);
     ev_timer_stop(s->p.loop, &s->next_timer);
     ev_prepare_stop(s->p.loop, &s->kick_prep);
     /* What was sealed goes now, not at a growing batch's deadline. */
@@ -1921,7 +1996,8 @@ int shipper_idle(struct shipper *s)
     struct cst_err err;
     int64_t now = util_now_ms();
 
-    if (shipper_in_flight(s) > 0)
+    /* A coverage check under way is work too (the agent trims its memory after it). */
+    if (shipper_in_flight(s) > 0 || ev_is_active(&s->cover_step))
         return 0;
     if (catalog_queue_ready(s->p.catalog, now, 1, NULL, NULL, &items, &n, &err) < 0)
         return 0;

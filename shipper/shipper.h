@@ -67,7 +67,7 @@ void shipper_kick(struct shipper *s);
 void shipper_stop(struct shipper *s);
 /* Entries being worked on right now. */
 size_t shipper_in_flight(const struct shipper *s);
-/* Nothing in flight and nothing ready in either queue. */
+/* Nothing in flight, no coverage check under way and nothing ready in either queue. */
 int shipper_idle(struct shipper *s);
 /* Nothing in flight and both queues (and waiting versions) empty. */
 int shipper_drained(struct shipper *s);
