@@ -459,6 +459,42 @@ static void test_copy_queue_by_object_uses_the_key(void **state)
     }
 }
 
+/* A coverage check in 16 slices of the object ids (the agent's, one per loop turn) queues
+ * exactly what one check over all objects would: each lacking object once, none twice. */
+static void test_coverage_in_slices_is_the_whole_check(void **state)
+{
+    struct fixture *f = *state;
+    static const char bounds[] = "0123456789abcdefg";
+    struct cst_err err;
+    int64_t total = 0;
+
+    /* 64 retained objects, four per first hex digit; "a" holds the even ones. */
+    raw_exec(f->db, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 63)"
+                    " INSERT INTO objects (id, sha256, plain_size, stored_size, stored_sha256,"
+                    " compressed, created_at) SELECT substr('0123456789abcdef', i % 16 + 1, 1) ||"
+                    " printf('%063d', i), x'00', 1, 1, x'00', 0, 1 FROM n;"
+                    "INSERT INTO paths (id, path) SELECT rowid, CAST(id AS BLOB) FROM objects;"
+                    "INSERT INTO versions (path_id, kind, size, mtime_ns, inode, object_id,"
+                    " first_seen, shipped_at) SELECT rowid, 'file', 1, 1, 1, id, 1, 1 FROM objects;"
+                    "INSERT INTO copies (object_id, dest, remote_key, verified_at) SELECT id, 'a',"
+                    " id, 1 FROM objects WHERE rowid % 2 = 0;");
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < 16; i++) {
+            char lo[2] = {i > 0 ? bounds[i] : '\0', '\0'}, hi[2] = {bounds[i + 1], '\0'};
+            int64_t n = catalog_coverage_queue_range(f->cat, "a", 5, lo, hi, &err);
+
+            assert_true(n >= 0);
+            total += n;
+        }
+    /* The second pass found everything queued already. */
+    assert_int_equal(total, 32);
+    assert_int_equal(raw_int(f->db, "SELECT count(*) FROM copy_queue WHERE dest = 'a' AND"
+                                    " object_id IN (SELECT object_id FROM copies)"),
+                     0);
+    assert_int_equal(catalog_coverage_queue(f->cat, "a", 5, &err), 0);
+    assert_int_equal(catalog_coverage_queue(f->cat, "b", 5, &err), 64);
+}
+
 static void test_newer_catalog_refused(void **state)
 {
     struct fixture *f = *state;
@@ -2024,6 +2060,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_fresh_catalog),
         T(test_copy_queue_by_object_uses_the_key),
+        T(test_coverage_in_slices_is_the_whole_check),
         T(test_newer_catalog_refused),
         T(test_readonly_refuses_non_catalog),
         T(test_readonly_reads_but_cannot_write),
