@@ -68,6 +68,37 @@ def test_local_destination_added_later_receives_existing_files(demo, tmp_path):
     demo.run("verify", "--from", "usb", check=0)
 
 
+def test_destination_added_later_is_reported_lacking_until_its_gap_closes(demo):
+    """The agent checks coverage after its start-up scan, not before: from the first answer
+    on, `status` still reports the new destination's whole gap, and it closes."""
+    demo.start_agent()
+    files = ship_files(demo, 12, "g")
+    demo.stop_agent()
+    usb = demo.add_local_destination("usb")
+    # usb fails every write (its objects folder is a file) until it is repaired below
+    open(os.path.join(usb, "objects"), "w").close()
+    demo.start_agent()
+    wanted = all_objects(demo)
+    assert len(wanted) == len(files)
+
+    def gap_reported():
+        rc, st = demo.status()
+        d = next(d for d in st["destinations"] if d["name"] == "usb")
+        # a problem while nothing copies them yet or the copies fail; a note in between
+        said = [p for p in st["problems"] + st["notes"] if "destination usb" in p]
+        assert d["objects_lacking"] == 12 and said, (rc, d, st["problems"], st["notes"])
+        return demo.query("SELECT count(*) FROM copy_queue WHERE dest = 'usb'")[0][0] == 12
+    wait_for(gap_reported, 60, "copies to usb queued, the gap reported meanwhile")
+    gap_reported()
+    wait_for(lambda: "destination usb lacks 12 objects; copying them" in demo.log_text(), 30,
+             "the coverage check's log line")
+    os.remove(os.path.join(usb, "objects"))
+    wait_for(lambda: copies_on(demo, "usb") == wanted, 120, "every object on usb")
+    st = demo.wait_status(True, 60)
+    d = next(d for d in st["destinations"] if d["name"] == "usb")
+    assert d["copies"] == 12 and d["objects_lacking"] == 0 and d["backlog"] == 0, d
+
+
 def test_s3_destination_added_later_receives_existing_files(demo, rgw, tmp_path):
     demo.start_agent()
     files = ship_files(demo, 300, "s")
