@@ -154,6 +154,7 @@ struct shipper {
     ev_timer cover_step;
     size_t cover_next;
     int64_t cover_found;
+    int covered_once; /* a check has begun since the start */
 };
 
 static void fill(struct shipper *s);
@@ -1838,6 +1839,7 @@ static void cover_begin(struct shipper *s)
 {
     if (s->stopping || ev_is_active(&s->cover_step))
         return;
+    s->covered_once = 1;
     s->cover_next = 0;
     s->cover_found = 0;
     ev_timer_set(&s->cover_step, 0.0, 0.0);
@@ -1941,17 +1943,24 @@ struct shipper *shipper_new(const struct shipper_params *p, struct cst_err *err)
             return NULL;
         }
         ev_timer_start(s->p.loop, &s->cover_timer);
+    } else {
+        /* The caller's moment may not come (a start-up scan that keeps failing): the
+         * first check begins after a minute regardless. */
+        ev_timer_set(&s->cover_timer, COVER_RETRY_S, COVER_EVERY_S);
+        ev_timer_start(s->p.loop, &s->cover_timer);
     }
     return s;
 }
 
 void shipper_cover_start(struct shipper *s)
 {
-    if (s->stopping || ev_is_active(&s->cover_timer))
+    if (s->stopping || s->covered_once)
         return;
     /* Nothing is lost while this waits: the objects stay lacking in the catalog, and
      * `status` reports them as copied by nothing yet until a slice queues them. */
     cover_begin(s);
+    ev_timer_stop(s->p.loop, &s->cover_timer);
+    ev_timer_set(&s->cover_timer, COVER_EVERY_S, COVER_EVERY_S);
     ev_timer_start(s->p.loop, &s->cover_timer);
 }
 

@@ -79,8 +79,9 @@ const char *shipper_catalog_error(const struct shipper *s);
 /* Coverage: queue a copy of every retained object a configured destination lacks
  * (a destination added later, a copy found damaged). Returns how many were queued. */
 int64_t shipper_cover(struct shipper *s);
-/* With cover_later: the first coverage check, then one every 10 minutes. A check that
- * fails is logged and tried again in a minute (`status` reports the gap meanwhile). */
+/* With cover_later: the first coverage check (in slices on the loop; without this call
+ * it begins a minute after shipper_new), then one every 10 minutes. A check that fails
+ * is logged and tried again in a minute (`status` reports the gap meanwhile). */
 void shipper_cover_start(struct shipper *s);
 
 /* Keyed BLAKE2b-256 of a SHA-256 digest, as 64 hex chars (out[65]). */
