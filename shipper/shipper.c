@@ -1837,7 +1837,7 @@ static void on_cover_step(struct ev_loop *loop, ev_timer *t, int revents)
 /* Start a check in slices, unless one is under way. */
 static void cover_begin(struct shipper *s)
 {
-    if (s->stopping || ev_is_active(&s->cover_step))
+    if (s->stopping || ev_is_active(&s->cover_step) || s->p.n_dests == 0)
         return;
     s->covered_once = 1;
     s->cover_next = 0;
