@@ -39,27 +39,11 @@
 #define EXEMPT(o, d)                                                                               \
     "EXISTS (SELECT 1 FROM dest_exempt x WHERE x.object_id = " o " AND x.dest = " d ")"
 
+/* Object ids are printable ASCII (lowercase hex): "" and "\x7f" bound them all. */
 int64_t catalog_coverage_queue(struct catalog *cat, const char *dest, int64_t now,
                                struct cst_err *err)
 {
-    static const char q[] =
-        "INSERT INTO copy_queue (object_id, dest, spool, stored_size, stored_sha256, queued_at,"
-        " ready_at) SELECT o.id, ?1, '', 0, x'', ?2, ?2 FROM objects o"
-        " WHERE " NEEDS_COPY("o.id", "?1") " AND NOT " QUEUED("o.id", "?1");
-    sqlite3_stmt *st = catalog_stmt(cat, q, err);
-    int64_t n;
-
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_text(st, 1, dest, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        sqlite3_reset(st);
-        return catalog_sql_err(cat, err, "queue copies for coverage");
-    }
-    n = sqlite3_changes64(cat->db);
-    sqlite3_reset(st);
-    return n;
+    return catalog_coverage_queue_range(cat, dest, now, "", "\x7f", err);
 }
 
 int64_t catalog_coverage_queue_range(struct catalog *cat, const char *dest, int64_t now,

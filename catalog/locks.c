@@ -50,44 +50,41 @@ int catalog_object_newest_capture(struct catalog *cat, const char *object_id, in
     return 0;
 }
 
-int catalog_copy_locked_until(struct catalog *cat, const char *object_id, const char *dest,
-                              int64_t *until, struct cst_err *err)
+/* One integer column of a good copy (0 when NULL). 1 found, 0 no such copy, -1 with err. */
+static int copy_int(struct catalog *cat, const char *q, const char *object_id, const char *dest,
+                    const char *what, int64_t *out, struct cst_err *err)
 {
-    static const char q[] = "SELECT coalesce(locked_until, 0) FROM copies WHERE object_id = ?1"
-                            " AND dest = ?2 AND damaged_at IS NULL";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
     int rc;
 
-    *until = 0;
+    *out = 0;
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, dest, -1, SQLITE_STATIC);
-    rc = catalog_step(cat, st, "read the lock of a copy", err);
+    rc = catalog_step(cat, st, what, err);
     if (rc == 1)
-        *until = sqlite3_column_int64(st, 0);
+        *out = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     return rc;
+}
+
+int catalog_copy_locked_until(struct catalog *cat, const char *object_id, const char *dest,
+                              int64_t *until, struct cst_err *err)
+{
+    return copy_int(cat,
+                    "SELECT coalesce(locked_until, 0) FROM copies WHERE object_id = ?1"
+                    " AND dest = ?2 AND damaged_at IS NULL",
+                    object_id, dest, "read the lock of a copy", until, err);
 }
 
 int catalog_copy_verified_at(struct catalog *cat, const char *object_id, const char *dest,
                              int64_t *at, struct cst_err *err)
 {
-    static const char q[] = "SELECT verified_at FROM copies WHERE object_id = ?1"
-                            " AND dest = ?2 AND damaged_at IS NULL";
-    sqlite3_stmt *st = catalog_stmt(cat, q, err);
-    int rc;
-
-    *at = 0;
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, dest, -1, SQLITE_STATIC);
-    rc = catalog_step(cat, st, "read when a copy was made", err);
-    if (rc == 1)
-        *at = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    return rc;
+    return copy_int(cat,
+                    "SELECT coalesce(verified_at, 0) FROM copies WHERE object_id = ?1"
+                    " AND dest = ?2 AND damaged_at IS NULL",
+                    object_id, dest, "read when a copy was made", at, err);
 }
 
 int catalog_copy_set_lock(struct catalog *cat, const char *object_id, const char *dest,
