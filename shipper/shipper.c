@@ -10,7 +10,8 @@
  *                        lacking it, park the version until a copy exists
  *   fill_copies  loop    per destination, ready copy-queue entries
  *   put_batch    dest    store durably and verify (dest.h)
- *   copies_done  loop    one transaction: copies recorded, waiting versions
+ *   copies_done  loop    one transaction for the batches finished within
+ *                        RECORD_GROUP_MS: copies recorded, waiting versions
  *                        promoted, spool removed when no copy needs it
  * Batches are whatever is ready when the previous step ends, so a quiet host
  * ships one file at once and a burst ships in large batches.
@@ -53,6 +54,11 @@
 #define GROW_FROM 32
 #define GROW_TO 1024
 #define GROW_MS 50
+/* Finished copy batches are recorded together, at most one transaction per this long while
+ * they keep coming: an S3 lane finishes one object per batch, and a transaction each (its
+ * WAL fdatasync on the loop thread, an audit row) held the loop up more than the uploads.
+ * The first one after a quiet spell is recorded at once. */
+#define RECORD_GROUP_MS 25
 
 enum seal_outcome { SEAL_OK, SEAL_GONE, SEAL_CHANGED, SEAL_SYMLINK, SEAL_SKIP, SEAL_ERROR };
 
@@ -103,6 +109,7 @@ struct copy_batch {
     struct catalog_copy_item *items;
     size_t n;
     int64_t started;
+    struct copy_batch *next; /* finished, waiting to be recorded */
 };
 
 /* Sealed results being made durable together (spool files, then the spool folder),
@@ -155,6 +162,11 @@ struct shipper {
     size_t cover_next;
     int64_t cover_found;
     int covered_once; /* a check has begun since the start */
+    /* Finished copy batches not recorded yet (RECORD_GROUP_MS), and when the last were. */
+    struct copy_batch *rec_head, *rec_tail;
+    size_t rec_batches;
+    ev_timer rec_timer;
+    ev_tstamp last_rec_at;
 };
 
 static void fill(struct shipper *s);
@@ -974,63 +986,67 @@ static int record_lock(struct shipper *s, struct lane *l, const char *object_id,
     return 0;
 }
 
-static void copies_done(void *arg, struct dest_put *puts, size_t n)
+static int record_batch(struct shipper *s, struct copy_batch *b, int64_t now, struct cst_err *err)
 {
-    struct copy_batch *b = arg;
     struct lane *l = b->lane;
-    struct shipper *s = l->s;
-    struct cst_err err;
-    int64_t now = util_now_ms();
-    size_t ok_count = 0, failed = 0;
-    uint64_t bytes = 0;
-    int committed = 0;
-    const char *worst = NULL;
-    enum dest_error worst_kind = DEST_OK;
+    struct dest_put *puts = b->puts;
 
-    l->batches--;
-    if (catalog_begin(s->p.catalog, &err) < 0)
-        goto out;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < b->n; i++) {
         struct catalog_copy_item *it = &b->items[i];
         int rc;
 
         if (puts[i].ok) {
-            ok_count++;
-            bytes += (uint64_t)it->plain_size;
             rc = catalog_record_copy(s->p.catalog, it->object_id, l->d->name, puts[i].remote_key,
-                                     it->stored_size, it->stored_sha256, now, &err);
+                                     it->stored_size, it->stored_sha256, now, err);
             if (rc == 0 && dest_locks(l->d))
-                rc = record_lock(s, l, it->object_id, &puts[i], now, &err);
+                rc = record_lock(s, l, it->object_id, &puts[i], now, err);
             if (rc == 0)
-                rc = catalog_copy_queue_done(s->p.catalog, it->object_id, l->d->name, &err);
+                rc = catalog_copy_queue_done(s->p.catalog, it->object_id, l->d->name, err);
             if (rc == 0)
                 rc = catalog_pending_promote(s->p.catalog, it->object_id, now, log_promoted, b,
-                                             &err) < 0
+                                             err) < 0
                          ? -1
                          : 0;
         } else if (puts[i].kind == DEST_ERR_SOURCE) {
             log_warn("spool file of object %.16s is lost (%s); its bytes are found again",
                      it->object_id, puts[i].error);
-            rc = catalog_copy_queue_unsource(s->p.catalog, it->object_id, &err);
+            rc = catalog_copy_queue_unsource(s->p.catalog, it->object_id, err);
         } else {
-            failed++;
-            worst = puts[i].error;
-            worst_kind = puts[i].kind;
             /* The destination's own backoff paces retries; an entry only steps aside
              * briefly so that the others get their turn. */
             int64_t delay = puts[i].kind == DEST_ERR_CONFIG
                                 ? 60000 + (int64_t)randombytes_uniform(10000)
                                 : 1000 + (int64_t)randombytes_uniform(1000);
             rc = catalog_copy_queue_retry(s->p.catalog, it->object_id, l->d->name, delay,
-                                          dest_error_name(puts[i].kind), puts[i].error, &err);
+                                          dest_error_name(puts[i].kind), puts[i].error, err);
         }
         if (rc < 0)
-            goto fail;
+            return -1;
     }
-    if (ok_count > 0) {
+    return 0;
+}
+
+/* One audit row per destination for the copies a group recorded. */
+static int audit_group(struct shipper *s, struct copy_batch *list, struct cst_err *err)
+{
+    for (size_t d = 0; d < s->p.n_dests; d++) {
+        struct lane *l = &s->lanes[d];
+        size_t ok_count = 0, failed = 0;
+        uint64_t bytes = 0;
         struct json detail;
         int rc;
 
+        for (struct copy_batch *b = list; b; b = b->next)
+            for (size_t i = 0; b->lane == l && i < b->n; i++) {
+                if (b->puts[i].ok) {
+                    ok_count++;
+                    bytes += (uint64_t)b->items[i].plain_size;
+                } else if (b->puts[i].kind != DEST_ERR_SOURCE) {
+                    failed++;
+                }
+            }
+        if (ok_count == 0)
+            continue;
         json_init(&detail);
         json_obj_begin(&detail);
         json_key(&detail, "dest");
@@ -1042,27 +1058,62 @@ static void copies_done(void *arg, struct dest_put *puts, size_t n)
         json_key(&detail, "failed");
         json_int(&detail, (int64_t)failed);
         json_obj_end(&detail);
-        rc = catalog_audit(s->p.catalog, "agent", "ship_batch", detail.buf, &err);
+        rc = catalog_audit(s->p.catalog, "agent", "ship_batch", detail.buf, err);
         json_free(&detail);
         if (rc < 0)
-            goto fail;
+            return -1;
     }
-    if (catalog_commit(s->p.catalog, &err) < 0)
+    return 0;
+}
+
+/* Every finished copy batch waiting, in one transaction: copies recorded, waiting versions
+ * promoted, then spool files no copy needs any more removed. */
+static void record_copies(struct shipper *s)
+{
+    struct copy_batch *list = s->rec_head;
+    struct cst_err err;
+    int64_t now = util_now_ms();
+    size_t n = 0;
+    int committed = 0;
+
+    ev_timer_stop(s->p.loop, &s->rec_timer);
+    if (list == NULL)
+        return;
+    s->rec_head = s->rec_tail = NULL;
+    s->rec_batches = 0;
+    s->last_rec_at = ev_now(s->p.loop);
+    if (catalog_begin(s->p.catalog, &err) < 0)
+        goto out;
+    for (struct copy_batch *b = list; b; b = b->next)
+        if (record_batch(s, b, now, &err) < 0)
+            goto fail;
+    if (audit_group(s, list, &err) < 0 || catalog_commit(s->p.catalog, &err) < 0)
         goto fail;
     committed = 1;
     goto out;
 fail:
     catalog_rollback(s->p.catalog);
 out:
+    for (struct copy_batch *b = list; b; b = b->next)
+        n += b->n;
     if (!committed) {
         /* The copies are stored, but not recorded: they are redone (harmlessly) later. */
-        log_error("cannot record %zu copies to %s: %s", n, l->d->name, err.msg);
+        log_error("cannot record %zu copies: %s", n, err.msg);
         snprintf(s->catalog_error, sizeof(s->catalog_error), "%s", err.msg);
         s->catalog_backoff_until = util_mono_ms() + 5000;
     } else {
         s->catalog_error[0] = '\0';
-        /* A spool file goes when no destination needs it any more. */
-        for (size_t i = 0; i < n; i++)
+    }
+    while (list) {
+        struct copy_batch *b = list;
+        struct lane *l = b->lane;
+        struct dest_put *puts = b->puts;
+        size_t ok_count = 0;
+        uint64_t bytes = 0;
+
+        list = b->next;
+        for (size_t i = 0; committed && i < b->n; i++) {
+            /* A spool file goes when no destination needs it any more. */
             if ((puts[i].ok &&
                  catalog_copy_queue_count(s->p.catalog, b->items[i].object_id) == 0) ||
                 puts[i].kind == DEST_ERR_SOURCE) {
@@ -1070,8 +1121,57 @@ out:
                 unlink(p);
                 free(p);
             }
+            if (puts[i].ok) {
+                ok_count++;
+                bytes += (uint64_t)b->items[i].plain_size;
+            }
+        }
         if (ok_count > 0 && s->p.on_batch)
             s->p.on_batch(s->p.arg, ok_count, bytes);
+        for (size_t i = 0; i < b->n; i++) {
+            lane_unbusy(l, b->items[i].object_id);
+            free((char *)puts[i].spool_path);
+            free((char *)puts[i].remote_key);
+        }
+        catalog_copy_items_free(b->items, b->n);
+        free(puts);
+        free(b);
+    }
+    s->copy_gen++;
+    fill(s);
+}
+
+static void on_rec_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    record_copies(w->data);
+}
+
+/* A copy batch is back from its destination: the lane may start the next one now; the
+ * results are recorded with the others that finish within RECORD_GROUP_MS. Until then its
+ * objects stay busy on the lane, so that no copy is started twice. */
+static void copies_done(void *arg, struct dest_put *puts, size_t n)
+{
+    struct copy_batch *b = arg;
+    struct lane *l = b->lane;
+    struct shipper *s = l->s;
+    size_t ok_count = 0, failed = 0;
+    const char *worst = NULL;
+    enum dest_error worst_kind = DEST_OK;
+    ev_tstamp wait;
+
+    l->batches--;
+    b->puts = puts;
+    b->n = n;
+    for (size_t i = 0; i < n; i++) {
+        if (puts[i].ok) {
+            ok_count++;
+        } else if (puts[i].kind != DEST_ERR_SOURCE) {
+            failed++;
+            worst = puts[i].error;
+            worst_kind = puts[i].kind;
+        }
     }
     /* The destination's own backoff bounds the rate of attempts while it is down. */
     if (ok_count == 0 && failed > 0) {
@@ -1094,16 +1194,23 @@ out:
         l->failures = 0;
         l->down_until = 0;
     }
-    for (size_t i = 0; i < n; i++) {
-        lane_unbusy(l, b->items[i].object_id);
-        free((char *)puts[i].spool_path);
-        free((char *)puts[i].remote_key);
+    b->next = NULL;
+    if (s->rec_tail)
+        s->rec_tail->next = b;
+    else
+        s->rec_head = b;
+    s->rec_tail = b;
+    s->rec_batches++;
+    wait = s->last_rec_at + RECORD_GROUP_MS / 1000.0 - ev_now(s->p.loop);
+    if (s->stopping || wait <= 0) {
+        record_copies(s);
+        return;
     }
-    catalog_copy_items_free(b->items, n);
-    free(puts);
-    free(b);
-    s->copy_gen++;
-    fill(s);
+    if (!ev_is_active(&s->rec_timer)) {
+        ev_timer_set(&s->rec_timer, wait, 0.0);
+        ev_timer_start(s->p.loop, &s->rec_timer);
+    }
+    fill(s); /* the lane has room for another batch */
 }
 
 static void fill_copies(struct lane *l, int64_t now)
@@ -1925,6 +2032,8 @@ struct shipper *shipper_new(const struct shipper_params *p, struct cst_err *err)
     s->batch_prep.data = s;
     ev_timer_init(&s->batch_timer, on_batch_timer, 0.0, 0.0);
     s->batch_timer.data = s;
+    ev_timer_init(&s->rec_timer, on_rec_timer, 0.0, 0.0);
+    s->rec_timer.data = s;
     s->sync_pool = workpool_new(p->loop, SYNC_THREADS);
     ev_timer_init(&s->cover_timer, on_cover_timer, COVER_EVERY_S, COVER_EVERY_S);
     s->cover_timer.data = s;
@@ -1981,6 +2090,9 @@ void shipper_stop(struct shipper *s)
     ev_timer_stop(s->p.loop, &s->cover_step);
     ev_timer_stop(s->p.loop, &s->next_timer);
     ev_prepare_stop(s->p.loop, &s->kick_prep);
+    /* Copies already made are recorded now, not at the group's deadline. */
+    if (s->rec_head)
+        record_copies(s);
     /* What was sealed goes now, not at a growing batch's deadline. */
     if (ev_is_active(&s->batch_timer)) {
         ev_timer_stop(s->p.loop, &s->batch_timer);
@@ -1990,7 +2102,8 @@ void shipper_stop(struct shipper *s)
 
 size_t shipper_in_flight(const struct shipper *s)
 {
-    size_t n = s->sealing + s->done_count + s->n_sourcing + (s->syncing ? s->syncing->n : 0);
+    size_t n = s->sealing + s->done_count + s->n_sourcing + (s->syncing ? s->syncing->n : 0) +
+               s->rec_batches;
 
     for (size_t d = 0; d < s->p.n_dests; d++)
         n += s->lanes[d].batches + (size_t)s->lanes[d].extending;
@@ -2050,6 +2163,7 @@ void shipper_free(struct shipper *s)
     if (s == NULL)
         return;
     shipper_stop(s);
+    ev_timer_stop(s->p.loop, &s->rec_timer);
     ev_prepare_stop(s->p.loop, &s->batch_prep);
     ev_timer_stop(s->p.loop, &s->batch_timer);
     /* Queued syncs still run (their done() does not): the batch is dropped unrecorded, its
