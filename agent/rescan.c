@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/prio.h"
 #include "common/util.h"
 
 #define BATCH 256
@@ -163,6 +164,7 @@ static void *thread_main(void *arg)
 {
     struct rescan *r = arg;
 
+    prio_background_thread();
     pthread_mutex_lock(&r->mu);
     for (;;) {
         struct request *q;

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "common/prio.h"
 #include "common/util.h"
 
 struct workpool {
@@ -35,6 +36,7 @@ static void *worker_main(void *arg)
 {
     struct workpool *pool = arg;
 
+    prio_background_thread();
     pthread_mutex_lock(&pool->lock);
     for (;;) {
         while (pool->todo_head == NULL && !pool->stopping)
