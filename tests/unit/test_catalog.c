@@ -1079,8 +1079,7 @@ static void test_copy_queue_unsourced_by_index(void **state)
     assert_int_equal(catalog_copy_queue_add(f->cat, a, "s3", "", 1, sha, 2500, &err), 0);
     assert_int_equal(catalog_copy_queue_add(f->cat, b, "nas", "", 1, sha, 2000, &err), 0);
     assert_int_equal(catalog_copy_queue_add(f->cat, c, "nas", "c.obj", 1, sha, 1000, &err), 0);
-    assert_int_equal(catalog_copy_queue_unsourced(f->cat, 5000, 10, NULL, NULL, &ids, &n, &err),
-                     0);
+    assert_int_equal(catalog_copy_queue_unsourced(f->cat, 5000, 10, NULL, NULL, &ids, &n, &err), 0);
     assert_int_equal(n, 2);
     assert_string_equal(ids[0], b);
     assert_string_equal(ids[1], a);
@@ -1088,15 +1087,13 @@ static void test_copy_queue_unsourced_by_index(void **state)
         free(ids[i]);
     free(ids);
     /* Not ready yet; then sourced: no longer asked for. */
-    assert_int_equal(catalog_copy_queue_unsourced(f->cat, 2200, 10, NULL, NULL, &ids, &n, &err),
-                     0);
+    assert_int_equal(catalog_copy_queue_unsourced(f->cat, 2200, 10, NULL, NULL, &ids, &n, &err), 0);
     assert_int_equal(n, 1);
     assert_string_equal(ids[0], b);
     free(ids[0]);
     free(ids);
     assert_int_equal(catalog_copy_queue_source(f->cat, b, "b.obj", 1, sha, 2000, &err), 1);
-    assert_int_equal(catalog_copy_queue_unsourced(f->cat, 5000, 10, NULL, NULL, &ids, &n, &err),
-                     0);
+    assert_int_equal(catalog_copy_queue_unsourced(f->cat, 5000, 10, NULL, NULL, &ids, &n, &err), 0);
     assert_int_equal(n, 1);
     assert_string_equal(ids[0], a);
     free(ids[0]);
