@@ -1327,6 +1327,27 @@ static int copy_cb(void *arg, const char *dest, const char *remote_key, int64_t 
     return 0;
 }
 
+/* Known: recorded, pruned or not; unknown otherwise. Copies, queued copies and versions
+ * cannot name an unknown object (foreign keys): the shipper relies on it. */
+static void test_object_known(void **state)
+{
+    struct fixture *f = *state;
+    struct cst_err err = {{0}};
+    char o1[65], unknown[65];
+
+    memset(unknown, 'z', 64);
+    unknown[64] = '\0';
+    assert_int_equal(catalog_object_known(f->cat, unknown, &err), 0);
+    make_object(f->cat, 'a', 100, 60, o1);
+    assert_int_equal(catalog_object_known(f->cat, o1, &err), 1);
+    assert_int_equal(catalog_object_pruned(f->cat, o1, 2000, &err), 0);
+    assert_int_equal(catalog_object_known(f->cat, o1, &err), 1);
+    assert_int_equal(catalog_copy_queue_add(f->cat, unknown, "d", "spool", 1, k_zero_sha, 1, &err),
+                     -1);
+    assert_int_equal(catalog_record_copy(f->cat, unknown, "d", "key", 1, k_zero_sha, 1, &err), -1);
+    assert_int_equal(catalog_object_known(f->cat, unknown, &err), 0);
+}
+
 static void test_objects_and_copies(void **state)
 {
     struct fixture *f = *state;
@@ -2182,6 +2203,7 @@ int main(void)
         T(test_each_version_at_prefix),
         T(test_live_in_dir),
         T(test_each_version_of_order),
+        T(test_object_known),
         T(test_objects_and_copies),
         T(test_lock_extensions_and_restore_jobs),
         T(test_stats),
