@@ -485,6 +485,16 @@ static void describe(void *arg, struct json *j)
     json_time(j, a->catalog_error[0] ? a->catalog_error_since : 0);
     json_key(j, "shipper_catalog_error");
     json_str(j, a->shipper ? shipper_catalog_error(a->shipper) : NULL);
+    {
+        char ckpt_error[CST_ERR_SIZE];
+        int64_t ckpt_done, ckpt_failed;
+
+        catalog_checkpoint_stats(a->cat, &ckpt_done, &ckpt_failed, ckpt_error, sizeof(ckpt_error));
+        json_key(j, "catalog_checkpoint_error");
+        json_str(j, ckpt_error[0] ? ckpt_error : NULL);
+        json_key(j, "catalog_checkpoints_failed");
+        json_int(j, ckpt_failed);
+    }
     json_key(j, "rescans_pending");
     json_bool(j, a->rescan && (rescan_busy(a->rescan) || any_dirty(a)));
     json_key(j, "inotify_overflows");
@@ -1065,6 +1075,11 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
         goto out;
     a.cat = cli->cat;
     catalog_set_busy_timeout(a.cat, AGENT_BUSY_TIMEOUT_MS);
+    /* The loop's commits leave the WAL checkpoints to a thread (catalog/checkpoint.c). */
+    if (catalog_checkpointer_start(a.cat, CATALOG_WAL_CHECKPOINT_PAGES, &err) < 0) {
+        rc = cli_fail(EXIT_FAILED, "%s", err.msg);
+        goto out;
+    }
     catalog_set_max_delay(a.cat, cli->cfg->max_delay_ms);
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);

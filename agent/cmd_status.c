@@ -130,6 +130,8 @@ static void judge_agent(struct verdict *v, const bson_t *h)
                 doc_str(h, "catalog_error_since") ? doc_str(h, "catalog_error_since") : "?");
     else if ((s = doc_str(h, "shipper_catalog_error")) != NULL)
         problem(v, "catalog not writable: %s", s);
+    if ((s = doc_str(h, "catalog_checkpoint_error")) != NULL)
+        problem(v, "%s; the catalog's WAL grows until a checkpoint succeeds", s);
     if ((n = doc_int(h, "unprotected_count")) > 0) {
         const char *path = doc_str(h, "unprotected.0.path"), *why = doc_str(h, "unprotected.0.why");
 

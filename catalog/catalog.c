@@ -172,7 +172,8 @@ struct catalog *catalog_open(const char *path, struct cst_err *err)
     if (exec(cat, "PRAGMA journal_mode = WAL", err) < 0 ||
         exec(cat, "PRAGMA synchronous = FULL", err) < 0 ||
         exec(cat, "PRAGMA foreign_keys = ON", err) < 0 ||
-        exec(cat, "PRAGMA wal_autocheckpoint = 8000", err) < 0 || migrate(cat, err) < 0) {
+        exec(cat, "PRAGMA wal_autocheckpoint = " CST_STR(CATALOG_WAL_CHECKPOINT_PAGES), err) < 0 ||
+        migrate(cat, err) < 0) {
         catalog_close(cat);
         return NULL;
     }
@@ -207,6 +208,7 @@ void catalog_close(struct catalog *cat)
 {
     if (cat == NULL)
         return;
+    catalog_checkpointer_stop(cat);
     for (size_t i = 0; i < cat->n_cache; i++)
         sqlite3_finalize(cat->cache[i].stmt);
     free(cat->cache);

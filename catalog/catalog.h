@@ -60,6 +60,18 @@ void catalog_close(struct catalog *cat);
  * when needed): for an agent with nothing to do. */
 void catalog_release_memory(struct catalog *cat);
 int catalog_user_version(struct catalog *cat);
+/* WAL pages between checkpoints (SQLite's default is 1000): see catalog_open. */
+#define CATALOG_WAL_CHECKPOINT_PAGES 8000
+/* For a long-lived writer (the agent): WAL checkpoints on a thread of its own, through a
+ * second connection, once the WAL holds soft_pages pages, instead of inside the commit
+ * that crosses the threshold. Past 4 * soft_pages the committing connection checkpoints
+ * itself, so the WAL stays bounded if the thread falls behind or fails. Stopped by
+ * catalog_close. -1 and err if the connection or thread cannot be made. */
+int catalog_checkpointer_start(struct catalog *cat, int soft_pages, struct cst_err *err);
+/* Checkpoints the thread completed, checkpoints that failed (either side) and the last
+ * failure's message ("" after a success); zeros without a checkpoint thread. */
+void catalog_checkpoint_stats(struct catalog *cat, int64_t *done, int64_t *failed, char *error,
+                              size_t size);
 
 /* How long a write waits for another process's transaction before it fails (default
  * 10 s; the agent's loop must never wait that long: it retries instead). */
@@ -130,6 +142,10 @@ void catalog_version_clear(struct catalog_version *v);
 /* 1 and *o filled, 0 if there is no such object, -1 and err on error. */
 int catalog_object_get(struct catalog *cat, const char *object_id, struct catalog_object *o,
                        struct cst_err *err);
+/* 1 if the objects table has object_id (pruned or not), 0 if not, -1 and err on error.
+ * Objects rows are never deleted, and copies, queued copies and versions (pending or
+ * not) reference them (foreign keys): an unknown object has none of these. */
+int catalog_object_known(struct catalog *cat, const char *object_id, struct cst_err *err);
 /* 1 if dest holds a verified copy of object_id, 0 if not, -1 and err on error. */
 int catalog_copy_exists(struct catalog *cat, const char *object_id, const char *dest,
                         struct cst_err *err);

@@ -14,6 +14,11 @@ struct catalog_stmt_slot {
     sqlite3_stmt *stmt;
 };
 
+#define CST_STR_(x) #x
+#define CST_STR(x) CST_STR_(x)
+
+struct catalog_ckpt;
+
 struct catalog {
     sqlite3 *db;
     char *path;
@@ -23,8 +28,11 @@ struct catalog {
      * any statement it got, so none is finalized before catalog_close. */
     struct catalog_stmt_slot *cache;
     size_t n_cache, cap_cache;
+    struct catalog_ckpt *ckpt; /* the checkpoint thread, if started (checkpoint.c) */
 };
 
+/* Stop and join the checkpoint thread, if any (catalog_close). */
+void catalog_checkpointer_stop(struct catalog *cat);
 /* SQL of migration `version` (1-based), or NULL. */
 const char *catalog_migration_sql(int version);
 /* A prepared, reset statement for a string literal, cached for the connection's life: the

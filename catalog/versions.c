@@ -126,6 +126,22 @@ int catalog_object_get(struct catalog *cat, const char *object_id, struct catalo
     return found;
 }
 
+int catalog_object_known(struct catalog *cat, const char *object_id, struct cst_err *err)
+{
+    /* The id's own index answers: the row itself is not read. */
+    static const char q[] = "SELECT 1 FROM objects WHERE id = ?";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    int found;
+
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, object_id, -1, SQLITE_STATIC);
+    found = catalog_step(cat, st, "object lookup", err);
+    if (found >= 0)
+        sqlite3_reset(st);
+    return found;
+}
+
 int catalog_copy_exists(struct catalog *cat, const char *object_id, const char *dest,
                         struct cst_err *err)
 {

@@ -125,6 +125,17 @@ struct sync_batch {
     char dir_error[CST_ERR_SIZE];
 };
 
+/* Spool files no destination needs any more, removed on a worker (an unlink is a tenth of
+ * the loop's time in a backlog otherwise). One that a crash leaves behind is removed at the
+ * next start (recover_spool: nothing refers to it). */
+struct unlink_batch {
+    struct work work;
+    struct shipper *s;
+    struct unlink_batch *next; /* the shipper's list, for shipper_free */
+    char **paths;
+    size_t n, cap;
+};
+
 struct shipper {
     struct shipper_params p;
     ev_timer next_timer;
@@ -150,6 +161,8 @@ struct shipper {
     char catalog_error[CST_ERR_SIZE]; /* the last write that failed, until one succeeds */
     char **sourcing;                  /* objects whose bytes are being found for queued copies */
     size_t n_sourcing;
+    struct unlink_batch *unlinking; /* submitted to the workers, done() not run yet */
+    size_t n_unlinking;
     /* Bumped whenever the copy queue may hold new ready work (a flush, a copy batch done, a
      * source found, a kick, the timer): a lane or the sourcing that took all there was reads
      * the copy queue again only then, not after every sealed file. */
@@ -695,19 +708,28 @@ static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *reco
     struct catalog_object o;
     struct catalog_version v;
     unsigned lacking = 0;
-    int have_copy = 0, queued_elsewhere, same, unsourced;
+    int have_copy = 0, queued_elsewhere = 0, same = 0, unsourced = 0, known;
     char *spool = NULL;
     int64_t stored_size;
     unsigned char stored_sha[32];
 
-    same = same_as_live(s, j, err);
-    if (same < 0)
+    /* Content never seen before (nearly every file of a backlog) has no version, pending
+     * version, copy, queued copy or exemption (see catalog_object_known): every
+     * destination lacks it, and none of these is looked up. */
+    known = catalog_object_known(s->p.catalog, j->object_id, err);
+    if (known < 0)
+        return -1;
+    if (known && (same = same_as_live(s, j, err)) < 0)
         return -1;
     /* A new version makes its content hot again: every destination holds it, also those
      * that the archive tier had relieved of it (retention). */
-    if (!same && catalog_exempt_clear(s->p.catalog, j->object_id, err) < 0)
+    if (known && !same && catalog_exempt_clear(s->p.catalog, j->object_id, err) < 0)
         return -1;
     for (size_t d = 0; d < s->p.n_dests; d++) {
+        if (!known) {
+            lacking |= 1u << d;
+            continue;
+        }
         int c = catalog_copy_exists(s->p.catalog, j->object_id, s->p.dests[d]->name, err), q = 1;
 
         if (c == 0)
@@ -721,8 +743,8 @@ static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *reco
         else if (!q)
             lacking |= 1u << d;
     }
-    unsourced = catalog_copy_queue_unsourced_has(s->p.catalog, j->object_id, err);
-    if (unsourced < 0)
+    if (known &&
+        (unsourced = catalog_copy_queue_unsourced_has(s->p.catalog, j->object_id, err)) < 0)
         return -1;
     if (same && !lacking && !unsourced)
         return 0;
@@ -737,8 +759,9 @@ static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *reco
         return -1;
     if (lacking || unsourced) {
         /* A copy already queued elsewhere keeps its spool file; else ours becomes it. */
-        queued_elsewhere = catalog_copy_queue_find(s->p.catalog, j->object_id, &spool, &stored_size,
-                                                   stored_sha, err);
+        if (known)
+            queued_elsewhere = catalog_copy_queue_find(s->p.catalog, j->object_id, &spool,
+                                                       &stored_size, stored_sha, err);
         if (queued_elsewhere < 0)
             return cst_err_wrap(err, "cannot read the copy queue");
         if (!queued_elsewhere) {
@@ -769,7 +792,7 @@ static int flush_sealed(struct shipper *s, struct job *j, int64_t now, int *reco
     version_of(j, &v, now);
     /* Content already locked on a destination, until a date earlier than this version
      * needs: the stored version's retention is extended before this one counts. */
-    for (size_t d = 0; s->p.lock_until && d < s->p.n_dests; d++) {
+    for (size_t d = 0; known && s->p.lock_until && d < s->p.n_dests; d++) {
         int64_t shows, want;
         int c;
 
@@ -986,6 +1009,40 @@ static int record_lock(struct shipper *s, struct lane *l, const char *object_id,
     return 0;
 }
 
+static void unlink_batch_free(struct unlink_batch *u)
+{
+    for (size_t i = 0; i < u->n; i++)
+        free(u->paths[i]);
+    free(u->paths);
+    free(u);
+}
+
+static void unlink_run(struct work *w)
+{
+    struct unlink_batch *u = (struct unlink_batch *)w;
+
+    /* As before on the loop: a file already gone is what was wanted; any other failure
+     * leaves a file that nothing refers to, removed at the next start. */
+    for (size_t i = 0; i < u->n; i++)
+        if (unlink(u->paths[i]) < 0 && errno != ENOENT)
+            log_warn("cannot remove spool file %s: %s", u->paths[i], strerror(errno));
+}
+
+static void unlink_done(struct work *w)
+{
+    struct unlink_batch *u = (struct unlink_batch *)w;
+    struct shipper *s = u->s;
+
+    for (struct unlink_batch **pp = &s->unlinking; *pp; pp = &(*pp)->next)
+        if (*pp == u) {
+            *pp = u->next;
+            break;
+        }
+    s->n_unlinking--;
+    unlink_batch_free(u);
+}
+
+
 static int record_batch(struct shipper *s, struct copy_batch *b, int64_t now, struct cst_err *err)
 {
     struct lane *l = b->lane;
@@ -1071,6 +1128,7 @@ static int audit_group(struct shipper *s, struct copy_batch *list, struct cst_er
 static void record_copies(struct shipper *s)
 {
     struct copy_batch *list = s->rec_head;
+    struct unlink_batch *u;
     struct cst_err err;
     int64_t now = util_now_ms();
     size_t n = 0;
@@ -1104,6 +1162,7 @@ out:
     } else {
         s->catalog_error[0] = '\0';
     }
+    u = util_xcalloc(1, sizeof(*u));
     while (list) {
         struct copy_batch *b = list;
         struct lane *l = b->lane;
@@ -1113,13 +1172,16 @@ out:
 
         list = b->next;
         for (size_t i = 0; committed && i < b->n; i++) {
-            /* A spool file goes when no destination needs it any more. */
+            /* A spool file goes when no destination needs it any more (the commit is
+             * durable: nothing refers to it now). */
             if ((puts[i].ok &&
                  catalog_copy_queue_count(s->p.catalog, b->items[i].object_id) == 0) ||
                 puts[i].kind == DEST_ERR_SOURCE) {
-                char *p = util_join(s->p.spool_dir, b->items[i].spool);
-                unlink(p);
-                free(p);
+                if (u->n == u->cap) {
+                    u->cap = u->cap ? 2 * u->cap : 64;
+                    u->paths = util_xrealloc(u->paths, u->cap * sizeof(*u->paths));
+                }
+                u->paths[u->n++] = util_join(s->p.spool_dir, b->items[i].spool);
             }
             if (puts[i].ok) {
                 ok_count++;
@@ -1136,6 +1198,17 @@ out:
         catalog_copy_items_free(b->items, b->n);
         free(puts);
         free(b);
+    }
+    if (u->n == 0) {
+        unlink_batch_free(u);
+    } else {
+        u->s = s;
+        u->work.run = unlink_run;
+        u->work.done = unlink_done;
+        u->next = s->unlinking;
+        s->unlinking = u;
+        s->n_unlinking++;
+        workpool_submit(s->p.pool, &u->work);
     }
     s->copy_gen++;
     fill(s);
@@ -2102,8 +2175,8 @@ void shipper_stop(struct shipper *s)
 
 size_t shipper_in_flight(const struct shipper *s)
 {
-    size_t n = s->sealing + s->done_count + s->n_sourcing + (s->syncing ? s->syncing->n : 0) +
-               s->rec_batches;
+    size_t n = s->sealing + s->done_count + s->n_sourcing + s->n_unlinking +
+               (s->syncing ? s->syncing->n : 0) + s->rec_batches;
 
     for (size_t d = 0; d < s->p.n_dests; d++)
         n += s->lanes[d].batches + (size_t)s->lanes[d].extending;
@@ -2162,8 +2235,25 @@ void shipper_free(struct shipper *s)
 {
     if (s == NULL)
         return;
-    shipper_stop(s);
+    /* Copies not recorded by now (the agent stops the shipper first, which records them)
+     * are dropped, not recorded: the workers and maybe the catalog are gone. They are
+     * stored; the next start records them again. */
     ev_timer_stop(s->p.loop, &s->rec_timer);
+    while (s->rec_head) {
+        struct copy_batch *b = s->rec_head;
+
+        s->rec_head = b->next;
+        for (size_t i = 0; i < b->n; i++) {
+            free((char *)b->puts[i].spool_path);
+            free((char *)b->puts[i].remote_key);
+        }
+        catalog_copy_items_free(b->items, b->n);
+        free(b->puts);
+        free(b);
+    }
+    s->rec_tail = NULL;
+    s->rec_batches = 0;
+    shipper_stop(s);
     ev_prepare_stop(s->p.loop, &s->batch_prep);
     ev_timer_stop(s->p.loop, &s->batch_timer);
     /* Queued syncs still run (their done() does not): the batch is dropped unrecorded, its
@@ -2201,6 +2291,12 @@ void shipper_free(struct shipper *s)
     for (size_t i = 0; i < s->n_sourcing; i++)
         free(s->sourcing[i]);
     free(s->sourcing);
+    /* The workers are stopped (agent_run frees the pools first): ran, done() not called. */
+    while (s->unlinking) {
+        struct unlink_batch *u = s->unlinking;
+        s->unlinking = u->next;
+        unlink_batch_free(u);
+    }
     free(s);
 }
 

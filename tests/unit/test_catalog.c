@@ -1367,6 +1367,27 @@ static int copy_cb(void *arg, const char *dest, const char *remote_key, int64_t 
     return 0;
 }
 
+/* Known: recorded, pruned or not; unknown otherwise. Copies, queued copies and versions
+ * cannot name an unknown object (foreign keys): the shipper relies on it. */
+static void test_object_known(void **state)
+{
+    struct fixture *f = *state;
+    struct cst_err err = {{0}};
+    char o1[65], unknown[65];
+
+    memset(unknown, 'z', 64);
+    unknown[64] = '\0';
+    assert_int_equal(catalog_object_known(f->cat, unknown, &err), 0);
+    make_object(f->cat, 'a', 100, 60, o1);
+    assert_int_equal(catalog_object_known(f->cat, o1, &err), 1);
+    assert_int_equal(catalog_object_pruned(f->cat, o1, 2000, &err), 0);
+    assert_int_equal(catalog_object_known(f->cat, o1, &err), 1);
+    assert_int_equal(catalog_copy_queue_add(f->cat, unknown, "d", "spool", 1, k_zero_sha, 1, &err),
+                     -1);
+    assert_int_equal(catalog_record_copy(f->cat, unknown, "d", "key", 1, k_zero_sha, 1, &err), -1);
+    assert_int_equal(catalog_object_known(f->cat, unknown, &err), 0);
+}
+
 static void test_objects_and_copies(void **state)
 {
     struct fixture *f = *state;
@@ -2094,6 +2115,111 @@ static void test_snapshots(void **state)
     catalog_snapshot_job_clear(&job);
 }
 
+/* --- the WAL checkpoint thread (checkpoint.c) --- */
+
+static int64_t file_size(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
+}
+
+/* Commits of about six pages each (a 16 KiB audit detail). */
+static void big_commits(struct catalog *cat, int n, const char *wal, int64_t *wal_max)
+{
+    struct cst_err err = {{0}};
+    char *detail = malloc(16 * 1024 + 16);
+
+    assert_non_null(detail);
+    strcpy(detail, "{\"pad\":\"");
+    memset(detail + 8, 'x', 16 * 1024);
+    strcpy(detail + 8 + 16 * 1024, "\"}");
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(catalog_begin(cat, &err), 0);
+        assert_int_equal(catalog_audit(cat, "test", "pad", detail, &err), 0);
+        assert_int_equal(catalog_commit(cat, &err), 0);
+        if (wal_max && file_size(wal) > *wal_max)
+            *wal_max = file_size(wal);
+    }
+    free(detail);
+}
+
+static void test_checkpoint_thread(void **state)
+{
+    struct fixture *f = *state;
+    struct cst_err err = {{0}};
+    char error[CST_ERR_SIZE], *wal = util_printf("%s-wal", f->db);
+    int64_t done = -1, failed = -1, wal_max = 0, rows = 0, deadline;
+
+    /* Without the thread: nothing to report. */
+    catalog_checkpoint_stats(f->cat, &done, &failed, error, sizeof(error));
+    assert_int_equal(done, 0);
+    assert_int_equal(failed, 0);
+    assert_string_equal(error, "");
+    assert_int_equal(catalog_checkpointer_start(f->cat, 0, &err), -1);
+    assert_non_null(strstr(err.msg, "not positive"));
+
+    /* A threshold of 32 pages: 300 commits of ~6 pages would make a WAL of ~7 MiB. */
+    assert_int_equal(catalog_checkpointer_start(f->cat, 32, &err), 0);
+    assert_int_equal(catalog_checkpointer_start(f->cat, 32, &err), 0); /* started once */
+    big_commits(f->cat, 300, wal, &wal_max);
+    deadline = util_mono_ms() + 10000;
+    do {
+        catalog_checkpoint_stats(f->cat, &done, &failed, error, sizeof(error));
+        if (done > 0)
+            break;
+        usleep(10000);
+    } while (util_mono_ms() < deadline);
+    assert_true(done > 0);
+    assert_int_equal(failed, 0);
+    assert_string_equal(error, "");
+    /* Bounded: the hard bound is 4 x 32 pages, plus the commits made while a checkpoint
+     * ran (generous: twice that, and 64 pages more; a page is 4 KiB + a 24-byte header). */
+    assert_true(wal_max > 0);
+    assert_true(wal_max <= (2 * 4 * 32 + 64) * (4096 + 24) + 32);
+    /* Everything committed is there, by another connection and after a reopen. */
+    assert_int_equal(raw_int(f->db, "SELECT count(*) FROM audit WHERE action = 'pad'"), 300);
+    catalog_close(f->cat);
+    assert_int_equal(file_size(wal), 0); /* the last close checkpointed and removed it */
+    f->cat = catalog_open(f->db, &err);
+    assert_non_null(f->cat);
+    assert_int_equal(catalog_audit_verify(f->cat, &rows, &err), 0);
+    assert_true(rows >= 300);
+    assert_int_equal(catalog_integrity_check(f->cat, &err), 0);
+    free(wal);
+}
+
+/* A reader that holds the WAL open (a long status query, the sqlite3 shell) keeps the
+ * thread from finishing: the WAL grows past the bound only while it holds it. */
+static void test_checkpoint_with_a_reader(void **state)
+{
+    struct fixture *f = *state;
+    struct cst_err err = {{0}};
+    char *wal = util_printf("%s-wal", f->db);
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t wal_max = 0, wal_after = 0, done, failed;
+    char error[CST_ERR_SIZE];
+
+    assert_int_equal(catalog_checkpointer_start(f->cat, 32, &err), 0);
+    big_commits(f->cat, 10, wal, NULL);
+    assert_int_equal(sqlite3_open_v2(f->db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(h, "SELECT id FROM audit", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW); /* a read transaction stays open */
+    big_commits(f->cat, 100, wal, &wal_max);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    /* Released: after a commit or two (the one that checkpoints, the next restarts) the
+     * commits reuse the WAL from its start: its size stays. */
+    big_commits(f->cat, 200, wal, &wal_after);
+    assert_true(wal_after <= wal_max + 16 * (4096 + 24));
+    catalog_checkpoint_stats(f->cat, &done, &failed, error, sizeof(error));
+    assert_int_equal(failed, 0);
+    assert_int_equal(raw_int(f->db, "SELECT count(*) FROM audit WHERE action = 'pad'"), 310);
+    free(wal);
+    (void)done;
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -2118,6 +2244,7 @@ int main(void)
         T(test_each_version_at_prefix),
         T(test_live_in_dir),
         T(test_each_version_of_order),
+        T(test_object_known),
         T(test_objects_and_copies),
         T(test_lock_extensions_and_restore_jobs),
         T(test_stats),
@@ -2130,6 +2257,8 @@ int main(void)
         T(test_integrity_check),
         T(test_transactions),
         T(test_snapshots),
+        T(test_checkpoint_thread),
+        T(test_checkpoint_with_a_reader),
     };
 #undef T
 
