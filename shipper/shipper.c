@@ -1926,6 +1926,7 @@ struct shipper *shipper_new(const struct shipper_params *p, struct cst_err *err)
     ev_timer_init(&s->batch_timer, on_batch_timer, 0.0, 0.0);
     s->batch_timer.data = s;
     s->sync_pool = workpool_new(p->loop, SYNC_THREADS);
+    workpool_name(s->sync_pool, "cst-sync");
     ev_timer_init(&s->cover_timer, on_cover_timer, COVER_EVERY_S, COVER_EVERY_S);
     s->cover_timer.data = s;
     ev_timer_init(&s->cover_step, on_cover_step, 0.0, 0.0);

@@ -1809,6 +1809,7 @@ struct dest *store_dest_new(const struct store_params *p, const struct dest_env 
         st->loop = env->loop;
         if (p->threads > 0) {
             st->pool = workpool_new(env->loop, p->threads);
+            workpool_name(st->pool, "cst-store");
             st->threads = (size_t)p->threads;
         }
     }
