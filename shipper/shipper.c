@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,12 @@ struct copy_batch {
     int64_t started;
 };
 
+/* One sync thread's share of a batch: it takes the next spool file in turn. */
+struct sync_runner {
+    struct work work;
+    struct sync_batch *b;
+};
+
 /* Sealed results being made durable together (spool files, then the spool folder),
  * then recorded in one transaction: the next batch is sealed meanwhile. */
 struct sync_batch {
@@ -116,6 +123,10 @@ struct sync_batch {
     int files_done;
     int dir_failed;
     char dir_error[CST_ERR_SIZE];
+    struct job **todo; /* the sealed spool files, each fdatasynced by one runner */
+    size_t n_todo;
+    atomic_size_t next_todo;
+    struct sync_runner runners[SYNC_THREADS];
 };
 
 struct shipper {
@@ -503,9 +514,8 @@ static void seal_done(struct work *w)
 
 static void sync_step(struct sync_batch *b);
 
-static void spool_sync_run(struct work *w)
+static void spool_sync_one(struct job *j)
 {
-    struct job *j = (struct job *)w;
     int fd = open(j->spool_path, O_RDONLY | O_CLOEXEC);
 
     if (fd < 0 || fdatasync(fd) < 0) {
@@ -517,11 +527,21 @@ static void spool_sync_run(struct work *w)
         close(fd);
 }
 
+/* A runner syncs the batch's next file until none is left: all SYNC_THREADS fdatasyncs are
+ * in flight at once, as with one job per file, but with one hand-off to a thread and one back
+ * to the loop per runner instead of per file. */
+static void spool_sync_run(struct work *w)
+{
+    struct sync_batch *b = ((struct sync_runner *)w)->b;
+    size_t i;
+
+    while ((i = atomic_fetch_add(&b->next_todo, 1)) < b->n_todo)
+        spool_sync_one(b->todo[i]);
+}
+
 static void spool_sync_done(struct work *w)
 {
-    struct job *j = (struct job *)w;
-
-    sync_step(j->s->syncing);
+    sync_step(((struct sync_runner *)w)->b);
 }
 
 static void spool_dir_run(struct work *w)
@@ -568,6 +588,7 @@ static void sync_step(struct sync_batch *b)
             }
     list = b->list;
     s->syncing = NULL;
+    free(b->todo);
     free(b);
     ev_unref(s->p.loop);
     flush(s, list);
@@ -605,14 +626,19 @@ static void sync_start(struct shipper *s)
     s->syncing = b;
     /* The pool's wake-up does not keep the loop running; a batch in flight must. */
     ev_ref(s->p.loop);
-    b->left = 1; /* held until every file's sync has been submitted */
+    b->left = 1; /* held until every runner has been submitted */
+    b->todo = util_xcalloc(b->n, sizeof(*b->todo));
     for (struct job *j = b->list; j; j = j->next)
-        if (j->outcome == SEAL_OK) {
-            b->left++;
-            j->work.run = spool_sync_run;
-            j->work.done = spool_sync_done;
-            workpool_submit(s->sync_pool, &j->work);
-        }
+        if (j->outcome == SEAL_OK)
+            b->todo[b->n_todo++] = j;
+    atomic_store(&b->next_todo, 0);
+    for (size_t r = 0; r < SYNC_THREADS && r < b->n_todo; r++) {
+        b->left++;
+        b->runners[r].b = b;
+        b->runners[r].work.run = spool_sync_run;
+        b->runners[r].work.done = spool_sync_done;
+        workpool_submit(s->sync_pool, &b->runners[r].work);
+    }
     sync_step(b);
 }
 
@@ -2062,6 +2088,7 @@ void shipper_free(struct shipper *s)
             s->syncing->list = j->next;
             job_free(j);
         }
+        free(s->syncing->todo);
         free(s->syncing);
         ev_unref(s->p.loop);
     }
