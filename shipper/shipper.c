@@ -442,10 +442,7 @@ static void seal_run(struct work *w)
         goto fail;
     sealed = 1; /* finish wiped the stream's secrets: the sealer can be kept */
     /* Not made durable here: the whole batch is, together, before any catalog row points
-     * at it (sync_batch), so that this worker goes on sealing instead of waiting. Its
-     * write-out starts now without waiting for it, so that the fdatasync later has only
-     * the inode and the flush left to wait for. A hint only: the fdatasync is the proof. */
-    (void)sync_file_range(spool_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+     * at it (sync_batch), so that this worker goes on sealing instead of waiting. */
     if (close(spool_fd) < 0) {
         spool_fd = -1;
         cst_err_sys(&err, "cannot write spool file %s", j->spool_path);
