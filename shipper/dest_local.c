@@ -15,7 +15,7 @@
  * verify  store.c reads every copy back and compares its SHA-256, the
  *         hard-linked ones too: the link proves which inode it is, not what
  *         the inode holds now (read_whole: one open, its fstat for the size,
- *         then the bytes, to the end of the file).
+ *         then that many bytes).
  *
  * The folder is never created: a missing one is a NAS that is not mounted.
  * Every write opens the root and checks that it is still the folder whose
@@ -444,14 +444,16 @@ static int local_read_whole(struct dest *d, const char *key, uint64_t want, stor
     *size = (uint64_t)sb.st_size;
     if (*size != want)
         goto out; /* the caller reports the size; nothing to read */
-    /* A small object needs a small buffer: no 256 KiB allocation per read-back. */
-    cap = want < LOCAL_BUF ? (size_t)want + 1 : LOCAL_BUF;
+    /* A small object needs a small buffer: no 256 KiB allocation per read-back. Reading
+     * stops at the size fstat gave (one pread for a small object, no second one for EOF). */
+    cap = want == 0 ? 1 : want < LOCAL_BUF ? (size_t)want : LOCAL_BUF;
     buf = util_xmalloc(cap);
-    for (;;) {
+    while (off < want) {
+        size_t ask = want - off < cap ? (size_t)(want - off) : cap;
         ssize_t n;
 
         do
-            n = pread(fd, buf, cap, (off_t)off);
+            n = pread(fd, buf, ask, (off_t)off);
         while (n < 0 && errno == EINTR);
         if (n < 0) {
             rc = fail_errno(e, d, "cannot read", path);
