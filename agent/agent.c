@@ -1085,9 +1085,12 @@ int agent_run(struct cli *cli, const struct agent_options *opts)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     a.loop = ev_default_loop(EVFLAG_AUTO);
     a.pool = workpool_new(a.loop, cli->cfg->workers);
+    workpool_name(a.pool, "cst-seal");
     /* A batch waiting on the disk must not hold up a sealing worker. */
     a.io_pool = workpool_new(a.loop, 1);
+    workpool_name(a.io_pool, "cst-io");
     a.aux_pool = workpool_new(a.loop, 1);
+    workpool_name(a.aux_pool, "cst-aux");
     a.curl = curl_ev_new(a.loop);
     ev_timer_init(&a.recovery, on_recovery, RECOVERY_FIRST_S, 0.0);
     a.recovery.data = &a;

@@ -197,10 +197,14 @@ def proc_cpu_s(pid):
 
 def proc_threads_cpu_s(pid):
     """CPU seconds per thread from /proc/PID/task/*/stat: {"main": s,
-    "workers": s, "n_workers": n}. The thread whose id is the pid runs the
-    event loop (and the catalog); the others are the worker pool."""
+    "workers": s, "n_workers": n, "groups": {...}}. The thread whose id is the
+    pid runs the event loop (and the catalog); the others are the worker
+    pools. "groups" sums each thread name (the pools name their threads:
+    cst-seal, cst-sync, cst-store, ...): {name: {"threads": n, "cpu_s": s,
+    "vcsw": voluntary, "ivcsw": involuntary context switches}}, the loop's
+    thread as "loop"."""
     tick = os.sysconf("SC_CLK_TCK")
-    out = {"main": 0.0, "workers": 0.0, "n_workers": 0}
+    out = {"main": 0.0, "workers": 0.0, "n_workers": 0, "groups": {}}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -209,15 +213,35 @@ def proc_threads_cpu_s(pid):
         try:
             with open(f"/proc/{pid}/task/{tid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
         except OSError:
             continue
         s = (int(fields[11]) + int(fields[12])) / tick
+        name = "loop" if int(tid) == pid else status.get("Name", "?").strip()
+        g = out["groups"].setdefault(name, {"threads": 0, "cpu_s": 0.0, "vcsw": 0, "ivcsw": 0})
+        g["threads"] += 1
+        g["cpu_s"] += s
+        g["vcsw"] += int(status.get("voluntary_ctxt_switches", "0"))
+        g["ivcsw"] += int(status.get("nonvoluntary_ctxt_switches", "0"))
         if int(tid) == pid:
             out["main"] += s
         else:
             out["workers"] += s
             out["n_workers"] += 1
+    for g in out["groups"].values():
+        g["cpu_s"] = round(g["cpu_s"], 2)
     return {k: round(v, 2) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def thread_groups_line(threads, n):
+    """Per thread group: CPU µs and context switches (voluntary+involuntary) per file."""
+    groups = (threads or {}).get("groups") or {}
+    parts = []
+    for name, g in sorted(groups.items(), key=lambda kv: -kv[1]["cpu_s"]):
+        parts.append(f"{name}x{g['threads']} {g['cpu_s'] * 1e6 / n:.0f} us "
+                     f"{(g['vcsw'] + g['ivcsw']) / n:.2f} cs")
+    return "; ".join(parts)
 
 
 def cpu_snapshot():
@@ -2208,6 +2232,8 @@ def run_small(args, binary, work, n, timeout, skip_tools, perf_path=None):
         res["new_file_during_backlog"] = {
             "waiting_when_written": waiting_then,
             "safe_after_s": round(agent.shipped[new_key] / 1000.0 - t_new, 3)}
+        log(f"small files: custodian CPU per file by thread group (CPU, context switches): "
+            + thread_groups_line(threads, n))
         log(f"small files: custodian {wall:.1f} s, {n / wall:.0f} files/s; the file written "
             f"while {waiting_then} waited was safe after "
             f"{res['new_file_during_backlog']['safe_after_s']:.2f} s")

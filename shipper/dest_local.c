@@ -14,7 +14,8 @@
  * sync    each folder an object was moved into, once per batch.
  * verify  store.c reads every copy back and compares its SHA-256, the
  *         hard-linked ones too: the link proves which inode it is, not what
- *         the inode holds now.
+ *         the inode holds now (read_whole: one open, its fstat for the size,
+ *         then that many bytes).
  *
  * The folder is never created: a missing one is a NAS that is not mounted.
  * Every write opens the root and checks that it is still the folder whose
@@ -414,6 +415,67 @@ out:
     return rc;
 }
 
+static int local_read_whole(struct dest *d, const char *key, uint64_t want, store_sink_fn sink,
+                            void *arg, uint64_t *size, struct store_err *e)
+{
+    struct local *l = d->impl;
+    char *path = path_of(l, key);
+    char *buf = NULL;
+    struct stat sb;
+    uint64_t off = 0;
+    size_t cap;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), rc = 1;
+
+    if (fd < 0) {
+        /* As local_stat: what is not a regular file there is no object (a symlink too). */
+        rc = errno == ENOENT || errno == ENOTDIR || errno == ELOOP
+                 ? 0
+                 : fail_errno(e, d, "cannot read", path);
+        goto out;
+    }
+    if (fstat(fd, &sb) < 0) {
+        rc = fail_errno(e, d, "cannot stat", path);
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        rc = 0;
+        goto out;
+    }
+    *size = (uint64_t)sb.st_size;
+    if (*size != want)
+        goto out; /* the caller reports the size; nothing to read */
+    /* A small object needs a small buffer: no 256 KiB allocation per read-back. Reading
+     * stops at the size fstat gave (one pread for a small object, no second one for EOF). */
+    cap = want == 0 ? 1 : want < LOCAL_BUF ? (size_t)want : LOCAL_BUF;
+    buf = util_xmalloc(cap);
+    while (off < want) {
+        size_t ask = want - off < cap ? (size_t)(want - off) : cap;
+        ssize_t n;
+
+        do
+            n = pread(fd, buf, ask, (off_t)off);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            rc = fail_errno(e, d, "cannot read", path);
+            break;
+        }
+        if (n == 0)
+            break; /* the caller compares what it got with the size */
+        if (sink(arg, buf, (size_t)n) < 0) {
+            rc = store_fail(e, DEST_ERR_TRANSIENT, "destination %s: reading %s stopped", d->name,
+                            path);
+            break;
+        }
+        off += (uint64_t)n;
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    free(path);
+    return rc;
+}
+
 static int local_stat(struct dest *d, const char *key, uint64_t *size, struct store_err *e)
 {
     struct local *l = d->impl;
@@ -645,6 +707,7 @@ static const struct store_driver local_driver = {
     .read = local_read,
     .stat = local_stat,
     .root = local_root,
+    .read_whole = local_read_whole,
     .list = local_list,
     .remove = local_remove,
     .remove_dir = local_remove_dir,

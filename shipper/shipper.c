@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,12 @@ struct copy_batch {
     struct copy_batch *next; /* finished, waiting to be recorded */
 };
 
+/* One sync thread's share of a batch: it takes the next spool file in turn. */
+struct sync_runner {
+    struct work work;
+    struct sync_batch *b;
+};
+
 /* Sealed results being made durable together (spool files, then the spool folder),
  * then recorded in one transaction: the next batch is sealed meanwhile. */
 struct sync_batch {
@@ -123,6 +130,10 @@ struct sync_batch {
     int files_done;
     int dir_failed;
     char dir_error[CST_ERR_SIZE];
+    struct job **todo; /* the sealed spool files, each fdatasynced by one runner */
+    size_t n_todo;
+    atomic_size_t next_todo;
+    struct sync_runner runners[SYNC_THREADS];
 };
 
 /* Spool files no destination needs any more, removed on a worker (an unlink is a tenth of
@@ -528,9 +539,8 @@ static void seal_done(struct work *w)
 
 static void sync_step(struct sync_batch *b);
 
-static void spool_sync_run(struct work *w)
+static void spool_sync_one(struct job *j)
 {
-    struct job *j = (struct job *)w;
     int fd = open(j->spool_path, O_RDONLY | O_CLOEXEC);
 
     if (fd < 0 || fdatasync(fd) < 0) {
@@ -542,11 +552,21 @@ static void spool_sync_run(struct work *w)
         close(fd);
 }
 
+/* A runner syncs the batch's next file until none is left: all SYNC_THREADS fdatasyncs are
+ * in flight at once, as with one job per file, but with one hand-off to a thread and one back
+ * to the loop per runner instead of per file. */
+static void spool_sync_run(struct work *w)
+{
+    struct sync_batch *b = ((struct sync_runner *)w)->b;
+    size_t i;
+
+    while ((i = atomic_fetch_add(&b->next_todo, 1)) < b->n_todo)
+        spool_sync_one(b->todo[i]);
+}
+
 static void spool_sync_done(struct work *w)
 {
-    struct job *j = (struct job *)w;
-
-    sync_step(j->s->syncing);
+    sync_step(((struct sync_runner *)w)->b);
 }
 
 static void spool_dir_run(struct work *w)
@@ -593,6 +613,7 @@ static void sync_step(struct sync_batch *b)
             }
     list = b->list;
     s->syncing = NULL;
+    free(b->todo);
     free(b);
     ev_unref(s->p.loop);
     flush(s, list);
@@ -630,14 +651,19 @@ static void sync_start(struct shipper *s)
     s->syncing = b;
     /* The pool's wake-up does not keep the loop running; a batch in flight must. */
     ev_ref(s->p.loop);
-    b->left = 1; /* held until every file's sync has been submitted */
+    b->left = 1; /* held until every runner has been submitted */
+    b->todo = util_xcalloc(b->n, sizeof(*b->todo));
     for (struct job *j = b->list; j; j = j->next)
-        if (j->outcome == SEAL_OK) {
-            b->left++;
-            j->work.run = spool_sync_run;
-            j->work.done = spool_sync_done;
-            workpool_submit(s->sync_pool, &j->work);
-        }
+        if (j->outcome == SEAL_OK)
+            b->todo[b->n_todo++] = j;
+    atomic_store(&b->next_todo, 0);
+    for (size_t r = 0; r < SYNC_THREADS && r < b->n_todo; r++) {
+        b->left++;
+        b->runners[r].b = b;
+        b->runners[r].work.run = spool_sync_run;
+        b->runners[r].work.done = spool_sync_done;
+        workpool_submit(s->sync_pool, &b->runners[r].work);
+    }
     sync_step(b);
 }
 
@@ -2108,6 +2134,7 @@ struct shipper *shipper_new(const struct shipper_params *p, struct cst_err *err)
     ev_timer_init(&s->rec_timer, on_rec_timer, 0.0, 0.0);
     s->rec_timer.data = s;
     s->sync_pool = workpool_new(p->loop, SYNC_THREADS);
+    workpool_name(s->sync_pool, "cst-sync");
     ev_timer_init(&s->cover_timer, on_cover_timer, COVER_EVERY_S, COVER_EVERY_S);
     s->cover_timer.data = s;
     ev_timer_init(&s->cover_step, on_cover_step, 0.0, 0.0);
@@ -2265,6 +2292,7 @@ void shipper_free(struct shipper *s)
             s->syncing->list = j->next;
             job_free(j);
         }
+        free(s->syncing->todo);
         free(s->syncing);
         ev_unref(s->p.loop);
     }

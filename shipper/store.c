@@ -501,6 +501,55 @@ static int compare_sink(void *arg, const void *data, size_t len)
     return 0;
 }
 
+/* An object of this size is read back whole (else in samples compared with the spool). */
+static int read_back_whole(const struct store *st, uint64_t size, const unsigned char *mem)
+{
+    return st->readback_full == 0 || size <= st->readback_full || mem != NULL ||
+           size <= (uint64_t)STORE_SAMPLE_LEN * (STORE_SAMPLES + 2);
+}
+
+/* verify_object through the driver's read_whole: the size and the bytes from one open. */
+static int verify_whole(struct store *st, struct dest_put *p, int *damaged, struct store_err *e)
+{
+    struct dest *d = st->d;
+    struct hash_sink h = {EVP_MD_CTX_new(), 0};
+    unsigned char md[32];
+    unsigned int len = 32;
+    uint64_t size = 0;
+    int rc;
+
+    if (h.ctx == NULL || EVP_DigestInit_ex(h.ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(h.ctx);
+        return store_fail(e, DEST_ERR_TRANSIENT, "out of memory");
+    }
+    rc = st->drv->read_whole(d, p->remote_key, p->stored_size, hash_sink, &h, &size, e);
+    if (rc == 1 && size == p->stored_size)
+        EVP_DigestFinal_ex(h.ctx, md, &len);
+    EVP_MD_CTX_free(h.ctx);
+    if (rc < 0) {
+        cst_err_wrap(&e->err, "destination %s: cannot read %s back to verify it", d->name,
+                     p->remote_key);
+        return -1;
+    }
+    *damaged = 1;
+    if (rc == 0)
+        return store_fail(e, DEST_ERR_TRANSIENT,
+                          "destination %s: verification of %s failed: it is not there", d->name,
+                          p->remote_key);
+    if (size != p->stored_size)
+        return store_fail(e, DEST_ERR_TRANSIENT,
+                          "destination %s: verification of %s failed: it holds %" PRIu64
+                          " bytes, %" PRIu64 " were sealed",
+                          d->name, p->remote_key, size, p->stored_size);
+    if (h.got != size || memcmp(md, p->stored_sha256, 32) != 0)
+        return store_fail(e, DEST_ERR_TRANSIENT,
+                          "destination %s: verification of %s failed: read back, its "
+                          "SHA-256 differs from what was sealed",
+                          d->name, p->remote_key);
+    *damaged = 0;
+    return 0;
+}
+
 /*
  * Is the object under p->remote_key exactly what was sealed? 0 yes; -1 with e, and
  * *damaged = 1 when it is there but differs (or is missing), 0 when it could not be read.
@@ -515,6 +564,8 @@ static int verify_object(struct store *st, struct dest_put *p, const unsigned ch
 
     *damaged = 0;
     e->kind = DEST_ERR_TRANSIENT;
+    if (drv->read_whole && read_back_whole(st, p->stored_size, mem))
+        return verify_whole(st, p, damaged, e);
     rc = drv->stat(d, p->remote_key, &size, e);
     if (rc < 0)
         return -1;
@@ -531,8 +582,7 @@ static int verify_object(struct store *st, struct dest_put *p, const unsigned ch
                           " bytes, %" PRIu64 " were sealed",
                           d->name, p->remote_key, size, p->stored_size);
     }
-    if (st->readback_full == 0 || size <= st->readback_full || mem != NULL ||
-        size <= (uint64_t)STORE_SAMPLE_LEN * (STORE_SAMPLES + 2)) {
+    if (read_back_whole(st, size, mem)) {
         struct hash_sink h = {EVP_MD_CTX_new(), 0};
         unsigned char md[32];
         unsigned int len = 32;
@@ -1809,6 +1859,7 @@ struct dest *store_dest_new(const struct store_params *p, const struct dest_env 
         st->loop = env->loop;
         if (p->threads > 0) {
             st->pool = workpool_new(env->loop, p->threads);
+            workpool_name(st->pool, "cst-store");
             st->threads = (size_t)p->threads;
         }
     }

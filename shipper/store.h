@@ -143,6 +143,11 @@ struct store_driver {
     /* STORE_FEAT_MARKER: what the root is now (enum store_root), or -1. Creates nothing. */
     int (*root)(struct dest *d, struct store_err *e);
     /* optional */
+    /* The read-back of a whole object from one open: 1 with *size (and, when *size is
+     * `want`, every byte of key in order into sink), 0 when absent, -1. Saves the separate
+     * stat(): for a small object that lookup is as dear as the read. */
+    int (*read_whole)(struct dest *d, const char *key, uint64_t want, store_sink_fn sink, void *arg,
+                      uint64_t *size, struct store_err *e);
     int (*get)(struct dest *d, const char *key, int out_fd, struct cst_err *err);
     int (*list)(struct dest *d, const char *prefix,
                 int (*cb)(void *arg, const char *key, uint64_t size), void *arg,

@@ -4,7 +4,9 @@
 #include "workpool.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/prio.h"
 #include "common/util.h"
@@ -97,6 +99,16 @@ struct workpool *workpool_new(struct ev_loop *loop, int threads)
         pool->nthreads++;
     }
     return pool;
+}
+
+void workpool_name(struct workpool *pool, const char *name)
+{
+    char comm[16];
+
+    snprintf(comm, sizeof(comm), "%s", name);
+    /* A name is a label only: a thread that keeps the process's name works the same. */
+    for (int i = 0; i < pool->nthreads; i++)
+        (void)pthread_setname_np(pool->threads[i], comm);
 }
 
 void workpool_submit(struct workpool *pool, struct work *w)

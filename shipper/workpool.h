@@ -20,6 +20,9 @@ struct work {
 struct workpool;
 
 struct workpool *workpool_new(struct ev_loop *loop, int threads);
+/* Name the pool's threads (the first 15 bytes), as `top -H`, `ps -L` and perf show them:
+ * what each thread group costs can then be measured. */
+void workpool_name(struct workpool *pool, const char *name);
 void workpool_submit(struct workpool *pool, struct work *w);
 /* Jobs submitted whose done() has not run yet. */
 int workpool_pending(const struct workpool *pool);

@@ -404,6 +404,44 @@ static void test_spool_hard_linked_and_verified(void **state)
     dest_free(d);
 }
 
+/* The read-back of an object larger than one read (several chunks through read_whole): a
+ * byte changed past the first chunk is found and the copy replaced; a symlink in the object's
+ * place is no copy, even to the right bytes. */
+static void test_readback_whole_object(void **state)
+{
+    struct fx *f = *state;
+    struct dest *d = ready(f);
+    size_t len = 600000;
+    unsigned char *sealed = malloc(len), *got = malloc(len + 1);
+    char path[256], elsewhere[256];
+    struct stat sb;
+
+    for (size_t i = 0; i < len; i++)
+        sealed[i] = (unsigned char)(i * 31 + 7);
+    assert_true(put_one(d, f, "objects/cd/cd01", sealed, len, NULL).ok);
+    snprintf(path, sizeof(path), "%s/objects/cd/cd01", f->root);
+    /* one byte in the third chunk differs: damaged, replaced by the sealed bytes */
+    unlink(path);
+    sealed[len - 2] ^= 0x5a;
+    write_bytes(path, sealed, len);
+    sealed[len - 2] ^= 0x5a;
+    assert_true(put_one(d, f, "objects/cd/cd01", sealed, len, NULL).ok);
+    assert_int_equal(read_bytes(path, got, len + 1), len);
+    assert_memory_equal(got, sealed, len);
+    /* a symlink to the right bytes in its place: not a copy, replaced by a file */
+    snprintf(elsewhere, sizeof(elsewhere), "%s/elsewhere", f->dir);
+    write_bytes(elsewhere, sealed, len);
+    unlink(path);
+    assert_int_equal(symlink(elsewhere, path), 0);
+    assert_true(put_one(d, f, "objects/cd/cd01", sealed, len, NULL).ok);
+    assert_int_equal(lstat(path, &sb), 0);
+    assert_true(S_ISREG(sb.st_mode));
+    assert_int_equal(count_temps(f->root), 0);
+    free(sealed);
+    free(got);
+    dest_free(d);
+}
+
 static void test_blocking_operations(void **state)
 {
     struct fx *f = *state;
@@ -640,6 +678,7 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_existing_object, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_spool_hard_linked_and_verified, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_readback_whole_object, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_blocking_operations, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_plan_class, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_plan_lock, fx_setup, fx_teardown),
