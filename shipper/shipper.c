@@ -1068,7 +1068,6 @@ static void unlink_done(struct work *w)
     unlink_batch_free(u);
 }
 
-
 static int record_batch(struct shipper *s, struct copy_batch *b, int64_t now, struct cst_err *err)
 {
     struct lane *l = b->lane;
