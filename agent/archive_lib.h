@@ -6,8 +6,10 @@
  * the pattern.
  *
  * Call archive_lib_load() before any sym_archive_* pointer below;
- * tar_writer_new() and tar_each() do, and every command that will need it
- * does before it records anything.
+ * tar_writer_new() and tar_each(), which every call passes through, do.
+ * The commands that need it (snapshot, restore snapshot, verify snapshot
+ * with the secret key) load it before they record anything; the restore
+ * test's snapshot check reports the load error as its own failure.
  */
 #ifndef CST_ARCHIVE_LIB_H
 #define CST_ARCHIVE_LIB_H

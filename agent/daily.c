@@ -51,7 +51,6 @@
 #include "agent/manifest.h"
 #include "agent/mongo_archive.h"
 #include "agent/mongo_dump.h"
-#include "agent/mongoc_lib.h"
 #include "agent/prune.h"
 #include "agent/reconcile.h"
 #include "common/json.h"
@@ -1176,10 +1175,6 @@ int daily_run(struct cli *cli, const char *date, const char *made_on)
         return cli_fail(EXIT_FAILED, "libsodium failed to initialise");
     if (keys_load_public(cli->cfg->public_key, r.public_key, &err) < 0)
         return cli_fail(EXIT_USAGE, "%s", err.msg);
-    /* The native dump needs libmongoc (dump_command does not): a missing library fails the
-     * run before an attempt is recorded, rather than as a failed dump step. */
-    if (cli->cfg->mongodb_uri && cli->cfg->dump_command == NULL && mongoc_lib_load(&err) < 0)
-        return cli_fail(EXIT_FAILED, "%s", err.msg);
     if ((rc = cli_open_catalog(cli, 0)) != EXIT_OK)
         return rc;
     /* Two runs never overlap. */

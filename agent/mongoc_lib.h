@@ -7,9 +7,13 @@
  * common/dlib.h for the pattern.
  *
  * Call mongoc_lib_load() before any sym_mongoc_* pointer below;
- * mongo_connect() does, and every command that will need MongoDB does
- * before it records anything. libbson stays linked normally: it is small,
- * has no heavy dependencies, and is used everywhere.
+ * mongo_connect(), which every call passes through, does. A command whose
+ * whole work needs MongoDB (snapshot) loads it before it records anything;
+ * in the step-by-step jobs (the daily run, the restore test) the load error
+ * is the failure of the step that needs it, recorded with the other steps'
+ * outcomes (which still run), and the command exits non-zero. libbson stays
+ * linked normally: it is small, has no heavy dependencies, and is used
+ * everywhere.
  */
 #ifndef CST_MONGOC_LIB_H
 #define CST_MONGOC_LIB_H

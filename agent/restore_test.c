@@ -19,11 +19,9 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include "agent/archive_lib.h"
 #include "agent/dests.h"
 #include "agent/keys.h"
 #include "agent/mongo_conn.h"
-#include "agent/mongoc_lib.h"
 #include "agent/prune.h"
 #include "agent/restore_test_int.h"
 #include "agent/sched.h"
@@ -406,14 +404,6 @@ int restore_test_run(struct cli *cli, const char *month, int scheduled)
         return cli_fail(EXIT_USAGE, "%s", err.msg);
     if (keys_load_public(cli->cfg->public_key, t.pk, &err) < 0) {
         rc = cli_fail(EXIT_USAGE, "%s", err.msg);
-        goto out;
-    }
-    /* The libraries the configuration will need (the scratch load, the snapshot packages),
-     * loaded before the test is recorded as started: a missing one fails the command, not a
-     * section of the report. */
-    if (((cli->cfg->rt.mongodb_uri || cli->cfg->mongodb_uri) && mongoc_lib_load(&err) < 0) ||
-        (cfg_snapshots_on(cli->cfg) && archive_lib_load(&err) < 0)) {
-        rc = cli_fail(EXIT_FAILED, "%s", err.msg);
         goto out;
     }
     lock_path = cli_state_path(cli, "restore_test.lock");
