@@ -19,11 +19,17 @@ PYTHON := /usr/bin/python3
 VERSION := $(shell head -n 1 packaging/debian/changelog | cut -d ' ' -f 2 | tr -d '()')
 
 PKGS := libsodium libzstd sqlite3 libcrypto inih libcurl libssh2 libmongoc-1.0 libarchive libsystemd
+# What the binary links against: PKGS without libmongoc and libarchive, which only some
+# commands need and load with dlopen when they do (agent/mongoc_lib.h, agent/archive_lib.h),
+# so that the agent never maps them nor their dependencies. Their headers stay in CFLAGS.
+# libbson, which libmongoc brought in, is linked directly: it is used everywhere. dlopen
+# is in glibc's libc since 2.34: no -ldl.
+LINK_PKGS := $(filter-out libmongoc-1.0 libarchive,$(PKGS)) libbson-1.0
 WARN := -std=c17 -Wall -Wextra -Wpedantic -Werror -Wno-format-truncation -D_GNU_SOURCE
 # CPPFLAGS, CFLAGS and LDFLAGS from the environment are added (dpkg-buildflags'
 # hardening when the package is built); they are empty otherwise.
 CFLAGS_COMMON = $(WARN) -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CPPFLAGS)
-LIBS = $(LDFLAGS) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lpthread -lm
+LIBS = $(LDFLAGS) $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null) -lev -lpthread -lm
 
 SRC := $(wildcard common/*.c catalog/*.c watcher/*.c shipper/*.c agent/*.c)
 LIB_SRC := $(filter-out agent/main.c,$(SRC))
@@ -110,7 +116,7 @@ build/fuzz/fuzz_container: tests/fuzz/fuzz_container.c shipper/container.c commo
 	$(FUZZ_CC) $^ $(shell pkg-config --libs libsodium libzstd libcrypto) -o $@
 build/fuzz/fuzz_archive: tests/fuzz/fuzz_archive.c agent/mongo_archive.c common/err.c common/util.c
 	@mkdir -p build/fuzz
-	$(FUZZ_CC) $^ $(shell pkg-config --libs libmongoc-1.0) -o $@
+	$(FUZZ_CC) $^ $(shell pkg-config --libs libbson-1.0) -o $@
 build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c agent/config.c agent/cmdline.c common/err.c common/util.c common/log.c
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $^ $(shell pkg-config --libs inih) -o $@
@@ -119,7 +125,7 @@ build/fuzz/fuzz_restore_point: tests/fuzz/fuzz_restore_point.c agent/restore_poi
 	$(FUZZ_CC) $^ -o $@
 build/fuzz/fuzz_manifest: tests/fuzz/fuzz_manifest.c agent/manifest.c agent/keys.c shipper/container.c common/err.c common/util.c
 	@mkdir -p build/fuzz
-	$(FUZZ_CC) $^ $(shell pkg-config --libs libsodium libzstd libcrypto libmongoc-1.0) -o $@
+	$(FUZZ_CC) $^ $(shell pkg-config --libs libsodium libzstd libcrypto libbson-1.0) -o $@
 build/fuzz/fuzz_s3_xml: tests/fuzz/fuzz_s3_xml.c shipper/s3_xml.c common/err.c common/util.c
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $^ -o $@

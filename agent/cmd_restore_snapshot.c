@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent/archive_lib.h"
 #include "agent/keys.h"
 #include "agent/restore.h"
 #include "agent/snapshot.h"
@@ -145,6 +146,10 @@ static int cmd_restore_snapshot_exec(struct cli *cli, int argc, char **argv)
         return cli_fail(EXIT_USAGE, "%s", usage);
     if ((rc = cli_load_config(cli)) != EXIT_OK || (rc = cli_open_catalog(cli, 0)) != EXIT_OK)
         return rc;
+    /* The package is read with libarchive: a missing library fails here, before anything is
+     * fetched, written or recorded. */
+    if (archive_lib_load(&err) < 0)
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
     if (catalog_snapshot_by_label(cli->cat, label, date, &s) != 1)
         return cli_fail(EXIT_FAILED,
                         "no snapshot of %s%s%s is recorded (see custodian snapshot "

@@ -244,14 +244,14 @@ static int probe_topology(struct mongo_conn *c, struct cst_err *err)
     bool ok;
 
     BSON_APPEND_INT32(&cmd, "hello", 1);
-    ok = mongoc_client_command_simple(c->client, "admin", &cmd, NULL, &reply, &error);
+    ok = sym_mongoc_client_command_simple(c->client, "admin", &cmd, NULL, &reply, &error);
     bson_destroy(&cmd);
     if (!ok && error.domain == MONGOC_ERROR_SERVER && error.code == 59) {
         /* a server older than 4.4.2 answered: it knows only isMaster */
         bson_destroy(&reply);
         bson_init(&cmd);
         BSON_APPEND_INT32(&cmd, "isMaster", 1);
-        ok = mongoc_client_command_simple(c->client, "admin", &cmd, NULL, &reply, &error);
+        ok = sym_mongoc_client_command_simple(c->client, "admin", &cmd, NULL, &reply, &error);
         bson_destroy(&cmd);
     }
     if (!ok) {
@@ -297,20 +297,24 @@ static int mongo_inited;
 void mongo_cleanup(void)
 {
     if (mongo_inited) {
-        mongoc_cleanup();
+        sym_mongoc_cleanup();
         mongo_inited = 0;
     }
 }
 
 struct mongo_conn *mongo_connect(const char *uri_string, struct cst_err *err)
 {
-    struct mongo_conn *c = util_xcalloc(1, sizeof(*c));
+    struct mongo_conn *c;
     bson_error_t error;
 
+    /* Every libmongoc call goes through a connection: loading here covers them all. */
+    if (mongoc_lib_load(err) < 0)
+        return NULL;
+    c = util_xcalloc(1, sizeof(*c));
     secrets_from_uri(&c->secrets, uri_string);
     if (!mongo_inited) {
-        mongoc_init();
-        mongoc_log_set_handler(mongoc_log_to_ours, NULL);
+        sym_mongoc_init();
+        sym_mongoc_log_set_handler(mongoc_log_to_ours, NULL);
         mongo_inited = 1;
     }
     current_secrets = &c->secrets;
@@ -328,18 +332,18 @@ struct mongo_conn *mongo_connect(const char *uri_string, struct cst_err *err)
                     c->shown_uri);
         goto fail;
     }
-    c->uri = mongoc_uri_new_with_error(uri_string, &error);
+    c->uri = sym_mongoc_uri_new_with_error(uri_string, &error);
     if (c->uri == NULL) {
         mongo_conn_fail(c, &error, err, "MongoDB URI %s", c->shown_uri);
         goto fail;
     }
-    mongoc_uri_set_appname(c->uri, "custodian");
-    c->client = mongoc_client_new_from_uri_with_error(c->uri, &error);
+    sym_mongoc_uri_set_appname(c->uri, "custodian");
+    c->client = sym_mongoc_client_new_from_uri_with_error(c->uri, &error);
     if (c->client == NULL) {
         mongo_conn_fail(c, &error, err, "MongoDB client");
         goto fail;
     }
-    mongoc_client_set_error_api(c->client, MONGOC_ERROR_API_VERSION_2);
+    sym_mongoc_client_set_error_api(c->client, MONGOC_ERROR_API_VERSION_2);
     if (probe_topology(c, err) != 0)
         goto fail;
     return c;
@@ -352,8 +356,8 @@ void mongo_conn_close(struct mongo_conn *c)
 {
     if (c == NULL)
         return;
-    mongoc_client_destroy(c->client);
-    mongoc_uri_destroy(c->uri);
+    sym_mongoc_client_destroy(c->client);
+    sym_mongoc_uri_destroy(c->uri);
     if (current_secrets == &c->secrets)
         current_secrets = NULL;
     free(c->shown_uri);

@@ -14,6 +14,7 @@
 
 #include <mongoc/mongoc.h>
 
+#include "agent/mongoc_lib.h"
 #include "common/err.h"
 
 struct mongo_conn;

@@ -36,6 +36,7 @@
 #include <mongoc/mongoc.h>
 
 #include "agent/mongo_conn.h"
+#include "agent/mongoc_lib.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -95,7 +96,7 @@ static int read_server_version(struct dump *d)
     bool ok;
 
     BSON_APPEND_INT32(&cmd, "buildInfo", 1);
-    ok = mongoc_client_command_simple(d->client, "admin", &cmd, NULL, &reply, &error);
+    ok = sym_mongoc_client_command_simple(d->client, "admin", &cmd, NULL, &reply, &error);
     bson_destroy(&cmd);
     if (!ok) {
         bson_destroy(&reply);
@@ -127,12 +128,12 @@ static char **databases_to_dump(struct dump *d, const mongoc_uri_t *uri,
             names[i] = bson_strdup(databases[i]);
         return names;
     }
-    if (mongoc_uri_get_database(uri) != NULL) {
+    if (sym_mongoc_uri_get_database(uri) != NULL) {
         names = util_xcalloc(2, sizeof(*names));
-        names[0] = bson_strdup(mongoc_uri_get_database(uri));
+        names[0] = bson_strdup(sym_mongoc_uri_get_database(uri));
         return names;
     }
-    all = mongoc_client_get_database_names_with_opts(d->client, NULL, &error);
+    all = sym_mongoc_client_get_database_names_with_opts(d->client, NULL, &error);
     if (all == NULL) {
         mongo_fail(d, &error, "MongoDB listDatabases failed");
         return NULL;
@@ -170,14 +171,14 @@ static struct coll_info *add_coll(struct dump *d)
 
 static int list_collections(struct dump *d, const char *dbname)
 {
-    mongoc_database_t *db = mongoc_client_get_database(d->client, dbname);
-    mongoc_cursor_t *cursor = mongoc_database_find_collections_with_opts(db, NULL);
+    mongoc_database_t *db = sym_mongoc_client_get_database(d->client, dbname);
+    mongoc_cursor_t *cursor = sym_mongoc_database_find_collections_with_opts(db, NULL);
     const bson_t *info;
     bson_error_t error;
     size_t before = d->n_colls;
     int rc = 0;
 
-    while (rc == 0 && mongoc_cursor_next(cursor, &info)) {
+    while (rc == 0 && sym_mongoc_cursor_next(cursor, &info)) {
         const char *name = NULL, *type = "collection";
         struct coll_info *c;
         bson_iter_t it, sub;
@@ -225,12 +226,12 @@ static int list_collections(struct dump *d, const char *dbname)
                 util_hex(bin, 16, c->uuid);
         }
     }
-    if (rc == 0 && mongoc_cursor_error(cursor, &error))
+    if (rc == 0 && sym_mongoc_cursor_error(cursor, &error))
         rc = mongo_fail(d, &error, "MongoDB listCollections on %s failed", dbname);
     if (rc == 0 && d->n_colls == before)
         log_warn("MongoDB database has no collections to dump db=%s", dbname);
-    mongoc_cursor_destroy(cursor);
-    mongoc_database_destroy(db);
+    sym_mongoc_cursor_destroy(cursor);
+    sym_mongoc_database_destroy(db);
     return rc;
 }
 
@@ -245,22 +246,22 @@ static int build_metadata(struct dump *d, struct coll_info *c)
         BSON_APPEND_DOCUMENT(&meta, "options", c->options);
     BSON_APPEND_ARRAY_BEGIN(&meta, "indexes", &indexes);
     if (strcmp(c->type, "view") != 0) {
-        mongoc_collection_t *coll = mongoc_client_get_collection(d->client, c->db, c->name);
-        mongoc_cursor_t *cursor = mongoc_collection_find_indexes_with_opts(coll, NULL);
+        mongoc_collection_t *coll = sym_mongoc_client_get_collection(d->client, c->db, c->name);
+        mongoc_cursor_t *cursor = sym_mongoc_collection_find_indexes_with_opts(coll, NULL);
         const bson_t *index;
         uint32_t i = 0;
 
-        while (mongoc_cursor_next(cursor, &index)) {
+        while (sym_mongoc_cursor_next(cursor, &index)) {
             char key[16];
             const char *k;
 
             bson_uint32_to_string(i++, &k, key, sizeof(key));
             bson_append_document(&indexes, k, -1, index);
         }
-        if (mongoc_cursor_error(cursor, &error))
+        if (sym_mongoc_cursor_error(cursor, &error))
             rc = mongo_fail(d, &error, "MongoDB listIndexes on %s.%s failed", c->db, c->name);
-        mongoc_cursor_destroy(cursor);
-        mongoc_collection_destroy(coll);
+        sym_mongoc_cursor_destroy(cursor);
+        sym_mongoc_collection_destroy(coll);
     }
     bson_append_array_end(&meta, &indexes);
     if (c->uuid[0])
@@ -281,13 +282,13 @@ static int build_metadata(struct dump *d, struct coll_info *c)
 
 static int start_snapshot(struct dump *d)
 {
-    mongoc_session_opt_t *opts = mongoc_session_opts_new();
+    mongoc_session_opt_t *opts = sym_mongoc_session_opts_new();
     bson_error_t error;
 
-    mongoc_session_opts_set_causal_consistency(opts, false);
-    mongoc_session_opts_set_snapshot(opts, true);
-    d->snapshot = mongoc_client_start_session(d->client, opts, &error);
-    mongoc_session_opts_destroy(opts);
+    sym_mongoc_session_opts_set_causal_consistency(opts, false);
+    sym_mongoc_session_opts_set_snapshot(opts, true);
+    d->snapshot = sym_mongoc_client_start_session(d->client, opts, &error);
+    sym_mongoc_session_opts_destroy(opts);
     if (d->snapshot == NULL)
         return mongo_fail(d, &error, "MongoDB snapshot session");
     return 0;
@@ -301,14 +302,14 @@ static int start_snapshot(struct dump *d)
  */
 static void note_snapshot_time(struct dump *d)
 {
-    mongoc_client_session_get_operation_time(d->snapshot, &d->stats->cluster_time_t,
-                                             &d->stats->cluster_time_i);
+    sym_mongoc_client_session_get_operation_time(d->snapshot, &d->stats->cluster_time_t,
+                                                 &d->stats->cluster_time_i);
 }
 
 static int dump_documents(struct dump *d, const struct coll_info *c,
                           struct mongo_dump_collection *out)
 {
-    mongoc_collection_t *coll = mongoc_client_get_collection(d->client, c->db, c->name);
+    mongoc_collection_t *coll = sym_mongoc_client_get_collection(d->client, c->db, c->name);
     bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, hint;
     mongoc_cursor_t *cursor;
     const bson_t *doc;
@@ -320,15 +321,15 @@ static int dump_documents(struct dump *d, const struct coll_info *c,
     BSON_APPEND_DOCUMENT_BEGIN(&opts, "hint", &hint);
     BSON_APPEND_INT32(&hint, "$natural", 1);
     bson_append_document_end(&opts, &hint);
-    if (d->snapshot && !mongoc_client_session_append(d->snapshot, &opts, &error)) {
+    if (d->snapshot && !sym_mongoc_client_session_append(d->snapshot, &opts, &error)) {
         rc = mongo_fail(d, &error, "MongoDB find on %s.%s", c->db, c->name);
         goto out;
     }
-    cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    cursor = sym_mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
     for (;;) {
-        bool more = mongoc_cursor_next(cursor, &doc);
+        bool more = sym_mongoc_cursor_next(cursor, &doc);
 
-        if (d->snapshot && !d->stats->cluster_time_t && !mongoc_cursor_error(cursor, &error))
+        if (d->snapshot && !d->stats->cluster_time_t && !sym_mongoc_cursor_error(cursor, &error))
             note_snapshot_time(d);
         if (!more)
             break;
@@ -339,14 +340,14 @@ static int dump_documents(struct dump *d, const struct coll_info *c,
         out->docs++;
         out->bytes += doc->len;
     }
-    if (rc == 0 && mongoc_cursor_error(cursor, &error))
+    if (rc == 0 && sym_mongoc_cursor_error(cursor, &error))
         rc = mongo_fail(d, &error, "MongoDB dump of %s.%s failed after %llu documents", c->db,
                         c->name, (unsigned long long)out->docs);
-    mongoc_cursor_destroy(cursor);
+    sym_mongoc_cursor_destroy(cursor);
 out:
     bson_destroy(&filter);
     bson_destroy(&opts);
-    mongoc_collection_destroy(coll);
+    sym_mongoc_collection_destroy(coll);
     return rc;
 }
 
@@ -451,7 +452,7 @@ out:
     free(d.colls);
     bson_strfreev(names);
     if (d.snapshot)
-        mongoc_client_session_destroy(d.snapshot);
+        sym_mongoc_client_session_destroy(d.snapshot);
     mongo_conn_close(d.conn);
     return rc;
 }

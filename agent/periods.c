@@ -19,6 +19,7 @@
 #include <mongoc/mongoc.h>
 
 #include "agent/mongo_conn.h"
+#include "agent/mongoc_lib.h"
 #include "common/util.h"
 
 #define PERIODS_BATCH 1000
@@ -58,7 +59,7 @@ struct periods *periods_open(const struct cfg *cfg, struct cst_err *err)
     conn = mongo_connect(cfg->mongodb_uri, err);
     if (conn == NULL)
         return NULL;
-    db = mongoc_uri_get_database(mongo_conn_uri(conn));
+    db = sym_mongoc_uri_get_database(mongo_conn_uri(conn));
     if (db == NULL || db[0] == '\0') {
         cst_err_set(err,
                     "%s: [mongodb] uri %s names no database (mongodb://host/DATABASE); the "
@@ -178,18 +179,18 @@ static int fail(struct periods *p, const bson_error_t *e, struct cst_err *err, c
 static int each_doc(struct periods *p, const char *coll, const bson_t *filter, const bson_t *opts,
                     int (*cb)(void *arg, const bson_t *doc), void *arg, struct cst_err *err)
 {
-    mongoc_collection_t *c = mongoc_client_get_collection(p->client, p->db, coll);
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, opts, NULL);
+    mongoc_collection_t *c = sym_mongoc_client_get_collection(p->client, p->db, coll);
+    mongoc_cursor_t *cur = sym_mongoc_collection_find_with_opts(c, filter, opts, NULL);
     const bson_t *doc;
     bson_error_t e;
     int rc = 0;
 
-    while (rc == 0 && mongoc_cursor_next(cur, &doc))
+    while (rc == 0 && sym_mongoc_cursor_next(cur, &doc))
         rc = cb(arg, doc);
-    if (rc == 0 && mongoc_cursor_error(cur, &e))
+    if (rc == 0 && sym_mongoc_cursor_error(cur, &e))
         rc = fail(p, &e, err, "find", coll);
-    mongoc_cursor_destroy(cur);
-    mongoc_collection_destroy(c);
+    sym_mongoc_cursor_destroy(cur);
+    sym_mongoc_collection_destroy(c);
     return rc;
 }
 
@@ -364,7 +365,7 @@ int periods_check(struct periods *p,
 {
     const struct cfg_snapshots *m = p->map;
     struct checker c = {p, cb, arg, first, 0};
-    mongoc_database_t *db = mongoc_client_get_database(p->client, p->db);
+    mongoc_database_t *db = sym_mongoc_client_get_database(p->client, p->db);
     bson_type_t key_type = BSON_TYPE_EOD, inv_type = BSON_TYPE_EOD, ts_type = BSON_TYPE_EOD;
     char *key_shown = NULL, *inv_shown = NULL, *ts_shown = NULL;
     char **names;
@@ -372,8 +373,8 @@ int periods_check(struct periods *p,
     struct cst_err err;
     int rc, have[3];
 
-    names = mongoc_database_get_collection_names_with_opts(db, NULL, &e);
-    mongoc_database_destroy(db);
+    names = sym_mongoc_database_get_collection_names_with_opts(db, NULL, &e);
+    sym_mongoc_database_destroy(db);
     if (names == NULL) {
         mongo_conn_fail(p->conn, &e, &err, "MongoDB listCollections on %s", p->db);
         report(&c, "periods_collection", 0, "%s", err.msg);

@@ -28,6 +28,7 @@
 #include "agent/manifest.h"
 #include "agent/mongo_archive.h"
 #include "agent/mongo_conn.h"
+#include "agent/mongoc_lib.h"
 #include "agent/restore_test_int.h"
 #include "common/util.h"
 
@@ -119,7 +120,7 @@ static void flush_bulk(struct loader *l)
     bson_t reply;
 
     if (l->bulk && l->in_bulk) {
-        if (!mongoc_bulk_operation_execute(l->bulk, &reply, &error)) {
+        if (!sym_mongoc_bulk_operation_execute(l->bulk, &reply, &error)) {
             struct cst_err err;
 
             mongo_conn_fail(l->conn, &error, &err, "loading into the scratch database");
@@ -128,9 +129,9 @@ static void flush_bulk(struct loader *l)
         bson_destroy(&reply);
     }
     if (l->bulk)
-        mongoc_bulk_operation_destroy(l->bulk);
+        sym_mongoc_bulk_operation_destroy(l->bulk);
     if (l->coll)
-        mongoc_collection_destroy(l->coll);
+        sym_mongoc_collection_destroy(l->coll);
     free(l->bulk_db);
     free(l->bulk_coll);
     l->bulk_db = l->bulk_coll = NULL;
@@ -141,11 +142,11 @@ static void flush_bulk(struct loader *l)
 
 static int drop_db(struct loader *l, const char *name, struct cst_err *err)
 {
-    mongoc_database_t *db = mongoc_client_get_database(mongo_conn_client(l->conn), name);
+    mongoc_database_t *db = sym_mongoc_client_get_database(mongo_conn_client(l->conn), name);
     bson_error_t error;
-    int ok = mongoc_database_drop_with_opts(db, NULL, &error);
+    int ok = sym_mongoc_database_drop_with_opts(db, NULL, &error);
 
-    mongoc_database_destroy(db);
+    sym_mongoc_database_destroy(db);
     /* Dropping a database that does not exist is no error (MongoDB says ok). */
     if (!ok)
         return mongo_conn_fail(l->conn, &error, err, "dropping the scratch database %s", name);
@@ -206,14 +207,14 @@ static void load_doc(struct loader *l, const char *db, const char *coll, const b
         if ((scratch = scratch_of(l, db)) == NULL)
             return;
         BSON_APPEND_BOOL(&opts, "ordered", true);
-        l->coll = mongoc_client_get_collection(mongo_conn_client(l->conn), scratch, coll);
-        l->bulk = mongoc_collection_create_bulk_operation_with_opts(l->coll, &opts);
+        l->coll = sym_mongoc_client_get_collection(mongo_conn_client(l->conn), scratch, coll);
+        l->bulk = sym_mongoc_collection_create_bulk_operation_with_opts(l->coll, &opts);
         l->bulk_db = util_xstrdup(db);
         l->bulk_coll = util_xstrdup(coll);
         bson_destroy(&opts);
         free(scratch);
     }
-    if (!mongoc_bulk_operation_insert_with_opts(l->bulk, doc, NULL, &error)) {
+    if (!sym_mongoc_bulk_operation_insert_with_opts(l->bulk, doc, NULL, &error)) {
         struct cst_err err;
 
         mongo_conn_fail(l->conn, &error, &err, "loading %s.%s", db, coll);
@@ -267,14 +268,14 @@ static ssize_t fd_read(void *arg, void *buf, size_t len)
 static int64_t count_in(struct loader *l, const char *db, const char *coll, struct cst_err *err)
 {
     char *scratch = util_printf("%s" SCRATCH_SUFFIX, db);
-    mongoc_database_t *sdb = mongoc_client_get_database(mongo_conn_client(l->conn), scratch);
+    mongoc_database_t *sdb = sym_mongoc_client_get_database(mongo_conn_client(l->conn), scratch);
     bson_t cmd = BSON_INITIALIZER, reply;
     bson_error_t error;
     bson_iter_t it;
     int64_t n = -1;
 
     BSON_APPEND_UTF8(&cmd, "count", coll);
-    if (!mongoc_database_command_simple(sdb, &cmd, NULL, &reply, &error))
+    if (!sym_mongoc_database_command_simple(sdb, &cmd, NULL, &reply, &error))
         mongo_conn_fail(l->conn, &error, err, "counting %s.%s", scratch, coll);
     else if (bson_iter_init_find(&it, &reply, "n") && BSON_ITER_HOLDS_NUMBER(&it))
         n = bson_iter_as_int64(&it);
@@ -282,7 +283,7 @@ static int64_t count_in(struct loader *l, const char *db, const char *coll, stru
         cst_err_set(err, "counting %s.%s: the server's answer has no count", scratch, coll);
     bson_destroy(&reply);
     bson_destroy(&cmd);
-    mongoc_database_destroy(sdb);
+    sym_mongoc_database_destroy(sdb);
     free(scratch);
     return n;
 }
@@ -294,7 +295,7 @@ static int compare_sample(struct loader *l, const struct ns_check *n, const bson
 {
     char *scratch = util_printf("%s" SCRATCH_SUFFIX, n->db);
     mongoc_collection_t *coll =
-        mongoc_client_get_collection(mongo_conn_client(l->conn), scratch, n->coll);
+        sym_mongoc_client_get_collection(mongo_conn_client(l->conn), scratch, n->coll);
     bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
     const bson_t *got;
     mongoc_cursor_t *cursor;
@@ -309,8 +310,8 @@ static int compare_sample(struct loader *l, const struct ns_check *n, const bson
     }
     bson_append_iter(&filter, "_id", -1, &id);
     BSON_APPEND_INT64(&opts, "limit", 1);
-    cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
-    if (mongoc_cursor_next(cursor, &got)) {
+    cursor = sym_mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    if (sym_mongoc_cursor_next(cursor, &got)) {
         rc = got->len == sample->len &&
              memcmp(bson_get_data(got), bson_get_data(sample), sample->len) == 0;
         if (!rc) {
@@ -324,18 +325,18 @@ static int compare_sample(struct loader *l, const struct ns_check *n, const bson
                         "for byte the dump's (%u bytes, the dump's %u; they differ from byte %u)",
                         n->db, n->coll, got->len, sample->len, at);
         }
-    } else if (mongoc_cursor_error(cursor, &error)) {
+    } else if (sym_mongoc_cursor_error(cursor, &error)) {
         rc = mongo_conn_fail(l->conn, &error, err, "reading %s.%s back", scratch, n->coll);
     } else {
         rc = 0;
         cst_err_set(err, "a document of %s.%s is missing from the scratch database", n->db,
                     n->coll);
     }
-    mongoc_cursor_destroy(cursor);
+    sym_mongoc_cursor_destroy(cursor);
 out:
     bson_destroy(&filter);
     bson_destroy(&opts);
-    mongoc_collection_destroy(coll);
+    sym_mongoc_collection_destroy(coll);
     free(scratch);
     return rc;
 }

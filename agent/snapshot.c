@@ -44,10 +44,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/archive_lib.h"
 #include "agent/dests.h"
 #include "agent/drain.h"
 #include "agent/keys.h"
 #include "agent/mongo_conn.h"
+#include "agent/mongoc_lib.h"
 #include "agent/periods.h"
 #include "agent/sched.h"
 #include "agent/snapshot_seal.h"
@@ -377,6 +379,10 @@ static int job_open(struct job *j, struct cli *cli)
                         "%s: billing-cycle snapshots are off: they need [mongodb] uri (and "
                         "[snapshots] enabled = yes)",
                         cli->config_path);
+    /* Both libraries are needed by every job: loaded before anything is opened or recorded,
+     * so that a missing one fails the command without a job record. */
+    if (mongoc_lib_load(&err) < 0 || archive_lib_load(&err) < 0)
+        return cli_fail(EXIT_FAILED, "%s", err.msg);
     if (sodium_init() < 0)
         return cli_fail(EXIT_FAILED, "libsodium failed to initialise");
     if (keys_load_public(j->cfg->public_key, j->public_key, &err) < 0)

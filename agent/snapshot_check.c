@@ -25,6 +25,7 @@
 
 #include <bson/bson.h>
 
+#include "agent/archive_lib.h"
 #include "agent/dests.h"
 #include "agent/keys.h"
 #include "agent/snapshot.h"
@@ -678,6 +679,12 @@ int snapshot_verify(struct cli *cli, const char *label, const char *date, const 
         if (v.sk == NULL ||
             keys_load_secret(cli->cfg->secret_key, "backup-secret-key", v.sk, 32, &err) < 0) {
             rc = cli_fail(EXIT_USAGE, "%s", v.sk ? err.msg : "out of memory");
+            goto out;
+        }
+        /* The members are read with libarchive: a missing library fails here, not as a
+         * failed copy in the audit log. */
+        if (archive_lib_load(&err) < 0) {
+            rc = cli_fail(EXIT_FAILED, "%s", err.msg);
             goto out;
         }
     }

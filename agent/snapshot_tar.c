@@ -36,6 +36,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent/archive_lib.h"
 #include "common/util.h"
 
 #define TAR_BUF (1 << 20)
@@ -190,7 +191,7 @@ static la_ssize_t write_cb(struct archive *a, void *client, const void *buf, siz
 
     if (t->sink(t->arg, buf, len) < 0) {
         t->sink_failed = 1;
-        archive_set_error(a, EIO, "the package could not be written on");
+        sym_archive_set_error(a, EIO, "the package could not be written on");
         return -1;
     }
     return (la_ssize_t)len;
@@ -198,16 +199,20 @@ static la_ssize_t write_cb(struct archive *a, void *client, const void *buf, siz
 
 static int la_fail(struct archive *a, struct cst_err *err, const char *what)
 {
-    const char *msg = archive_error_string(a);
+    const char *msg = sym_archive_error_string(a);
 
     return cst_err_set(err, "%s: %s", what, msg ? msg : "libarchive failed");
 }
 
 struct tar_writer *tar_writer_new(tar_sink_fn sink, void *arg, struct cst_err *err)
 {
-    struct tar_writer *t = util_xcalloc(1, sizeof(*t));
+    struct tar_writer *t;
     char level[16];
 
+    /* Every libarchive call goes through a writer or tar_each: loading there covers them all. */
+    if (archive_lib_load(err) < 0)
+        return NULL;
+    t = util_xcalloc(1, sizeof(*t));
     t->sink = sink;
     t->arg = arg;
     t->utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
@@ -240,15 +245,16 @@ struct tar_writer *tar_writer_new(tar_sink_fn sink, void *arg, struct cst_err *e
         t->hasher_started = 1;
     }
     enter(t->utf8, &t->saved);
-    t->a = archive_write_new();
+    t->a = sym_archive_write_new();
     snprintf(level, sizeof(level), "%d", SNAPSHOT_TAR_ZSTD_LEVEL);
-    if (t->a == NULL || archive_write_add_filter_zstd(t->a) != ARCHIVE_OK ||
-        archive_write_set_filter_option(t->a, "zstd", "compression-level", level) != ARCHIVE_OK ||
-        archive_write_set_format_pax_restricted(t->a) != ARCHIVE_OK ||
-        archive_write_set_options(t->a, "hdrcharset=UTF-8") != ARCHIVE_OK ||
-        archive_write_set_bytes_per_block(t->a, 0) != ARCHIVE_OK ||
-        archive_write_set_bytes_in_last_block(t->a, 1) != ARCHIVE_OK ||
-        archive_write_open(t->a, t, NULL, write_cb, NULL) != ARCHIVE_OK) {
+    if (t->a == NULL || sym_archive_write_add_filter_zstd(t->a) != ARCHIVE_OK ||
+        sym_archive_write_set_filter_option(t->a, "zstd", "compression-level", level) !=
+            ARCHIVE_OK ||
+        sym_archive_write_set_format_pax_restricted(t->a) != ARCHIVE_OK ||
+        sym_archive_write_set_options(t->a, "hdrcharset=UTF-8") != ARCHIVE_OK ||
+        sym_archive_write_set_bytes_per_block(t->a, 0) != ARCHIVE_OK ||
+        sym_archive_write_set_bytes_in_last_block(t->a, 1) != ARCHIVE_OK ||
+        sym_archive_write_open(t->a, t, NULL, write_cb, NULL) != ARCHIVE_OK) {
         if (t->a)
             la_fail(t->a, err, "cannot start the package (tar + zstd)");
         else
@@ -264,16 +270,16 @@ struct tar_writer *tar_writer_new(tar_sink_fn sink, void *arg, struct cst_err *e
 static int header(struct tar_writer *t, const char *name, uint64_t size, int64_t mtime,
                   struct cst_err *err)
 {
-    struct archive_entry *e = archive_entry_new();
+    struct archive_entry *e = sym_archive_entry_new();
     int rc;
 
-    archive_entry_set_pathname_utf8(e, name);
-    archive_entry_set_size(e, (la_int64_t)size);
-    archive_entry_set_filetype(e, AE_IFREG);
-    archive_entry_set_perm(e, 0644);
-    archive_entry_set_mtime(e, (time_t)mtime, 0);
-    rc = archive_write_header(t->a, e);
-    archive_entry_free(e);
+    sym_archive_entry_set_pathname_utf8(e, name);
+    sym_archive_entry_set_size(e, (la_int64_t)size);
+    sym_archive_entry_set_filetype(e, AE_IFREG);
+    sym_archive_entry_set_perm(e, 0644);
+    sym_archive_entry_set_mtime(e, (time_t)mtime, 0);
+    rc = sym_archive_write_header(t->a, e);
+    sym_archive_entry_free(e);
     if (rc != ARCHIVE_OK) {
         char what[512];
 
@@ -287,7 +293,7 @@ static int data(struct tar_writer *t, const char *name, const void *buf, size_t 
                 struct cst_err *err)
 {
     while (len > 0) {
-        la_ssize_t n = archive_write_data(t->a, buf, len);
+        la_ssize_t n = sym_archive_write_data(t->a, buf, len);
 
         if (n <= 0) {
             char what[512];
@@ -310,7 +316,7 @@ int tar_add_mem(struct tar_writer *t, const char *name, const void *buf, size_t 
     rc = header(t, name, len, mtime, err);
     if (rc == 0)
         rc = data(t, name, buf, len, err);
-    if (rc == 0 && archive_write_finish_entry(t->a) != ARCHIVE_OK)
+    if (rc == 0 && sym_archive_write_finish_entry(t->a) != ARCHIVE_OK)
         rc = la_fail(t->a, err, "cannot finish a package member");
     leave(t->saved);
     if (rc == 0 && sha) {
@@ -364,7 +370,7 @@ int tar_add_fd_hashed(struct tar_writer *t, const char *name, int fd, uint64_t s
     pthread_mutex_lock(&t->mu);
     t->members_given++;
     pthread_mutex_unlock(&t->mu);
-    if (rc == 0 && archive_write_finish_entry(t->a) != ARCHIVE_OK)
+    if (rc == 0 && sym_archive_write_finish_entry(t->a) != ARCHIVE_OK)
         rc = la_fail(t->a, err, "cannot finish a package member");
     leave(t->saved);
     return rc;
@@ -407,7 +413,7 @@ int tar_writer_finish(struct tar_writer *t, struct cst_err *err)
     int rc = 0;
 
     enter(t->utf8, &t->saved);
-    if (archive_write_close(t->a) != ARCHIVE_OK)
+    if (sym_archive_write_close(t->a) != ARCHIVE_OK)
         rc = la_fail(t->a, err, "cannot finish the package");
     leave(t->saved);
     return rc;
@@ -421,7 +427,7 @@ void tar_writer_free(struct tar_writer *t)
         locale_t saved;
 
         enter(t->utf8, &saved);
-        archive_write_free(t->a); /* closes first if still open */
+        sym_archive_write_free(t->a); /* closes first if still open */
         leave(saved);
     }
     hasher_stop(t);
@@ -445,7 +451,7 @@ struct tar_member {
 
 ssize_t tar_member_read(struct tar_member *m, void *buf, size_t len, struct cst_err *err)
 {
-    la_ssize_t n = archive_read_data(m->a, buf, len);
+    la_ssize_t n = sym_archive_read_data(m->a, buf, len);
 
     if (n < 0) {
         char what[512];
@@ -478,28 +484,31 @@ static int safe_name(const char *name)
 int tar_each(int fd, int (*cb)(void *arg, const char *name, uint64_t size, struct tar_member *m),
              void *arg, struct cst_err *err)
 {
-    locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0), saved;
+    locale_t utf8, saved;
     struct archive *a;
     struct archive_entry *e;
     int rc = 0, r;
 
+    if (archive_lib_load(err) < 0)
+        return -1;
+    utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
     if (utf8 == (locale_t)0)
         return cst_err_set(err, "the C.UTF-8 locale is not available (libc-bin)");
     enter(utf8, &saved);
-    a = archive_read_new();
-    if (a == NULL || archive_read_support_filter_zstd(a) != ARCHIVE_OK ||
-        archive_read_support_format_tar(a) != ARCHIVE_OK ||
-        archive_read_open_fd(a, fd, TAR_BUF) != ARCHIVE_OK) {
+    a = sym_archive_read_new();
+    if (a == NULL || sym_archive_read_support_filter_zstd(a) != ARCHIVE_OK ||
+        sym_archive_read_support_format_tar(a) != ARCHIVE_OK ||
+        sym_archive_read_open_fd(a, fd, TAR_BUF) != ARCHIVE_OK) {
         rc = a ? la_fail(a, err, "cannot open the package (tar + zstd)")
                : cst_err_set(err, "out of memory");
         goto out;
     }
-    while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-        const char *name = archive_entry_pathname_utf8(e);
+    while ((r = sym_archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+        const char *name = sym_archive_entry_pathname_utf8(e);
         struct tar_member m;
 
         if (name == NULL)
-            name = archive_entry_pathname(e);
+            name = sym_archive_entry_pathname(e);
         if (name == NULL || !safe_name(name)) {
             rc = cst_err_set(err,
                              "the package holds a member named %s, which is not a safe "
@@ -507,13 +516,13 @@ int tar_each(int fd, int (*cb)(void *arg, const char *name, uint64_t size, struc
                              name ? name : "(unreadable)");
             goto out;
         }
-        if (archive_entry_filetype(e) != AE_IFREG) {
+        if (sym_archive_entry_filetype(e) != AE_IFREG) {
             rc = cst_err_set(err, "the package member %s is not a regular file", name);
             goto out;
         }
         m.a = a;
         m.name = name;
-        rc = cb(arg, name, (uint64_t)archive_entry_size(e), &m);
+        rc = cb(arg, name, (uint64_t)sym_archive_entry_size(e), &m);
         if (rc != 0)
             goto out;
     }
@@ -521,7 +530,7 @@ int tar_each(int fd, int (*cb)(void *arg, const char *name, uint64_t size, struc
         rc = la_fail(a, err, "the package is damaged");
 out:
     if (a)
-        archive_read_free(a);
+        sym_archive_read_free(a);
     leave(saved);
     freelocale(utf8);
     return rc;
