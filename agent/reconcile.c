@@ -513,6 +513,7 @@ static void *helper_main(void *arg)
 
     /* Runs at its creator's priority: a new thread inherits its nice value and I/O
      * class, so the rescan thread's background priority holds for both walkers. */
+    (void)pthread_setname_np(pthread_self(), "cst-scan");
     pthread_mutex_lock(&h->sh->mu);
     h->sh->helper_started = 1;
     pthread_cond_broadcast(&h->sh->cond);

@@ -166,6 +166,7 @@ static void *thread_main(void *arg)
     struct rescan *r = arg;
 
     prio_background_thread();
+    (void)pthread_setname_np(pthread_self(), "cst-scan");
     pthread_mutex_lock(&r->mu);
     for (;;) {
         struct request *q;
