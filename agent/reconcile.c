@@ -540,6 +540,7 @@ static int walk_parallel(struct walk *w, int fd, const char *helper_catalog)
         log_warn("rescan: one walker only (%s)", herr.msg);
         return walk_dir(w, fd);
     }
+    catalog_set_cache_kib(h.cat, RECONCILE_CACHE_KIB);
     h.counts = &hc;
     h.err = &herr;
     h.path = NULL;

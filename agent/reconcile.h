@@ -20,6 +20,12 @@
 
 #include "catalog/catalog.h"
 
+/* The page cache a walk's connection needs: a walk reads each page about once, in order,
+ * so a small cache reads no more than SQLite's default 2 MiB one, and leaves less in a
+ * thread's malloc arena afterwards (glibc does not give back the top of a thread's
+ * arena on malloc_trim). */
+#define RECONCILE_CACHE_KIB 256
+
 struct reconcile_counts {
     int64_t seen, queued, tombstoned, unprotected;
     int64_t folders, helper_folders; /* folders walked; of them, by the second walker */

@@ -130,8 +130,8 @@ static void walk_one(struct rescan *r, struct request *q)
     int idle;
 
     done->is_done = 1;
-    if (r->cat == NULL)
-        r->cat = catalog_open_readonly(r->p.catalog_path, &err);
+    if (r->cat == NULL && (r->cat = catalog_open_readonly(r->p.catalog_path, &err)) != NULL)
+        catalog_set_cache_kib(r->cat, RECONCILE_CACHE_KIB);
     if (r->cat == NULL) {
         done->rc = -1;
     } else {
