@@ -20,8 +20,9 @@
 #include "watcher/watcher.h"
 
 #define TX_CHANGES 256
-/* Names of one folder held at once by the walk (about 100 bytes each with the catalog's
- * rows): a larger folder is walked streaming, at the old per-file pace. The e2e tests
+/* Names of one folder held at once by a walker (about 100 bytes each with the catalog's
+ * rows; a parallel walk has two walkers, so twice that at most): a larger folder is
+ * walked streaming, at the old per-file pace. The e2e tests
  * lower it with CUSTODIAN_TEST_MAX_LISTED to walk both ways over a few files. */
 #define MAX_LISTED 65536
 
