@@ -410,8 +410,10 @@ static void on_rescan_done(void *arg, const char *root, const char *why, uint64_
     } else if (rc == 0) {
         unprotected_prune(a, root, walk);
         if (c->queued || c->tombstoned || strcmp(why, "folder") != 0)
-            log_info("rescanned %s (%s): files=%lld queued=%lld deleted=%lld", root, why,
-                     (long long)c->seen, (long long)c->queued, (long long)c->tombstoned);
+            log_info("rescanned %s (%s): files=%lld queued=%lld deleted=%lld folders=%lld "
+                     "helper_folders=%lld",
+                     root, why, (long long)c->seen, (long long)c->queued, (long long)c->tombstoned,
+                     (long long)c->folders, (long long)c->helper_folders);
     }
     if (!a->ready && !rescan_busy(a->rescan))
         agent_ready(a);

@@ -8,7 +8,7 @@
 
 static int cmd_scan_exec(struct cli *cli, int argc, char **argv)
 {
-    struct reconcile_counts c = {0, 0, 0, 0};
+    struct reconcile_counts c = {0};
     struct cst_err err;
     int rc;
 

@@ -28,7 +28,7 @@ static int backlog(struct cli *cli)
 
 int files_drain(struct cli *cli, char **status)
 {
-    struct reconcile_counts c = {0, 0, 0, 0};
+    struct reconcile_counts c = {0};
     struct cst_err err;
     int64_t start = util_mono_ms();
 

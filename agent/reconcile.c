@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,10 +20,24 @@
 #include "watcher/watcher.h"
 
 #define TX_CHANGES 256
-/* Names of one folder held at once by the walk (about 100 bytes each with the catalog's
- * rows): a larger folder is walked streaming, at the old per-file pace. The e2e tests
+/* Names of one folder held at once by a walker (about 100 bytes each with the catalog's
+ * rows; a parallel walk has two walkers, so twice that at most): a larger folder is
+ * walked streaming, at the old per-file pace. The e2e tests
  * lower it with CUSTODIAN_TEST_MAX_LISTED to walk both ways over a few files. */
 #define MAX_LISTED 65536
+
+/* What the two walkers of one parallel walk share. A walker that finds a subfolder while
+ * the other waits hands it over (its open descriptor and path) instead of walking it
+ * itself; the walk ends when neither is walking and nothing waits to be taken. Changes
+ * are handed out under the lock, one at a time, as a single walker does. */
+struct walkers {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int slot_fd; /* a folder waiting for a walker, or -1 */
+    char *slot_path;
+    int idle, busy, finished, helper_started;
+    atomic_int abort; /* a walker failed or was told to stop: the other ends too */
+};
 
 struct walk {
     struct catalog *cat;
@@ -30,12 +46,14 @@ struct walk {
     struct reconcile_counts *counts;
     reconcile_emit_fn emit;
     void *arg;
-    const volatile int *stop;
+    const atomic_int *stop;
     struct cst_err *err;
     /* The path being looked at: the folder, then "/name" while an entry is handled. */
     char *path;
     size_t path_len, path_cap;
     size_t max_listed;
+    struct walkers *sh; /* NULL: walking alone */
+    int rc;             /* a walker's result (parallel walks) */
 };
 
 /* One name of a folder's listing, in names (a buffer per folder). */
@@ -52,9 +70,15 @@ struct listing {
     size_t names_len, names_cap;
 };
 
+static int stopped(const struct walk *w)
+{
+    return (w->stop && atomic_load(w->stop)) || (w->sh && atomic_load(&w->sh->abort));
+}
+
 static int emit(struct walk *w, enum reconcile_kind kind, const char *path, const char *why)
 {
     struct reconcile_change c = {kind, (char *)path, (char *)why};
+    int rc;
 
     if (kind == RECONCILE_QUEUE)
         w->counts->queued++;
@@ -62,7 +86,12 @@ static int emit(struct walk *w, enum reconcile_kind kind, const char *path, cons
         w->counts->tombstoned++;
     else
         w->counts->unprotected++;
-    return w->emit(w->arg, &c);
+    if (w->sh == NULL)
+        return w->emit(w->arg, &c);
+    pthread_mutex_lock(&w->sh->mu);
+    rc = w->emit(w->arg, &c);
+    pthread_mutex_unlock(&w->sh->mu);
+    return rc;
 }
 
 static int64_t mtime_ns(const struct stat *sb)
@@ -151,7 +180,7 @@ static int check_unseen(struct walk *w, int subtree)
     }
     rc = catalog_each_version_at(w->cat, w->path, INT64_MAX, collect_gone, &g, w->err);
     for (size_t i = 0; i < g.n; i++) {
-        if (rc == 0 && w->stop && *w->stop)
+        if (rc == 0 && stopped(w))
             rc = 1;
         if (rc == 0)
             rc = emit(w, RECONCILE_GONE, g.paths[i], NULL);
@@ -224,6 +253,26 @@ static int list_folder(struct walk *w, DIR *d, struct listing *l)
 
 static int walk_dir(struct walk *w, int dfd);
 
+/* Hand the folder w->path (open as fd) to the other walker if it waits for work: 1 if
+ * taken (fd is the other's now), 0 if this walker goes on with it. */
+static int hand_over(struct walk *w, int fd)
+{
+    struct walkers *sh = w->sh;
+    int given = 0;
+
+    if (sh == NULL)
+        return 0;
+    pthread_mutex_lock(&sh->mu);
+    if (sh->idle > 0 && sh->slot_fd < 0) {
+        sh->slot_fd = fd;
+        sh->slot_path = util_xstrdup(w->path);
+        pthread_cond_broadcast(&sh->cond);
+        given = 1;
+    }
+    pthread_mutex_unlock(&sh->mu);
+    return given;
+}
+
 /* The subfolder w->path (name in dfd), which the catalog has live versions below when
  * subtree is set. */
 static int walk_subdir(struct walk *w, int dfd, const char *name, int subtree)
@@ -238,6 +287,8 @@ static int walk_subdir(struct walk *w, int dfd, const char *name, int subtree)
             log_warn("cannot read folder %s: %s", w->path, strerror(errno));
         return subtree ? check_unseen(w, 1) : 0;
     }
+    if (hand_over(w, fd))
+        return 0;
     return walk_dir(w, fd);
 }
 
@@ -293,7 +344,7 @@ static int walk_streaming(struct walk *w, DIR *d)
         struct stat sb;
         size_t old;
 
-        if (w->stop && *w->stop)
+        if (stopped(w))
             return 1;
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
@@ -311,6 +362,7 @@ static int walk_streaming(struct walk *w, DIR *d)
                 DIR *sub = fd < 0 ? NULL : fdopendir(fd);
 
                 if (sub) {
+                    w->counts->folders++;
                     rc = walk_streaming(w, sub);
                     closedir(sub);
                 } else {
@@ -344,6 +396,7 @@ static int walk_dir(struct walk *w, int dfd)
         close(dfd);
         return cst_err_sys(w->err, "cannot read folder %s", w->path);
     }
+    w->counts->folders++;
     /* The names, then the catalog, then each file's stat: a file that changes after its
      * version was read is queued, never missed; one made after the listing is the
      * watcher's (its watch is in place before the walk). */
@@ -369,7 +422,7 @@ static int walk_dir(struct walk *w, int dfd)
         int c;
         size_t old;
 
-        if (w->stop && *w->stop) {
+        if (stopped(w)) {
             rc = 1;
             break;
         }
@@ -396,12 +449,156 @@ static int walk_dir(struct walk *w, int dfd)
     return rc;
 }
 
-int reconcile_walk(struct catalog *cat, const char *root, char *const *excludes, size_t n_excludes,
-                   reconcile_emit_fn emit_fn, void *arg, const volatile int *stop,
-                   struct reconcile_counts *counts, struct cst_err *err)
+/* Point w->path at path (a folder handed over by the other walker). */
+static void path_set(struct walk *w, const char *path)
 {
-    struct walk w = {cat,  excludes, n_excludes, counts, emit_fn, arg,
-                     stop, err,      NULL,       0,      0,       MAX_LISTED};
+    size_t len = strlen(path);
+
+    if (len + 256 > w->path_cap) {
+        w->path_cap = len + 256;
+        w->path = util_xrealloc(w->path, w->path_cap);
+    }
+    memcpy(w->path, path, len + 1);
+    w->path_len = len;
+}
+
+/* One walker of a parallel walk: walks what waits in the slot until neither walker is
+ * walking and nothing waits. Its result is left in w->rc: the first failure (-1) over a
+ * stop (1). */
+static void walker_run(struct walk *w)
+{
+    struct walkers *sh = w->sh;
+
+    pthread_mutex_lock(&sh->mu);
+    for (;;) {
+        if (sh->slot_fd >= 0) {
+            int fd = sh->slot_fd, rc;
+            char *path = sh->slot_path;
+
+            sh->slot_fd = -1;
+            sh->slot_path = NULL;
+            sh->busy++;
+            pthread_mutex_unlock(&sh->mu);
+            path_set(w, path);
+            free(path);
+            if (stopped(w)) {
+                close(fd);
+                rc = 1;
+            } else {
+                rc = walk_dir(w, fd);
+            }
+            if (rc != 0) {
+                if (w->rc == 0 || rc < 0)
+                    w->rc = w->rc < 0 ? w->rc : rc;
+                atomic_store(&sh->abort, 1);
+            }
+            pthread_mutex_lock(&sh->mu);
+            sh->busy--;
+            continue;
+        }
+        if (sh->finished || sh->busy == 0) {
+            sh->finished = 1;
+            pthread_cond_broadcast(&sh->cond);
+            break;
+        }
+        sh->idle++;
+        pthread_cond_wait(&sh->cond, &sh->mu);
+        sh->idle--;
+    }
+    pthread_mutex_unlock(&sh->mu);
+}
+
+static void *helper_main(void *arg)
+{
+    struct walk *h = arg;
+
+    /* Runs at its creator's priority: a new thread inherits its nice value and I/O
+     * class, so the rescan thread's background priority holds for both walkers. */
+    (void)pthread_setname_np(pthread_self(), "cst-scan");
+    pthread_mutex_lock(&h->sh->mu);
+    h->sh->helper_started = 1;
+    pthread_cond_broadcast(&h->sh->cond);
+    pthread_mutex_unlock(&h->sh->mu);
+    walker_run(h);
+    return NULL;
+}
+
+/* The walk of the folder open as fd (w->path) by two walkers: this thread and a helper
+ * with its own read-only connection to helper_catalog. A start-up scan is CPU-bound
+ * (a stat and a catalog row per file), so the second core halves it. Falls back to one
+ * walker if the helper cannot be had. */
+static int walk_parallel(struct walk *w, int fd, const char *helper_catalog)
+{
+    struct walkers sh = {.slot_fd = fd};
+    struct reconcile_counts hc = {0};
+    struct cst_err herr = {{0}};
+    struct walk h = *w;
+    pthread_t t;
+    int rc;
+
+    h.cat = catalog_open_readonly(helper_catalog, &herr);
+    if (h.cat == NULL) {
+        log_warn("rescan: one walker only (%s)", herr.msg);
+        return walk_dir(w, fd);
+    }
+    catalog_set_cache_kib(h.cat, RECONCILE_CACHE_KIB);
+    h.counts = &hc;
+    h.err = &herr;
+    h.path = NULL;
+    h.path_len = h.path_cap = 0;
+    h.sh = w->sh = &sh;
+    h.rc = w->rc = 0;
+    sh.slot_path = util_xstrdup(w->path);
+    atomic_init(&sh.abort, 0);
+    pthread_mutex_init(&sh.mu, NULL);
+    pthread_cond_init(&sh.cond, NULL);
+    if (pthread_create(&t, NULL, helper_main, &h) != 0) {
+        log_warn("rescan: one walker only (cannot start a thread)");
+        w->sh = NULL;
+        free(sh.slot_path);
+        catalog_close(h.cat);
+        pthread_mutex_destroy(&sh.mu);
+        pthread_cond_destroy(&sh.cond);
+        return walk_dir(w, fd);
+    }
+    /* Both walkers from the first folder on: the first subfolder already has a taker. */
+    pthread_mutex_lock(&sh.mu);
+    while (!sh.helper_started)
+        pthread_cond_wait(&sh.cond, &sh.mu);
+    pthread_mutex_unlock(&sh.mu);
+    walker_run(w);
+    pthread_join(t, NULL);
+    w->counts->seen += hc.seen;
+    w->counts->queued += hc.queued;
+    w->counts->tombstoned += hc.tombstoned;
+    w->counts->unprotected += hc.unprotected;
+    w->counts->folders += hc.folders;
+    w->counts->helper_folders += hc.folders;
+    if (w->rc < 0) {
+        rc = w->rc;
+    } else if (h.rc < 0) {
+        *w->err = herr;
+        rc = h.rc;
+    } else {
+        rc = w->rc ? w->rc : h.rc;
+    }
+    if (sh.slot_fd >= 0) /* cannot be: the last walker out takes it; but never leak it */
+        close(sh.slot_fd);
+    free(sh.slot_path);
+    free(h.path);
+    catalog_close(h.cat);
+    pthread_mutex_destroy(&sh.mu);
+    pthread_cond_destroy(&sh.cond);
+    w->sh = NULL;
+    return rc;
+}
+
+int reconcile_walk(struct catalog *cat, const char *helper_catalog, const char *root,
+                   char *const *excludes, size_t n_excludes, reconcile_emit_fn emit_fn, void *arg,
+                   const atomic_int *stop, struct reconcile_counts *counts, struct cst_err *err)
+{
+    struct walk w = {cat, excludes, n_excludes, counts, emit_fn,    arg,  stop,
+                     err, NULL,     0,          0,      MAX_LISTED, NULL, 0};
     const char *test_max = getenv("CUSTODIAN_TEST_MAX_LISTED");
     struct stat sb;
     int rc, fd;
@@ -428,6 +625,8 @@ int reconcile_walk(struct catalog *cat, const char *root, char *const *excludes,
             log_warn("cannot read folder %s: %s", w.path, strerror(errno));
             rc = check_unseen(&w, 1);
         }
+    } else if (helper_catalog) {
+        rc = walk_parallel(&w, fd, helper_catalog);
     } else {
         rc = walk_dir(&w, fd);
     }
@@ -512,7 +711,7 @@ int reconcile_tree(struct catalog *cat, const char *root, char *const *excludes,
 
     b->cat = cat;
     b->err = err;
-    rc = reconcile_walk(cat, root, excludes, n_excludes, batch_add, b, NULL, counts, err);
+    rc = reconcile_walk(cat, NULL, root, excludes, n_excludes, batch_add, b, NULL, counts, err);
     if (rc == 0 && b->n > 0)
         rc = write_batch(b);
     for (size_t i = 0; i < b->n; i++)

@@ -14,13 +14,21 @@
 #ifndef CST_RECONCILE_H
 #define CST_RECONCILE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "catalog/catalog.h"
 
+/* The page cache a walk's connection needs: a walk reads each page about once, in order,
+ * so a small cache reads no more than SQLite's default 2 MiB one, and leaves less in a
+ * thread's malloc arena afterwards (glibc does not give back the top of a thread's
+ * arena on malloc_trim). */
+#define RECONCILE_CACHE_KIB 256
+
 struct reconcile_counts {
     int64_t seen, queued, tombstoned, unprotected;
+    int64_t folders, helper_folders; /* folders walked; of them, by the second walker */
 };
 
 enum reconcile_kind {
@@ -38,11 +46,13 @@ struct reconcile_change {
 /* Called for each change found; returning non-zero stops the walk. */
 typedef int (*reconcile_emit_fn)(void *arg, const struct reconcile_change *c);
 
-/* Walk root against cat (reads only) and emit every change. stop, if not NULL, is
- * polled: when it becomes non-zero the walk ends early (returns 1). */
-int reconcile_walk(struct catalog *cat, const char *root, char *const *excludes, size_t n_excludes,
-                   reconcile_emit_fn emit, void *arg, const volatile int *stop,
-                   struct reconcile_counts *counts, struct cst_err *err);
+/* Walk root against cat (reads only) and emit every change. With helper_catalog (the
+ * catalog's path), a second thread with its own read-only connection walks beside the
+ * caller; emit is then called from either thread, one call at a time. stop, if not
+ * NULL, is polled: when it becomes non-zero the walk ends early (returns 1). */
+int reconcile_walk(struct catalog *cat, const char *helper_catalog, const char *root,
+                   char *const *excludes, size_t n_excludes, reconcile_emit_fn emit, void *arg,
+                   const atomic_int *stop, struct reconcile_counts *counts, struct cst_err *err);
 /* Write one change, inside the caller's transaction. A path reported gone that is
  * there again is left alone. RECONCILE_UNPROTECTED writes nothing. */
 int reconcile_apply(struct catalog *cat, const struct reconcile_change *c, int64_t now,

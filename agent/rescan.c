@@ -8,6 +8,7 @@
 #include "rescan.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,7 @@ struct rescan {
     struct request *requests;
     struct message *out_head, *out_tail;
     size_t out_count;
-    volatile int stop;
+    atomic_int stop;     /* read by the walk without the lock */
     uint64_t walks_done; /* walks whose end the loop has seen */
     ev_async wake;
     uint64_t walks; /* walks started (counted under mu) */
@@ -129,15 +130,15 @@ static void walk_one(struct rescan *r, struct request *q)
     int idle;
 
     done->is_done = 1;
-    if (r->cat == NULL)
-        r->cat = catalog_open_readonly(r->p.catalog_path, &err);
+    if (r->cat == NULL && (r->cat = catalog_open_readonly(r->p.catalog_path, &err)) != NULL)
+        catalog_set_cache_kib(r->cat, RECONCILE_CACHE_KIB);
     if (r->cat == NULL) {
         done->rc = -1;
     } else {
         r->root = q->root;
         r->why = q->why;
-        done->rc = reconcile_walk(r->cat, q->root, r->p.excludes, r->p.n_excludes, on_change, r,
-                                  &r->stop, &done->counts, &err);
+        done->rc = reconcile_walk(r->cat, r->p.catalog_path, q->root, r->p.excludes,
+                                  r->p.n_excludes, on_change, r, &r->stop, &done->counts, &err);
         if (r->batch) {
             if (done->rc == 0 && post(r, r->batch) != 0)
                 done->rc = 1;
@@ -165,6 +166,7 @@ static void *thread_main(void *arg)
     struct rescan *r = arg;
 
     prio_background_thread();
+    (void)pthread_setname_np(pthread_self(), "cst-scan");
     pthread_mutex_lock(&r->mu);
     for (;;) {
         struct request *q;

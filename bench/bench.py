@@ -2265,6 +2265,7 @@ def run_small(args, binary, work, n, timeout, skip_tools, perf_path=None):
             probe.stop()
             time.sleep(3.0)  # idle: nothing changed, nothing to ship
             idle_kb = proc_status_kb(agent.proc.pid, "VmRSS")
+            idle_anon_kb = proc_status_kb(agent.proc.pid, "RssAnon")
             queued = agent.db.execute("SELECT count(*) FROM queue").fetchone()[0]
         finally:
             probe.stop()
@@ -2285,8 +2286,10 @@ def run_small(args, binary, work, n, timeout, skip_tools, perf_path=None):
             "status_p99_ms": round(percentile(answered, 99), 1) if answered else None,
         }
         res["idle_rss_mb"] = round(idle_kb / 1024.0, 1) if idle_kb else None
+        res["idle_anon_mb"] = round(idle_anon_kb / 1024.0, 1) if idle_anon_kb else None
         log(f"small files: start-up scan {scan_s:.2f} s (find {min(find_s):.2f} s), status "
-            f"max {res['startup_scan']['status_max_ms']} ms; idle RSS {res['idle_rss_mb']} MiB")
+            f"max {res['startup_scan']['status_max_ms']} ms; idle RSS {res['idle_rss_mb']} MiB "
+            f"(anonymous {res['idle_anon_mb']})")
     finally:
         os.rename(watched, os.path.join(staging, "small"))
     if not skip_tools:

@@ -91,6 +91,14 @@ static int exec(struct catalog *cat, const char *sql, struct cst_err *err)
     return 0;
 }
 
+void catalog_set_cache_kib(struct catalog *cat, int kib)
+{
+    char sql[48];
+
+    snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%d", kib);
+    (void)sqlite3_exec(cat->db, sql, NULL, NULL, NULL); /* a bound, not a need */
+}
+
 int catalog_user_version(struct catalog *cat)
 {
     sqlite3_stmt *st;

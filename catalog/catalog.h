@@ -60,6 +60,8 @@ void catalog_close(struct catalog *cat);
  * when needed): for an agent with nothing to do. */
 void catalog_release_memory(struct catalog *cat);
 int catalog_user_version(struct catalog *cat);
+/* The page cache's bound, in KiB (SQLite's default is 2,000). */
+void catalog_set_cache_kib(struct catalog *cat, int kib);
 /* WAL pages between checkpoints (SQLite's default is 1000): see catalog_open. */
 #define CATALOG_WAL_CHECKPOINT_PAGES 8000
 /* For a long-lived writer (the agent): WAL checkpoints on a thread of its own, through a

@@ -1037,6 +1037,28 @@ static int root_ready(struct store *st, int allow_mark, struct store_err *e)
     pthread_mutex_unlock(&st->lock);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
+    /* No marker: decided one batch at a time, with the root and the marker read again.
+     * Another batch may be marking the folder right now, and while it writes the marker
+     * the folder holds its temporary file, unmarked: seen from here without the lock,
+     * that was "not empty and carries no marker", a configuration error and a minute's
+     * wait on a new install's first files. */
+    pthread_mutex_lock(&st->mark_lock);
+    root = st->drv->root(d, e);
+    rc = root < 0 ? -1 : marker_check(st, e);
+    if (rc == 0 && root == STORE_ROOT_MISSING)
+        rc = store_fail(e, DEST_ERR_TRANSIENT,
+                        "destination %s: %s does not exist (not mounted?): copies wait, and "
+                        "nothing is created there",
+                        d->name, st->where);
+    if (rc != 0) {
+        pthread_mutex_unlock(&st->mark_lock);
+        if (rc == 1) {
+            pthread_mutex_lock(&st->lock);
+            st->seen_marker = 1;
+            pthread_mutex_unlock(&st->lock);
+        }
+        return rc < 0 ? -1 : 0;
+    }
     pthread_mutex_lock(&st->lock);
     known = st->usage_known;
     /* Marked once in this process's life and now without a marker: the folder was
@@ -1054,22 +1076,15 @@ static int root_ready(struct store *st, int allow_mark, struct store_err *e)
         if (there < 0)
             goto out;
         if (!recorded || there == 1) {
-            /* One marker at a time; a second batch may have marked it meanwhile. */
-            pthread_mutex_lock(&st->mark_lock);
-            rc = marker_check(st, e);
+            rc = marker_write(st, e);
             if (rc == 0) {
-                rc = marker_write(st, e);
-                if (rc == 0) {
-                    pthread_mutex_lock(&st->lock);
-                    st->seen_marker = 1;
-                    pthread_mutex_unlock(&st->lock);
-                }
-                if (rc == 0)
-                    log_info("%s destination %s dest=%s",
-                             recorded ? "marked (it holds recorded copies)" : "marked (first use)",
-                             st->where, d->name);
+                pthread_mutex_lock(&st->lock);
+                st->seen_marker = 1;
+                pthread_mutex_unlock(&st->lock);
+                log_info("%s destination %s dest=%s",
+                         recorded ? "marked (it holds recorded copies)" : "marked (first use)",
+                         st->where, d->name);
             }
-            pthread_mutex_unlock(&st->mark_lock);
             rc = rc < 0 ? -1 : 0;
             goto out;
         }
@@ -1097,6 +1112,7 @@ static int root_ready(struct store *st, int allow_mark, struct store_err *e)
                    "is written there",
                    d->name, st->where, STORE_MARKER_KEY);
 out:
+    pthread_mutex_unlock(&st->mark_lock);
     free(recorded);
     return rc;
 }

@@ -170,6 +170,47 @@ def test_scan_and_ship_without_the_agent(demo, tmp_path):
     assert b"not everything could be shipped" in p.stderr or b"destination" in p.stderr, p.stderr
 
 
+def test_start_up_scan_walked_by_two_threads_finds_each_change_once(demo):
+    """A start-up scan is walked by two threads that hand each other folders. With a
+    change of every kind in each of 40 folders (two levels deep), made while the agent was
+    stopped, each change is found exactly once whichever thread walked its folder: the
+    log's counts are exact, the second thread walked some of the folders, and the catalog
+    then matches the disk file for file."""
+    top = os.path.join(demo.bug_reports, "many")
+    files = {}
+    for i in range(40):
+        for j in range(10):
+            path = os.path.join(top, f"g{i % 4}", f"f{i:02d}", f"n{j}.json")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            files[path] = write_file(path, os.urandom(600))
+    demo.start_agent()
+    demo.wait_shipped(files)
+    demo.stop_agent()
+    changed, gone = {}, []
+    for i in range(40):
+        folder = os.path.join(top, f"g{i % 4}", f"f{i:02d}")
+        changed[os.path.join(folder, "n0.json")] = write_file(os.path.join(folder, "n0.json"),
+                                                              os.urandom(700))
+        os.unlink(os.path.join(folder, "n1.json"))
+        gone.append(os.path.join(folder, "n1.json"))
+        changed[os.path.join(folder, "new.json")] = write_file(
+            os.path.join(folder, "new.json"), os.urandom(50))
+    demo.start_agent()
+    log = demo.log_text().split("agent started")[-2]
+    line = next(x for x in log.splitlines() if f"rescanned {demo.bug_reports} (start-up)" in x)
+    assert "files=400 queued=80 deleted=40 folders=46 " in line, line
+    assert int(line.split("helper_folders=")[1].split()[0]) > 0, line
+    demo.wait_shipped(changed)
+    for path in gone:
+        assert demo.live_version(path) is None, path
+    live = {bytes(p) for (p,) in demo.query(
+        "SELECT p.path FROM paths p JOIN versions v ON v.path_id = p.id AND v.id = "
+        "(SELECT max(id) FROM versions WHERE path_id = p.id) WHERE v.deleted_at IS NULL "
+        "AND p.path >= ? AND p.path < ?", os.fsencode(top + "/"), os.fsencode(top + "0"))}
+    on_disk = {os.fsencode(os.path.join(d, f)) for d, _, fs in os.walk(top) for f in fs}
+    assert live == on_disk
+
+
 @pytest.mark.parametrize("max_listed", [None, "0", "3"])
 def test_start_up_scan_finds_every_change_made_while_stopped(demo, monkeypatch, max_listed):
     """The start-up scan merges each folder's sorted listing with the catalog's sorted

@@ -474,3 +474,35 @@ def test_multipart_cleanup_spares_live_processes(demo, rgw):
     demo.run("ship", check=0)
     assert {u for _, u in uploads(rgw, bucket)} == {nobody}  # younger than a day: not ours
     assert os.listdir(records) == []
+
+
+def test_first_use_of_a_new_destination_is_never_a_configuration_error(tmp_path):
+    """Two batches reach a new install's empty destination at once (the daily run's first
+    files and its own objects): one marks the folder and the other waits for that, rather
+    than look while the folder holds the marker's temporary file and no marker yet. That
+    was "not empty and carries no custodian marker", a configuration error and a minute's
+    wait before the first files were safe, in about one new install of fifteen; 40 new
+    installs here, each with its first daily run (the optimised build, so that the batches
+    overlap as they do in production; no MongoDB answers, which fails only the dump)."""
+    import socket
+    for i in range(40):
+        root = str(tmp_path / f"install{i}")
+        subprocess.run([PLAIN_BIN, "init", "--demo", root], check=True, capture_output=True)
+        data = os.path.join(root, "app", "data")
+        for j, (folder, size) in enumerate((("images", 150_000), ("invoices", 70_000),
+                                            ("invoices", 8_000), ("bug-reports", 11),
+                                            ("images", 999), ("bug-reports", 0))):
+            write_file(os.path.join(data, folder, f"f{j}"), os.urandom(size))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        conf = os.path.join(root, "custodian.conf")
+        with open(conf, "a") as f:
+            f.write(f"\n[mongodb]\nuri = mongodb://127.0.0.1:{port}/billing\n")
+        t = time.monotonic()
+        p = subprocess.run([PLAIN_BIN, "-c", conf, "daily", "--date", "2026-11-20",
+                            "--backfill"], capture_output=True, timeout=180)
+        err = p.stderr.decode(errors="replace")
+        assert "config error" not in err and "carries no custodian marker" not in err, err
+        assert "marked (first use)" in err and "daily run files: ok: 6 files" in err, err
+        assert time.monotonic() - t < 20, err
