@@ -26,19 +26,6 @@
  * lower it with CUSTODIAN_TEST_MAX_LISTED to walk both ways over a few files. */
 #define MAX_LISTED 65536
 
-/* What the two walkers of one parallel walk share. A walker that finds a subfolder while
- * the other waits hands it over (its open descriptor and path) instead of walking it
- * itself; the walk ends when neither is walking and nothing waits to be taken. Changes
- * are handed out under the lock, one at a time, as a single walker does. */
-struct walkers {
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    int slot_fd; /* a folder waiting for a walker, or -1 */
-    char *slot_path;
-    int idle, busy, finished, helper_started;
-    atomic_int abort; /* a walker failed or was told to stop: the other ends too */
-};
-
 struct walk {
     struct catalog *cat;
     char *const *excludes;
@@ -54,6 +41,27 @@ struct walk {
     size_t max_listed;
     struct walkers *sh; /* NULL: walking alone */
     int rc;             /* a walker's result (parallel walks) */
+};
+
+/* What the two walkers of one parallel walk share. The helper starts when the first
+ * walker first has a subfolder to give (a walk of a folder with no subfolder, the common
+ * new-folder rescan, starts no thread); after that, a walker that finds a subfolder while
+ * the other waits hands it over (its open descriptor and path) instead of walking it
+ * itself. The walk ends when neither is walking and nothing waits to be taken. Changes
+ * are handed out under the lock, one at a time, as a single walker does. */
+struct walkers {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int slot_fd; /* a folder waiting for a walker, or -1 */
+    char *slot_path;
+    int idle, busy, finished;
+    atomic_int abort; /* a walker failed or was told to stop: the other ends too */
+    const char *helper_catalog;
+    int helper; /* 0 not started, 1 running, -1 cannot be had (one walker) */
+    pthread_t thread;
+    struct walk h; /* the helper's walk, its counts and error */
+    struct reconcile_counts hc;
+    struct cst_err herr;
 };
 
 /* One name of a folder's listing, in names (a buffer per folder). */
@@ -253,8 +261,45 @@ static int list_folder(struct walk *w, DIR *d, struct listing *l)
 
 static int walk_dir(struct walk *w, int dfd);
 
-/* Hand the folder w->path (open as fd) to the other walker if it waits for work: 1 if
- * taken (fd is the other's now), 0 if this walker goes on with it. */
+static void *helper_main(void *arg);
+
+/* Start the helper with the folder w->path (open as fd) as its first: 1 if running (fd is
+ * its now), 0 if it cannot be had (the caller walks on alone, and does from now on). With
+ * sh->mu held; only the first walker gets here. */
+static int helper_start(struct walk *w, int fd)
+{
+    struct walkers *sh = w->sh;
+
+    sh->helper = -1;
+    sh->h = *w;
+    sh->h.cat = catalog_open_readonly(sh->helper_catalog, &sh->herr);
+    if (sh->h.cat == NULL) {
+        log_warn("rescan: one walker only (%s)", sh->herr.msg);
+        return 0;
+    }
+    catalog_set_cache_kib(sh->h.cat, RECONCILE_CACHE_KIB);
+    sh->h.counts = &sh->hc;
+    sh->h.err = &sh->herr;
+    sh->h.path = NULL;
+    sh->h.path_len = sh->h.path_cap = 0;
+    sh->h.rc = 0;
+    sh->slot_fd = fd;
+    sh->slot_path = util_xstrdup(w->path);
+    if (pthread_create(&sh->thread, NULL, helper_main, &sh->h) != 0) {
+        log_warn("rescan: one walker only (cannot start a thread)");
+        sh->slot_fd = -1;
+        free(sh->slot_path);
+        sh->slot_path = NULL;
+        catalog_close(sh->h.cat);
+        sh->h.cat = NULL;
+        return 0;
+    }
+    sh->helper = 1;
+    return 1;
+}
+
+/* Hand the folder w->path (open as fd) to the other walker if it waits for work, or to a
+ * new helper: 1 if taken (fd is the other's now), 0 if this walker goes on with it. */
 static int hand_over(struct walk *w, int fd)
 {
     struct walkers *sh = w->sh;
@@ -263,7 +308,9 @@ static int hand_over(struct walk *w, int fd)
     if (sh == NULL)
         return 0;
     pthread_mutex_lock(&sh->mu);
-    if (sh->idle > 0 && sh->slot_fd < 0) {
+    if (sh->helper == 0) {
+        given = helper_start(w, fd);
+    } else if (sh->helper > 0 && sh->idle > 0 && sh->slot_fd < 0) {
         sh->slot_fd = fd;
         sh->slot_path = util_xstrdup(w->path);
         pthread_cond_broadcast(&sh->cond);
@@ -462,9 +509,28 @@ static void path_set(struct walk *w, const char *path)
     w->path_len = len;
 }
 
+/* Walk the folder w->path open as fd, for a walker of a parallel walk: a failure or a stop
+ * ends the other walker's walk too, and the walker's result keeps the first failure (-1)
+ * over a stop (1). */
+static void walk_taken(struct walk *w, int fd)
+{
+    int rc;
+
+    if (stopped(w)) {
+        close(fd);
+        rc = 1;
+    } else {
+        rc = walk_dir(w, fd);
+    }
+    if (rc != 0) {
+        if (w->rc >= 0 && (rc < 0 || w->rc == 0))
+            w->rc = rc;
+        atomic_store(&w->sh->abort, 1);
+    }
+}
+
 /* One walker of a parallel walk: walks what waits in the slot until neither walker is
- * walking and nothing waits. Its result is left in w->rc: the first failure (-1) over a
- * stop (1). */
+ * walking and nothing waits. */
 static void walker_run(struct walk *w)
 {
     struct walkers *sh = w->sh;
@@ -472,7 +538,7 @@ static void walker_run(struct walk *w)
     pthread_mutex_lock(&sh->mu);
     for (;;) {
         if (sh->slot_fd >= 0) {
-            int fd = sh->slot_fd, rc;
+            int fd = sh->slot_fd;
             char *path = sh->slot_path;
 
             sh->slot_fd = -1;
@@ -481,17 +547,7 @@ static void walker_run(struct walk *w)
             pthread_mutex_unlock(&sh->mu);
             path_set(w, path);
             free(path);
-            if (stopped(w)) {
-                close(fd);
-                rc = 1;
-            } else {
-                rc = walk_dir(w, fd);
-            }
-            if (rc != 0) {
-                if (w->rc == 0 || rc < 0)
-                    w->rc = w->rc < 0 ? w->rc : rc;
-                atomic_store(&sh->abort, 1);
-            }
+            walk_taken(w, fd);
             pthread_mutex_lock(&sh->mu);
             sh->busy--;
             continue;
@@ -510,85 +566,54 @@ static void walker_run(struct walk *w)
 
 static void *helper_main(void *arg)
 {
-    struct walk *h = arg;
-
     /* Runs at its creator's priority: a new thread inherits its nice value and I/O
      * class, so the rescan thread's background priority holds for both walkers. */
     (void)pthread_setname_np(pthread_self(), "cst-scan");
-    pthread_mutex_lock(&h->sh->mu);
-    h->sh->helper_started = 1;
-    pthread_cond_broadcast(&h->sh->cond);
-    pthread_mutex_unlock(&h->sh->mu);
-    walker_run(h);
+    walker_run(arg);
     return NULL;
 }
 
-/* The walk of the folder open as fd (w->path) by two walkers: this thread and a helper
- * with its own read-only connection to helper_catalog. A start-up scan is CPU-bound
- * (a stat and a catalog row per file), so the second core halves it. Falls back to one
- * walker if the helper cannot be had. */
+/* The walk of the folder open as fd (w->path), with a helper that has its own read-only
+ * connection to helper_catalog once there is a subfolder to give it. A start-up scan is
+ * CPU-bound (a stat and a catalog row per file), so the second core halves it. */
 static int walk_parallel(struct walk *w, int fd, const char *helper_catalog)
 {
-    struct walkers sh = {.slot_fd = fd};
-    struct reconcile_counts hc = {0};
-    struct cst_err herr = {{0}};
-    struct walk h = *w;
-    pthread_t t;
+    struct walkers *sh = util_xcalloc(1, sizeof(*sh));
     int rc;
 
-    h.cat = catalog_open_readonly(helper_catalog, &herr);
-    if (h.cat == NULL) {
-        log_warn("rescan: one walker only (%s)", herr.msg);
-        return walk_dir(w, fd);
-    }
-    catalog_set_cache_kib(h.cat, RECONCILE_CACHE_KIB);
-    h.counts = &hc;
-    h.err = &herr;
-    h.path = NULL;
-    h.path_len = h.path_cap = 0;
-    h.sh = w->sh = &sh;
-    h.rc = w->rc = 0;
-    sh.slot_path = util_xstrdup(w->path);
-    atomic_init(&sh.abort, 0);
-    pthread_mutex_init(&sh.mu, NULL);
-    pthread_cond_init(&sh.cond, NULL);
-    if (pthread_create(&t, NULL, helper_main, &h) != 0) {
-        log_warn("rescan: one walker only (cannot start a thread)");
-        w->sh = NULL;
-        free(sh.slot_path);
-        catalog_close(h.cat);
-        pthread_mutex_destroy(&sh.mu);
-        pthread_cond_destroy(&sh.cond);
-        return walk_dir(w, fd);
-    }
-    /* Both walkers from the first folder on: the first subfolder already has a taker. */
-    pthread_mutex_lock(&sh.mu);
-    while (!sh.helper_started)
-        pthread_cond_wait(&sh.cond, &sh.mu);
-    pthread_mutex_unlock(&sh.mu);
-    walker_run(w);
-    pthread_join(t, NULL);
-    w->counts->seen += hc.seen;
-    w->counts->queued += hc.queued;
-    w->counts->tombstoned += hc.tombstoned;
-    w->counts->unprotected += hc.unprotected;
-    w->counts->folders += hc.folders;
-    w->counts->helper_folders += hc.folders;
-    if (w->rc < 0) {
+    sh->slot_fd = -1;
+    sh->helper_catalog = helper_catalog;
+    sh->busy = 1; /* this walker, on the first folder */
+    atomic_init(&sh->abort, 0);
+    pthread_mutex_init(&sh->mu, NULL);
+    pthread_cond_init(&sh->cond, NULL);
+    w->sh = sh;
+    w->rc = 0;
+    walk_taken(w, fd);
+    pthread_mutex_lock(&sh->mu);
+    sh->busy--;
+    pthread_mutex_unlock(&sh->mu);
+    rc = w->rc;
+    if (sh->helper > 0) {
+        walker_run(w);
+        pthread_join(sh->thread, NULL);
+        w->counts->seen += sh->hc.seen;
+        w->counts->queued += sh->hc.queued;
+        w->counts->tombstoned += sh->hc.tombstoned;
+        w->counts->unprotected += sh->hc.unprotected;
+        w->counts->folders += sh->hc.folders;
+        w->counts->helper_folders += sh->hc.folders;
         rc = w->rc;
-    } else if (h.rc < 0) {
-        *w->err = herr;
-        rc = h.rc;
-    } else {
-        rc = w->rc ? w->rc : h.rc;
+        if (rc >= 0 && sh->h.rc < 0)
+            *w->err = sh->herr;
+        if (rc >= 0 && (sh->h.rc < 0 || rc == 0))
+            rc = sh->h.rc;
+        free(sh->h.path);
+        catalog_close(sh->h.cat);
     }
-    if (sh.slot_fd >= 0) /* cannot be: the last walker out takes it; but never leak it */
-        close(sh.slot_fd);
-    free(sh.slot_path);
-    free(h.path);
-    catalog_close(h.cat);
-    pthread_mutex_destroy(&sh.mu);
-    pthread_cond_destroy(&sh.cond);
+    pthread_mutex_destroy(&sh->mu);
+    pthread_cond_destroy(&sh->cond);
+    free(sh);
     w->sh = NULL;
     return rc;
 }

@@ -1009,6 +1009,29 @@ static int marker_write(struct store *st, struct store_err *e)
     return 0;
 }
 
+/* The root there, and its marker: 1 marked (and ours), 0 there without a marker (root
+ * says whether empty), -1 with e (not there, or another's). */
+static int root_marked(struct store *st, int *root, struct store_err *e)
+{
+    int rc;
+
+    *root = st->drv->root(st->d, e);
+    if (*root < 0)
+        return -1;
+    if (*root == STORE_ROOT_MISSING)
+        return store_fail(e, DEST_ERR_TRANSIENT,
+                          "destination %s: %s does not exist (not mounted?): copies wait, and "
+                          "nothing is created there",
+                          st->d->name, st->where);
+    rc = marker_check(st, e);
+    if (rc == 1) {
+        pthread_mutex_lock(&st->lock);
+        st->seen_marker = 1;
+        pthread_mutex_unlock(&st->lock);
+    }
+    return rc;
+}
+
 /*
  * Is the root there and ours? Marks it when this process may (docs/destinations.md,
  * "Destinations that are not there"). 0 ready, -1 with e.
@@ -1022,19 +1045,7 @@ static int root_ready(struct store *st, int allow_mark, struct store_err *e)
     if (!(st->drv->features & STORE_FEAT_MARKER))
         return 0;
     e->kind = DEST_ERR_TRANSIENT;
-    root = st->drv->root(d, e);
-    if (root < 0)
-        return -1;
-    if (root == STORE_ROOT_MISSING)
-        return store_fail(e, DEST_ERR_TRANSIENT,
-                          "destination %s: %s does not exist (not mounted?): copies wait, and "
-                          "nothing is created there",
-                          d->name, st->where);
-    rc = marker_check(st, e);
-    pthread_mutex_lock(&st->lock);
-    if (rc == 1)
-        st->seen_marker = 1;
-    pthread_mutex_unlock(&st->lock);
+    rc = root_marked(st, &root, e);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
     /* No marker: decided one batch at a time, with the root and the marker read again.
@@ -1043,20 +1054,9 @@ static int root_ready(struct store *st, int allow_mark, struct store_err *e)
      * that was "not empty and carries no marker", a configuration error and a minute's
      * wait on a new install's first files. */
     pthread_mutex_lock(&st->mark_lock);
-    root = st->drv->root(d, e);
-    rc = root < 0 ? -1 : marker_check(st, e);
-    if (rc == 0 && root == STORE_ROOT_MISSING)
-        rc = store_fail(e, DEST_ERR_TRANSIENT,
-                        "destination %s: %s does not exist (not mounted?): copies wait, and "
-                        "nothing is created there",
-                        d->name, st->where);
+    rc = root_marked(st, &root, e);
     if (rc != 0) {
         pthread_mutex_unlock(&st->mark_lock);
-        if (rc == 1) {
-            pthread_mutex_lock(&st->lock);
-            st->seen_marker = 1;
-            pthread_mutex_unlock(&st->lock);
-        }
         return rc < 0 ? -1 : 0;
     }
     pthread_mutex_lock(&st->lock);
