@@ -198,6 +198,27 @@ static int check_unseen(struct walk *w, int subtree)
     return rc;
 }
 
+static int pending_gone(void *arg, const char *path)
+{
+    struct walk *w = arg;
+    struct stat sb;
+
+    if (stopped(w))
+        return 1;
+    if (lstat(path, &sb) < 0 && (errno == ENOENT || errno == ENOTDIR))
+        return emit(w, RECONCILE_GONE, path, NULL);
+    return 0;
+}
+
+/* Versions sealed but still waiting for their first copy below w->path, whose file is
+ * gone: the merge sees live versions only, and such a version, promoted once its copy
+ * is made, would show as live a file deleted (or its folder renamed) while the agent
+ * was stopped. A file still there was checked by the walk (queued again if changed). */
+static int check_pending(struct walk *w)
+{
+    return catalog_each_pending_below(w->cat, w->path, pending_gone, w, w->err);
+}
+
 /* The walk's order: bytes of the name, a folder's as if it ended in '/', which is the
  * order of the full paths and so of the catalog's paths index. */
 static int key_cmp(const char *a, size_t alen, int adir, const char *b, size_t blen, int bdir)
@@ -626,6 +647,7 @@ int reconcile_walk(struct catalog *cat, const char *helper_catalog, const char *
                      err, NULL,     0,          0,      MAX_LISTED, NULL, 0};
     const char *test_max = getenv("CUSTODIAN_TEST_MAX_LISTED");
     struct stat sb;
+    size_t root_len;
     int rc, fd;
 
     if (test_max && atoll(test_max) >= 0)
@@ -635,9 +657,10 @@ int reconcile_walk(struct catalog *cat, const char *helper_catalog, const char *
      * the watcher says it is gone, and status fails until it is back. */
     if (stat(root, &sb) < 0 || !S_ISDIR(sb.st_mode))
         return cst_err_set(err, "watched folder %s is not there", root);
-    w.path_len = strlen(root);
-    while (w.path_len > 1 && root[w.path_len - 1] == '/')
-        w.path_len--;
+    root_len = strlen(root);
+    while (root_len > 1 && root[root_len - 1] == '/')
+        root_len--;
+    w.path_len = root_len;
     w.path_cap = w.path_len + 256;
     w.path = util_xmalloc(w.path_cap);
     memcpy(w.path, root, w.path_len);
@@ -654,6 +677,13 @@ int reconcile_walk(struct catalog *cat, const char *helper_catalog, const char *
         rc = walk_parallel(&w, fd, helper_catalog);
     } else {
         rc = walk_dir(&w, fd);
+    }
+    if (rc == 0) {
+        /* Back to the root: a walker of a parallel walk ends on a folder it was given. */
+        memcpy(w.path, root, root_len);
+        w.path[root_len] = '\0';
+        w.path_len = root_len;
+        rc = check_pending(&w);
     }
     free(w.path);
     return rc;

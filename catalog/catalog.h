@@ -383,6 +383,13 @@ int catalog_dest_in_use(struct catalog *cat, const char *dest, char **recorded_k
 int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, int64_t mtime_ns,
                           int64_t inode, const char *object_id, struct cst_err *err);
 
+/* Each path at or below prefix with a version waiting for its first copy and not deleted
+ * (a walk finds those whose file is gone: nothing else would end their wait as deleted).
+ * Stops at the callback's first nonzero return, which it returns. */
+int catalog_each_pending_below(struct catalog *cat, const char *prefix,
+                               int (*cb)(void *arg, const char *path), void *arg,
+                               struct cst_err *err);
+
 /* --- coverage: every configured destination holds every retained object --- */
 
 /* Queue a copy to dest (its source still to be found) of every retained object that

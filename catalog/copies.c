@@ -420,7 +420,7 @@ int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, i
     static const char q[] =
         "SELECT 1 FROM paths p JOIN pending_versions pv ON pv.path_id = p.id"
         " WHERE p.path = ?1 AND pv.size = ?2 AND pv.mtime_ns = ?3 AND pv.inode = ?4"
-        " AND (?5 IS NULL OR pv.object_id = ?5)";
+        " AND pv.deleted_at IS NULL AND (?5 IS NULL OR pv.object_id = ?5)";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
     int found;
 
@@ -482,5 +482,53 @@ int catalog_dest_in_use(struct catalog *cat, const char *dest, char **recorded_k
         rc = catalog_sql_err(cat, err, "cannot read the copies of a destination");
     }
     sqlite3_finalize(st);
+    return rc;
+}
+
+int catalog_each_pending_below(struct catalog *cat, const char *prefix,
+                               int (*cb)(void *arg, const char *path), void *arg,
+                               struct cst_err *err)
+{
+    /* From pending_versions (CROSS JOIN keeps that order): the table is empty or small
+     * while copies flow, so this costs next to nothing, where a range of the paths index
+     * would read every path below prefix. */
+    static const char q[] =
+        "SELECT p.path FROM pending_versions pv CROSS JOIN paths p ON p.id = pv.path_id"
+        " WHERE pv.deleted_at IS NULL AND (p.path = ?1 OR (p.path >= ?2 AND p.path < ?3))";
+    sqlite3_stmt *st = catalog_stmt(cat, q, err);
+    size_t n = strlen(prefix);
+    char **paths = NULL, *lo, *hi;
+    size_t np = 0;
+    int rc = 0, step;
+
+    if (st == NULL)
+        return -1;
+    while (n > 1 && prefix[n - 1] == '/')
+        n--;
+    lo = util_xmalloc(n + 1);
+    hi = util_xmalloc(n + 1);
+    memcpy(lo, prefix, n);
+    memcpy(hi, prefix, n);
+    sqlite3_bind_blob(st, 1, lo, (int)n, SQLITE_TRANSIENT);
+    lo[n] = '/';
+    hi[n] = '/' + 1;
+    sqlite3_bind_blob(st, 2, lo, (int)n + 1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 3, hi, (int)n + 1, SQLITE_TRANSIENT);
+    free(lo);
+    free(hi);
+    /* Collected first: the callback may write to the catalog. */
+    while ((step = catalog_step(cat, st, "list pending versions", err)) == 1) {
+        paths = util_xrealloc(paths, (np + 1) * sizeof(*paths));
+        paths[np++] = catalog_column_dup(st, 0);
+    }
+    if (step < 0)
+        rc = -1;
+    sqlite3_reset(st);
+    for (size_t i = 0; i < np; i++) {
+        if (rc == 0)
+            rc = cb(arg, paths[i]);
+        free(paths[i]);
+    }
+    free(paths);
     return rc;
 }

@@ -282,3 +282,77 @@ def test_start_up_scan_finds_every_change_made_while_stopped(demo, monkeypatch, 
         grew = os.fsdecode(path) in changed or os.fsdecode(path) == link
         assert after[path] == n + (1 if grew else 0), (path, n, after[path])
     assert demo.shipped(os.fsdecode(odd), files[os.fsdecode(odd)])
+
+
+def test_start_up_scan_deletes_what_waited_for_its_first_copy(demo):
+    """A file sealed but still waiting for its first copy (the destination down) when the
+    agent stopped, then deleted, or its folder renamed or removed, while it was stopped:
+    the start-up scan ends its wait as deleted, so that when the destination comes back
+    the catalog does not show as live a file that is no longer there (the crash loop
+    found one in a renamed folder). The files still on disk ship, at their new paths."""
+    top = os.path.join(demo.invoices, "wait")
+    names = ["alone.pdf", "sub/in-sub.pdf", "moved/deep/in-moved.pdf", "kept.pdf"]
+    for n in names:
+        os.makedirs(os.path.dirname(os.path.join(top, n)), exist_ok=True)
+    objects = os.path.join(demo.dest, "objects")
+    demo.start_agent()
+    first = os.path.join(demo.invoices, "first.pdf")
+    demo.wait_shipped({first: write_file(first, os.urandom(100))})
+    # The destination fails: every write of a copy fails, the versions wait.
+    shutil.move(objects, objects + ".saved")
+    open(objects, "w").close()
+    files = {os.path.join(top, n): write_file(os.path.join(top, n), os.urandom(2000))
+             for n in names}
+    wait_for(lambda: demo.query("SELECT count(*) FROM pending_versions")[0][0] == len(names),
+             60, "four versions waiting for their first copy")
+    demo.stop_agent(expect=None)
+    os.unlink(os.path.join(top, "alone.pdf"))
+    shutil.rmtree(os.path.join(top, "sub"))
+    os.rename(os.path.join(top, "moved"), os.path.join(top, "moved2"))
+    os.unlink(objects)
+    shutil.move(objects + ".saved", objects)
+    demo.start_agent()
+    moved = os.path.join(top, "moved2", "deep", "in-moved.pdf")
+    kept = os.path.join(top, "kept.pdf")
+    demo.wait_shipped({moved: files[os.path.join(top, "moved/deep/in-moved.pdf")],
+                       kept: files[kept]})
+    wait_for(lambda: demo.query("SELECT (SELECT count(*) FROM queue) + (SELECT count(*) FROM"
+                                " copy_queue) + (SELECT count(*) FROM pending_versions)")[0][0]
+             == 0, 60, "everything drained")
+    demo.stop_agent()
+    live = {bytes(p) for (p,) in demo.query(
+        "SELECT p.path FROM paths p JOIN versions v ON v.path_id = p.id AND v.id = "
+        "(SELECT max(id) FROM versions WHERE path_id = p.id) WHERE v.deleted_at IS NULL "
+        "AND p.path >= ? AND p.path < ?", os.fsencode(top + "/"), os.fsencode(top + "0"))}
+    assert live == {os.fsencode(moved), os.fsencode(kept)}
+
+
+def test_renamed_away_and_back_while_waiting_for_its_first_copy(demo):
+    """A file sealed and waiting for its first copy (the destination down) is renamed
+    away and back: the version left at its name by the first rename is a deleted one,
+    and must not stand for the file when it comes back, or the file would be recorded
+    as deleted while it is there. Once the destination is back it is live, restorable."""
+    objects = os.path.join(demo.dest, "objects")
+    demo.start_agent()
+    first = os.path.join(demo.invoices, "first.pdf")
+    demo.wait_shipped({first: write_file(first, os.urandom(100))})
+    shutil.move(objects, objects + ".saved")
+    open(objects, "w").close()
+    path = os.path.join(demo.invoices, "ping.pdf")
+    other = os.path.join(demo.invoices, "pong.pdf")
+    sha = write_file(path, os.urandom(3000))
+    pending = "SELECT count(*) FROM pending_versions pv JOIN paths p ON p.id = pv.path_id " \
+              "WHERE p.path = ? AND pv.deleted_at IS NULL"
+    wait_for(lambda: demo.query(pending, os.fsencode(path))[0][0] == 1, 60, "ping waiting")
+    os.rename(path, other)
+    wait_for(lambda: demo.query(pending, os.fsencode(other))[0][0] == 1, 60, "pong waiting")
+    os.rename(other, path)
+    wait_for(lambda: demo.query(pending, os.fsencode(path))[0][0] == 1, 60, "ping again")
+    os.unlink(objects)
+    shutil.move(objects + ".saved", objects)
+    demo.wait_shipped({path: sha})
+    wait_for(lambda: demo.query("SELECT count(*) FROM pending_versions")[0][0] == 0, 60,
+             "copies made")
+    demo.stop_agent()
+    assert demo.live_version(path) is not None
+    assert demo.live_version(other) is None
