@@ -90,7 +90,7 @@ static int emit(struct walk *w, enum reconcile_kind kind, const char *path, cons
 
     if (kind == RECONCILE_QUEUE)
         w->counts->queued++;
-    else if (kind == RECONCILE_GONE)
+    else if (kind == RECONCILE_GONE || kind == RECONCILE_GONE_FILE)
         w->counts->tombstoned++;
     else
         w->counts->unprotected++;
@@ -155,59 +155,73 @@ static int check_file(struct walk *w, const struct stat *sb, const struct catalo
     return emit(w, RECONCILE_QUEUE, w->path, NULL);
 }
 
+/* How a path the catalog holds as a file or symlink stands on disk: RECONCILE_GONE when
+ * not there, RECONCILE_GONE_FILE when a folder took its name, -1 when it is there. */
+static int file_gone(const char *path)
+{
+    struct stat sb;
+
+    if (lstat(path, &sb) < 0)
+        return errno == ENOENT || errno == ENOTDIR ? RECONCILE_GONE : -1;
+    return S_ISDIR(sb.st_mode) ? RECONCILE_GONE_FILE : -1;
+}
+
 struct gone {
     char **paths;
+    int *kinds;
     size_t n;
 };
 
 static int collect_gone(void *arg, const struct catalog_version *v)
 {
     struct gone *g = arg;
-    struct stat sb;
+    int kind = file_gone(v->path);
 
-    if (lstat(v->path, &sb) < 0 && (errno == ENOENT || errno == ENOTDIR)) {
+    if (kind >= 0) {
         g->paths = util_xrealloc(g->paths, (g->n + 1) * sizeof(char *));
+        g->kinds = util_xrealloc(g->kinds, (g->n + 1) * sizeof(int));
+        g->kinds[g->n] = kind;
         g->paths[g->n++] = util_xstrdup(v->path);
     }
     return 0;
 }
 
 /* Live in the catalog at or below w->path, and not seen by the walk (gone, excluded, in a
- * folder that cannot be read, or replaced by a folder): what lstat cannot find is gone.
- * Collected first, so that no statement is open while they are handed out. */
+ * folder that cannot be read, or replaced by a folder): what lstat cannot find is gone,
+ * and a file whose name a folder has taken is gone as a file (what the folder holds is
+ * the walk's). Collected first, so that no statement is open while they are handed out. */
 static int check_unseen(struct walk *w, int subtree)
 {
-    struct gone g = {NULL, 0};
-    struct stat sb;
+    struct gone g = {NULL, NULL, 0};
     int rc = 0;
 
     if (!subtree) {
-        if (lstat(w->path, &sb) < 0 && (errno == ENOENT || errno == ENOTDIR))
-            return emit(w, RECONCILE_GONE, w->path, NULL);
-        return 0;
+        int kind = file_gone(w->path);
+
+        return kind >= 0 ? emit(w, (enum reconcile_kind)kind, w->path, NULL) : 0;
     }
     rc = catalog_each_version_at(w->cat, w->path, INT64_MAX, collect_gone, &g, w->err);
     for (size_t i = 0; i < g.n; i++) {
         if (rc == 0 && stopped(w))
             rc = 1;
         if (rc == 0)
-            rc = emit(w, RECONCILE_GONE, g.paths[i], NULL);
+            rc = emit(w, (enum reconcile_kind)g.kinds[i], g.paths[i], NULL);
         free(g.paths[i]);
     }
     free(g.paths);
+    free(g.kinds);
     return rc;
 }
 
 static int pending_gone(void *arg, const char *path)
 {
     struct walk *w = arg;
-    struct stat sb;
+    int kind;
 
     if (stopped(w))
         return 1;
-    if (lstat(path, &sb) < 0 && (errno == ENOENT || errno == ENOTDIR))
-        return emit(w, RECONCILE_GONE, path, NULL);
-    return 0;
+    kind = file_gone(path);
+    return kind >= 0 ? emit(w, (enum reconcile_kind)kind, path, NULL) : 0;
 }
 
 /* Versions sealed but still waiting for their first copy below w->path, whose file is
@@ -702,6 +716,12 @@ int reconcile_apply(struct catalog *cat, const struct reconcile_change *c, int64
         if (lstat(c->path, &sb) == 0)
             return 0;
         return catalog_record_delete(cat, c->path, now, err) < 0 ? -1 : 0;
+    case RECONCILE_GONE_FILE:
+        /* What the folder holds stays (its files may be queued already); a file there
+         * again is its own event's. */
+        if (lstat(c->path, &sb) == 0 && !S_ISDIR(sb.st_mode))
+            return 0;
+        return catalog_record_delete_file(cat, c->path, now, err) < 0 ? -1 : 0;
     case RECONCILE_UNPROTECTED:
         return 0;
     }

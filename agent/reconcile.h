@@ -34,6 +34,7 @@ struct reconcile_counts {
 enum reconcile_kind {
     RECONCILE_QUEUE,       /* new or changed: ship it */
     RECONCILE_GONE,        /* live in the catalog, no longer on disk: tombstone it */
+    RECONCILE_GONE_FILE,   /* live as a file, a folder on disk now: tombstone the file alone */
     RECONCILE_UNPROTECTED, /* cannot be read or watched at all (e.g. its path is too long) */
 };
 
@@ -54,7 +55,8 @@ int reconcile_walk(struct catalog *cat, const char *helper_catalog, const char *
                    char *const *excludes, size_t n_excludes, reconcile_emit_fn emit, void *arg,
                    const atomic_int *stop, struct reconcile_counts *counts, struct cst_err *err);
 /* Write one change, inside the caller's transaction. A path reported gone that is
- * there again is left alone. RECONCILE_UNPROTECTED writes nothing. */
+ * there again (a file again, for RECONCILE_GONE_FILE) is left alone.
+ * RECONCILE_UNPROTECTED writes nothing. */
 int reconcile_apply(struct catalog *cat, const struct reconcile_change *c, int64_t now,
                     struct cst_err *err);
 void reconcile_change_clear(struct reconcile_change *c);

@@ -169,6 +169,9 @@ int catalog_record_version(struct catalog *cat, const struct catalog_version *v,
 /* Tombstone: mark the live version of path, and of every path below it when it
  * was a folder, deleted at `at`. Returns how many versions were marked. */
 int catalog_record_delete(struct catalog *cat, const char *path, int64_t at, struct cst_err *err);
+/* The same for path alone, not what is below it: a file whose name is now a folder's. */
+int catalog_record_delete_file(struct catalog *cat, const char *path, int64_t at,
+                               struct cst_err *err);
 /* A rename: every live version at or under `from` gets a new version at the
  * matching place under `to` with the same content, when the file there still
  * has the recorded inode and size (else it is queued); `from` is tombstoned. */

@@ -277,7 +277,29 @@ static void bind_below(sqlite3_stmt *st, int lo_idx, const char *prefix)
     free(hi);
 }
 
+/* Bind [lo, hi) to no path at all: ?1 alone then selects. */
+static void bind_none(sqlite3_stmt *st, int lo_idx)
+{
+    sqlite3_bind_blob(st, lo_idx, "", 0, SQLITE_STATIC);
+    sqlite3_bind_blob(st, lo_idx + 1, "", 0, SQLITE_STATIC);
+}
+
+static int record_delete(struct catalog *cat, const char *path, int below, int64_t at,
+                         struct cst_err *err);
+
 int catalog_record_delete(struct catalog *cat, const char *path, int64_t at, struct cst_err *err)
+{
+    return record_delete(cat, path, 1, at, err);
+}
+
+int catalog_record_delete_file(struct catalog *cat, const char *path, int64_t at,
+                               struct cst_err *err)
+{
+    return record_delete(cat, path, 0, at, err);
+}
+
+static int record_delete(struct catalog *cat, const char *path, int below, int64_t at,
+                         struct cst_err *err)
 {
     static const char q[] =
         "UPDATE versions SET deleted_at = ?4 WHERE deleted_at IS NULL AND id IN ("
@@ -296,7 +318,10 @@ int catalog_record_delete(struct catalog *cat, const char *path, int64_t at, str
     if (st == NULL)
         return -1;
     catalog_bind_path(st, 1, path);
-    bind_below(st, 2, path);
+    if (below)
+        bind_below(st, 2, path);
+    else
+        bind_none(st, 2);
     sqlite3_bind_int64(st, 4, at);
     if (sqlite3_step(st) != SQLITE_DONE)
         return catalog_sql_err(cat, err, "record delete");
@@ -307,7 +332,10 @@ int catalog_record_delete(struct catalog *cat, const char *path, int64_t at, str
     if (st == NULL)
         return -1;
     catalog_bind_path(st, 1, path);
-    bind_below(st, 2, path);
+    if (below)
+        bind_below(st, 2, path);
+    else
+        bind_none(st, 2);
     sqlite3_bind_int64(st, 4, at);
     if (sqlite3_step(st) != SQLITE_DONE)
         return catalog_sql_err(cat, err, "record delete");
@@ -317,7 +345,10 @@ int catalog_record_delete(struct catalog *cat, const char *path, int64_t at, str
     if (st == NULL)
         return -1;
     catalog_bind_path(st, 1, path);
-    bind_below(st, 2, path);
+    if (below)
+        bind_below(st, 2, path);
+    else
+        bind_none(st, 2);
     if (sqlite3_step(st) != SQLITE_DONE) {
         sqlite3_reset(st);
         return catalog_sql_err(cat, err, "unqueue deleted paths");

@@ -356,3 +356,35 @@ def test_renamed_away_and_back_while_waiting_for_its_first_copy(demo):
     demo.stop_agent()
     assert demo.live_version(path) is not None
     assert demo.live_version(other) is None
+
+
+def test_file_whose_name_a_folder_took_while_stopped_is_deleted(demo):
+    """A file replaced, while the agent was stopped, by a folder of the same name (with
+    files inside): the start-up scan records the file deleted, and only the file; the
+    folder's files ship. A folder replaced by a file is the other way round."""
+    x = os.path.join(demo.invoices, "x")
+    y = os.path.join(demo.invoices, "y")
+    y_inner = os.path.join(y, "old.pdf")
+    os.mkdir(y)
+    demo.start_agent()
+    demo.wait_shipped({x: write_file(x, os.urandom(100)),
+                       y_inner: write_file(y_inner, os.urandom(100))})
+    demo.stop_agent()
+    os.unlink(x)
+    os.makedirs(os.path.join(x, "deeper"))
+    changed = {os.path.join(x, "a.pdf"): write_file(os.path.join(x, "a.pdf"), os.urandom(200)),
+               os.path.join(x, "deeper", "b.pdf"): write_file(os.path.join(x, "deeper", "b.pdf"),
+                                                              os.urandom(300))}
+    shutil.rmtree(y)
+    changed[y] = write_file(y, os.urandom(400))
+    demo.start_agent()
+    demo.wait_shipped(changed)
+    log = demo.log_text().split("agent started")[-2]
+    assert f"rescanned {demo.invoices} (start-up)" in log and "queued=3 deleted=2" in log, log
+    demo.stop_agent()
+    assert demo.live_version(x) is None
+    assert demo.live_version(y_inner) is None
+    live = {bytes(p) for (p,) in demo.query(
+        "SELECT p.path FROM paths p JOIN versions v ON v.path_id = p.id AND v.id = "
+        "(SELECT max(id) FROM versions WHERE path_id = p.id) WHERE v.deleted_at IS NULL")}
+    assert live == {os.fsencode(p) for p in changed}

@@ -997,6 +997,36 @@ static void test_folder_delete_boundaries(void **state)
     record_file(f->cat, "/g/xy", o, 100);
     assert_int_equal(catalog_record_delete(f->cat, "/g/x", 7000, &err), 1);
     assert_int_equal(live(f->cat, "/g/xy", NULL), 1);
+
+    /* A file whose name a folder took: the file alone, never what is below the name. */
+    record_file(f->cat, "/h/x", o, 100);
+    record_file(f->cat, "/h/x/inner", o, 100);
+    assert_int_equal(catalog_record_delete_file(f->cat, "/h/x", 8000, &err), 1);
+    assert_int_equal(deleted_at(f->cat, "/h/x"), 8000);
+    assert_int_equal(live(f->cat, "/h/x/inner", NULL), 1);
+    assert_int_equal(catalog_record_delete_file(f->cat, "/h/x", 8100, &err), 0);
+}
+
+struct listed {
+    char *paths[8];
+    size_t n;
+};
+
+static int list_path(void *arg, const char *path)
+{
+    struct listed *l = arg;
+
+    if (l->n == 8)
+        return -1;
+    l->paths[l->n++] = util_xstrdup(path);
+    return 0;
+}
+
+static void listed_free(struct listed *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->paths[i]);
+    l->n = 0;
 }
 
 /* The copy schedule per destination (an index search; the shipper asks on every fill) and
@@ -1045,6 +1075,31 @@ static void test_copy_schedule_and_pending_by_path(void **state)
     assert_int_equal(catalog_pending_match(f->cat, "/p/waiting", 10, 20, 30, b, &err), 0);
     assert_int_equal(catalog_pending_match(f->cat, "/p/waiting", 11, 20, 30, NULL, &err), 0);
     assert_int_equal(catalog_pending_match(f->cat, "/p/other", 10, 20, 30, NULL, &err), 0);
+    /* Listed below a folder, never a sibling that shares its prefix; not once deleted, and
+     * then no longer a match for a file with its stat (that file ships again). */
+    v.path = "/p/waiting2";
+    assert_int_equal(catalog_pending_add(f->cat, &v, &err), 0);
+    v.path = "/pp/x";
+    assert_int_equal(catalog_pending_add(f->cat, &v, &err), 0);
+    {
+        struct listed l = {0};
+
+        assert_int_equal(catalog_each_pending_below(f->cat, "/p/", list_path, &l, &err), 0);
+        assert_int_equal(l.n, 2);
+        assert_string_equal(l.paths[0], "/p/waiting");
+        assert_string_equal(l.paths[1], "/p/waiting2");
+        listed_free(&l);
+        assert_int_equal(catalog_each_pending_below(f->cat, "/p/waiting", list_path, &l, &err),
+                         0);
+        assert_int_equal(l.n, 1);
+        listed_free(&l);
+        assert_int_equal(catalog_record_delete(f->cat, "/p/waiting", 2000, &err), 1);
+        assert_int_equal(catalog_each_pending_below(f->cat, "/p", list_path, &l, &err), 0);
+        assert_int_equal(l.n, 1);
+        assert_string_equal(l.paths[0], "/p/waiting2");
+        listed_free(&l);
+    }
+    assert_int_equal(catalog_pending_match(f->cat, "/p/waiting", 10, 20, 30, NULL, &err), 0);
     /* Found through the index, not by reading every pending version. */
     assert_int_equal(sqlite3_open_v2(f->db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     assert_int_equal(
