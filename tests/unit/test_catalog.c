@@ -1089,8 +1089,7 @@ static void test_copy_schedule_and_pending_by_path(void **state)
         assert_string_equal(l.paths[0], "/p/waiting");
         assert_string_equal(l.paths[1], "/p/waiting2");
         listed_free(&l);
-        assert_int_equal(catalog_each_pending_below(f->cat, "/p/waiting", list_path, &l, &err),
-                         0);
+        assert_int_equal(catalog_each_pending_below(f->cat, "/p/waiting", list_path, &l, &err), 0);
         assert_int_equal(l.n, 1);
         listed_free(&l);
         assert_int_equal(catalog_record_delete(f->cat, "/p/waiting", 2000, &err), 1);
