@@ -153,15 +153,31 @@ class Demo:
         finally:
             c.close()
 
+    # A path's newest version is the one first seen last, as the catalog orders them: a
+    # version sealed earlier can be recorded later (its first copy made later), so the
+    # largest id is not always the newest.
+    NEWEST = ("(SELECT nv.id FROM versions nv WHERE nv.path_id = p.id "
+              "ORDER BY nv.first_seen DESC, nv.id DESC LIMIT 1)")
+
     def live_version(self, path):
         """(sha256 hex, object id, size) of path's newest live version, or None."""
         p = os.fsencode(path)
         rows = self.query(
             "SELECT hex(v.sha256), v.object_id, v.size, v.deleted_at FROM versions v "
-            "JOIN paths p ON p.id = v.path_id WHERE p.path = ? ORDER BY v.id DESC LIMIT 1", p)
+            "JOIN paths p ON p.id = v.path_id WHERE p.path = ? AND v.id = " + self.NEWEST, p)
         if not rows or rows[0][3] is not None:
             return None
         return rows[0][0].lower() if rows[0][0] else None, rows[0][1], rows[0][2]
+
+    def live_paths(self, folder=None):
+        """The paths (bytes) whose newest version is live, at or below folder if given."""
+        sql = ("SELECT p.path FROM paths p JOIN versions v ON v.id = " + self.NEWEST +
+               " WHERE v.deleted_at IS NULL")
+        if folder is None:
+            return {bytes(r[0]) for r in self.query(sql)}
+        return {bytes(r[0]) for r in self.query(sql + " AND p.path >= ? AND p.path < ?",
+                                                os.fsencode(folder + "/"),
+                                                os.fsencode(folder + "0"))}
 
     def shipped(self, path, sha=None):
         v = self.live_version(path)

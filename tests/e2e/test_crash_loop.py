@@ -7,6 +7,7 @@ destination exactly once, nothing else is, `verify --deep` is clean and the
 catalog passes PRAGMA integrity_check.
 """
 import hashlib
+import json
 import os
 import random
 import signal
@@ -117,12 +118,14 @@ def test_kill_9_at_random_instants_loses_nothing(demo):
     demo.wait_status(True, 60)
     demo.stop_agent()
 
-    # exactly the files on disk are live
-    live = {bytes(p).decode() for (p,) in demo.query(
-        "SELECT p.path FROM versions v JOIN paths p ON p.id = v.path_id WHERE v.deleted_at IS"
-        " NULL AND v.id = (SELECT max(id) FROM versions v2 WHERE v2.path_id = v.path_id)")}
+    # exactly the files on disk are live, as the catalog's newest versions and as an
+    # auditor's `catalog ls` lists them
+    live = {p.decode() for p in demo.live_paths()}
     assert live == set(expected), (sorted(live - set(expected))[:5],
                                    sorted(set(expected) - live)[:5])
+    listed = {v["path"] for v in json.loads(demo.run("--json", "catalog", "ls").stdout)}
+    assert listed == set(expected), (sorted(listed - set(expected))[:5],
+                                     sorted(set(expected) - listed)[:5])
     # every destination holds every object exactly once, and nothing else
     for name, root in (("local", demo.dest), ("usb", usb)):
         on_disk = [f for _, _, fs in os.walk(os.path.join(root, "objects")) for f in fs]
