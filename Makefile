@@ -111,7 +111,7 @@ FUZZ_CC = clang -std=c17 -g -O1 -D_GNU_SOURCE -Wall -Wextra -Werror -I. \
 FUZZ_NAMES := container archive config restore_point manifest s3_xml
 FUZZ := $(addprefix build/fuzz/fuzz_,$(FUZZ_NAMES))
 
-build/fuzz/fuzz_container: tests/fuzz/fuzz_container.c shipper/container.c common/err.c common/util.c
+build/fuzz/fuzz_container: tests/fuzz/fuzz_container.c shipper/container.c shipper/stream_push.c common/err.c common/util.c
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $^ $(shell pkg-config --libs libsodium libzstd libcrypto) -o $@
 build/fuzz/fuzz_archive: tests/fuzz/fuzz_archive.c agent/mongo_archive.c common/err.c common/util.c
@@ -123,7 +123,7 @@ build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c agent/config.c agent/cmdline.c 
 build/fuzz/fuzz_restore_point: tests/fuzz/fuzz_restore_point.c agent/restore_point.c common/pathenc.c common/err.c common/util.c
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $^ -o $@
-build/fuzz/fuzz_manifest: tests/fuzz/fuzz_manifest.c agent/manifest.c agent/keys.c shipper/container.c common/err.c common/util.c
+build/fuzz/fuzz_manifest: tests/fuzz/fuzz_manifest.c agent/manifest.c agent/keys.c shipper/container.c shipper/stream_push.c common/err.c common/util.c
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $^ $(shell pkg-config --libs libsodium libzstd libcrypto libbson-1.0) -o $@
 build/fuzz/fuzz_s3_xml: tests/fuzz/fuzz_s3_xml.c shipper/s3_xml.c common/err.c common/util.c

@@ -35,6 +35,8 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include "shipper/stream_push.h"
+
 #define MAGIC "CSTDOBJ\n"
 #define MAGIC_SIZE 8
 #define FORMAT_VERSION 1
@@ -96,6 +98,7 @@ struct crypt_sealer {
     int finished;
     int failed;
     struct stream_secrets *secrets;
+    struct stream_push *push; /* the chunks' encryption (OpenSSL for the bulk) */
     unsigned char header[CRYPT_HEADER_SIZE];
     ZSTD_CCtx *zstd;
     EVP_MD_CTX *plain_hash;
@@ -250,6 +253,8 @@ void crypt_key_id(const unsigned char public_key[32], unsigned char id[8])
 static int seal_fail(struct crypt_sealer *s)
 {
     s->failed = 1;
+    if (s->push)
+        stream_push_wipe(s->push);
     return -1;
 }
 
@@ -297,12 +302,11 @@ static int write_stored(struct crypt_sealer *s, const unsigned char *buf, size_t
 
 static int push_chunk(struct crypt_sealer *s, unsigned char tag, struct cst_err *err)
 {
-    unsigned long long cipher_len = 0;
+    size_t cipher_len = s->payload_len + ABYTES;
 
-    if (crypto_secretstream_xchacha20poly1305_push(&s->secrets->state, s->record + LENGTH_SIZE,
-                                                   &cipher_len, s->payload, s->payload_len,
-                                                   s->header, CRYPT_HEADER_SIZE, tag) != 0)
-        return cst_err_set(err, "cannot encrypt chunk (crypto_secretstream push failed)");
+    if (stream_push(s->push, &s->secrets->state, s->record + LENGTH_SIZE, s->payload,
+                    s->payload_len, s->header, CRYPT_HEADER_SIZE, tag, err) != 0)
+        return -1;
     put_u32le(s->record, (uint32_t)cipher_len);
     s->payload_len = 0;
     return write_stored(s, s->record, LENGTH_SIZE + (size_t)cipher_len, err);
@@ -526,6 +530,9 @@ struct crypt_sealer *crypt_sealer_new(const unsigned char public_key[32], int le
     s->stored_hash = sha256_new(err);
     if (s->stored_hash == NULL)
         goto fail;
+    s->push = stream_push_new(err);
+    if (s->push == NULL)
+        goto fail;
     if (sealer_start(s, public_key, err) != 0)
         goto fail;
     return s;
@@ -630,6 +637,7 @@ int crypt_sealer_finish(struct crypt_sealer *s, struct crypt_sealed_info *info, 
     if (push_chunk(s, TAG_FINAL, err) != 0)
         return seal_fail(s);
     sodium_memzero(s->secrets, sizeof(*s->secrets));
+    stream_push_wipe(s->push);
     if (sha256_final(s->plain_hash, plain_digest, err) != 0 ||
         sha256_final(s->stored_hash, stored_digest, err) != 0)
         return seal_fail(s);
@@ -650,6 +658,7 @@ void crypt_sealer_free(struct crypt_sealer *s)
         return;
     if (s->secrets != NULL)
         sodium_free(s->secrets); /* wipes before unmapping */
+    stream_push_free(s->push);
     ZSTD_freeCCtx(s->zstd);
     EVP_MD_CTX_free(s->plain_hash);
     EVP_MD_CTX_free(s->stored_hash);

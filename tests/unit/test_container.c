@@ -24,6 +24,7 @@
 
 #include "common/err.h"
 #include "shipper/container.h"
+#include "shipper/stream_push.h"
 
 #define VECTOR_DIR "tests/vectors/container-v1/"
 #define REFUSED_DIR "tests/vectors/container-v1-refused/"
@@ -950,9 +951,89 @@ static int setup(void **state)
     return 0;
 }
 
+/* One chunk pushed by stream_push and by libsodium's push from the same state: the same
+ * bytes out and the same state after. */
+static void push_both(struct stream_push *p, crypto_secretstream_xchacha20poly1305_state *ours,
+                      crypto_secretstream_xchacha20poly1305_state *theirs, const unsigned char *m,
+                      size_t mlen, const unsigned char *ad, size_t adlen, unsigned char tag)
+{
+    size_t n = mlen + crypto_secretstream_xchacha20poly1305_ABYTES;
+    unsigned char *a = malloc(n), *b = malloc(n);
+    unsigned long long blen = 0;
+    struct cst_err err = {{0}};
+
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(stream_push(p, ours, a, m, mlen, ad, adlen, tag, &err), 0);
+    assert_int_equal(
+        crypto_secretstream_xchacha20poly1305_push(theirs, b, &blen, m, mlen, ad, adlen, tag), 0);
+    assert_int_equal(blen, n);
+    if (memcmp(a, b, n) != 0)
+        fail_msg("chunk of %zu bytes (ad %zu, tag %u) differs from libsodium's", mlen, adlen, tag);
+    if (memcmp(ours, theirs, sizeof(*ours)) != 0)
+        fail_msg("state after a chunk of %zu bytes (ad %zu, tag %u) differs", mlen, adlen, tag);
+    free(a);
+    free(b);
+}
+
+/* The chunks' encryption is libsodium's secretstream push, byte for byte and state for
+ * state, whichever does the work: every length around the switch to OpenSSL and the
+ * 16-byte padding, a whole chunk and more, each tag, the header as additional data or
+ * none, one stream of many chunks, and the counter's wrap-around (a rekey). */
+static void test_stream_push_is_libsodiums(void **state)
+{
+    static const size_t lengths[] = {0,    1,    15,   16,    17,    63,    64,     65,
+                                     1023, 1024, 2047, 2048,  2049,  2063,  2064,   4095,
+                                     4096, 4097, 9999, 65535, 65536, 65537, 100000, 1 << 20};
+    static const unsigned char tags[] = {crypto_secretstream_xchacha20poly1305_TAG_MESSAGE,
+                                         crypto_secretstream_xchacha20poly1305_TAG_PUSH,
+                                         crypto_secretstream_xchacha20poly1305_TAG_REKEY,
+                                         crypto_secretstream_xchacha20poly1305_TAG_FINAL};
+    static const size_t adlens[] = {0, 1, 16, CRYPT_HEADER_SIZE};
+    crypto_secretstream_xchacha20poly1305_state ours, theirs;
+    unsigned char key[32], header[24], ad[CRYPT_HEADER_SIZE];
+    unsigned char *m = malloc(1 << 20);
+    struct cst_err err = {{0}};
+    struct stream_push *p = stream_push_new(&err);
+
+    (void)state;
+    assert_non_null(p);
+    assert_non_null(m);
+    randombytes_buf(m, 1 << 20);
+    randombytes_buf(ad, sizeof(ad));
+    crypto_secretstream_xchacha20poly1305_keygen(key);
+    assert_int_equal(crypto_secretstream_xchacha20poly1305_init_push(&ours, header, key), 0);
+    theirs = ours;
+    for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++)
+        for (size_t t = 0; t < sizeof(tags); t++)
+            for (size_t a = 0; a < sizeof(adlens) / sizeof(adlens[0]); a++)
+                push_both(p, &ours, &theirs, m, lengths[i], ad, adlens[a], tags[t]);
+    for (size_t len = 0; len < 300; len++)
+        push_both(p, &ours, &theirs, m + len, 2048 + len * 7, ad, CRYPT_HEADER_SIZE,
+                  crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+    /* The counter wraps: libsodium rekeys (its own rekey: versions differ in where the
+     * counter starts again), and so must we. */
+    memset(ours.nonce, 0xff, 4);
+    theirs = ours;
+    memcpy(key, ours.k, sizeof(key));
+    push_both(p, &ours, &theirs, m, 65536, ad, CRYPT_HEADER_SIZE,
+              crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+    assert_memory_not_equal(key, ours.k, sizeof(key));
+    push_both(p, &ours, &theirs, m, 65536, ad, CRYPT_HEADER_SIZE,
+              crypto_secretstream_xchacha20poly1305_TAG_FINAL);
+    stream_push_wipe(p);
+    /* Still usable after a wipe (a reused sealer's next object). */
+    push_both(p, &ours, &theirs, m, 5000, ad, CRYPT_HEADER_SIZE,
+              crypto_secretstream_xchacha20poly1305_TAG_FINAL);
+    assert_int_equal(stream_push(p, &ours, m, m, (1 << 20) + 1, ad, 0, 0, &err), -1);
+    stream_push_free(p);
+    free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stream_push_is_libsodiums),
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_other_levels),
         cmocka_unit_test(test_small_object_one_pass),
