@@ -530,9 +530,7 @@ struct crypt_sealer *crypt_sealer_new(const unsigned char public_key[32], int le
     s->stored_hash = sha256_new(err);
     if (s->stored_hash == NULL)
         goto fail;
-    s->push = stream_push_new(err);
-    if (s->push == NULL)
-        goto fail;
+    s->push = stream_push_new();
     if (sealer_start(s, public_key, err) != 0)
         goto fail;
     return s;

@@ -20,8 +20,9 @@
 
 struct stream_push;
 
-/* NULL and err when OpenSSL's ChaCha20 or Poly1305 cannot be had. */
-struct stream_push *stream_push_new(struct cst_err *err);
+/* Never NULL: without OpenSSL's ChaCha20 and Poly1305 (a FIPS-only OpenSSL, say) every
+ * chunk goes to libsodium's push, slower and the same. */
+struct stream_push *stream_push_new(void);
 void stream_push_free(struct stream_push *p);
 
 /* Encrypt m (mlen <= 1 MiB) into out (mlen + ABYTES), as
