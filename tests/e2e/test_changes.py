@@ -283,12 +283,13 @@ def test_start_up_scan_finds_every_change_made_while_stopped(demo, monkeypatch, 
 
 def test_start_up_scan_deletes_what_waited_for_its_first_copy(demo):
     """A file sealed but still waiting for its first copy (the destination down) when the
-    agent stopped, then deleted, or its folder renamed or removed, while it was stopped:
-    the start-up scan ends its wait as deleted, so that when the destination comes back
-    the catalog does not show as live a file that is no longer there (the crash loop
-    found one in a renamed folder). The files still on disk ship, at their new paths."""
+    agent stopped, then deleted, or its folder renamed or removed, or a folder put in its
+    place, while it was stopped: the start-up scan ends its wait as deleted, so that when
+    the destination comes back the catalog does not show as live a file that is no longer
+    there (the crash loop found one in a renamed folder). The files still on disk ship, at
+    their new paths."""
     top = os.path.join(demo.invoices, "wait")
-    names = ["alone.pdf", "sub/in-sub.pdf", "moved/deep/in-moved.pdf", "kept.pdf"]
+    names = ["alone.pdf", "sub/in-sub.pdf", "moved/deep/in-moved.pdf", "kept.pdf", "dir-now"]
     for n in names:
         os.makedirs(os.path.dirname(os.path.join(top, n)), exist_ok=True)
     objects = os.path.join(demo.dest, "objects")
@@ -301,24 +302,28 @@ def test_start_up_scan_deletes_what_waited_for_its_first_copy(demo):
     files = {os.path.join(top, n): write_file(os.path.join(top, n), os.urandom(2000))
              for n in names}
     wait_for(lambda: demo.query("SELECT count(*) FROM pending_versions")[0][0] == len(names),
-             60, "four versions waiting for their first copy")
+             60, "five versions waiting for their first copy")
     demo.stop_agent(expect=None)
     os.unlink(os.path.join(top, "alone.pdf"))
     shutil.rmtree(os.path.join(top, "sub"))
     os.rename(os.path.join(top, "moved"), os.path.join(top, "moved2"))
+    os.unlink(os.path.join(top, "dir-now"))
+    inner = os.path.join(top, "dir-now", "inner.pdf")
+    os.mkdir(os.path.dirname(inner))
+    inner_sha = write_file(inner, os.urandom(300))
     os.unlink(objects)
     shutil.move(objects + ".saved", objects)
     demo.start_agent()
     moved = os.path.join(top, "moved2", "deep", "in-moved.pdf")
     kept = os.path.join(top, "kept.pdf")
     demo.wait_shipped({moved: files[os.path.join(top, "moved/deep/in-moved.pdf")],
-                       kept: files[kept]})
+                       kept: files[kept], inner: inner_sha})
     wait_for(lambda: demo.query("SELECT (SELECT count(*) FROM queue) + (SELECT count(*) FROM"
                                 " copy_queue) + (SELECT count(*) FROM pending_versions)")[0][0]
              == 0, 60, "everything drained")
     demo.stop_agent()
     live = demo.live_paths(top)
-    assert live == {os.fsencode(moved), os.fsencode(kept)}
+    assert live == {os.fsencode(moved), os.fsencode(kept), os.fsencode(inner)}
 
 
 def test_renamed_away_and_back_while_waiting_for_its_first_copy(demo):
