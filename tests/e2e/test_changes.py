@@ -357,10 +357,14 @@ def test_renamed_away_and_back_while_waiting_for_its_first_copy(demo):
     assert demo.live_version(other) is None
 
 
-def test_file_whose_name_a_folder_took_while_stopped_is_deleted(demo):
+@pytest.mark.parametrize("max_listed", [None, "0"])
+def test_file_whose_name_a_folder_took_while_stopped_is_deleted(demo, monkeypatch, max_listed):
     """A file replaced, while the agent was stopped, by a folder of the same name (with
     files inside): the start-up scan records the file deleted, and only the file; the
-    folder's files ship. A folder replaced by a file is the other way round."""
+    folder's files ship. A folder replaced by a file is the other way round. The same
+    when folders are walked one name at a time (max_listed 0)."""
+    if max_listed is not None:
+        monkeypatch.setenv("CUSTODIAN_TEST_MAX_LISTED", max_listed)
     x = os.path.join(demo.invoices, "x")
     y = os.path.join(demo.invoices, "y")
     y_inner = os.path.join(y, "old.pdf")
