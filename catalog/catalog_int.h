@@ -17,6 +17,12 @@ struct catalog_stmt_slot {
 #define CST_STR_(x) #x
 #define CST_STR(x) CST_STR_(x)
 
+/* The one rule for "the newest version of a path": latest first_seen, then latest id (a
+ * version sealed earlier can be recorded later, when its first copy is made later). */
+#define NEWEST_OF(path_id)                                                                         \
+    "(SELECT nv.id FROM versions nv WHERE nv.path_id = " path_id                                   \
+    " ORDER BY nv.first_seen DESC, nv.id DESC LIMIT 1)"
+
 struct catalog_ckpt;
 
 struct catalog {

@@ -303,9 +303,8 @@ int catalog_sample_versions(struct catalog *cat, int64_t n, int64_t since,
         " FROM versions v JOIN paths p ON p.id = v.path_id"
         " WHERE v.kind = 'file' AND (v.first_seen >= ?2 OR v.id IN ("
         "   SELECT l.id FROM versions l WHERE l.kind = 'file' AND l.deleted_at IS NULL"
-        "   AND l.id = (SELECT max(x.id) FROM versions x WHERE x.path_id = l.path_id)"
-        "   ORDER BY random() LIMIT ?1))"
-        " ORDER BY v.id";
+        "   AND l.id = " NEWEST_OF("l.path_id") "   ORDER BY random() LIMIT ?1))"
+                                                " ORDER BY v.id";
     sqlite3_stmt *st = prepare(cat, q, err);
     struct version_visit vv = {cb, arg};
     int rows;
@@ -321,8 +320,7 @@ int catalog_live_bytes(struct catalog *cat, int64_t *files, int64_t *bytes, stru
 {
     static const char q[] =
         "SELECT count(*), coalesce(sum(v.size), 0) FROM versions v WHERE v.kind = 'file'"
-        " AND v.deleted_at IS NULL AND v.id = (SELECT max(x.id) FROM versions x"
-        " WHERE x.path_id = v.path_id)";
+        " AND v.deleted_at IS NULL AND v.id = " NEWEST_OF("v.path_id");
     sqlite3_stmt *st = prepare(cat, q, err);
     int rc;
 

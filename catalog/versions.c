@@ -15,11 +15,6 @@
 
 #include "common/util.h"
 
-/* The one rule for "the newest version of a path": latest first_seen, then latest id. */
-#define NEWEST_OF(path_id)                                                                         \
-    "(SELECT nv.id FROM versions nv WHERE nv.path_id = " path_id                                   \
-    " ORDER BY nv.first_seen DESC, nv.id DESC LIMIT 1)"
-
 #define VERSION_COLS                                                                               \
     "v.id, v.path_id, p.path, v.kind, v.size, v.mtime_ns, v.inode, v.sha256, v.object_id, "        \
     "v.link_target, v.first_seen, v.shipped_at, v.deleted_at"

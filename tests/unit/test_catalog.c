@@ -1007,6 +1007,32 @@ static void test_folder_delete_boundaries(void **state)
     assert_int_equal(catalog_record_delete_file(f->cat, "/h/x", 8100, &err), 0);
 }
 
+/* A version sealed earlier can be recorded later (its first copy made later): the path's
+ * newest is the one first seen last, for every reader. Here the later one was deleted
+ * before the earlier one was recorded: the path is not live, whatever the ids say. */
+static void test_newest_is_the_one_first_seen_last(void **state)
+{
+    struct fixture *f = *state;
+    struct cst_err err = {{0}};
+    struct catalog_stats st;
+    int64_t files = -1, bytes = -1;
+    char o[65];
+
+    make_object(f->cat, 'n', 1, 1, o);
+    record_file(f->cat, "/n/f", o, 2000); /* id 1, the newer */
+    assert_int_equal(catalog_record_delete(f->cat, "/n/f", 3000, &err), 1);
+    record_file(f->cat, "/n/f", o, 1000); /* id 2, sealed first */
+    assert_int_equal(live(f->cat, "/n/f", NULL), 0);
+    assert_int_equal(catalog_stats(f->cat, &st, &err), 0);
+    assert_int_equal(st.live_files, 0);
+    assert_int_equal(catalog_live_bytes(f->cat, &files, &bytes, &err), 0);
+    assert_int_equal(files, 0);
+    assert_int_equal(bytes, 0);
+    /* and at 1500, the earlier one stood */
+    object_at(f->cat, "/n/f", 1500, o);
+    assert_true(o[0] != '\0');
+}
+
 struct listed {
     char *paths[8];
     size_t n;
@@ -2292,6 +2318,7 @@ int main(void)
         T(test_queue_retry_stats_failing),
         T(test_version_lifecycle),
         T(test_folder_delete_boundaries),
+        T(test_newest_is_the_one_first_seen_last),
         T(test_copy_schedule_and_pending_by_path),
         T(test_copy_queue_unsourced_by_index),
         T(test_raw_byte_paths),
