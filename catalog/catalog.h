@@ -386,8 +386,9 @@ int catalog_dest_in_use(struct catalog *cat, const char *dest, char **recorded_k
 int catalog_pending_match(struct catalog *cat, const char *path, int64_t size, int64_t mtime_ns,
                           int64_t inode, const char *object_id, struct cst_err *err);
 
-/* Each path at or below prefix with a version waiting for its first copy and not deleted
- * (a walk finds those whose file is gone: nothing else would end their wait as deleted).
+/* Each path at or below prefix with a version waiting for its first copy and not deleted,
+ * and no live version (a walk finds those whose file is gone: nothing else would end their
+ * wait as deleted; a path with a live version is the walk's own).
  * Stops at the callback's first nonzero return, which it returns. */
 int catalog_each_pending_below(struct catalog *cat, const char *prefix,
                                int (*cb)(void *arg, const char *path), void *arg,

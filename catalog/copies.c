@@ -491,10 +491,13 @@ int catalog_each_pending_below(struct catalog *cat, const char *prefix,
 {
     /* From pending_versions (CROSS JOIN keeps that order): the table is empty or small
      * while copies flow, so this costs next to nothing, where a range of the paths index
-     * would read every path below prefix. */
+     * would read every path below prefix. A path with a live version is left out: the
+     * walk has judged it already (and its delete covers the waiting version too). */
     static const char q[] =
-        "SELECT p.path FROM pending_versions pv CROSS JOIN paths p ON p.id = pv.path_id"
-        " WHERE pv.deleted_at IS NULL AND (p.path = ?1 OR (p.path >= ?2 AND p.path < ?3))";
+        "SELECT DISTINCT p.path FROM pending_versions pv CROSS JOIN paths p ON p.id = pv.path_id"
+        " WHERE pv.deleted_at IS NULL AND (p.path = ?1 OR (p.path >= ?2 AND p.path < ?3))"
+        " AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.id = " NEWEST_OF(
+            "p.id") " AND v.deleted_at IS NULL)";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
     size_t n = strlen(prefix);
     char **paths = NULL, *lo, *hi;

@@ -293,20 +293,24 @@ def test_start_up_scan_deletes_what_waited_for_its_first_copy(demo):
     for n in names:
         os.makedirs(os.path.dirname(os.path.join(top, n)), exist_ok=True)
     objects = os.path.join(demo.dest, "objects")
+    twice = os.path.join(top, "twice.pdf")  # live, then a new version waiting, then deleted
     demo.start_agent()
     first = os.path.join(demo.invoices, "first.pdf")
-    demo.wait_shipped({first: write_file(first, os.urandom(100))})
+    demo.wait_shipped({first: write_file(first, os.urandom(100)),
+                       twice: write_file(twice, os.urandom(100))})
     # The destination fails: every write of a copy fails, the versions wait.
     shutil.move(objects, objects + ".saved")
     open(objects, "w").close()
     files = {os.path.join(top, n): write_file(os.path.join(top, n), os.urandom(2000))
              for n in names}
-    wait_for(lambda: demo.query("SELECT count(*) FROM pending_versions")[0][0] == len(names),
-             60, "five versions waiting for their first copy")
+    write_file(twice, os.urandom(200))
+    wait_for(lambda: demo.query("SELECT count(*) FROM pending_versions")[0][0] == len(names) + 1,
+             60, "six versions waiting for their first copy")
     demo.stop_agent(expect=None)
     os.unlink(os.path.join(top, "alone.pdf"))
     shutil.rmtree(os.path.join(top, "sub"))
     os.rename(os.path.join(top, "moved"), os.path.join(top, "moved2"))
+    os.unlink(twice)
     os.unlink(os.path.join(top, "dir-now"))
     inner = os.path.join(top, "dir-now", "inner.pdf")
     os.mkdir(os.path.dirname(inner))
@@ -318,6 +322,11 @@ def test_start_up_scan_deletes_what_waited_for_its_first_copy(demo):
     kept = os.path.join(top, "kept.pdf")
     demo.wait_shipped({moved: files[os.path.join(top, "moved/deep/in-moved.pdf")],
                        kept: files[kept], inner: inner_sha})
+    # each gone file counted once: four by the pass over waiting versions, twice.pdf by
+    # the walk (its live version); the moved file and the folder's file queued
+    log = demo.log_text().split("agent started")[-2]
+    line = next(x for x in log.splitlines() if f"rescanned {demo.invoices} (start-up)" in x)
+    assert " queued=2 deleted=5 " in line, line
     wait_for(lambda: demo.query("SELECT (SELECT count(*) FROM queue) + (SELECT count(*) FROM"
                                 " copy_queue) + (SELECT count(*) FROM pending_versions)")[0][0]
              == 0, 60, "everything drained")

@@ -1107,6 +1107,14 @@ static void test_copy_schedule_and_pending_by_path(void **state)
     assert_int_equal(catalog_pending_add(f->cat, &v, &err), 0);
     v.path = "/pp/x";
     assert_int_equal(catalog_pending_add(f->cat, &v, &err), 0);
+    /* twice for one path: listed once; a path with a live version: the walk's, not listed */
+    v.path = "/p/waiting2";
+    v.size = 11;
+    assert_int_equal(catalog_pending_add(f->cat, &v, &err), 0);
+    record_file(f->cat, "/p/live", a, 500);
+    v.path = "/p/live";
+    assert_int_equal(catalog_pending_add(f->cat, &v, &err), 0);
+    v.size = 10;
     {
         struct listed l = {0};
 
