@@ -57,6 +57,26 @@ int catalog_step(struct catalog *cat, sqlite3_stmt *st, const char *what, struct
     return -1;
 }
 
+/* Bind the [lo, hi) range of paths strictly below folder `prefix` ("/" is the root). */
+void catalog_bind_below(sqlite3_stmt *st, int lo_idx, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    char *lo, *hi;
+
+    while (n > 0 && prefix[n - 1] == '/')
+        n--;
+    lo = util_xmalloc(n + 2);
+    hi = util_xmalloc(n + 2);
+    memcpy(lo, prefix, n);
+    memcpy(hi, prefix, n);
+    lo[n] = '/';
+    hi[n] = '/' + 1;
+    sqlite3_bind_blob(st, lo_idx, lo, (int)n + 1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, lo_idx + 1, hi, (int)n + 1, SQLITE_TRANSIENT);
+    free(lo);
+    free(hi);
+}
+
 int catalog_bind_path(sqlite3_stmt *st, int idx, const char *path)
 {
     return sqlite3_bind_blob(st, idx, path, (int)strlen(path), SQLITE_TRANSIENT);

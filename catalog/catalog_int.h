@@ -49,6 +49,8 @@ sqlite3_stmt *catalog_stmt(struct catalog *cat, const char *sql, struct cst_err 
 int catalog_sql_err(struct catalog *cat, struct cst_err *err, const char *what);
 /* Bind a raw path (C string) as a BLOB. */
 int catalog_bind_path(sqlite3_stmt *st, int idx, const char *path);
+/* Bind idx and idx + 1 to the [lo, hi) range of paths strictly below folder prefix. */
+void catalog_bind_below(sqlite3_stmt *st, int lo_idx, const char *prefix);
 /* Copy a BLOB/TEXT column into a malloc'd NUL-terminated string (NULL if NULL). */
 char *catalog_column_dup(sqlite3_stmt *st, int col);
 /* 1 if the query (two text parameters) returns a row, 0 if not, -1 and err on error. */

@@ -499,26 +499,14 @@ int catalog_each_pending_below(struct catalog *cat, const char *prefix,
         " AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.id = " NEWEST_OF(
             "p.id") " AND v.deleted_at IS NULL)";
     sqlite3_stmt *st = catalog_stmt(cat, q, err);
-    size_t n = strlen(prefix);
-    char **paths = NULL, *lo, *hi;
+    char **paths = NULL;
     size_t np = 0;
     int rc = 0, step;
 
     if (st == NULL)
         return -1;
-    while (n > 1 && prefix[n - 1] == '/')
-        n--;
-    lo = util_xmalloc(n + 1);
-    hi = util_xmalloc(n + 1);
-    memcpy(lo, prefix, n);
-    memcpy(hi, prefix, n);
-    sqlite3_bind_blob(st, 1, lo, (int)n, SQLITE_TRANSIENT);
-    lo[n] = '/';
-    hi[n] = '/' + 1;
-    sqlite3_bind_blob(st, 2, lo, (int)n + 1, SQLITE_TRANSIENT);
-    sqlite3_bind_blob(st, 3, hi, (int)n + 1, SQLITE_TRANSIENT);
-    free(lo);
-    free(hi);
+    catalog_bind_path(st, 1, prefix);
+    catalog_bind_below(st, 2, prefix);
     /* Collected first: the callback may write to the catalog. */
     while ((step = catalog_step(cat, st, "list pending versions", err)) == 1) {
         paths = util_xrealloc(paths, (np + 1) * sizeof(*paths));

@@ -252,26 +252,6 @@ int catalog_record_version(struct catalog *cat, const struct catalog_version *v,
     return 0;
 }
 
-/* Bind the [lo, hi) range of paths strictly below folder `prefix` ("/" is the root). */
-static void bind_below(sqlite3_stmt *st, int lo_idx, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    char *lo, *hi;
-
-    while (n > 0 && prefix[n - 1] == '/')
-        n--;
-    lo = util_xmalloc(n + 2);
-    hi = util_xmalloc(n + 2);
-    memcpy(lo, prefix, n);
-    memcpy(hi, prefix, n);
-    lo[n] = '/';
-    hi[n] = '/' + 1;
-    sqlite3_bind_blob(st, lo_idx, lo, (int)n + 1, SQLITE_TRANSIENT);
-    sqlite3_bind_blob(st, lo_idx + 1, hi, (int)n + 1, SQLITE_TRANSIENT);
-    free(lo);
-    free(hi);
-}
-
 /* Bind [lo, hi) to no path at all: ?1 alone then selects. */
 static void bind_none(sqlite3_stmt *st, int lo_idx)
 {
@@ -314,7 +294,7 @@ static int record_delete(struct catalog *cat, const char *path, int below, int64
         return -1;
     catalog_bind_path(st, 1, path);
     if (below)
-        bind_below(st, 2, path);
+        catalog_bind_below(st, 2, path);
     else
         bind_none(st, 2);
     sqlite3_bind_int64(st, 4, at);
@@ -328,7 +308,7 @@ static int record_delete(struct catalog *cat, const char *path, int below, int64
         return -1;
     catalog_bind_path(st, 1, path);
     if (below)
-        bind_below(st, 2, path);
+        catalog_bind_below(st, 2, path);
     else
         bind_none(st, 2);
     sqlite3_bind_int64(st, 4, at);
@@ -341,7 +321,7 @@ static int record_delete(struct catalog *cat, const char *path, int below, int64
         return -1;
     catalog_bind_path(st, 1, path);
     if (below)
-        bind_below(st, 2, path);
+        catalog_bind_below(st, 2, path);
     else
         bind_none(st, 2);
     if (sqlite3_step(st) != SQLITE_DONE) {
@@ -379,7 +359,7 @@ int catalog_record_move(struct catalog *cat, const char *from, const char *to, i
     if (st == NULL)
         goto out;
     catalog_bind_path(st, 1, from);
-    bind_below(st, 2, from);
+    catalog_bind_below(st, 2, from);
     while ((step = catalog_step(cat, st, "read moved versions", err)) == 1) {
         if (n == cap) {
             cap *= 2;
@@ -394,7 +374,7 @@ int catalog_record_move(struct catalog *cat, const char *from, const char *to, i
     if (st == NULL)
         goto out;
     catalog_bind_path(st, 1, from);
-    bind_below(st, 2, from);
+    catalog_bind_below(st, 2, from);
     while ((step = catalog_step(cat, st, "read moved queue entries", err)) == 1) {
         queued = util_xrealloc(queued, (nq + 1) * sizeof(*queued));
         queued[nq++] = catalog_column_dup(st, 0);
@@ -442,7 +422,7 @@ int catalog_record_move(struct catalog *cat, const char *from, const char *to, i
     if (st == NULL)
         goto out;
     catalog_bind_path(st, 1, from);
-    bind_below(st, 2, from);
+    catalog_bind_below(st, 2, from);
     if (sqlite3_step(st) != SQLITE_DONE) {
         sqlite3_reset(st);
         rc = catalog_sql_err(cat, err, "unqueue moved paths");
@@ -481,7 +461,7 @@ int catalog_each_version_at(struct catalog *cat, const char *prefix, int64_t at,
     if (n > 1 && trimmed[n - 1] == '/')
         trimmed[n - 1] = '\0';
     catalog_bind_path(st, 1, trimmed);
-    bind_below(st, 2, trimmed);
+    catalog_bind_below(st, 2, trimmed);
     sqlite3_bind_int64(st, 4, at);
     sqlite3_bind_int(st, 5, prefix[0] == '\0');
     free(trimmed);
