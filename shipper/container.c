@@ -103,6 +103,8 @@ struct crypt_sealer {
     ZSTD_CCtx *zstd;
     EVP_MD_CTX *plain_hash;
     EVP_MD_CTX *stored_hash;
+    int plain_known; /* the plaintext came whole with its digest (write_whole) */
+    unsigned char plain_digest[32];
     uint64_t plain_size;
     uint64_t stored_size;
     /* Plaintext held back until the compression decision. */
@@ -548,7 +550,7 @@ int crypt_sealer_reset(struct crypt_sealer *s, const unsigned char public_key[32
         return cst_err_set(err, "cannot initialise SHA-256 (libcrypto)");
     s->out_fd = out_fd;
     s->decided = s->compressed = s->frame_done = s->header_pending = 0;
-    s->finished = s->failed = 0;
+    s->finished = s->failed = s->plain_known = 0;
     s->plain_size = s->stored_size = 0;
     s->trial_len = s->payload_len = 0;
     if (sealer_start(s, public_key, err) != 0) {
@@ -593,14 +595,10 @@ static int sealer_usable(struct crypt_sealer *s, struct cst_err *err)
     return 0;
 }
 
-int crypt_sealer_write(struct crypt_sealer *s, const void *buf, size_t len, struct cst_err *err)
+/* Take len bytes of plaintext, already hashed. */
+static int sealer_take(struct crypt_sealer *s, const unsigned char *p, size_t len,
+                       struct cst_err *err)
 {
-    const unsigned char *p = buf;
-
-    if (sealer_usable(s, err) != 0)
-        return -1;
-    if (sha256_update(s->plain_hash, p, len, err) != 0)
-        return seal_fail(s);
     s->plain_size += len;
     if (!s->decided) {
         size_t room = TRIAL_SIZE - s->trial_len;
@@ -621,6 +619,33 @@ int crypt_sealer_write(struct crypt_sealer *s, const void *buf, size_t len, stru
     return 0;
 }
 
+int crypt_sealer_write(struct crypt_sealer *s, const void *buf, size_t len, struct cst_err *err)
+{
+    if (sealer_usable(s, err) != 0)
+        return -1;
+    if (s->plain_known) {
+        cst_err_set(err, "plaintext written after the whole of it");
+        return seal_fail(s);
+    }
+    if (sha256_update(s->plain_hash, buf, len, err) != 0)
+        return seal_fail(s);
+    return sealer_take(s, buf, len, err);
+}
+
+int crypt_sealer_write_whole(struct crypt_sealer *s, const void *buf, size_t len,
+                             const unsigned char plain_sha256[32], struct cst_err *err)
+{
+    if (sealer_usable(s, err) != 0)
+        return -1;
+    if (s->plain_known || s->plain_size != 0) {
+        cst_err_set(err, "the whole plaintext given after some of it");
+        return seal_fail(s);
+    }
+    s->plain_known = 1;
+    memcpy(s->plain_digest, plain_sha256, 32);
+    return sealer_take(s, buf, len, err);
+}
+
 int crypt_sealer_finish(struct crypt_sealer *s, struct crypt_sealed_info *info, struct cst_err *err)
 {
     unsigned char plain_digest[32];
@@ -636,8 +661,11 @@ int crypt_sealer_finish(struct crypt_sealer *s, struct crypt_sealed_info *info, 
         return seal_fail(s);
     sodium_memzero(s->secrets, sizeof(*s->secrets));
     stream_push_wipe(s->push);
-    if (sha256_final(s->plain_hash, plain_digest, err) != 0 ||
-        sha256_final(s->stored_hash, stored_digest, err) != 0)
+    if (s->plain_known)
+        memcpy(plain_digest, s->plain_digest, 32);
+    else if (sha256_final(s->plain_hash, plain_digest, err) != 0)
+        return seal_fail(s);
+    if (sha256_final(s->stored_hash, stored_digest, err) != 0)
         return seal_fail(s);
     s->finished = 1;
     if (info != NULL) {

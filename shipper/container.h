@@ -55,6 +55,13 @@ struct crypt_sealer *crypt_sealer_new(const unsigned char public_key[32], int le
 /* Feed plaintext. After any error the sealer is unusable and only _free is allowed. */
 int crypt_sealer_write(struct crypt_sealer *s, const void *buf, size_t len, struct cst_err *err);
 
+/* The object's whole plaintext at once, whose SHA-256 the caller has just computed from
+ * this same buffer (a small file hashed to name its spool file): the sealer takes that
+ * digest instead of hashing the bytes again. Only on a fresh or reset sealer, and nothing
+ * may be written after it. */
+int crypt_sealer_write_whole(struct crypt_sealer *s, const void *buf, size_t len,
+                             const unsigned char plain_sha256[32], struct cst_err *err);
+
 /*
  * Write the rest of the object (final chunk) and fill *info (info may be
  * NULL). The object key is wiped here already; the sealer must still be

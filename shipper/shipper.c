@@ -437,7 +437,9 @@ static void seal_run(struct work *w)
     if (sealer == NULL)
         goto fail;
     total = (uint64_t)first;
-    if (first > 0 && crypt_sealer_write(sealer, buf, (size_t)first, &err) < 0)
+    /* A small file's bytes were hashed to name it: the sealer takes that digest. */
+    if (named ? crypt_sealer_write_whole(sealer, buf, (size_t)first, first_sha, &err) < 0
+              : first > 0 && crypt_sealer_write(sealer, buf, (size_t)first, &err) < 0)
         goto fail;
     for (;;) {
         ssize_t n = first == 0 ? 0 : read(fd, buf, READ_BUF);
@@ -450,6 +452,11 @@ static void seal_run(struct work *w)
         }
         if (n == 0)
             break;
+        if (named) { /* it grew after its size was read: no version of the file */
+            j->outcome = SEAL_CHANGED;
+            snprintf(j->error, sizeof(j->error), "changed while being read");
+            goto out;
+        }
         total += (uint64_t)n;
         if (crypt_sealer_write(sealer, buf, (size_t)n, &err) < 0)
             goto fail;

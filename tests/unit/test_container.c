@@ -396,6 +396,61 @@ static void test_reset_reuses_a_sealer(void **state)
     crypt_sealer_free(s);
 }
 
+/* A whole plaintext given with its digest (a small file hashed to name it): the same
+ * object as written in parts, opened to the same bytes, on a fresh and a reused sealer;
+ * nothing may be written after it, nor the whole after a part. */
+static void test_write_whole_takes_the_callers_digest(void **state)
+{
+    static const size_t sizes[] = {0, 17, 4096, 200000};
+    struct cst_err err = {{0}};
+    struct crypt_sealer *s = NULL;
+
+    (void)state;
+    for (size_t i = 0; i < 4; i++) {
+        unsigned char *data = make_data(sizes[i], i % 2 == 1), *plain = NULL;
+        unsigned char sha[32], got_sha[32];
+        struct crypt_sealed_info info;
+        size_t plain_len = 0;
+        uint64_t size = 0;
+        int fd = temp_fd();
+
+        sha256(data, sizes[i], sha);
+        if (s == NULL)
+            s = crypt_sealer_new(test_pk, CRYPT_LEVEL_AUTO, fd, &err);
+        else
+            assert_int_equal(crypt_sealer_reset(s, test_pk, fd, &err), 0);
+        assert_non_null(s);
+        assert_int_equal(crypt_sealer_write_whole(s, data, sizes[i], sha, &err), 0);
+        assert_int_equal(crypt_sealer_finish(s, &info, &err), 0);
+        assert_int_equal(info.plain_size, sizes[i]);
+        assert_memory_equal(info.plain_sha256, sha, 32);
+        assert_int_equal(
+            open_to_buffer(fd, test_pk, test_sk, &plain, &plain_len, got_sha, &size, &err), 0);
+        assert_int_equal(plain_len, sizes[i]);
+        if (sizes[i] > 0)
+            assert_memory_equal(plain, data, sizes[i]);
+        assert_memory_equal(got_sha, sha, 32);
+        free(plain);
+        free(data);
+        close(fd);
+    }
+    /* Misuse fails the object, and the next reset starts clean. */
+    assert_int_equal(crypt_sealer_reset(s, test_pk, -1, &err), 0);
+    assert_int_equal(
+        crypt_sealer_write_whole(s, "ab", 2,
+                                 (const unsigned char *)"0123456789abcdef0123456789abcdef", &err),
+        0);
+    assert_int_equal(crypt_sealer_write(s, "c", 1, &err), -1);
+    assert_non_null(strstr(err.msg, "after the whole"));
+    assert_int_equal(crypt_sealer_reset(s, test_pk, -1, &err), 0);
+    assert_int_equal(crypt_sealer_write(s, "a", 1, &err), 0);
+    assert_int_equal(
+        crypt_sealer_write_whole(s, "b", 1,
+                                 (const unsigned char *)"0123456789abcdef0123456789abcdef", &err),
+        -1);
+    crypt_sealer_free(s);
+}
+
 static void test_header_layout(void **state)
 {
     struct crypt_sealed_info info;
@@ -1037,6 +1092,7 @@ int main(void)
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_other_levels),
         cmocka_unit_test(test_small_object_one_pass),
+        cmocka_unit_test(test_write_whole_takes_the_callers_digest),
         cmocka_unit_test(test_header_layout),
         cmocka_unit_test(test_reset_reuses_a_sealer),
         cmocka_unit_test(test_pipes),
