@@ -1926,11 +1926,12 @@ def print_s3(w, s3):
     w("   page cache; client and RGW share the machine's CPUs (RGW CPU s = monitor + OSD +")
     w("   radosgw during the run; bg cores leaves it out). custodian: per file SHA-256, zstd,")
     w("   encryption, a spool file on disk, one HTTPS PUT per object (SigV4 with the body's")
-    w("   SHA-256 as the signed payload hash, so both ends hash every byte), a HEAD to verify")
-    w("   the copy, a catalog record; max_inflight 4, 2 workers. rclone: one HTTPS PUT per")
-    w("   file (multipart above 200 MiB) with Content-MD5, 4 transfers, no compression or")
-    w("   encryption. restic: chunks, dedupes, compresses and encrypts into packs of about")
-    w("   16 MiB, 5 connections, index and snapshot at the end. The RGW keeps objects in RAM.")
+    w("   SHA-256 as the signed payload hash: both ends hash every byte, and the server's")
+    w("   acceptance proves the copy, no HEAD), a catalog record; max_inflight 4, 2 workers.")
+    w("   rclone: one HTTPS PUT per file (multipart above 200 MiB) with Content-MD5, 4")
+    w("   transfers, no compression or encryption. restic: chunks, dedupes, compresses and")
+    w("   encrypts into packs of about 16 MiB, 5 connections, index and snapshot at the end.")
+    w("   The RGW keeps objects in RAM.")
 
 
 def print_table(r):
