@@ -2344,7 +2344,7 @@ def run_other_writers(args, binary, work, n, timeout):
     whole filesystem: the writer should barely notice it.
 
     One writer run is well under a second and moves by a third from one run to the next
-    on this machine (the first after a large unlink is the slowest), so the writer runs
+    on this machine (the first in a fresh VM's memory is twice as slow), so the writer runs
     OTHER_WRITER_RUNS times each way, with the file system settled in between, and the
     slowdown compares the medians; busy runs count only while the backlog lasts."""
     odir = os.path.join(work, "other-writers")

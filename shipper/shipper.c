@@ -481,15 +481,15 @@ static void seal_run(struct work *w)
         goto fail;
     }
     spool_fd = -1;
-    /* Read once, unchanged: the bytes sealed are the bytes named. */
-    if (named && memcmp(first_sha, j->info.plain_sha256, 32) == 0)
+    /* Read once, unchanged, and the sealer took the very digest that named it. */
+    if (named)
         goto sealed_ok;
     shipper_object_id(s->p.naming_key, j->info.plain_sha256, j->object_id);
     /* Its name for the copy queue, unique per sealing (two sealings of one content are
      * different ciphertexts): "<object id>-<mkostemp suffix>.obj". */
     {
-        /* The mkostemp suffix: the last 6 characters, before ".obj" if it has its name. */
-        size_t end = strlen(j->spool_path) - (named ? 4 : 0);
+        /* The mkostemp suffix of "seal.XXXXXX": its last 6 characters. */
+        size_t end = strlen(j->spool_path);
         char *final =
             util_printf("%s/%s-%.6s.obj", s->p.spool_dir, j->object_id, j->spool_path + end - 6);
 
